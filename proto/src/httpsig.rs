@@ -1,0 +1,572 @@
+//! The approvd profile of RFC 9421 HTTP Message Signatures (Ed25519) and RFC 9530
+//! `Content-Digest`, independent of any HTTP library. Owns signature-base construction, header
+//! building and strict parsing, and the time checks — all against an explicit `now`.
+//! It does not own the nonce replay cache (that needs a store: the relay keeps it).
+//!
+//! Profile: one signature per request (any label); covered components `"@method"`, `"@path"`,
+//! `"@query"`, and `"content-digest"` whenever the request has a body; parameters `created`,
+//! `expires`, `nonce`, `keyid` (base64url Ed25519 public key), `alg="ed25519"`,
+//! `tag="approvd/v1"`, each exactly once.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ed25519_dalek::{Signer as _, SigningKey};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::HttpSigError;
+use crate::ids::{PublicKey, Sig};
+use crate::signed::verify_strict;
+
+/// The `tag` parameter of every approvd request signature.
+pub const SIG_TAG: &str = "approvd/v1";
+/// The `alg` parameter.
+pub const SIG_ALG: &str = "ed25519";
+/// The label our signers use (verifiers accept any single label).
+pub const SIG_LABEL: &str = "sig1";
+/// Largest allowed |now − created|, seconds.
+pub const MAX_SKEW: u64 = 60;
+/// Largest allowed `expires − created`, seconds.
+pub const MAX_LIFETIME: u64 = 300;
+/// Lifetime our signers give a request signature, seconds.
+pub const DEFAULT_LIFETIME: u64 = 60;
+/// Longest `Signature-Input` / `Signature` / `Content-Digest` header we parse.
+pub const MAX_HEADER: usize = 2048;
+
+/// Components this profile knows, in the order our signers cover them.
+const METHOD: &str = "@method";
+const PATH: &str = "@path";
+const QUERY: &str = "@query";
+const CONTENT_DIGEST: &str = "content-digest";
+
+/// The request as the signature sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTarget<'a> {
+    /// Upper-case method, e.g. `POST`.
+    pub method: &'a str,
+    /// The path exactly as sent on the request line (still percent-encoded), e.g. `/v1/inbox`.
+    pub path: &'a str,
+    /// The query exactly as sent, without the leading `?`; empty when there is none.
+    pub query: &'a str,
+}
+
+/// Parsed signature parameters (the inner list and its parameters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureParams {
+    /// Covered component identifiers, in order.
+    pub components: Vec<String>,
+    pub created: u64,
+    pub expires: u64,
+    pub nonce: String,
+    /// base64url Ed25519 public key of the caller: a `nas_id` or a `device_id`.
+    pub keyid: String,
+    pub alg: String,
+    pub tag: String,
+}
+
+impl SignatureParams {
+    /// The RFC 8941 serialization used both in `Signature-Input` and as `@signature-params`.
+    pub fn serialize(&self) -> String {
+        let components: Vec<String> = self
+            .components
+            .iter()
+            .map(|component| format!("\"{component}\""))
+            .collect();
+        format!(
+            "({});created={};expires={};nonce=\"{}\";keyid=\"{}\";alg=\"{}\";tag=\"{}\"",
+            components.join(" "),
+            self.created,
+            self.expires,
+            self.nonce,
+            self.keyid,
+            self.alg,
+            self.tag
+        )
+    }
+}
+
+/// The headers a signed request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHeaders {
+    pub signature_input: String,
+    pub signature: String,
+    /// Present when the request has a body.
+    pub content_digest: Option<String>,
+}
+
+/// `Content-Digest` value for `body`: `sha-256=:<base64(SHA-256(body))>:`.
+pub fn content_digest(body: &[u8]) -> String {
+    format!("sha-256=:{}:", STANDARD.encode(Sha256::digest(body)))
+}
+
+/// The RFC 9421 §2.5 signature base for `target` under `params`.
+///
+/// `content_digest` is the `Content-Digest` header value; it is needed only when
+/// `"content-digest"` is covered.
+pub fn signature_base(
+    target: &RequestTarget<'_>,
+    content_digest: Option<&str>,
+    params: &SignatureParams,
+) -> Result<String, HttpSigError> {
+    let mut base = String::with_capacity(256);
+    for component in &params.components {
+        let value = match component.as_str() {
+            METHOD => target.method,
+            PATH => {
+                if target.path.is_empty() {
+                    "/"
+                } else {
+                    target.path
+                }
+            }
+            QUERY => {
+                base.push_str("\"@query\": ?");
+                base.push_str(target.query);
+                base.push('\n');
+                continue;
+            }
+            CONTENT_DIGEST => {
+                content_digest.ok_or(HttpSigError::MissingHeader("Content-Digest"))?
+            }
+            other => return Err(HttpSigError::UnsupportedComponent(truncate(other))),
+        };
+        base.push('"');
+        base.push_str(component);
+        base.push_str("\": ");
+        base.push_str(value);
+        base.push('\n');
+    }
+    base.push_str("\"@signature-params\": ");
+    base.push_str(&params.serialize());
+    Ok(base)
+}
+
+/// Sign a request: returns the `Signature-Input`, `Signature` and (with a body)
+/// `Content-Digest` header values. `nonce` must be 16–64 base64url characters, fresh per request.
+pub fn sign_request(
+    key: &SigningKey,
+    target: &RequestTarget<'_>,
+    body: Option<&[u8]>,
+    created: u64,
+    nonce: &str,
+) -> SignedHeaders {
+    let digest = body.map(content_digest);
+    let mut components = vec![METHOD.to_owned(), PATH.to_owned(), QUERY.to_owned()];
+    if digest.is_some() {
+        components.push(CONTENT_DIGEST.to_owned());
+    }
+    let params = SignatureParams {
+        components,
+        created,
+        expires: created + DEFAULT_LIFETIME,
+        nonce: nonce.to_owned(),
+        keyid: PublicKey::from(key).to_string(),
+        alg: SIG_ALG.to_owned(),
+        tag: SIG_TAG.to_owned(),
+    };
+    let base = signature_base(target, digest.as_deref(), &params)
+        .expect("our own components are all supported");
+    let signature = key.sign(base.as_bytes());
+    SignedHeaders {
+        signature_input: format!("{SIG_LABEL}={}", params.serialize()),
+        signature: format!("{SIG_LABEL}=:{}:", STANDARD.encode(signature.to_bytes())),
+        content_digest: digest,
+    }
+}
+
+/// A fresh request nonce: 16 random bytes as base64url (22 characters).
+pub fn new_nonce() -> String {
+    crate::ids::encode_b64(&crate::random_bytes::<16>())
+}
+
+/// An incoming request as the verifier sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct IncomingRequest<'a> {
+    pub target: RequestTarget<'a>,
+    pub signature_input: Option<&'a str>,
+    pub signature: Option<&'a str>,
+    pub content_digest: Option<&'a str>,
+    /// The body as received (empty when there is none).
+    pub body: &'a [u8],
+}
+
+/// What a verified signature establishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedRequest {
+    /// The caller's key (`keyid`); the relay decides by route whether it is a NAS or a device.
+    pub key: PublicKey,
+    /// The nonce, for the caller's replay cache (keep it until `expires` + skew).
+    pub nonce: String,
+    pub created: u64,
+    pub expires: u64,
+}
+
+/// Verify a request signature at time `now` (unix seconds), allowing `max_skew` seconds of
+/// clock difference. Cheap checks (sizes, parse, time, digest) run before the signature check.
+/// Replay protection (the nonce) is the caller's job.
+pub fn verify_request(
+    request: &IncomingRequest<'_>,
+    now: u64,
+    max_skew: u64,
+) -> Result<VerifiedRequest, HttpSigError> {
+    let input = request
+        .signature_input
+        .ok_or(HttpSigError::MissingHeader("Signature-Input"))?;
+    let signature = request
+        .signature
+        .ok_or(HttpSigError::MissingHeader("Signature"))?;
+    let (label, params) = parse_signature_input(input)?;
+    let (signature_label, sig) = parse_signature(signature)?;
+    if label != signature_label {
+        return Err(HttpSigError::Label);
+    }
+    check_params(&params, !request.body.is_empty(), now, max_skew)?;
+    let key = PublicKey::parse("keyid", &params.keyid)
+        .map_err(|error| HttpSigError::KeyId(Box::new(error)))?;
+    let covers_digest = params.components.iter().any(|c| c == CONTENT_DIGEST);
+    if covers_digest || !request.body.is_empty() {
+        let header = request
+            .content_digest
+            .ok_or(HttpSigError::MissingHeader("Content-Digest"))?;
+        check_content_digest(header, request.body)?;
+    }
+    let base = signature_base(&request.target, request.content_digest, &params)?;
+    verify_strict(&key, base.as_bytes(), &sig).map_err(|_| HttpSigError::BadSignature)?;
+    Ok(VerifiedRequest {
+        key,
+        nonce: params.nonce,
+        created: params.created,
+        expires: params.expires,
+    })
+}
+
+fn check_params(
+    params: &SignatureParams,
+    has_body: bool,
+    now: u64,
+    max_skew: u64,
+) -> Result<(), HttpSigError> {
+    for required in [METHOD, PATH, QUERY] {
+        if !params.components.iter().any(|c| c == required) {
+            return Err(HttpSigError::MissingComponent(required));
+        }
+    }
+    if has_body && !params.components.iter().any(|c| c == CONTENT_DIGEST) {
+        return Err(HttpSigError::MissingComponent(CONTENT_DIGEST));
+    }
+    if params.alg != SIG_ALG {
+        return Err(HttpSigError::Alg);
+    }
+    if params.tag != SIG_TAG {
+        return Err(HttpSigError::Tag);
+    }
+    let nonce_ok = (16..=64).contains(&params.nonce.len())
+        && params
+            .nonce
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !nonce_ok {
+        return Err(HttpSigError::Nonce);
+    }
+    let skew = now.abs_diff(params.created);
+    if skew > max_skew {
+        return Err(HttpSigError::Skew { skew, max_skew });
+    }
+    if params.expires <= params.created || params.expires - params.created > MAX_LIFETIME {
+        return Err(HttpSigError::Lifetime { max: MAX_LIFETIME });
+    }
+    if params.expires <= now {
+        return Err(HttpSigError::Expired);
+    }
+    Ok(())
+}
+
+/// Check a `Content-Digest` header against `body`: it must hold a `sha-256` member that matches.
+/// Other algorithms are ignored, as RFC 9530 allows.
+pub fn check_content_digest(header: &str, body: &[u8]) -> Result<(), HttpSigError> {
+    let malformed = |reason| HttpSigError::Malformed {
+        header: "Content-Digest",
+        reason,
+    };
+    if header.len() > MAX_HEADER {
+        return Err(malformed("too long"));
+    }
+    let mut cursor = Cursor::new(header, "Content-Digest");
+    let mut sha256 = None;
+    loop {
+        cursor.skip_ows();
+        let key = cursor.key()?;
+        cursor.expect(b'=')?;
+        let value = cursor.byte_sequence()?;
+        if key == "sha-256" {
+            if sha256.is_some() {
+                return Err(malformed("sha-256 appears twice"));
+            }
+            sha256 = Some(value);
+        }
+        cursor.skip_ows();
+        if cursor.done() {
+            break;
+        }
+        cursor.expect(b',')?;
+    }
+    let expected = sha256.ok_or(HttpSigError::DigestAlgorithm)?;
+    if expected.as_slice() != Sha256::digest(body).as_slice() {
+        return Err(HttpSigError::DigestMismatch);
+    }
+    Ok(())
+}
+
+/// Parse `Signature-Input`: exactly one member `label=("c1" "c2" ...);param=value;...`.
+pub fn parse_signature_input(header: &str) -> Result<(String, SignatureParams), HttpSigError> {
+    if header.len() > MAX_HEADER {
+        return Err(HttpSigError::Malformed {
+            header: "Signature-Input",
+            reason: "too long",
+        });
+    }
+    let mut cursor = Cursor::new(header, "Signature-Input");
+    cursor.skip_ows();
+    let label = cursor.key()?.to_owned();
+    cursor.expect(b'=')?;
+    cursor.expect(b'(')?;
+    let mut components: Vec<String> = Vec::new();
+    loop {
+        cursor.skip_sp();
+        if cursor.eat(b')') {
+            break;
+        }
+        let component = cursor.string()?;
+        if cursor.peek() == Some(b';') {
+            return Err(HttpSigError::UnsupportedComponent(format!(
+                "{component} with parameters"
+            )));
+        }
+        if components.contains(&component) {
+            return Err(cursor.malformed("a component is covered twice"));
+        }
+        if ![METHOD, PATH, QUERY, CONTENT_DIGEST].contains(&component.as_str()) {
+            return Err(HttpSigError::UnsupportedComponent(truncate(&component)));
+        }
+        components.push(component);
+        if !matches!(cursor.peek(), Some(b' ') | Some(b')')) {
+            return Err(cursor.malformed("components must be separated by spaces"));
+        }
+    }
+    let mut created = None;
+    let mut expires = None;
+    let mut nonce = None;
+    let mut keyid = None;
+    let mut alg = None;
+    let mut tag = None;
+    while cursor.eat(b';') {
+        cursor.skip_sp();
+        let name = cursor.key()?.to_owned();
+        cursor.expect(b'=')?;
+        let duplicate = match name.as_str() {
+            "created" => created.replace(cursor.integer()?).is_some(),
+            "expires" => expires.replace(cursor.integer()?).is_some(),
+            "nonce" => nonce.replace(cursor.string()?).is_some(),
+            "keyid" => keyid.replace(cursor.string()?).is_some(),
+            "alg" => alg.replace(cursor.string()?).is_some(),
+            "tag" => tag.replace(cursor.string()?).is_some(),
+            _ => return Err(HttpSigError::UnknownParam(truncate(&name))),
+        };
+        if duplicate {
+            return Err(cursor.malformed("a parameter appears twice"));
+        }
+    }
+    cursor.skip_ows();
+    if cursor.eat(b',') {
+        return Err(HttpSigError::Label);
+    }
+    if !cursor.done() {
+        return Err(cursor.malformed("unexpected characters after the parameters"));
+    }
+    let params = SignatureParams {
+        components,
+        created: created.ok_or(HttpSigError::MissingParam("created"))?,
+        expires: expires.ok_or(HttpSigError::MissingParam("expires"))?,
+        nonce: nonce.ok_or(HttpSigError::MissingParam("nonce"))?,
+        keyid: keyid.ok_or(HttpSigError::MissingParam("keyid"))?,
+        alg: alg.ok_or(HttpSigError::MissingParam("alg"))?,
+        tag: tag.ok_or(HttpSigError::MissingParam("tag"))?,
+    };
+    Ok((label, params))
+}
+
+/// Parse `Signature`: exactly one member `label=:base64:` holding 64 bytes.
+pub fn parse_signature(header: &str) -> Result<(String, Sig), HttpSigError> {
+    if header.len() > MAX_HEADER {
+        return Err(HttpSigError::Malformed {
+            header: "Signature",
+            reason: "too long",
+        });
+    }
+    let mut cursor = Cursor::new(header, "Signature");
+    cursor.skip_ows();
+    let label = cursor.key()?.to_owned();
+    cursor.expect(b'=')?;
+    let bytes = cursor.byte_sequence()?;
+    cursor.skip_ows();
+    if cursor.eat(b',') {
+        return Err(HttpSigError::Label);
+    }
+    if !cursor.done() {
+        return Err(cursor.malformed("unexpected characters after the signature"));
+    }
+    let sig: [u8; 64] = bytes
+        .try_into()
+        .map_err(|_| cursor.malformed("an Ed25519 signature is 64 bytes"))?;
+    Ok((label, Sig(sig)))
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
+/// A strict reader for the RFC 8941 subset this profile uses.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    position: usize,
+    header: &'static str,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str, header: &'static str) -> Self {
+        Self {
+            bytes: text.as_bytes(),
+            position: 0,
+            header,
+        }
+    }
+
+    fn malformed(&self, reason: &'static str) -> HttpSigError {
+        HttpSigError::Malformed {
+            header: self.header,
+            reason,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.position).copied()
+    }
+
+    fn done(&self) -> bool {
+        self.position == self.bytes.len()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        if self.peek() == Some(byte) {
+            self.position += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), HttpSigError> {
+        if self.eat(byte) {
+            Ok(())
+        } else {
+            Err(self.malformed(match byte {
+                b'=' => "expected `=`",
+                b'(' => "expected `(`",
+                b',' => "expected `,`",
+                _ => "unexpected character",
+            }))
+        }
+    }
+
+    fn skip_sp(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.position += 1;
+        }
+    }
+
+    fn skip_ows(&mut self) {
+        while matches!(self.peek(), Some(b' ') | Some(b'\t')) {
+            self.position += 1;
+        }
+    }
+
+    /// `key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" )`
+    fn key(&mut self) -> Result<&'a str, HttpSigError> {
+        let start = self.position;
+        match self.peek() {
+            Some(b'a'..=b'z') | Some(b'*') => self.position += 1,
+            _ => return Err(self.malformed("expected a lower-case key")),
+        }
+        while let Some(b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*') = self.peek() {
+            self.position += 1;
+        }
+        // The slice holds only ASCII, so it is valid UTF-8.
+        std::str::from_utf8(&self.bytes[start..self.position])
+            .map_err(|_| self.malformed("key is not ASCII"))
+    }
+
+    /// A non-negative sf-integer (at most 15 digits).
+    fn integer(&mut self) -> Result<u64, HttpSigError> {
+        let start = self.position;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.position += 1;
+        }
+        let digits = &self.bytes[start..self.position];
+        if digits.is_empty() || digits.len() > 15 {
+            return Err(self.malformed("expected a non-negative integer of at most 15 digits"));
+        }
+        Ok(digits
+            .iter()
+            .fold(0u64, |value, digit| value * 10 + u64::from(digit - b'0')))
+    }
+
+    /// An sf-string: `"` printable ASCII with `\"` and `\\` escapes `"`.
+    fn string(&mut self) -> Result<String, HttpSigError> {
+        if !self.eat(b'"') {
+            return Err(self.malformed("expected a quoted string"));
+        }
+        let mut value = String::new();
+        loop {
+            match self.peek() {
+                None => return Err(self.malformed("unterminated string")),
+                Some(b'"') => {
+                    self.position += 1;
+                    return Ok(value);
+                }
+                Some(b'\\') => {
+                    self.position += 1;
+                    match self.peek() {
+                        Some(escaped @ (b'"' | b'\\')) => {
+                            value.push(char::from(escaped));
+                            self.position += 1;
+                        }
+                        _ => return Err(self.malformed("bad escape in string")),
+                    }
+                }
+                Some(byte @ 0x20..=0x7e) => {
+                    value.push(char::from(byte));
+                    self.position += 1;
+                }
+                Some(_) => return Err(self.malformed("strings hold printable ASCII only")),
+            }
+        }
+    }
+
+    /// An sf-binary: `:` standard base64 (padded) `:`.
+    fn byte_sequence(&mut self) -> Result<Vec<u8>, HttpSigError> {
+        if !self.eat(b':') {
+            return Err(self.malformed("expected `:base64:`"));
+        }
+        let start = self.position;
+        while let Some(b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=') = self.peek()
+        {
+            self.position += 1;
+        }
+        let encoded = &self.bytes[start..self.position];
+        if !self.eat(b':') {
+            return Err(self.malformed("expected `:base64:`"));
+        }
+        STANDARD
+            .decode(encoded)
+            .map_err(|_| self.malformed("invalid base64"))
+    }
+}

@@ -1,0 +1,335 @@
+//! Identifiers and public keys as they travel: fixed-size byte strings written as unpadded
+//! base64url. Owns parsing (with the field name in every error) and weak-key rejection; does no
+//! signing (that is `signed`) and no I/O.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ed25519_dalek::VerifyingKey;
+
+use crate::Error;
+
+/// Decode unpadded base64url into exactly `N` bytes, naming `field` in the error.
+pub fn decode_fixed<const N: usize>(field: &'static str, text: &str) -> Result<[u8; N], Error> {
+    let bytes = decode_b64(field, text, N)?;
+    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| Error::Length {
+        field,
+        expected: N,
+        got: bytes.len(),
+    })
+}
+
+/// Decode unpadded base64url of at most `max` decoded bytes. The length is checked on the text
+/// before decoding, so an oversized input costs nothing.
+pub fn decode_b64(field: &'static str, text: &str, max: usize) -> Result<Vec<u8>, Error> {
+    // base64url without padding: 4 characters per 3 bytes, rounded up.
+    let max_chars = (max * 4).div_ceil(3);
+    if text.len() > max_chars {
+        return Err(Error::TooLong {
+            field,
+            max,
+            got: text.len() * 3 / 4,
+        });
+    }
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| Error::Base64 { field })
+}
+
+/// Encode bytes as unpadded base64url.
+pub fn encode_b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Defines a fixed-size byte-string newtype that is base64url on the wire.
+macro_rules! fixed_bytes {
+    ($(#[$meta:meta])* $name:ident, $len:expr, $field:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; $len]);
+
+        impl $name {
+            /// Length in bytes.
+            pub const LEN: usize = $len;
+
+            /// Parse from unpadded base64url.
+            pub fn parse(text: &str) -> Result<Self, Error> {
+                $crate::ids::decode_fixed::<$len>($field, text).map(Self)
+            }
+
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+
+            /// Fresh random bytes (see [`crate::random_bytes`]).
+            pub fn random() -> Self {
+                Self(crate::random_bytes())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&$crate::ids::encode_b64(&self.0))
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($name), self)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = Error;
+            fn from_str(text: &str) -> Result<Self, Error> {
+                Self::parse(text)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&$crate::ids::encode_b64(&self.0))
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                Self::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use fixed_bytes;
+
+fixed_bytes!(
+    /// Challenge id: 16 random bytes chosen by the NAS.
+    Cid, 16, "cid"
+);
+fixed_bytes!(
+    /// Pairing slot id: 16 random bytes chosen by the NAS.
+    PairingId, 16, "pairing_id"
+);
+fixed_bytes!(
+    /// An X25519 public key (a phone's `Dx`), the recipient of the sealed login context.
+    SealKey, 32, "seal_key"
+);
+fixed_bytes!(
+    /// SHA-256 digest of a message (`context_hash`, `challenge_hash`, `claim_hash`).
+    Digest, 32, "hash"
+);
+fixed_bytes!(
+    /// An Ed25519 signature (`R || S`, 64 bytes).
+    Sig, 64, "sig"
+);
+
+impl Digest {
+    /// SHA-256 of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest as _;
+        Self(sha2::Sha256::digest(bytes).into())
+    }
+}
+
+/// A validated Ed25519 public key: it decompresses to a curve point and is not of small order.
+///
+/// Parsing always rejects weak keys, so every `PublicKey` that exists is safe to pin.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey(VerifyingKey);
+
+impl PublicKey {
+    /// Validate 32 raw bytes; `field` names the input in errors.
+    pub fn from_bytes(field: &'static str, bytes: &[u8; 32]) -> Result<Self, Error> {
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| Error::InvalidKey { field })?;
+        if key.is_weak() {
+            return Err(Error::WeakKey { field });
+        }
+        Ok(Self(key))
+    }
+
+    /// Parse unpadded base64url; `field` names the input in errors.
+    pub fn parse(field: &'static str, text: &str) -> Result<Self, Error> {
+        Self::from_bytes(field, &decode_fixed::<32>(field, text)?)
+    }
+
+    /// The 32 compressed bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+
+    /// The dalek key, for verification.
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.0
+    }
+}
+
+impl From<&ed25519_dalek::SigningKey> for PublicKey {
+    fn from(signing_key: &ed25519_dalek::SigningKey) -> Self {
+        // A key derived from a secret scalar is never of small order.
+        Self(signing_key.verifying_key())
+    }
+}
+
+impl std::fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&encode_b64(self.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicKey({self})")
+    }
+}
+
+impl serde::Serialize for PublicKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::parse("key", &text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Defines an identity newtype over a validated Ed25519 public key.
+macro_rules! key_id {
+    ($(#[$meta:meta])* $name:ident, $field:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name(pub PublicKey);
+
+        impl $name {
+            /// Parse unpadded base64url, rejecting invalid and weak keys.
+            pub fn parse(text: &str) -> Result<Self, Error> {
+                PublicKey::parse($field, text).map(Self)
+            }
+
+            /// Validate 32 raw bytes.
+            pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, Error> {
+                PublicKey::from_bytes($field, bytes).map(Self)
+            }
+
+            /// The 32 public key bytes.
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                self.0.as_bytes()
+            }
+
+            /// The key this id is.
+            pub fn key(&self) -> &PublicKey {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = Error;
+            fn from_str(text: &str) -> Result<Self, Error> {
+                Self::parse(text)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize(serializer)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                Self::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+key_id!(
+    /// A NAS: base64url of its Ed25519 key `N`. Self-certifying; the relay keeps no account list.
+    NasId, "nas_id"
+);
+key_id!(
+    /// A phone's pairing: base64url of its Ed25519 API key `D_api`.
+    DeviceId, "device_id"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_text_and_json() {
+        let cid = Cid::random();
+        assert_eq!(Cid::parse(&cid.to_string()), Ok(cid));
+        let json = serde_json::to_string(&cid).expect("serialize");
+        assert_eq!(serde_json::from_str::<Cid>(&json).expect("deserialize"), cid);
+    }
+
+    #[test]
+    fn wrong_length_and_bad_alphabet_are_named() {
+        assert_eq!(
+            Cid::parse("AAAA"),
+            Err(Error::Length {
+                field: "cid",
+                expected: 16,
+                got: 3
+            })
+        );
+        assert_eq!(
+            Cid::parse("AAAAAAAAAAAAAAAAAAAA+A"),
+            Err(Error::Base64 { field: "cid" })
+        );
+        // Padded base64 is refused: the wire form is unpadded.
+        assert_eq!(
+            Cid::parse("AAAAAAAAAAAAAAAAAAAAAA=="),
+            Err(Error::TooLong {
+                field: "cid",
+                max: 16,
+                got: 18
+            })
+        );
+    }
+
+    #[test]
+    fn weak_and_invalid_keys_are_refused() {
+        // The identity point (0, 1) has order 1.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(
+            NasId::from_bytes(&identity),
+            Err(Error::WeakKey { field: "nas_id" })
+        );
+        // A point of order 8 (from the RFC 8032 / "Taming the many EdDSAs" small-order list).
+        let order8 = hex_to_32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a");
+        assert_eq!(
+            DeviceId::from_bytes(&order8),
+            Err(Error::WeakKey { field: "device_id" })
+        );
+        // y = 2 is not on the curve.
+        let mut off_curve = [0u8; 32];
+        off_curve[0] = 2;
+        assert_eq!(
+            DeviceId::from_bytes(&off_curve),
+            Err(Error::InvalidKey { field: "device_id" })
+        );
+    }
+
+    fn hex_to_32(text: &str) -> [u8; 32] {
+        let bytes = hex::decode(text).expect("hex");
+        bytes.try_into().expect("32 bytes")
+    }
+}

@@ -1,0 +1,202 @@
+//! QR pairing: the `approvd://pair?...` URI, the claim MAC under the pairing secret `k`, and
+//! the 6-digit short authentication string (SAS) both screens show. Owns everything derived
+//! from `k`; the relay never sees `k`, so it can neither forge nor swap a claim.
+
+use hmac::{Hmac, Mac as _};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::error::UriError;
+use crate::ids::{decode_fixed, encode_b64, NasId, PairingId};
+use crate::signed::{Encoder, PairClaim, SignedMessage as _};
+use crate::Error;
+
+/// The URI prefix.
+pub const URI_PREFIX: &str = "approvd://pair?";
+/// Longest URI accepted (fits a version-10 QR code comfortably).
+pub const MAX_URI: usize = 1024;
+/// Longest relay URL.
+pub const MAX_RELAY_URL: usize = 512;
+/// Longest NAS label.
+pub const MAX_LABEL: usize = 64;
+/// Longest a pairing slot may live, in seconds.
+pub const MAX_PAIRING_TTL: u64 = 600;
+/// Label of the SAS derivation.
+pub const SAS_LABEL: &str = "sas";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Characters left unescaped in URI parameter values: RFC 3986 unreserved.
+const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The 32-byte pairing secret `k` carried only in the QR code.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct PairingSecret(pub [u8; 32]);
+
+impl PairingSecret {
+    /// A fresh random secret.
+    pub fn generate() -> Self {
+        Self(crate::random_bytes())
+    }
+}
+
+impl std::fmt::Debug for PairingSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PairingSecret(<redacted>)")
+    }
+}
+
+/// Everything the QR code carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairingUri {
+    /// Base URL of the relay (`r`), e.g. `https://relay.example.com`.
+    pub relay: String,
+    /// Slot id (`p`).
+    pub pairing_id: PairingId,
+    /// Pairing secret (`k`).
+    pub secret: PairingSecret,
+    /// The NAS key to pin (`n`).
+    pub nas_id: NasId,
+    /// Human label of the NAS (`a`).
+    pub label: String,
+    /// Unix time after which the slot is gone (`e`).
+    pub expires_at: u64,
+}
+
+impl PairingUri {
+    /// Render as `approvd://pair?v=1&r=…&p=…&k=…&n=…&a=…&e=…`.
+    pub fn to_uri(&self) -> String {
+        format!(
+            "{URI_PREFIX}v=1&r={}&p={}&k={}&n={}&a={}&e={}",
+            utf8_percent_encode(&self.relay, VALUE),
+            self.pairing_id,
+            encode_b64(&self.secret.0),
+            self.nas_id,
+            utf8_percent_encode(&self.label, VALUE),
+            self.expires_at
+        )
+    }
+
+    /// Parse and check a pairing URI at time `now` (unix seconds).
+    ///
+    /// Every parameter must appear exactly once; unknown parameters are refused (a newer QR
+    /// format bumps `v`); the relay URL must be http(s) without query or fragment.
+    pub fn parse(uri: &str, now: u64) -> Result<Self, Error> {
+        if uri.len() > MAX_URI {
+            return Err(UriError::TooLong { max: MAX_URI }.into());
+        }
+        let query = uri.strip_prefix(URI_PREFIX).ok_or(UriError::Scheme)?;
+        const NAMES: [&str; 7] = ["v", "r", "p", "k", "n", "a", "e"];
+        let mut values: [Option<&str>; 7] = [None; 7];
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let index = NAMES
+                .iter()
+                .position(|known| *known == name)
+                .ok_or_else(|| UriError::Unknown(truncate(name)))?;
+            if values[index].replace(value).is_some() {
+                return Err(UriError::Duplicate(name.to_owned()).into());
+            }
+        }
+        let get = |index: usize| values[index].ok_or(UriError::Missing(NAMES[index]));
+        let version = get(0)?;
+        if version != "1" {
+            return Err(UriError::Version(truncate(version)).into());
+        }
+        let relay = decode_value("r", get(1)?)?;
+        check_relay_url(&relay)?;
+        let pairing_id = PairingId(decode_fixed("p", get(2)?)?);
+        let secret = PairingSecret(decode_fixed("k", get(3)?)?);
+        let nas_id = NasId(crate::ids::PublicKey::parse("n", get(4)?)?);
+        let label = decode_value("a", get(5)?)?;
+        crate::context::check_text("a", &label, MAX_LABEL, false)?;
+        let expiry_text = get(6)?;
+        if expiry_text.is_empty() || !expiry_text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(UriError::Expiry.into());
+        }
+        let expires_at: u64 = expiry_text.parse().map_err(|_| UriError::Expiry)?;
+        if expires_at <= now {
+            return Err(Error::Expired { expired_at: expires_at, now });
+        }
+        Ok(Self {
+            relay,
+            pairing_id,
+            secret,
+            nas_id,
+            label,
+            expires_at,
+        })
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(32).collect()
+}
+
+fn decode_value(field: &'static str, raw: &str) -> Result<String, Error> {
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|value| value.into_owned())
+        .map_err(|_| UriError::Encoding(field).into())
+}
+
+/// A relay base URL: `http://` or `https://`, a non-empty host, no query, fragment or spaces.
+pub fn check_relay_url(url: &str) -> Result<(), Error> {
+    if url.len() > MAX_RELAY_URL {
+        return Err(Error::TooLong {
+            field: "r",
+            max: MAX_RELAY_URL,
+            got: url.len(),
+        });
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or(UriError::RelayUrl)?;
+    let host = rest.split('/').next().unwrap_or("");
+    let bad_char = |c: char| c.is_whitespace() || c.is_control() || c == '?' || c == '#';
+    if host.is_empty() || rest.contains(bad_char) {
+        return Err(UriError::RelayUrl.into());
+    }
+    Ok(())
+}
+
+/// The claim MAC: `HMAC-SHA256(k, pair-claim signed bytes)`.
+pub fn claim_mac(secret: &PairingSecret, claim: &PairClaim) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(&secret.0).expect("HMAC takes any key length");
+    mac.update(&claim.signed_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// Check a claim MAC in constant time.
+pub fn verify_claim_mac(
+    secret: &PairingSecret,
+    claim: &PairClaim,
+    mac_bytes: &[u8],
+) -> Result<(), Error> {
+    let mut mac = HmacSha256::new_from_slice(&secret.0).expect("HMAC takes any key length");
+    mac.update(&claim.signed_bytes());
+    mac.verify_slice(mac_bytes).map_err(|_| Error::BadMac)
+}
+
+/// The 6-digit SAS shown on both screens:
+/// `HMAC-SHA256(k, "approvd/v1/sas" || 0x00 || LP(N) || LP(D_api) || LP(D_sig) || LP(Dx))`,
+/// first 8 bytes as u64 big-endian, modulo 1 000 000, zero-padded to 6 digits.
+pub fn sas(secret: &PairingSecret, claim: &PairClaim) -> String {
+    let input = Encoder::new(SAS_LABEL)
+        .bytes(claim.nas_id.as_bytes())
+        .bytes(claim.device_id.as_bytes())
+        .bytes(claim.sig_key.as_bytes())
+        .bytes(claim.seal_key.as_bytes())
+        .finish();
+    let mut mac = HmacSha256::new_from_slice(&secret.0).expect("HMAC takes any key length");
+    mac.update(&input);
+    let digest = mac.finalize().into_bytes();
+    let head: [u8; 8] = digest[..8].try_into().expect("HMAC-SHA256 is 32 bytes");
+    format!("{:06}", u64::from_be_bytes(head) % 1_000_000)
+}

@@ -1,0 +1,484 @@
+//! JSON bodies of every relay endpoint, shared by the relay, the SDK and the OpenAPI document.
+//! Owns field names, size limits and cheap structural validation; signatures inside these
+//! bodies are checked by whoever holds the key (see PROTOCOL.md "who verifies what").
+
+use crate::context::MAX_SEALED;
+use crate::ids::{decode_b64, encode_b64, fixed_bytes, Cid, DeviceId, NasId, PairingId, PublicKey, Sig};
+use crate::signed::{Challenge, Mute, PairClaim, PairConfirm, Unpair, Verdict};
+use crate::Error;
+
+/// Largest request body the relay accepts, bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Most targets (devices) in one challenge.
+pub const MAX_TARGETS: usize = 10;
+/// Longest challenge lifetime (`expires − created`), seconds.
+pub const MAX_CHALLENGE_LIFETIME: u64 = 120;
+/// Default challenge lifetime, seconds.
+pub const DEFAULT_CHALLENGE_LIFETIME: u64 = 60;
+/// Longest push handle, bytes.
+pub const MAX_HANDLE: usize = 1024;
+/// Longest push token, bytes (APNs: 32 bytes as 64 hex; FCM: ~160 characters).
+pub const MAX_PUSH_TOKEN: usize = 512;
+/// Longest push topic / app id, bytes.
+pub const MAX_TOPIC: usize = 255;
+/// Longest device name, bytes.
+pub const MAX_DEVICE_NAME: usize = 64;
+/// Longest platform string, bytes.
+pub const MAX_PLATFORM: usize = 16;
+/// Longest typed number (number matching), digits.
+pub const MAX_NUMBER: usize = 8;
+/// Most notice ids in one mailbox acknowledgement.
+pub const MAX_ACK: usize = 100;
+
+/// Defines a variable-length byte-string newtype that is base64url on the wire.
+macro_rules! blob {
+    ($(#[$meta:meta])* $name:ident, $max:expr, $field:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash)]
+        pub struct $name(pub Vec<u8>);
+
+        impl $name {
+            /// Parse from unpadded base64url.
+            pub fn parse(text: &str) -> Result<Self, Error> {
+                let bytes = decode_b64($field, text, $max)?;
+                if bytes.is_empty() {
+                    return Err(Error::Empty { field: $field });
+                }
+                Ok(Self(bytes))
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({} bytes)", stringify!($name), self.0.len())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&encode_b64(&self.0))
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                Self::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+blob!(
+    /// An opaque push handle minted by the relay. Only the relay that minted it can open it.
+    PushHandle, MAX_HANDLE, "push_handle"
+);
+blob!(
+    /// A sealed login context: `enc || ciphertext` (see `context`).
+    Sealed, MAX_SEALED, "sealed"
+);
+fixed_bytes!(
+    /// HMAC-SHA256 of a pairing claim under the pairing secret.
+    ClaimMac, 32, "mac"
+);
+
+/// Which push service a token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushProvider {
+    Apns,
+    Fcm,
+}
+
+/// A phone's push registration. Sent to the relay only, which seals it into a push handle.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushRegistration {
+    pub provider: PushProvider,
+    /// The APNs device token (hex) or FCM registration token.
+    pub token: String,
+    /// APNs topic (bundle id) or FCM app id: selects the relay's credentials.
+    pub topic: String,
+}
+
+impl std::fmt::Debug for PushRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Push tokens are secrets for logging purposes: never printed.
+        f.debug_struct("PushRegistration")
+            .field("provider", &self.provider)
+            .field("token", &"<redacted>")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl PushRegistration {
+    pub fn validate(&self) -> Result<(), Error> {
+        check_printable("push.token", &self.token, MAX_PUSH_TOKEN)?;
+        check_printable("push.topic", &self.topic, MAX_TOPIC)
+    }
+}
+
+/// Non-empty printable ASCII of at most `max` bytes.
+fn check_printable(field: &'static str, value: &str, max: usize) -> Result<(), Error> {
+    crate::context::check_text(field, value, max, false)?;
+    if !value.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Error::Invalid {
+            field,
+            reason: "must be printable ASCII without spaces",
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- pairing
+
+/// `POST /v1/pairings` (NAS): register a pairing slot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePairingRequest {
+    pub pairing_id: PairingId,
+    /// Slot lifetime in seconds, 1 to 600.
+    pub ttl_secs: u64,
+}
+
+impl CreatePairingRequest {
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.ttl_secs == 0 || self.ttl_secs > crate::pairing::MAX_PAIRING_TTL {
+            return Err(Error::Invalid {
+                field: "ttl_secs",
+                reason: "must be between 1 and 600",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Answer to `POST /v1/pairings`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingCreated {
+    pub pairing_id: PairingId,
+    pub expires_at: u64,
+}
+
+/// `POST /v1/pairings/{pairing_id}/claim` (phone, signed by `D_api` = `claim.device_id`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    pub claim: PairClaim,
+    pub mac: ClaimMac,
+    /// `pair-claim` signature by `claim.sig_key`.
+    pub sig: Sig,
+    /// Absent for a phone without push; it then fetches its inbox itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushRegistration>,
+}
+
+impl ClaimRequest {
+    pub fn validate(&self) -> Result<(), Error> {
+        validate_claim(&self.claim)?;
+        self.push.as_ref().map_or(Ok(()), PushRegistration::validate)
+    }
+}
+
+/// Field limits of a claim.
+pub fn validate_claim(claim: &PairClaim) -> Result<(), Error> {
+    crate::context::check_text("claim.device_name", &claim.device_name, MAX_DEVICE_NAME, false)?;
+    check_printable("claim.platform", &claim.platform, MAX_PLATFORM)
+}
+
+/// Answer to `GET /v1/pairings/{pairing_id}/claim` (NAS): the claim, and the push handle the
+/// relay minted from the phone's push registration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingClaimed {
+    pub claim: PairClaim,
+    pub mac: ClaimMac,
+    pub sig: Sig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_handle: Option<PushHandle>,
+}
+
+/// `POST /v1/pairings/{pairing_id}/confirm` (NAS), and the answer to
+/// `GET /v1/pairings/{pairing_id}/confirmation` (phone).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingConfirmation {
+    pub confirm: PairConfirm,
+    /// `pair-confirm` signature by `N`.
+    pub sig: Sig,
+}
+
+// ---------------------------------------------------------------- challenges
+
+/// One device a challenge goes to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeTarget {
+    pub device_id: DeviceId,
+    /// Absent for a device without push (inbox only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_handle: Option<PushHandle>,
+    pub sealed: Sealed,
+    /// `challenge` signature by `N` for this device.
+    pub sig: Sig,
+}
+
+/// `POST /v1/challenges` (NAS).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateChallengeRequest {
+    pub cid: Cid,
+    pub created: u64,
+    pub expires: u64,
+    pub number_matching: bool,
+    pub targets: Vec<ChallengeTarget>,
+}
+
+impl CreateChallengeRequest {
+    /// Structure only: times, target count, no duplicate devices. Signatures are verified by
+    /// the phone; the relay checks handles.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.expires <= self.created || self.expires - self.created > MAX_CHALLENGE_LIFETIME {
+            return Err(Error::Invalid {
+                field: "expires",
+                reason: "must be after `created` and at most 120 s later",
+            });
+        }
+        if self.targets.is_empty() {
+            return Err(Error::Empty { field: "targets" });
+        }
+        if self.targets.len() > MAX_TARGETS {
+            return Err(Error::TooLong {
+                field: "targets",
+                max: MAX_TARGETS,
+                got: self.targets.len(),
+            });
+        }
+        for (index, target) in self.targets.iter().enumerate() {
+            if self.targets[..index]
+                .iter()
+                .any(|earlier| earlier.device_id == target.device_id)
+            {
+                return Err(Error::Invalid {
+                    field: "targets",
+                    reason: "a device appears twice",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The `challenge` message the NAS signed for `target`.
+    pub fn challenge_for(&self, nas_id: NasId, target: &ChallengeTarget) -> Challenge {
+        Challenge {
+            cid: self.cid,
+            nas_id,
+            device_id: target.device_id,
+            created: self.created,
+            expires: self.expires,
+            number_matching: self.number_matching,
+            context_hash: crate::context::context_hash(&target.sealed.0),
+        }
+    }
+}
+
+/// What happened to one target of a challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Accepted by APNs/FCM.
+    Pushed,
+    /// No push handle: the challenge waits in the device's inbox.
+    InboxOnly,
+    /// The push provider says the token is dead: drop this handle (the inbox still works).
+    Gone,
+    /// The phone muted this NAS; the challenge is in the inbox but no push was sent.
+    Muted,
+    /// Too many challenges for this device; nothing stored for it.
+    RateLimited,
+    /// The push could not be sent (provider or configuration trouble); the inbox still works.
+    Failed,
+    /// The push is still being attempted when the relay answered.
+    Pending,
+}
+
+/// Delivery report for one target.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetDelivery {
+    pub device_id: DeviceId,
+    pub delivery: Delivery,
+}
+
+/// Answer to `POST /v1/challenges`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeCreated {
+    pub cid: Cid,
+    pub expires: u64,
+    pub deliveries: Vec<TargetDelivery>,
+}
+
+/// One pending challenge in a phone's inbox (`GET /v1/inbox`). The device is the caller.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxEntry {
+    pub cid: Cid,
+    pub nas_id: NasId,
+    pub created: u64,
+    pub expires: u64,
+    pub number_matching: bool,
+    pub sealed: Sealed,
+    pub sig: Sig,
+}
+
+impl InboxEntry {
+    /// The `challenge` message to verify under the pinned NAS key.
+    pub fn challenge(&self, device_id: DeviceId) -> Challenge {
+        Challenge {
+            cid: self.cid,
+            nas_id: self.nas_id,
+            device_id,
+            created: self.created,
+            expires: self.expires,
+            number_matching: self.number_matching,
+            context_hash: crate::context::context_hash(&self.sealed.0),
+        }
+    }
+}
+
+/// Answer to `GET /v1/inbox`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inbox {
+    pub entries: Vec<InboxEntry>,
+}
+
+/// `POST /v1/challenges/{cid}/verdict` (phone), and the answer to
+/// `GET /v1/challenges/{cid}/verdict` (NAS).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedVerdict {
+    pub verdict: Verdict,
+    /// `verdict` signature by `D_sig`.
+    pub sig: Sig,
+}
+
+impl SignedVerdict {
+    pub fn validate(&self) -> Result<(), Error> {
+        if let Some(number) = &self.verdict.number {
+            if number.is_empty() || number.len() > MAX_NUMBER || !number.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::Invalid {
+                    field: "verdict.number",
+                    reason: "must be 1 to 8 decimal digits, or absent",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- devices
+
+/// `POST /v1/devices/push` (phone): the OS rotated the push token; mint a new handle for this
+/// pairing and deliver it to the NAS's mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshPushRequest {
+    pub nas_id: NasId,
+    /// `D_sig`, sealed into the new handle so the relay can check verdicts.
+    pub sig_key: PublicKey,
+    pub push: PushRegistration,
+}
+
+/// `POST /v1/devices/mute` (phone).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedMute {
+    pub mute: Mute,
+    pub sig: Sig,
+}
+
+/// `POST /v1/devices/unpair` (phone).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedUnpair {
+    pub unpair: Unpair,
+    pub sig: Sig,
+}
+
+// ---------------------------------------------------------------- mailbox
+
+/// What a phone (or the relay) tells a NAS through its mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Notice {
+    /// A device's push token changed: replace its handle.
+    HandleRefreshed {
+        device_id: DeviceId,
+        push_handle: PushHandle,
+    },
+    /// The push provider reported the device's token dead: drop its handle.
+    PushGone { device_id: DeviceId },
+    /// The phone unpaired itself (verify `sig` under the recorded `D_sig`, then drop it).
+    Unpaired { unpair: Unpair, sig: Sig },
+    /// The phone muted this NAS.
+    Muted { mute: Mute, sig: Sig },
+}
+
+/// One mailbox entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxEntry {
+    /// Opaque id to acknowledge.
+    pub id: String,
+    /// When the relay stored it (unix seconds).
+    pub at: u64,
+    pub notice: Notice,
+}
+
+/// Answer to `GET /v1/mailbox`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mailbox {
+    pub entries: Vec<MailboxEntry>,
+}
+
+/// `POST /v1/mailbox/ack` (NAS): remove these entries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxAck {
+    pub ids: Vec<String>,
+}
+
+impl MailboxAck {
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.ids.len() > MAX_ACK {
+            return Err(Error::TooLong {
+                field: "ids",
+                max: MAX_ACK,
+                got: self.ids.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- errors
+
+/// An RFC 9457 problem document, as the relay sends it with `application/problem+json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Problem {
+    /// Stable URI naming the error, e.g. `https://approvd.dev/problems/replayed-nonce`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong and what to fix.
+    pub detail: String,
+    /// For validation errors: the offending field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
