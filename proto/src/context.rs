@@ -207,15 +207,16 @@ pub fn seal_with_rng<R: rand::CryptoRng + rand::RngCore>(
     plaintext.resize(padded_len, b' ');
     let recipient = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(recipient.as_bytes())
         .map_err(|_| Error::InvalidKey { field: "seal_key" })?;
-    let (enc, ciphertext) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
-        &OpModeS::Base,
-        &recipient,
-        &binding.info(),
-        &plaintext,
-        &binding.aad(),
-        rng,
-    )
-    .map_err(|_| Error::SealFailed)?;
+    let (enc, ciphertext) =
+        hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
+            &OpModeS::Base,
+            &recipient,
+            &binding.info(),
+            &plaintext,
+            &binding.aad(),
+            rng,
+        )
+        .map_err(|_| Error::SealFailed)?;
     plaintext.zeroize();
     let mut sealed = enc.to_bytes().to_vec();
     sealed.extend_from_slice(&ciphertext);

@@ -557,8 +557,7 @@ impl<'a> Cursor<'a> {
             return Err(self.malformed("expected `:base64:`"));
         }
         let start = self.position;
-        while let Some(b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=') = self.peek()
-        {
+        while let Some(b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=') = self.peek() {
             self.position += 1;
         }
         let encoded = &self.bytes[start..self.position];

@@ -276,7 +276,10 @@ mod tests {
         let cid = Cid::random();
         assert_eq!(Cid::parse(&cid.to_string()), Ok(cid));
         let json = serde_json::to_string(&cid).expect("serialize");
-        assert_eq!(serde_json::from_str::<Cid>(&json).expect("deserialize"), cid);
+        assert_eq!(
+            serde_json::from_str::<Cid>(&json).expect("deserialize"),
+            cid
+        );
     }
 
     #[test]

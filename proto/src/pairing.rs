@@ -121,7 +121,10 @@ impl PairingUri {
         }
         let expires_at: u64 = expiry_text.parse().map_err(|_| UriError::Expiry)?;
         if expires_at <= now {
-            return Err(Error::Expired { expired_at: expires_at, now });
+            return Err(Error::Expired {
+                expired_at: expires_at,
+                now,
+            });
         }
         Ok(Self {
             relay,

@@ -120,8 +120,7 @@ pub fn decode(bytes: &[u8]) -> Result<(String, Vec<&[u8]>), Error> {
         .iter()
         .position(|&b| b == 0)
         .ok_or(malformed("missing label terminator"))?;
-    let label =
-        std::str::from_utf8(&rest[..nul]).map_err(|_| malformed("label is not UTF-8"))?;
+    let label = std::str::from_utf8(&rest[..nul]).map_err(|_| malformed("label is not UTF-8"))?;
     let mut rest = &rest[nul + 1..];
     let mut fields = Vec::new();
     while !rest.is_empty() {
@@ -149,7 +148,8 @@ pub trait SignedMessage {
 
     /// The exact bytes that are signed.
     fn signed_bytes(&self) -> Vec<u8> {
-        self.encode_fields(Encoder::new(Self::TAG.as_str())).finish()
+        self.encode_fields(Encoder::new(Self::TAG.as_str()))
+            .finish()
     }
 
     /// SHA-256 of [`Self::signed_bytes`] (e.g. `challenge_hash` in a verdict).

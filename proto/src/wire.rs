@@ -3,7 +3,9 @@
 //! bodies are checked by whoever holds the key (see PROTOCOL.md "who verifies what").
 
 use crate::context::MAX_SEALED;
-use crate::ids::{decode_b64, encode_b64, fixed_bytes, Cid, DeviceId, NasId, PairingId, PublicKey, Sig};
+use crate::ids::{
+    decode_b64, encode_b64, fixed_bytes, Cid, DeviceId, NasId, PairingId, PublicKey, Sig,
+};
 use crate::signed::{Challenge, Mute, PairClaim, PairConfirm, Unpair, Verdict};
 use crate::Error;
 
@@ -178,13 +180,20 @@ pub struct ClaimRequest {
 impl ClaimRequest {
     pub fn validate(&self) -> Result<(), Error> {
         validate_claim(&self.claim)?;
-        self.push.as_ref().map_or(Ok(()), PushRegistration::validate)
+        self.push
+            .as_ref()
+            .map_or(Ok(()), PushRegistration::validate)
     }
 }
 
 /// Field limits of a claim.
 pub fn validate_claim(claim: &PairClaim) -> Result<(), Error> {
-    crate::context::check_text("claim.device_name", &claim.device_name, MAX_DEVICE_NAME, false)?;
+    crate::context::check_text(
+        "claim.device_name",
+        &claim.device_name,
+        MAX_DEVICE_NAME,
+        false,
+    )?;
     check_printable("claim.platform", &claim.platform, MAX_PLATFORM)
 }
 
@@ -369,7 +378,10 @@ pub struct SignedVerdict {
 impl SignedVerdict {
     pub fn validate(&self) -> Result<(), Error> {
         if let Some(number) = &self.verdict.number {
-            if number.is_empty() || number.len() > MAX_NUMBER || !number.bytes().all(|b| b.is_ascii_digit()) {
+            if number.is_empty()
+                || number.len() > MAX_NUMBER
+                || !number.bytes().all(|b| b.is_ascii_digit())
+            {
                 return Err(Error::Invalid {
                     field: "verdict.number",
                     reason: "must be 1 to 8 decimal digits, or absent",

@@ -1,0 +1,358 @@
+//! The RFC 9421 request-signature profile: a signed request verifies; every way a request can be
+//! wrong is refused with its own error.
+
+use approvd_proto::httpsig::{self, IncomingRequest, RequestTarget, SignedHeaders, MAX_SKEW};
+use approvd_proto::vectors::{Keys, NOW};
+use approvd_proto::{HttpSigError, PublicKey};
+
+const BODY: &[u8] = br#"{"ttl_secs":300}"#;
+const NONCE: &str = "AAECAwQFBgcICQoLDA0ODw";
+
+fn target() -> RequestTarget<'static> {
+    RequestTarget {
+        method: "POST",
+        path: "/v1/pairings",
+        query: "",
+    }
+}
+
+fn signed(body: Option<&[u8]>) -> SignedHeaders {
+    httpsig::sign_request(&Keys::fixed().nas, &target(), body, NOW, NONCE)
+}
+
+fn incoming<'a>(headers: &'a SignedHeaders, body: &'a [u8]) -> IncomingRequest<'a> {
+    IncomingRequest {
+        target: target(),
+        signature_input: Some(&headers.signature_input),
+        signature: Some(&headers.signature),
+        content_digest: headers.content_digest.as_deref(),
+        body,
+    }
+}
+
+fn verify(
+    request: &IncomingRequest<'_>,
+) -> Result<approvd_proto::httpsig::VerifiedRequest, HttpSigError> {
+    httpsig::verify_request(request, NOW + 1, MAX_SKEW)
+}
+
+#[test]
+fn signed_request_verifies_and_names_its_key_and_nonce() {
+    let headers = signed(Some(BODY));
+    let verified = verify(&incoming(&headers, BODY)).expect("verifies");
+    assert_eq!(verified.key, PublicKey::from(&Keys::fixed().nas));
+    assert_eq!(verified.nonce, NONCE);
+    assert_eq!(verified.expires, NOW + httpsig::DEFAULT_LIFETIME);
+    let get = httpsig::sign_request(
+        &Keys::fixed().device_api,
+        &RequestTarget {
+            method: "GET",
+            path: "/v1/inbox",
+            query: "wait=30",
+        },
+        None,
+        NOW,
+        NONCE,
+    );
+    let request = IncomingRequest {
+        target: RequestTarget {
+            method: "GET",
+            path: "/v1/inbox",
+            query: "wait=30",
+        },
+        signature_input: Some(&get.signature_input),
+        signature: Some(&get.signature),
+        content_digest: None,
+        body: b"",
+    };
+    assert!(verify(&request).is_ok());
+}
+
+#[test]
+fn changed_method_path_query_or_body_fail() {
+    let headers = signed(Some(BODY));
+    let mut request = incoming(&headers, BODY);
+    request.target.method = "PUT";
+    assert_eq!(verify(&request), Err(HttpSigError::BadSignature));
+    let mut request = incoming(&headers, BODY);
+    request.target.path = "/v1/pairings/other";
+    assert_eq!(verify(&request), Err(HttpSigError::BadSignature));
+    let mut request = incoming(&headers, BODY);
+    request.target.query = "wait=1";
+    assert_eq!(verify(&request), Err(HttpSigError::BadSignature));
+    assert_eq!(
+        verify(&incoming(&headers, br#"{"ttl_secs":600}"#)),
+        Err(HttpSigError::DigestMismatch)
+    );
+    // A recomputed digest for the new body does not help: the digest is signed.
+    let new_digest = httpsig::content_digest(br#"{"ttl_secs":600}"#);
+    let mut request = incoming(&headers, br#"{"ttl_secs":600}"#);
+    request.content_digest = Some(&new_digest);
+    assert_eq!(verify(&request), Err(HttpSigError::BadSignature));
+}
+
+#[test]
+fn flipped_signature_bytes_fail() {
+    let headers = signed(Some(BODY));
+    let (label, sig) = httpsig::parse_signature(&headers.signature).expect("parses");
+    for index in 0..64 {
+        let mut tampered = sig;
+        tampered.0[index] ^= 1;
+        use base64::Engine as _;
+        let header = format!(
+            "{label}=:{}:",
+            base64::engine::general_purpose::STANDARD.encode(tampered.0)
+        );
+        let mut request = incoming(&headers, BODY);
+        request.signature = Some(&header);
+        assert_eq!(
+            verify(&request),
+            Err(HttpSigError::BadSignature),
+            "byte {index}"
+        );
+    }
+}
+
+#[test]
+fn clock_skew_and_expiry_are_enforced() {
+    let headers = signed(Some(BODY));
+    let request = incoming(&headers, BODY);
+    // The signature lives DEFAULT_LIFETIME (60 s) from `created`, so the last good second is 59.
+    assert!(httpsig::verify_request(&request, NOW + MAX_SKEW - 1, MAX_SKEW).is_ok());
+    assert!(httpsig::verify_request(&request, NOW - MAX_SKEW, MAX_SKEW).is_ok());
+    assert_eq!(
+        httpsig::verify_request(&request, NOW + MAX_SKEW + 1, MAX_SKEW),
+        Err(HttpSigError::Skew {
+            skew: MAX_SKEW + 1,
+            max_skew: MAX_SKEW
+        })
+    );
+    assert_eq!(
+        httpsig::verify_request(&request, NOW - MAX_SKEW - 1, MAX_SKEW),
+        Err(HttpSigError::Skew {
+            skew: MAX_SKEW + 1,
+            max_skew: MAX_SKEW
+        })
+    );
+    // A generous skew window still cannot outlive `expires`.
+    assert_eq!(
+        httpsig::verify_request(&request, NOW + httpsig::DEFAULT_LIFETIME, 3600),
+        Err(HttpSigError::Expired)
+    );
+}
+
+/// Re-sign a hand-edited `Signature-Input` so that only the edit is wrong.
+fn resigned(signature_input: &str, body: Option<&[u8]>) -> SignedHeaders {
+    use ed25519_dalek::Signer as _;
+    let (label, params) = httpsig::parse_signature_input(signature_input).expect("parses");
+    let digest = body.map(httpsig::content_digest);
+    let base = httpsig::signature_base(&target(), digest.as_deref(), &params).expect("base");
+    let sig = Keys::fixed().nas.sign(base.as_bytes());
+    use base64::Engine as _;
+    SignedHeaders {
+        signature_input: format!("{label}={}", params.serialize()),
+        signature: format!(
+            "{label}=:{}:",
+            base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
+        ),
+        content_digest: digest,
+    }
+}
+
+#[test]
+fn profile_violations_are_refused_even_when_correctly_signed() {
+    let good = signed(Some(BODY)).signature_input;
+    let cases: Vec<(String, HttpSigError)> = vec![
+        (
+            good.replace("\"ed25519\"", "\"rsa-pss-sha512\""),
+            HttpSigError::Alg,
+        ),
+        (
+            good.replace("\"approvd/v1\"", "\"other\""),
+            HttpSigError::Tag,
+        ),
+        (good.replace(NONCE, "short"), HttpSigError::Nonce),
+        (
+            good.replace(NONCE, "AAECAwQFBgcICQoLDA0OD+"),
+            HttpSigError::Nonce,
+        ),
+        (
+            good.replace(" \"content-digest\"", ""),
+            HttpSigError::MissingComponent("content-digest"),
+        ),
+        (
+            good.replace("\"@query\" ", ""),
+            HttpSigError::MissingComponent("@query"),
+        ),
+        (
+            good.replace(
+                &format!("expires={}", NOW + 60),
+                &format!("expires={}", NOW + 301),
+            ),
+            HttpSigError::Lifetime { max: 300 },
+        ),
+        (
+            good.replace(&format!("expires={}", NOW + 60), &format!("expires={NOW}")),
+            HttpSigError::Lifetime { max: 300 },
+        ),
+    ];
+    for (input, expected) in cases {
+        let headers = resigned(&input, Some(BODY));
+        assert_eq!(verify(&incoming(&headers, BODY)), Err(expected), "{input}");
+    }
+}
+
+#[test]
+fn malformed_headers_are_refused() {
+    let good = signed(Some(BODY));
+    let keyid = PublicKey::from(&Keys::fixed().nas).to_string();
+    let parse_cases: Vec<(String, HttpSigError)> = vec![
+        (
+            good.signature_input.replace("sig1=", "Sig1="),
+            malformed("Signature-Input", "expected a lower-case key"),
+        ),
+        (
+            format!("{}, sig2=()", good.signature_input),
+            HttpSigError::Label,
+        ),
+        (
+            good.signature_input.replace(";tag=", ";foo=1;tag="),
+            HttpSigError::UnknownParam("foo".into()),
+        ),
+        (
+            good.signature_input.replace(";tag=", ";nonce=\"x\";tag="),
+            malformed("Signature-Input", "a parameter appears twice"),
+        ),
+        (
+            good.signature_input.replace(";alg=\"ed25519\"", ""),
+            HttpSigError::MissingParam("alg"),
+        ),
+        (
+            good.signature_input.replace("\"@path\"", "\"@authority\""),
+            HttpSigError::UnsupportedComponent("@authority".into()),
+        ),
+        (
+            good.signature_input.replace("\"@path\"", "\"@method\""),
+            malformed("Signature-Input", "a component is covered twice"),
+        ),
+        (
+            good.signature_input.replace("created=", "created=-"),
+            malformed(
+                "Signature-Input",
+                "expected a non-negative integer of at most 15 digits",
+            ),
+        ),
+        (
+            good.signature_input
+                .replace("created=", "created=9999999999999999"),
+            malformed(
+                "Signature-Input",
+                "expected a non-negative integer of at most 15 digits",
+            ),
+        ),
+        (
+            good.signature_input.replace(&keyid, "not-a-key"),
+            HttpSigError::KeyId(Box::new(approvd_proto::Error::Base64 { field: "keyid" })),
+        ),
+        (
+            good.signature_input
+                .replace(&keyid, "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            HttpSigError::KeyId(Box::new(approvd_proto::Error::WeakKey { field: "keyid" })),
+        ),
+        ("x".repeat(3000), malformed("Signature-Input", "too long")),
+    ];
+    for (input, expected) in parse_cases {
+        let mut request = incoming(&good, BODY);
+        request.signature_input = Some(&input);
+        assert_eq!(verify(&request), Err(expected), "{input}");
+    }
+    let mut request = incoming(&good, BODY);
+    let relabelled = good.signature.replacen("sig1=", "sig2=", 1);
+    request.signature = Some(&relabelled);
+    assert_eq!(verify(&request), Err(HttpSigError::Label));
+    let mut request = incoming(&good, BODY);
+    request.signature = Some("sig1=:AAAA:");
+    assert_eq!(
+        verify(&request),
+        Err(malformed("Signature", "an Ed25519 signature is 64 bytes"))
+    );
+    let mut request = incoming(&good, BODY);
+    request.signature = None;
+    assert_eq!(
+        verify(&request),
+        Err(HttpSigError::MissingHeader("Signature"))
+    );
+    let mut request = incoming(&good, BODY);
+    request.signature_input = None;
+    assert_eq!(
+        verify(&request),
+        Err(HttpSigError::MissingHeader("Signature-Input"))
+    );
+}
+
+fn malformed(header: &'static str, reason: &'static str) -> HttpSigError {
+    HttpSigError::Malformed { header, reason }
+}
+
+#[test]
+fn a_body_needs_a_signed_content_digest() {
+    // Signed without a body, sent with one: the digest is not covered.
+    let headers = signed(None);
+    let digest = httpsig::content_digest(BODY);
+    let mut request = incoming(&headers, BODY);
+    request.content_digest = Some(&digest);
+    assert_eq!(
+        verify(&request),
+        Err(HttpSigError::MissingComponent("content-digest"))
+    );
+    // Covered but header missing.
+    let headers = signed(Some(BODY));
+    let mut request = incoming(&headers, BODY);
+    request.content_digest = None;
+    assert_eq!(
+        verify(&request),
+        Err(HttpSigError::MissingHeader("Content-Digest"))
+    );
+}
+
+#[test]
+fn content_digest_parsing() {
+    let digest = httpsig::content_digest(BODY);
+    assert_eq!(httpsig::check_content_digest(&digest, BODY), Ok(()));
+    // Other algorithms are ignored; sha-256 must be there.
+    let both = format!("sha-512=:AAAA:, {digest}");
+    assert_eq!(httpsig::check_content_digest(&both, BODY), Ok(()));
+    assert_eq!(
+        httpsig::check_content_digest("sha-512=:AAAA:", BODY),
+        Err(HttpSigError::DigestAlgorithm)
+    );
+    assert_eq!(
+        httpsig::check_content_digest(&format!("{digest}, {digest}"), BODY),
+        Err(malformed("Content-Digest", "sha-256 appears twice"))
+    );
+    assert_eq!(
+        httpsig::check_content_digest("sha-256=abc", BODY),
+        Err(malformed("Content-Digest", "expected `:base64:`"))
+    );
+    assert_eq!(
+        httpsig::check_content_digest(&httpsig::content_digest(b"other"), BODY),
+        Err(HttpSigError::DigestMismatch)
+    );
+}
+
+#[test]
+fn whitespace_variations_allowed_by_rfc8941_still_verify() {
+    let headers = signed(Some(BODY));
+    let spaced = format!(
+        "  {}",
+        headers
+            .signature_input
+            .replace("(\"@method\"", "( \"@method\"")
+    );
+    let mut request = incoming(&headers, BODY);
+    request.signature_input = Some(&spaced);
+    assert!(
+        verify(&request).is_ok(),
+        "the base is built from parsed values, not raw text"
+    );
+}
