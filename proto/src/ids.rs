@@ -141,6 +141,11 @@ impl PublicKey {
     /// Validate 32 raw bytes; `field` names the input in errors.
     pub fn from_bytes(field: &'static str, bytes: &[u8; 32]) -> Result<Self, Error> {
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| Error::InvalidKey { field })?;
+        // A non-canonical encoding (y ≥ p) names the same point as a canonical one: refuse it,
+        // so one key has exactly one id.
+        if key.to_edwards().compress().to_bytes() != *bytes {
+            return Err(Error::InvalidKey { field });
+        }
         if key.is_weak() {
             return Err(Error::WeakKey { field });
         }
@@ -328,6 +333,34 @@ mod tests {
         assert_eq!(
             DeviceId::from_bytes(&off_curve),
             Err(Error::InvalidKey { field: "device_id" })
+        );
+    }
+
+    #[test]
+    fn non_canonical_encodings_of_valid_points_are_refused() {
+        // y = p + small: decompresses to the point with y = small. Find the ones that are valid,
+        // non-weak points under a lax decoder, and check that we refuse them.
+        let mut refused = 0;
+        for small in 2u8..19 {
+            // p = 2^255 - 19, little-endian: ed ff .. ff 7f; p + small keeps the top bit clear.
+            let mut bytes = [0xffu8; 32];
+            bytes[31] = 0x7f;
+            bytes[0] = 0xed + small;
+            let Ok(lax) = VerifyingKey::from_bytes(&bytes) else {
+                continue;
+            };
+            if lax.is_weak() {
+                continue;
+            }
+            assert_eq!(
+                PublicKey::from_bytes("key", &bytes),
+                Err(Error::InvalidKey { field: "key" })
+            );
+            refused += 1;
+        }
+        assert!(
+            refused > 0,
+            "no non-canonical valid point found to test with"
         );
     }
 

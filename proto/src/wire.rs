@@ -205,8 +205,8 @@ pub struct PairingClaimed {
     pub claim: PairClaim,
     pub mac: ClaimMac,
     pub sig: Sig,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub push_handle: Option<PushHandle>,
+    /// Minted by the relay for this pairing (with or without a push token inside).
+    pub push_handle: PushHandle,
 }
 
 /// `POST /v1/pairings/{pairing_id}/confirm` (NAS), and the answer to
@@ -226,9 +226,10 @@ pub struct PairingConfirmation {
 #[serde(deny_unknown_fields)]
 pub struct ChallengeTarget {
     pub device_id: DeviceId,
-    /// Absent for a device without push (inbox only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub push_handle: Option<PushHandle>,
+    /// The handle the relay minted for this pairing. It proves the device paired with the
+    /// calling NAS, carries `D_sig` for the relay's verdict check, and (optionally) the push
+    /// token. A device without push still has one.
+    pub push_handle: PushHandle,
     pub sealed: Sealed,
     /// `challenge` signature by `N` for this device.
     pub sig: Sig,
@@ -299,7 +300,7 @@ impl CreateChallengeRequest {
 pub enum Delivery {
     /// Accepted by APNs/FCM.
     Pushed,
-    /// No push handle: the challenge waits in the device's inbox.
+    /// The handle carries no push token: the challenge waits in the device's inbox.
     InboxOnly,
     /// The push provider says the token is dead: drop this handle (the inbox still works).
     Gone,
@@ -402,7 +403,17 @@ pub struct RefreshPushRequest {
     pub nas_id: NasId,
     /// `D_sig`, sealed into the new handle so the relay can check verdicts.
     pub sig_key: PublicKey,
-    pub push: PushRegistration,
+    /// The new registration; absent turns push off (the handle then only carries keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushRegistration>,
+}
+
+impl RefreshPushRequest {
+    pub fn validate(&self) -> Result<(), Error> {
+        self.push
+            .as_ref()
+            .map_or(Ok(()), PushRegistration::validate)
+    }
 }
 
 /// `POST /v1/devices/mute` (phone).
@@ -483,7 +494,7 @@ impl MailboxAck {
 /// An RFC 9457 problem document, as the relay sends it with `application/problem+json`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
-    /// Stable URI naming the error, e.g. `https://approvd.dev/problems/replayed-nonce`.
+    /// Stable URI naming the error, e.g. `urn:approvd:problem:replayed-nonce`.
     #[serde(rename = "type")]
     pub type_uri: String,
     pub title: String,

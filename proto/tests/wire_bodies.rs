@@ -16,7 +16,7 @@ fn challenge_request() -> CreateChallengeRequest {
         number_matching: true,
         targets: vec![ChallengeTarget {
             device_id: examples.keys.device_id(),
-            push_handle: None,
+            push_handle: approvd_proto::wire::PushHandle(vec![1; 80]),
             sealed: Sealed(examples.sealed.clone()),
             sig: examples.challenge.sign(&examples.keys.nas),
         }],
