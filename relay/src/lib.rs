@@ -1,2 +1,7 @@
-//! `approvd-relay`: the relay server. The server itself (config, routes, auth, store, push,
-//! metrics) is built on `approvd-proto`; see ARCHITECTURE.md for where each part lives.
+//! `approvd-relay`: the relay server — configuration, push handles, the store, push senders,
+//! HTTP routes with request authentication, metrics — and the library behind the `approvd`
+//! binary. See ARCHITECTURE.md for where each part lives and why.
+
+pub mod config;
+pub mod handle;
+pub mod store;

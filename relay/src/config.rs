@@ -1,0 +1,500 @@
+//! The relay's configuration: one table of options from which the `serve` flags, the
+//! `APPROVD_*` environment variables, the TOML file keys, the defaults and the resolved
+//! [`Config`] are all generated. Precedence: flag > environment > file > default. Loading is a
+//! pure function of (flags, environment map, file text); nothing here reads the process
+//! environment except [`Config::from_process`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// What is wrong with the configuration; every message names the flag, variable or key to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{source_name}: {message}")]
+    Invalid {
+        source_name: String,
+        message: String,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+}
+
+/// Parsing one option value from text (flags, env vars and file values are all text here).
+pub trait ConfigValue: Sized {
+    fn parse_value(text: &str) -> Result<Self, String>;
+}
+
+macro_rules! from_str_value {
+    ($($ty:ty),*) => {$(
+        impl ConfigValue for $ty {
+            fn parse_value(text: &str) -> Result<Self, String> {
+                text.trim().parse::<$ty>().map_err(|error| format!("`{text}`: {error}"))
+            }
+        }
+    )*};
+}
+from_str_value!(u64, u32, usize, SocketAddr);
+
+impl ConfigValue for bool {
+    fn parse_value(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            other => Err(format!("`{other}` is not true or false")),
+        }
+    }
+}
+
+impl ConfigValue for String {
+    fn parse_value(text: &str) -> Result<Self, String> {
+        Ok(text.to_owned())
+    }
+}
+
+impl ConfigValue for PathBuf {
+    fn parse_value(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("must not be empty".to_owned());
+        }
+        Ok(PathBuf::from(text))
+    }
+}
+
+/// An optional value: the empty string means "not set".
+impl<T: ConfigValue> ConfigValue for Option<T> {
+    fn parse_value(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            Ok(None)
+        } else {
+            T::parse_value(text).map(Some)
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
+}
+
+impl ConfigValue for LogFormat {
+    fn parse_value(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("`{other}` is not `text` or `json`")),
+        }
+    }
+}
+
+/// Which store holds the relay's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Embedded, in this process: no setup, one replica only.
+    Memory,
+}
+
+impl ConfigValue for StoreKind {
+    fn parse_value(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "memory" => Ok(Self::Memory),
+            other => Err(format!("`{other}` is not a known store (known: memory)")),
+        }
+    }
+}
+
+/// One option: its name (file key; flag is the name with dashes), env var, default and help.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    pub flag: &'static str,
+    pub env: &'static str,
+    pub default: &'static str,
+    pub value_name: &'static str,
+    pub help: &'static str,
+}
+
+macro_rules! options {
+    ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:literal, $flag:literal, $env:literal, $value_name:literal; )*) => {
+        /// The resolved configuration of `approvd serve`.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Config {
+            $( $(#[doc = $doc])+ pub $name: $ty, )*
+        }
+
+        /// Every option of `approvd serve`, in `--help` order.
+        pub const OPTIONS: &[OptionSpec] = &[
+            $( OptionSpec {
+                name: stringify!($name),
+                flag: $flag,
+                env: $env,
+                default: $default,
+                value_name: $value_name,
+                help: concat!($($doc, "\n"),+),
+            }, )*
+        ];
+
+        impl Config {
+            fn from_sources(sources: &Sources<'_>) -> Result<Self, ConfigError> {
+                Ok(Self {
+                    $( $name: sources.get::<$ty>(stringify!($name))?, )*
+                })
+            }
+        }
+    };
+}
+
+options! {
+    /// Address and port to listen on. Use 0.0.0.0:8080 to listen on every interface, port 0 for
+    /// any free port (the chosen address is printed on startup).
+    bind: SocketAddr = "127.0.0.1:8080", "bind", "APPROVD_BIND", "ADDR";
+    /// Where the relay keeps files it creates itself (the generated handle key).
+    data_dir: PathBuf = "approvd-data", "data-dir", "APPROVD_DATA_DIR", "DIR";
+    /// Push-handle key file. Each line is `<kid> <base64url 32-byte key>` with an optional
+    /// `accept-until=<unix time>`; the first line mints new handles, later lines are old keys
+    /// still accepted. Without it a key is generated in --data-dir (fine for one replica; every
+    /// replica of a deployment must share one key file).
+    handle_key_file: Option<PathBuf> = "", "handle-key-file", "APPROVD_HANDLE_KEY_FILE", "FILE";
+    /// Where state lives: `memory` (embedded, one replica).
+    store: StoreKind = "memory", "store", "APPROVD_STORE", "KIND";
+    /// Longest a long-poll may wait, in seconds (clients ask with ?wait=).
+    max_wait_secs: u64 = "30", "max-wait-secs", "APPROVD_MAX_WAIT_SECS", "SECS";
+    /// Allowed clock difference between callers and the relay, in seconds.
+    clock_skew_secs: u64 = "60", "clock-skew-secs", "APPROVD_CLOCK_SKEW_SECS", "SECS";
+    /// How long a challenge is kept after it expires, so late pollers learn "expired" rather
+    /// than "unknown", in seconds.
+    challenge_grace_secs: u64 = "30", "challenge-grace-secs", "APPROVD_CHALLENGE_GRACE_SECS", "SECS";
+    /// Challenges per device per minute (push-bombing defence). Further targets are reported
+    /// `rate_limited`; a request whose every target is limited gets 429.
+    rate_challenges_per_device: u32 = "5", "rate-challenges-per-device", "APPROVD_RATE_CHALLENGES_PER_DEVICE", "N";
+    /// Requests per caller key (NAS or device) per minute.
+    rate_requests_per_caller: u32 = "120", "rate-requests-per-caller", "APPROVD_RATE_REQUESTS_PER_CALLER", "N";
+    /// Failed authentications per source IP per minute before that IP gets 429.
+    rate_auth_failures_per_ip: u32 = "30", "rate-auth-failures-per-ip", "APPROVD_RATE_AUTH_FAILURES_PER_IP", "N";
+    /// How long a challenge-create request waits for push results before answering `pending`
+    /// for the rest, in milliseconds.
+    push_budget_ms: u64 = "2000", "push-budget-ms", "APPROVD_PUSH_BUDGET_MS", "MS";
+    /// Require NAS requests to carry an admission JWT (Authorization: Bearer) signed by this
+    /// operator public key (PEM, Ed25519 or P-256), with `sub` = the caller's nas_id.
+    admission_key_file: Option<PathBuf> = "", "admission-key-file", "APPROVD_ADMISSION_KEY_FILE", "PEM";
+    /// Take the client IP for per-IP limits from the last X-Forwarded-For entry (only behind a
+    /// proxy you run).
+    trust_forwarded_for: bool = "false", "trust-forwarded-for", "APPROVD_TRUST_FORWARDED_FOR", "BOOL";
+    /// HTTP worker threads (0 = one per CPU core).
+    workers: usize = "0", "workers", "APPROVD_WORKERS", "N";
+    /// Log filter, e.g. `info` or `approvd_relay=debug,info`.
+    log: String = "info", "log", "APPROVD_LOG", "FILTER";
+    /// Log format: `text` or `json`.
+    log_format: LogFormat = "text", "log-format", "APPROVD_LOG_FORMAT", "FORMAT";
+}
+
+/// The `serve` flags as given on the command line (only those present).
+#[derive(Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// Option name → flag value.
+    pub values: BTreeMap<&'static str, String>,
+}
+
+impl clap::Args for ServeArgs {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        let command = command.arg(
+            clap::Arg::new("config")
+                .long("config")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Read options from this TOML file (keys are the option names with underscores) [env: APPROVD_CONFIG]"),
+        );
+        OPTIONS.iter().fold(command, |command, option| {
+            command.arg(
+                clap::Arg::new(option.name)
+                    .long(option.flag)
+                    .value_name(option.value_name)
+                    .help(format!(
+                        "{} [env: {}]{}",
+                        option.help.trim_end().replace('\n', " "),
+                        option.env,
+                        if option.default.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" [default: {}]", option.default)
+                        }
+                    )),
+            )
+        })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
+impl clap::FromArgMatches for ServeArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = Self::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        if let Some(path) = matches.get_one::<PathBuf>("config") {
+            self.config = Some(path.clone());
+        }
+        for option in OPTIONS {
+            if let Some(value) = matches.get_one::<String>(option.name) {
+                self.values.insert(option.name, value.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The three textual sources, consulted in precedence order.
+struct Sources<'a> {
+    args: &'a ServeArgs,
+    env: &'a HashMap<String, String>,
+    file: Option<(&'a Path, toml::Table)>,
+}
+
+impl Sources<'_> {
+    fn get<T: ConfigValue>(&self, name: &'static str) -> Result<T, ConfigError> {
+        let option = OPTIONS
+            .iter()
+            .find(|option| option.name == name)
+            .expect("every Config field is in OPTIONS");
+        let (text, source_name) = if let Some(value) = self.args.values.get(name) {
+            (value.clone(), format!("--{}", option.flag))
+        } else if let Some(value) = self.env.get(option.env) {
+            (value.clone(), option.env.to_owned())
+        } else if let Some(value) = self.file.as_ref().and_then(|(_, table)| table.get(name)) {
+            let path = self
+                .file
+                .as_ref()
+                .map(|(path, _)| path.display().to_string());
+            let source_name = format!("`{name}` in {}", path.unwrap_or_default());
+            let text = match value {
+                toml::Value::String(text) => text.clone(),
+                toml::Value::Integer(number) => number.to_string(),
+                toml::Value::Boolean(flag) => flag.to_string(),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        source_name,
+                        message: "must be a string, integer or boolean".to_owned(),
+                    })
+                }
+            };
+            (text, source_name)
+        } else {
+            (
+                option.default.to_owned(),
+                format!("default of --{}", option.flag),
+            )
+        };
+        T::parse_value(&text).map_err(|message| ConfigError::Invalid {
+            source_name,
+            message,
+        })
+    }
+}
+
+impl Config {
+    /// Merge flags, an environment map and the config file text (if any), then validate.
+    pub fn load(
+        args: &ServeArgs,
+        env: &HashMap<String, String>,
+        file: Option<(&Path, &str)>,
+    ) -> Result<Self, ConfigError> {
+        let file = match file {
+            None => None,
+            Some((path, text)) => {
+                let table: toml::Table =
+                    text.parse()
+                        .map_err(|error: toml::de::Error| ConfigError::File {
+                            path: path.display().to_string(),
+                            message: error.message().to_owned(),
+                        })?;
+                if let Some(unknown) = table
+                    .keys()
+                    .find(|key| !OPTIONS.iter().any(|option| option.name == key.as_str()))
+                {
+                    return Err(ConfigError::File {
+                        path: path.display().to_string(),
+                        message: format!("unknown option `{unknown}`"),
+                    });
+                }
+                Some((path, table))
+            }
+        };
+        let config = Self::from_sources(&Sources { args, env, file })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`Config::load`] with this process's environment and the file named by `--config` or
+    /// `APPROVD_CONFIG`.
+    pub fn from_process(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(name, _)| name.starts_with("APPROVD_"))
+            .collect();
+        let path = args
+            .config
+            .clone()
+            .or_else(|| env.get("APPROVD_CONFIG").map(PathBuf::from));
+        match path {
+            None => Self::load(args, &env, None),
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::File {
+                    path: path.display().to_string(),
+                    message: error.to_string(),
+                })?;
+                Self::load(args, &env, Some((&path, &text)))
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |flag: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                source_name: format!("--{flag}"),
+                message: message.to_owned(),
+            })
+        };
+        if self.max_wait_secs == 0 || self.max_wait_secs > 300 {
+            return invalid("max-wait-secs", "must be between 1 and 300");
+        }
+        if self.clock_skew_secs > 600 {
+            return invalid("clock-skew-secs", "must be at most 600");
+        }
+        if self.challenge_grace_secs > 3600 {
+            return invalid("challenge-grace-secs", "must be at most 3600");
+        }
+        for (flag, value) in [
+            (
+                "rate-challenges-per-device",
+                self.rate_challenges_per_device,
+            ),
+            ("rate-requests-per-caller", self.rate_requests_per_caller),
+            ("rate-auth-failures-per-ip", self.rate_auth_failures_per_ip),
+        ] {
+            if value == 0 {
+                return invalid(flag, "must be at least 1 per minute");
+            }
+        }
+        if self.push_budget_ms > 30_000 {
+            return invalid("push-budget-ms", "must be at most 30000");
+        }
+        Ok(())
+    }
+
+    /// The defaults (what `approvd serve` with no flags runs with).
+    pub fn defaults() -> Self {
+        Self::load(&ServeArgs::default(), &HashMap::new(), None).expect("defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(pairs: &[(&'static str, &str)]) -> ServeArgs {
+        ServeArgs {
+            config: None,
+            values: pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_with_zero_setup() {
+        let config = Config::defaults();
+        assert_eq!(config.bind, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(config.store, StoreKind::Memory);
+        assert_eq!(config.max_wait_secs, 30);
+        assert_eq!(config.handle_key_file, None);
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let file = Some((
+            Path::new("relay.toml"),
+            "max_wait_secs = 10\nclock_skew_secs = 20\nchallenge_grace_secs = 5\n",
+        ));
+        let env = env(&[
+            ("APPROVD_MAX_WAIT_SECS", "11"),
+            ("APPROVD_CLOCK_SKEW_SECS", "21"),
+        ]);
+        let config = Config::load(&args(&[("max_wait_secs", "12")]), &env, file).expect("loads");
+        assert_eq!(config.max_wait_secs, 12, "flag");
+        assert_eq!(config.clock_skew_secs, 21, "env");
+        assert_eq!(config.challenge_grace_secs, 5, "file");
+        assert_eq!(config.push_budget_ms, 2000, "default");
+    }
+
+    #[test]
+    fn errors_name_what_to_fix() {
+        let error = Config::load(&args(&[]), &env(&[("APPROVD_MAX_WAIT_SECS", "soon")]), None)
+            .expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .starts_with("APPROVD_MAX_WAIT_SECS: `soon`"),
+            "{error}"
+        );
+        let error =
+            Config::load(&args(&[("max_wait_secs", "0")]), &env(&[]), None).expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "--max-wait-secs: must be between 1 and 300"
+        );
+        let error = Config::load(
+            &args(&[]),
+            &env(&[]),
+            Some((Path::new("r.toml"), "max_wiat_secs = 1")),
+        )
+        .expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "config file r.toml: unknown option `max_wiat_secs`"
+        );
+        let error = Config::load(
+            &args(&[]),
+            &env(&[]),
+            Some((Path::new("r.toml"), "bind = [1]")),
+        )
+        .expect_err("refused");
+        assert!(error.to_string().contains("`bind` in r.toml"), "{error}");
+        let error =
+            Config::load(&args(&[("store", "mongo")]), &env(&[]), None).expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .starts_with("--store: `mongo` is not a known store"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_option_has_a_distinct_flag_env_and_valid_default() {
+        for option in OPTIONS {
+            assert_eq!(option.flag, option.name.replace('_', "-"));
+            assert_eq!(
+                option.env,
+                format!("APPROVD_{}", option.name.to_uppercase())
+            );
+            assert!(!option.help.trim().is_empty(), "{}", option.name);
+        }
+        // Defaults parse (defaults() would panic otherwise).
+        let _ = Config::defaults();
+    }
+}

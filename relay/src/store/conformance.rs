@@ -1,0 +1,609 @@
+//! The store conformance suite: the [`Store`] contract as executable checks, written once and
+//! run against every implementation (`store_conformance_tests!` expands to one `#[tokio::test]`
+//! per check). Real time is used (TTLs of about a second) so the same checks run against an
+//! external store. Owns no production behaviour.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use approvd_proto::ids::{Digest, PublicKey, Sig};
+use approvd_proto::wire::{
+    ClaimMac, Delivery, Notice, PairingClaimed, PairingConfirmation, PushHandle, Sealed,
+    SignedVerdict, TargetDelivery,
+};
+use approvd_proto::{Cid, DeviceId, NasId, PairingId, SignedMessage as _};
+
+use super::{
+    CancelOutcome, ChallengeState, ClaimOutcome, ConfirmOutcome, CreateOutcome, DecideOutcome,
+    PairingSlot, Rate, Store, StoredChallenge, StoredTarget, Topic,
+};
+
+const SHORT: Duration = Duration::from_secs(1);
+const LONG: Duration = Duration::from_secs(60);
+const PAST_SHORT: Duration = Duration::from_millis(1600);
+
+fn new_key() -> PublicKey {
+    PublicKey::from(&approvd_proto::generate_signing_key())
+}
+
+fn new_device() -> DeviceId {
+    DeviceId(new_key())
+}
+
+fn new_nas() -> NasId {
+    NasId(new_key())
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+fn target(device_id: DeviceId, in_inbox: bool) -> StoredTarget {
+    StoredTarget {
+        device_id,
+        sig_key: new_key(),
+        challenge_hash: Digest::of(device_id.as_bytes()),
+        sealed: Sealed(vec![7; 304]),
+        sig: Sig([1; 64]),
+        in_inbox,
+    }
+}
+
+/// A pending challenge from `nas_id` to `devices` (all in the inbox).
+pub fn sample_challenge(nas_id: NasId, devices: &[DeviceId]) -> StoredChallenge {
+    let created = now();
+    StoredChallenge {
+        cid: Cid::random(),
+        nas_id,
+        created,
+        expires: created + 60,
+        number_matching: false,
+        body_hash: Digest([3; 32]),
+        targets: devices.iter().map(|device| target(*device, true)).collect(),
+        deliveries: devices
+            .iter()
+            .map(|device| TargetDelivery {
+                device_id: *device,
+                delivery: Delivery::Pending,
+            })
+            .collect(),
+        state: ChallengeState::Pending,
+    }
+}
+
+fn sample_verdict(challenge: &StoredChallenge, device_id: DeviceId) -> SignedVerdict {
+    let key = approvd_proto::generate_signing_key();
+    let verdict = approvd_proto::Verdict {
+        cid: challenge.cid,
+        nas_id: challenge.nas_id,
+        device_id,
+        challenge_hash: Digest([5; 32]),
+        decision: approvd_proto::Decision::Approve,
+        number: None,
+        decided_at: now(),
+    };
+    SignedVerdict {
+        sig: verdict.sign(&key),
+        verdict,
+    }
+}
+
+fn sample_claim(pairing_id: PairingId, nas_id: NasId) -> PairingClaimed {
+    let key = approvd_proto::generate_signing_key();
+    let claim = approvd_proto::PairClaim {
+        pairing_id,
+        nas_id,
+        device_id: new_device(),
+        sig_key: PublicKey::from(&key),
+        seal_key: approvd_proto::SealKey([9; 32]),
+        device_name: "phone".into(),
+        platform: "ios".into(),
+        claimed_at: now(),
+    };
+    PairingClaimed {
+        sig: claim.sign(&key),
+        claim,
+        mac: ClaimMac([0; 32]),
+        push_handle: PushHandle(vec![1; 60]),
+    }
+}
+
+async fn expect_woken(watch: &mut super::Watch) {
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .unwrap_or_else(|_| panic!("waiter on {} was not woken", watch.topic()));
+}
+
+async fn expect_quiet(watch: &mut super::Watch) {
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), watch.changed())
+            .await
+            .is_err(),
+        "waiter on {} woken without a write",
+        watch.topic()
+    );
+}
+
+pub async fn nonce_is_remembered_once_until_it_expires(store: &dyn Store) {
+    let key = format!("nonce-{}", Cid::random());
+    assert!(store.remember_nonce(&key, SHORT).await.expect("store"));
+    assert!(!store.remember_nonce(&key, SHORT).await.expect("store"));
+    tokio::time::sleep(PAST_SHORT).await;
+    assert!(
+        store.remember_nonce(&key, SHORT).await.expect("store"),
+        "expired"
+    );
+}
+
+pub async fn rate_limit_allows_a_burst_then_denies_with_retry_after(store: &dyn Store) {
+    let key = format!("bucket-{}", Cid::random());
+    let rate = Rate { per_minute: 3 };
+    let now_ms = now() * 1000;
+    assert!(
+        store
+            .rate_limit(&key, rate, now_ms, false)
+            .await
+            .expect("store")
+            .allowed
+    );
+    for _ in 0..3 {
+        assert!(
+            store
+                .rate_limit(&key, rate, now_ms, true)
+                .await
+                .expect("store")
+                .allowed
+        );
+    }
+    let denied = store
+        .rate_limit(&key, rate, now_ms, true)
+        .await
+        .expect("store");
+    assert!(!denied.allowed);
+    assert_eq!(denied.retry_after_ms, 20_000);
+    assert!(
+        !store
+            .rate_limit(&key, rate, now_ms, false)
+            .await
+            .expect("store")
+            .allowed
+    );
+    let later = store
+        .rate_limit(&key, rate, now_ms + 20_000, true)
+        .await
+        .expect("store");
+    assert!(later.allowed);
+}
+
+pub async fn pairing_first_claim_wins_and_confirm_needs_a_claim(store: &dyn Store) {
+    let nas_id = new_nas();
+    let slot = PairingSlot {
+        pairing_id: PairingId::random(),
+        nas_id,
+        expires_at: now() + 60,
+    };
+    let id = slot.pairing_id;
+    assert!(store.create_pairing(&slot, LONG).await.expect("store"));
+    assert!(
+        !store.create_pairing(&slot, LONG).await.expect("store"),
+        "duplicate id"
+    );
+    let state = store.pairing(&id).await.expect("store").expect("exists");
+    assert_eq!(state.slot, slot);
+    assert!(state.claimed.is_none() && state.confirmation.is_none());
+
+    let claimed = sample_claim(id, nas_id);
+    let confirmation = PairingConfirmation {
+        confirm: approvd_proto::PairConfirm {
+            pairing_id: id,
+            nas_id,
+            device_id: claimed.claim.device_id,
+            claim_hash: claimed.claim.hash(),
+            confirmed_at: now(),
+        },
+        sig: Sig([2; 64]),
+    };
+    assert_eq!(
+        store
+            .confirm_pairing(&id, &confirmation)
+            .await
+            .expect("store"),
+        ConfirmOutcome::NotClaimed
+    );
+    let mut watch = store.watch(Topic::Pairing(id)).await.expect("store");
+    assert_eq!(
+        store.claim_pairing(&id, &claimed).await.expect("store"),
+        ClaimOutcome::Stored
+    );
+    expect_woken(&mut watch).await;
+    let other = sample_claim(id, nas_id);
+    assert_eq!(
+        store.claim_pairing(&id, &other).await.expect("store"),
+        ClaimOutcome::AlreadyClaimed
+    );
+    assert_eq!(
+        store
+            .pairing(&id)
+            .await
+            .expect("store")
+            .expect("exists")
+            .claimed,
+        Some(claimed)
+    );
+    assert_eq!(
+        store
+            .confirm_pairing(&id, &confirmation)
+            .await
+            .expect("store"),
+        ConfirmOutcome::Stored
+    );
+    expect_woken(&mut watch).await;
+    assert_eq!(
+        store
+            .confirm_pairing(&id, &confirmation)
+            .await
+            .expect("store"),
+        ConfirmOutcome::AlreadyConfirmed
+    );
+    let missing = PairingId::random();
+    assert_eq!(
+        store
+            .claim_pairing(&missing, &sample_claim(missing, nas_id))
+            .await
+            .expect("store"),
+        ClaimOutcome::Missing
+    );
+    assert_eq!(
+        store
+            .confirm_pairing(&missing, &confirmation)
+            .await
+            .expect("store"),
+        ConfirmOutcome::Missing
+    );
+}
+
+pub async fn pairing_slot_expires(store: &dyn Store) {
+    let slot = PairingSlot {
+        pairing_id: PairingId::random(),
+        nas_id: new_nas(),
+        expires_at: now() + 1,
+    };
+    assert!(store.create_pairing(&slot, SHORT).await.expect("store"));
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(store.pairing(&slot.pairing_id).await.expect("store"), None);
+    assert!(
+        store.create_pairing(&slot, SHORT).await.expect("store"),
+        "id free again"
+    );
+}
+
+pub async fn challenge_create_is_exclusive_and_fills_inboxes(store: &dyn Store) {
+    let nas_id = new_nas();
+    let (phone_a, phone_b, limited) = (new_device(), new_device(), new_device());
+    let mut challenge = sample_challenge(nas_id, &[phone_a, phone_b]);
+    challenge.targets.push(target(limited, false));
+    let mut watch_a = store.watch(Topic::Inbox(phone_a)).await.expect("store");
+    let mut watch_limited = store.watch(Topic::Inbox(limited)).await.expect("store");
+    assert_eq!(
+        store
+            .create_challenge(&challenge, LONG)
+            .await
+            .expect("store"),
+        CreateOutcome::Created
+    );
+    expect_woken(&mut watch_a).await;
+    expect_quiet(&mut watch_limited).await;
+    assert_eq!(
+        store.challenge(&challenge.cid).await.expect("store"),
+        Some(challenge.clone())
+    );
+    let inbox = store.inbox(&phone_b, now()).await.expect("store");
+    assert_eq!(inbox, vec![challenge.inbox_entry(&challenge.targets[1])]);
+    assert!(store
+        .inbox(&limited, now())
+        .await
+        .expect("store")
+        .is_empty());
+
+    let mut second = sample_challenge(nas_id, &[phone_a]);
+    second.cid = challenge.cid;
+    assert_eq!(
+        store.create_challenge(&second, LONG).await.expect("store"),
+        CreateOutcome::Exists(Box::new(challenge.clone()))
+    );
+    assert_eq!(
+        store.inbox(&phone_a, now()).await.expect("store").len(),
+        1,
+        "nothing written"
+    );
+
+    let deliveries = vec![TargetDelivery {
+        device_id: phone_a,
+        delivery: Delivery::Pushed,
+    }];
+    store
+        .record_deliveries(&challenge.cid, &deliveries)
+        .await
+        .expect("store");
+    let stored = store
+        .challenge(&challenge.cid)
+        .await
+        .expect("store")
+        .expect("exists");
+    assert_eq!(stored.deliveries, deliveries);
+}
+
+pub async fn inbox_is_oldest_first_and_hides_expired_challenges(store: &dyn Store) {
+    let nas_id = new_nas();
+    let phone = new_device();
+    let mut newer = sample_challenge(nas_id, &[phone]);
+    newer.created += 5;
+    let older = sample_challenge(nas_id, &[phone]);
+    let mut expired = sample_challenge(nas_id, &[phone]);
+    expired.created -= 100;
+    expired.expires = now() - 1;
+    for challenge in [&newer, &older, &expired] {
+        store
+            .create_challenge(challenge, LONG)
+            .await
+            .expect("store");
+    }
+    let cids: Vec<Cid> = store
+        .inbox(&phone, now())
+        .await
+        .expect("store")
+        .into_iter()
+        .map(|entry| entry.cid)
+        .collect();
+    assert_eq!(cids, vec![older.cid, newer.cid]);
+    store
+        .drop_inbox_from(&phone, &new_nas())
+        .await
+        .expect("store");
+    assert_eq!(
+        store.inbox(&phone, now()).await.expect("store").len(),
+        2,
+        "other NAS: kept"
+    );
+    store.drop_inbox_from(&phone, &nas_id).await.expect("store");
+    assert!(store.inbox(&phone, now()).await.expect("store").is_empty());
+}
+
+pub async fn first_verdict_wins_under_concurrency(store: Arc<dyn Store>) {
+    let nas_id = new_nas();
+    let phones: Vec<DeviceId> = (0..8).map(|_| new_device()).collect();
+    let challenge = sample_challenge(nas_id, &phones);
+    store
+        .create_challenge(&challenge, LONG)
+        .await
+        .expect("store");
+    let mut watch = store
+        .watch(Topic::Challenge(challenge.cid))
+        .await
+        .expect("store");
+    let tasks: Vec<_> = phones
+        .iter()
+        .map(|phone| {
+            let store = Arc::clone(&store);
+            let verdict = sample_verdict(&challenge, *phone);
+            tokio::spawn(
+                async move { (store.decide(&verdict.verdict.cid, &verdict).await, verdict) },
+            )
+        })
+        .collect();
+    let mut accepted = Vec::new();
+    for task in tasks {
+        let (outcome, verdict) = task.await.expect("task");
+        match outcome.expect("store") {
+            DecideOutcome::Accepted => accepted.push(verdict),
+            DecideOutcome::AlreadyDecided => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(accepted.len(), 1, "exactly one verdict wins");
+    expect_woken(&mut watch).await;
+    let stored = store
+        .challenge(&challenge.cid)
+        .await
+        .expect("store")
+        .expect("exists");
+    assert_eq!(
+        stored.state,
+        ChallengeState::Decided {
+            verdict: accepted[0].clone()
+        }
+    );
+    for phone in &phones {
+        assert!(
+            store.inbox(phone, now()).await.expect("store").is_empty(),
+            "removed from inboxes"
+        );
+    }
+    assert_eq!(
+        store.cancel(&challenge.cid).await.expect("store"),
+        CancelOutcome::AlreadyDecided
+    );
+}
+
+pub async fn cancel_is_final(store: &dyn Store) {
+    let phone = new_device();
+    let challenge = sample_challenge(new_nas(), &[phone]);
+    store
+        .create_challenge(&challenge, LONG)
+        .await
+        .expect("store");
+    let mut watch = store
+        .watch(Topic::Challenge(challenge.cid))
+        .await
+        .expect("store");
+    assert_eq!(
+        store.cancel(&challenge.cid).await.expect("store"),
+        CancelOutcome::Cancelled
+    );
+    expect_woken(&mut watch).await;
+    assert!(store.inbox(&phone, now()).await.expect("store").is_empty());
+    assert_eq!(
+        store.cancel(&challenge.cid).await.expect("store"),
+        CancelOutcome::AlreadyCancelled
+    );
+    let verdict = sample_verdict(&challenge, phone);
+    assert_eq!(
+        store.decide(&challenge.cid, &verdict).await.expect("store"),
+        DecideOutcome::Cancelled
+    );
+    let missing = Cid::random();
+    assert_eq!(
+        store.cancel(&missing).await.expect("store"),
+        CancelOutcome::Missing
+    );
+    assert_eq!(
+        store.decide(&missing, &verdict).await.expect("store"),
+        DecideOutcome::Missing
+    );
+}
+
+pub async fn challenge_and_inbox_expire_with_their_ttl(store: &dyn Store) {
+    let phone = new_device();
+    let challenge = sample_challenge(new_nas(), &[phone]);
+    store
+        .create_challenge(&challenge, SHORT)
+        .await
+        .expect("store");
+    assert!(store
+        .challenge(&challenge.cid)
+        .await
+        .expect("store")
+        .is_some());
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(store.challenge(&challenge.cid).await.expect("store"), None);
+    assert!(store.inbox(&phone, now()).await.expect("store").is_empty());
+    assert_eq!(
+        store.cancel(&challenge.cid).await.expect("store"),
+        CancelOutcome::Missing
+    );
+}
+
+pub async fn mutes_hold_until_their_ttl(store: &dyn Store) {
+    let (nas_id, phone) = (new_nas(), new_device());
+    assert_eq!(
+        store.muted_until(&nas_id, &phone).await.expect("store"),
+        None
+    );
+    store
+        .set_mute(&nas_id, &phone, now() + 1, SHORT)
+        .await
+        .expect("store");
+    assert_eq!(
+        store.muted_until(&nas_id, &phone).await.expect("store"),
+        Some(now() + 1)
+    );
+    assert_eq!(
+        store.muted_until(&new_nas(), &phone).await.expect("store"),
+        None
+    );
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(
+        store.muted_until(&nas_id, &phone).await.expect("store"),
+        None
+    );
+}
+
+pub async fn mailbox_keeps_order_and_acks_remove(store: &dyn Store) {
+    let nas_id = new_nas();
+    let mut watch = store.watch(Topic::Mailbox(nas_id)).await.expect("store");
+    let notices: Vec<Notice> = (0..3)
+        .map(|_| Notice::PushGone {
+            device_id: new_device(),
+        })
+        .collect();
+    for (index, notice) in notices.iter().enumerate() {
+        store
+            .post_notice(&nas_id, notice, 100 + index as u64, LONG)
+            .await
+            .expect("store");
+    }
+    expect_woken(&mut watch).await;
+    let entries = store.mailbox(&nas_id).await.expect("store");
+    let got: Vec<Notice> = entries.iter().map(|entry| entry.notice.clone()).collect();
+    assert_eq!(got, notices);
+    let mut ids: Vec<&String> = entries.iter().map(|entry| &entry.id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "ids are distinct");
+    store
+        .ack_mailbox(&nas_id, &[entries[0].id.clone(), "unknown".into()])
+        .await
+        .expect("store");
+    assert_eq!(
+        store.mailbox(&nas_id).await.expect("store"),
+        entries[1..].to_vec()
+    );
+    assert!(store.mailbox(&new_nas()).await.expect("store").is_empty());
+}
+
+pub async fn watches_are_per_topic_and_dropped_watches_unregister(store: &dyn Store) {
+    let phone = new_device();
+    let before = store.notifier().waiters();
+    let mut mine = store.watch(Topic::Inbox(phone)).await.expect("store");
+    let other = store
+        .watch(Topic::Inbox(new_device()))
+        .await
+        .expect("store");
+    assert_eq!(store.notifier().waiters(), before + 2);
+    let challenge = sample_challenge(new_nas(), &[new_device()]);
+    store
+        .create_challenge(&challenge, LONG)
+        .await
+        .expect("store");
+    expect_quiet(&mut mine).await;
+    drop(other);
+    drop(mine);
+    assert_eq!(store.notifier().waiters(), before);
+    store.ping().await.expect("reachable");
+}
+
+/// Expands to one `#[tokio::test]` per conformance check; `$make` is an async expression
+/// returning `Arc<dyn Store>` (a fresh store or a shared one: checks use fresh ids).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        mod conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::store::conformance as suite;
+
+            macro_rules! check {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let store: std::sync::Arc<dyn $crate::store::Store> = $make.await;
+                        suite::$name(&*store).await;
+                    }
+                };
+            }
+
+            check!(nonce_is_remembered_once_until_it_expires);
+            check!(rate_limit_allows_a_burst_then_denies_with_retry_after);
+            check!(pairing_first_claim_wins_and_confirm_needs_a_claim);
+            check!(pairing_slot_expires);
+            check!(challenge_create_is_exclusive_and_fills_inboxes);
+            check!(inbox_is_oldest_first_and_hides_expired_challenges);
+            check!(cancel_is_final);
+            check!(challenge_and_inbox_expire_with_their_ttl);
+            check!(mutes_hold_until_their_ttl);
+            check!(mailbox_keeps_order_and_acks_remove);
+            check!(watches_are_per_topic_and_dropped_watches_unregister);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn first_verdict_wins_under_concurrency() {
+                let store: std::sync::Arc<dyn $crate::store::Store> = $make.await;
+                for _ in 0..20 {
+                    suite::first_verdict_wins_under_concurrency(std::sync::Arc::clone(&store))
+                        .await;
+                }
+            }
+        }
+    };
+}

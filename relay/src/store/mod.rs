@@ -1,0 +1,337 @@
+//! The relay's state, behind the [`Store`] trait: pairing slots, challenges and their verdicts,
+//! device inboxes, NAS mailboxes, mutes, the nonce replay cache and rate-limit buckets. Every
+//! record has a time-to-live. Implementations must give identical semantics (the shared
+//! [`conformance`] suite checks them): writes that decide something (first claim, first verdict,
+//! cancel) are atomic, and every write that could satisfy a long-poll notifies its [`Topic`]
+//! after the write.
+//!
+//! The store knows nothing of HTTP; handlers turn its outcomes into responses.
+
+pub mod conformance;
+pub mod memory;
+pub mod notify;
+
+use std::time::Duration;
+
+use approvd_proto::ids::{Digest, PublicKey, Sig};
+use approvd_proto::wire::{
+    Delivery, InboxEntry, MailboxEntry, Notice, PairingClaimed, PairingConfirmation, Sealed,
+    SignedVerdict, TargetDelivery,
+};
+use approvd_proto::{Cid, DeviceId, NasId, PairingId};
+
+pub use memory::MemoryStore;
+pub use notify::{Notifier, Topic, Watch};
+
+/// Why the store could not answer.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// The backing store is unreachable or timed out; retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded (a bug or a foreign writer).
+    #[error("store data error: {0}")]
+    Data(String),
+}
+
+/// A registered pairing slot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PairingSlot {
+    pub pairing_id: PairingId,
+    pub nas_id: NasId,
+    pub expires_at: u64,
+}
+
+/// A slot and what happened to it so far.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PairingState {
+    pub slot: PairingSlot,
+    pub claimed: Option<PairingClaimed>,
+    pub confirmation: Option<PairingConfirmation>,
+}
+
+/// Outcome of [`Store::claim_pairing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    Stored,
+    AlreadyClaimed,
+    Missing,
+}
+
+/// Outcome of [`Store::confirm_pairing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    Stored,
+    AlreadyConfirmed,
+    NotClaimed,
+    Missing,
+}
+
+/// One target of a stored challenge.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredTarget {
+    pub device_id: DeviceId,
+    /// `D_sig` from the device's handle: verdicts must verify under it.
+    pub sig_key: PublicKey,
+    /// Hash of the `challenge` message for this device: verdicts must name it.
+    pub challenge_hash: Digest,
+    pub sealed: Sealed,
+    pub sig: Sig,
+    /// Whether an inbox entry was stored for it (false when rate-limited).
+    pub in_inbox: bool,
+}
+
+/// Where a challenge stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ChallengeState {
+    Pending,
+    Decided { verdict: SignedVerdict },
+    Cancelled,
+}
+
+/// A challenge as the relay keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredChallenge {
+    pub cid: Cid,
+    pub nas_id: NasId,
+    pub created: u64,
+    pub expires: u64,
+    pub number_matching: bool,
+    /// SHA-256 of the create request body: an identical re-post is idempotent.
+    pub body_hash: Digest,
+    pub targets: Vec<StoredTarget>,
+    /// The delivery report, updated as push results arrive.
+    pub deliveries: Vec<TargetDelivery>,
+    pub state: ChallengeState,
+}
+
+impl StoredChallenge {
+    /// The inbox entry for one target.
+    pub fn inbox_entry(&self, target: &StoredTarget) -> InboxEntry {
+        InboxEntry {
+            cid: self.cid,
+            nas_id: self.nas_id,
+            created: self.created,
+            expires: self.expires,
+            number_matching: self.number_matching,
+            sealed: target.sealed.clone(),
+            sig: target.sig,
+        }
+    }
+}
+
+/// Outcome of [`Store::create_challenge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// A challenge with this `cid` exists already (it is returned).
+    Exists(Box<StoredChallenge>),
+}
+
+/// Outcome of [`Store::decide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecideOutcome {
+    /// This verdict was the first: it is stored.
+    Accepted,
+    /// Another verdict was stored first.
+    AlreadyDecided,
+    Cancelled,
+    Missing,
+}
+
+/// Outcome of [`Store::cancel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled,
+    AlreadyCancelled,
+    AlreadyDecided,
+    Missing,
+}
+
+/// A token-bucket rate (GCRA): `per_minute` requests per minute, bursts up to `per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_minute: u32,
+}
+
+impl Rate {
+    /// Milliseconds between two requests at the steady rate.
+    pub fn interval_ms(self) -> u64 {
+        60_000 / u64::from(self.per_minute.max(1))
+    }
+
+    /// The burst window: how far ahead of now the bucket may be booked.
+    pub fn burst_ms(self) -> u64 {
+        self.interval_ms() * u64::from(self.per_minute.max(1))
+    }
+}
+
+/// Answer of [`Store::rate_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    pub allowed: bool,
+    /// When denied: how long until one request is allowed again.
+    pub retry_after_ms: u64,
+}
+
+/// The GCRA step shared by every implementation: from the bucket's stored "theoretical arrival
+/// time" (`tat_ms`, or none), decide and return the new TAT to store (when allowed and
+/// `consume`).
+pub fn gcra(
+    rate: Rate,
+    tat_ms: Option<u64>,
+    now_ms: u64,
+    consume: bool,
+) -> (RateDecision, Option<u64>) {
+    let base = tat_ms.unwrap_or(now_ms).max(now_ms);
+    let new_tat = base + rate.interval_ms();
+    let ahead = new_tat - now_ms;
+    if ahead > rate.burst_ms() {
+        let decision = RateDecision {
+            allowed: false,
+            retry_after_ms: ahead - rate.burst_ms(),
+        };
+        return (decision, None);
+    }
+    let decision = RateDecision {
+        allowed: true,
+        retry_after_ms: 0,
+    };
+    (decision, consume.then_some(new_tat))
+}
+
+/// The relay's state. See the module documentation for the contract.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Remember `key` for `ttl`. `false` when it was already remembered (a replay).
+    async fn remember_nonce(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// One request against bucket `key` at `rate`. With `consume = false` only asks whether one
+    /// more request would be allowed.
+    async fn rate_limit(
+        &self,
+        key: &str,
+        rate: Rate,
+        now_ms: u64,
+        consume: bool,
+    ) -> Result<RateDecision, StoreError>;
+
+    /// Register a slot; `false` when the id exists.
+    async fn create_pairing(&self, slot: &PairingSlot, ttl: Duration) -> Result<bool, StoreError>;
+    async fn pairing(&self, pairing_id: &PairingId) -> Result<Option<PairingState>, StoreError>;
+    /// Store the first claim of a slot; notifies [`Topic::Pairing`].
+    async fn claim_pairing(
+        &self,
+        pairing_id: &PairingId,
+        claimed: &PairingClaimed,
+    ) -> Result<ClaimOutcome, StoreError>;
+    /// Store the confirmation of a claimed slot; notifies [`Topic::Pairing`].
+    async fn confirm_pairing(
+        &self,
+        pairing_id: &PairingId,
+        confirmation: &PairingConfirmation,
+    ) -> Result<ConfirmOutcome, StoreError>;
+
+    /// Store a challenge and an inbox entry for each target with `in_inbox`, all living `ttl`;
+    /// notifies each such target's [`Topic::Inbox`]. Returns the existing challenge if the
+    /// `cid` is taken (nothing is written then).
+    async fn create_challenge(
+        &self,
+        challenge: &StoredChallenge,
+        ttl: Duration,
+    ) -> Result<CreateOutcome, StoreError>;
+    async fn challenge(&self, cid: &Cid) -> Result<Option<StoredChallenge>, StoreError>;
+    /// Replace the delivery report of a challenge (no-op if it is gone).
+    async fn record_deliveries(
+        &self,
+        cid: &Cid,
+        deliveries: &[TargetDelivery],
+    ) -> Result<(), StoreError>;
+    /// Atomically store `verdict` if the challenge is still pending (first answer wins), then
+    /// remove the challenge from every target's inbox and notify [`Topic::Challenge`].
+    async fn decide(&self, cid: &Cid, verdict: &SignedVerdict)
+        -> Result<DecideOutcome, StoreError>;
+    /// Atomically cancel a pending challenge, remove its inbox entries, notify.
+    async fn cancel(&self, cid: &Cid) -> Result<CancelOutcome, StoreError>;
+    /// A device's pending inbox entries that have not expired at `now`, oldest first.
+    async fn inbox(&self, device_id: &DeviceId, now: u64) -> Result<Vec<InboxEntry>, StoreError>;
+    /// Drop a device's inbox entries from one NAS (the device unpaired).
+    async fn drop_inbox_from(&self, device_id: &DeviceId, nas_id: &NasId)
+        -> Result<(), StoreError>;
+
+    /// Mute pushes from `nas_id` to `device_id` until `until` (record lives `ttl`).
+    async fn set_mute(
+        &self,
+        nas_id: &NasId,
+        device_id: &DeviceId,
+        until: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    async fn muted_until(
+        &self,
+        nas_id: &NasId,
+        device_id: &DeviceId,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Append a notice to a NAS's mailbox (entry lives `ttl`); notifies [`Topic::Mailbox`].
+    async fn post_notice(
+        &self,
+        nas_id: &NasId,
+        notice: &Notice,
+        at: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    /// A NAS's mailbox, oldest first.
+    async fn mailbox(&self, nas_id: &NasId) -> Result<Vec<MailboxEntry>, StoreError>;
+    /// Remove mailbox entries by id (unknown ids are ignored).
+    async fn ack_mailbox(&self, nas_id: &NasId, ids: &[String]) -> Result<(), StoreError>;
+
+    /// Register a waiter for `topic`; re-read the state after this returns.
+    async fn watch(&self, topic: Topic) -> Result<Watch, StoreError>;
+    /// The waiter registry (for the waiters gauge).
+    fn notifier(&self) -> &std::sync::Arc<Notifier>;
+    /// Is the store reachable?
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The report a challenge starts with: one entry per target.
+pub fn initial_deliveries(targets: &[(DeviceId, Delivery)]) -> Vec<TargetDelivery> {
+    targets
+        .iter()
+        .map(|(device_id, delivery)| TargetDelivery {
+            device_id: *device_id,
+            delivery: *delivery,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_allows_a_burst_then_paces() {
+        let rate = Rate { per_minute: 5 };
+        let mut tat = None;
+        for _ in 0..5 {
+            let (decision, new_tat) = gcra(rate, tat, 1_000_000, true);
+            assert!(decision.allowed);
+            tat = new_tat;
+        }
+        let (decision, _) = gcra(rate, tat, 1_000_000, true);
+        assert_eq!(
+            decision,
+            RateDecision {
+                allowed: false,
+                retry_after_ms: 12_000
+            }
+        );
+        // After one interval, one more is allowed.
+        let (decision, _) = gcra(rate, tat, 1_012_000, true);
+        assert!(decision.allowed);
+        // A check does not consume.
+        let (decision, new_tat) = gcra(rate, None, 0, false);
+        assert!(decision.allowed && new_tat.is_none());
+    }
+}
