@@ -26,6 +26,7 @@ pub const MAX_SEALED: usize = 32 + MAX_PLAINTEXT + 16;
 
 /// What sort of sign-in the phone is asked about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LoginKind {
     /// Second factor after a password ("login approval").
@@ -38,6 +39,7 @@ pub enum LoginKind {
 
 /// The login context shown on the phone. Serialized as a JSON object, padded, then sealed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginContext {
     /// Account name signing in (≤ 128 bytes).

@@ -40,6 +40,37 @@ pub fn encode_b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// OpenAPI schema of a base64url string holding `min..=max` bytes.
+#[cfg(feature = "openapi")]
+pub fn b64_schema(
+    description: &str,
+    min_bytes: Option<usize>,
+    max_bytes: Option<usize>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .pattern(Some("^[A-Za-z0-9_-]*$"))
+        .min_length(min_bytes.map(|bytes| (bytes * 4).div_ceil(3)))
+        .max_length(max_bytes.map(|bytes| (bytes * 4).div_ceil(3)))
+        .into()
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for PublicKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        b64_schema(
+            "base64url (no padding) of a 32-byte Ed25519 public key",
+            Some(32),
+            Some(32),
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for PublicKey {}
+
 /// Defines a fixed-size byte-string newtype that is base64url on the wire.
 macro_rules! fixed_bytes {
     ($(#[$meta:meta])* $name:ident, $len:expr, $field:literal) => {
@@ -72,6 +103,16 @@ macro_rules! fixed_bytes {
                 f.write_str(&$crate::ids::encode_b64(&self.0))
             }
         }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::ids::b64_schema(concat!("base64url (no padding) of ", stringify!($len), " bytes: ", $field), Some($len), Some($len))
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
 
         impl std::fmt::Debug for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -234,6 +275,16 @@ macro_rules! key_id {
                 self.0.fmt(f)
             }
         }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::ids::b64_schema(concat!($field, ": base64url (no padding) of a 32-byte Ed25519 public key"), Some(32), Some(32))
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
 
         impl std::fmt::Debug for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

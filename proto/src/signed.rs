@@ -178,6 +178,7 @@ pub fn verify_strict(key: &PublicKey, message: &[u8], sig: &Sig) -> Result<(), E
 
 /// A phone's answer to a challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// "Yes, that is me signing in."
@@ -202,6 +203,7 @@ impl Decision {
 /// `pair-claim`: the phone's keys for one pairing slot. Signed by `D_sig`, and MACed with the
 /// pairing secret `k` from the QR code (see [`crate::pairing`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PairClaim {
     pub pairing_id: PairingId,
@@ -235,6 +237,7 @@ impl SignedMessage for PairClaim {
 /// `pair-confirm`: the NAS accepted the claim whose signed bytes hash to `claim_hash`.
 /// Signed by `N`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PairConfirm {
     pub pairing_id: PairingId,
@@ -259,6 +262,7 @@ impl SignedMessage for PairConfirm {
 /// `challenge`: one approval request to one device. Signed by `N`. The sealed login context is
 /// bound by `context_hash` = SHA-256 of the sealed blob.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Challenge {
     pub cid: Cid,
@@ -287,6 +291,7 @@ impl SignedMessage for Challenge {
 /// `verdict`: a phone's decision on the challenge whose signed bytes hash to `challenge_hash`.
 /// Signed by `D_sig`. `number` is the number the user typed (number matching), absent otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Verdict {
     pub cid: Cid,
@@ -315,6 +320,7 @@ impl SignedMessage for Verdict {
 
 /// `unpair`: the phone forgets this pairing. Signed by `D_sig`; the NAS verifies and drops it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Unpair {
     pub nas_id: NasId,
@@ -335,6 +341,7 @@ impl SignedMessage for Unpair {
 /// `mute`: the phone asks not to be pushed for this NAS until `until` (push-bombing defence).
 /// Signed by `D_sig`, so the NAS can show the user that the mute really came from the phone.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Mute {
     pub nas_id: NasId,

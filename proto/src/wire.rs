@@ -3,9 +3,7 @@
 //! bodies are checked by whoever holds the key (see PROTOCOL.md "who verifies what").
 
 use crate::context::MAX_SEALED;
-use crate::ids::{
-    decode_b64, encode_b64, fixed_bytes, Cid, DeviceId, NasId, PairingId, PublicKey, Sig,
-};
+use crate::ids::{decode_b64, encode_b64, fixed_bytes, Cid, DeviceId, NasId, PairingId, Sig};
 use crate::signed::{Challenge, Mute, PairClaim, PairConfirm, Unpair, Verdict};
 use crate::Error;
 
@@ -56,6 +54,16 @@ macro_rules! blob {
             }
         }
 
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::ids::b64_schema(concat!($field, ": base64url (no padding), opaque bytes"), Some(1), Some($max))
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
+
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(&encode_b64(&self.0))
@@ -86,6 +94,7 @@ fixed_bytes!(
 
 /// Which push service a token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PushProvider {
     Apns,
@@ -94,6 +103,7 @@ pub enum PushProvider {
 
 /// A phone's push registration. Sent to the relay only, which seals it into a push handle.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PushRegistration {
     pub provider: PushProvider,
@@ -137,6 +147,7 @@ fn check_printable(field: &'static str, value: &str, max: usize) -> Result<(), E
 
 /// `POST /v1/pairings` (NAS): register a pairing slot.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreatePairingRequest {
     pub pairing_id: PairingId,
@@ -158,6 +169,7 @@ impl CreatePairingRequest {
 
 /// Answer to `POST /v1/pairings`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PairingCreated {
     pub pairing_id: PairingId,
@@ -166,6 +178,7 @@ pub struct PairingCreated {
 
 /// `POST /v1/pairings/{pairing_id}/claim` (phone, signed by `D_api` = `claim.device_id`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     pub claim: PairClaim,
@@ -200,6 +213,7 @@ pub fn validate_claim(claim: &PairClaim) -> Result<(), Error> {
 /// Answer to `GET /v1/pairings/{pairing_id}/claim` (NAS): the claim, and the push handle the
 /// relay minted from the phone's push registration.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PairingClaimed {
     pub claim: PairClaim,
@@ -212,6 +226,7 @@ pub struct PairingClaimed {
 /// `POST /v1/pairings/{pairing_id}/confirm` (NAS), and the answer to
 /// `GET /v1/pairings/{pairing_id}/confirmation` (phone).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PairingConfirmation {
     pub confirm: PairConfirm,
@@ -223,6 +238,7 @@ pub struct PairingConfirmation {
 
 /// One device a challenge goes to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeTarget {
     pub device_id: DeviceId,
@@ -237,6 +253,7 @@ pub struct ChallengeTarget {
 
 /// `POST /v1/challenges` (NAS).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateChallengeRequest {
     pub cid: Cid,
@@ -296,6 +313,7 @@ impl CreateChallengeRequest {
 
 /// What happened to one target of a challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
     /// Accepted by APNs/FCM.
@@ -316,6 +334,7 @@ pub enum Delivery {
 
 /// Delivery report for one target.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TargetDelivery {
     pub device_id: DeviceId,
@@ -324,6 +343,7 @@ pub struct TargetDelivery {
 
 /// Answer to `POST /v1/challenges`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeCreated {
     pub cid: Cid,
@@ -333,6 +353,7 @@ pub struct ChallengeCreated {
 
 /// One pending challenge in a phone's inbox (`GET /v1/inbox`). The device is the caller.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InboxEntry {
     pub cid: Cid,
@@ -361,6 +382,7 @@ impl InboxEntry {
 
 /// Answer to `GET /v1/inbox`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Inbox {
     pub entries: Vec<InboxEntry>,
@@ -369,6 +391,7 @@ pub struct Inbox {
 /// `POST /v1/challenges/{cid}/verdict` (phone), and the answer to
 /// `GET /v1/challenges/{cid}/verdict` (NAS).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignedVerdict {
     pub verdict: Verdict,
@@ -395,14 +418,14 @@ impl SignedVerdict {
 
 // ---------------------------------------------------------------- devices
 
-/// `POST /v1/devices/push` (phone): the OS rotated the push token; mint a new handle for this
-/// pairing and deliver it to the NAS's mailbox.
+/// `POST /v1/devices/push` (phone): the OS rotated the push token (or push was turned on or
+/// off); mint a new handle for this pairing and deliver it to the NAS's mailbox.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefreshPushRequest {
-    pub nas_id: NasId,
-    /// `D_sig`, sealed into the new handle so the relay can check verdicts.
-    pub sig_key: PublicKey,
+    /// The pairing's current handle: proves the pairing and names the NAS.
+    pub push_handle: PushHandle,
     /// The new registration; absent turns push off (the handle then only carries keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<PushRegistration>,
@@ -416,26 +439,44 @@ impl RefreshPushRequest {
     }
 }
 
+/// Answer to a pairing claim and to a push refresh: the phone's (new) handle for this pairing,
+/// which it presents to refresh, mute and unpair.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HandleIssued {
+    pub push_handle: PushHandle,
+}
+
 /// `POST /v1/devices/mute` (phone).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignedMute {
     pub mute: Mute,
+    /// `mute` signature by `D_sig`.
     pub sig: Sig,
+    /// The pairing's current handle (proves the pairing; carries `D_sig` for the relay's check).
+    pub push_handle: PushHandle,
 }
 
 /// `POST /v1/devices/unpair` (phone).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignedUnpair {
     pub unpair: Unpair,
+    /// `unpair` signature by `D_sig`.
     pub sig: Sig,
+    /// The pairing's current handle.
+    pub push_handle: PushHandle,
 }
 
 // ---------------------------------------------------------------- mailbox
 
 /// What a phone (or the relay) tells a NAS through its mailbox.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Notice {
     /// A device's push token changed: replace its handle.
@@ -453,6 +494,7 @@ pub enum Notice {
 
 /// One mailbox entry.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MailboxEntry {
     /// Opaque id to acknowledge.
@@ -464,6 +506,7 @@ pub struct MailboxEntry {
 
 /// Answer to `GET /v1/mailbox`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Mailbox {
     pub entries: Vec<MailboxEntry>,
@@ -471,6 +514,7 @@ pub struct Mailbox {
 
 /// `POST /v1/mailbox/ack` (NAS): remove these entries.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MailboxAck {
     pub ids: Vec<String>,
@@ -493,6 +537,7 @@ impl MailboxAck {
 
 /// An RFC 9457 problem document, as the relay sends it with `application/problem+json`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// Stable URI naming the error, e.g. `urn:approvd:problem:replayed-nonce`.
     #[serde(rename = "type")]

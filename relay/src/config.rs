@@ -217,7 +217,12 @@ impl clap::Args for ServeArgs {
                     .value_name(option.value_name)
                     .help(format!(
                         "{} [env: {}]{}",
-                        option.help.trim_end().replace('\n', " "),
+                        option
+                            .help
+                            .lines()
+                            .map(str::trim)
+                            .collect::<Vec<_>>()
+                            .join(" "),
                         option.env,
                         if option.default.is_empty() {
                             String::new()

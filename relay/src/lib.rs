@@ -2,6 +2,11 @@
 //! HTTP routes with request authentication, metrics — and the library behind the `approvd`
 //! binary. See ARCHITECTURE.md for where each part lives and why.
 
+pub mod clock;
 pub mod config;
 pub mod handle;
+pub mod http;
+pub mod metrics;
+pub mod push;
+pub mod server;
 pub mod store;

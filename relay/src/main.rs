@@ -1,10 +1,18 @@
-//! The `approvd` command: parses the command line and hands off to the library.
+//! The `approvd` command: parse the command line, set up logging, hand off to the library.
 
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use approvd_relay::config::{Config, LogFormat, ServeArgs};
 use clap::{Parser, Subcommand};
 
-/// approvd — push-approval relay ("approve this sign-in on your phone").
+/// approvd — push-approval relay: "approve this sign-in on your phone".
+///
+/// A NAS (or any login server) sends a signed approval request; the relay pushes it to the
+/// user's phones and hands the phone's signed verdict back. Everything is signed and sealed end
+/// to end: the relay can delay a sign-in, never approve one.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -13,18 +21,69 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the relay server.
-    Serve,
+    ///
+    /// With no options it listens on 127.0.0.1:8080 with the embedded memory store and logs
+    /// pushes instead of sending them — enough to try everything on one machine. Every option
+    /// can also be set with its APPROVD_* environment variable or in a TOML file (--config);
+    /// a flag beats the environment, which beats the file.
+    #[command(
+        after_help = "Examples:\n  approvd serve\n  approvd serve --bind 0.0.0.0:8080 --handle-key-file /etc/approvd/handle-keys\n  APPROVD_MAX_WAIT_SECS=20 approvd serve --config /etc/approvd/relay.toml"
+    )]
+    Serve(ServeArgs),
 }
 
-fn main() -> std::process::ExitCode {
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve => {
-            eprintln!(
-                "approvd {}: the relay server is not built yet; this build contains the protocol \
-                 crate (approvd-proto) and its test vectors. See PROTOCOL.md.",
-                env!("CARGO_PKG_VERSION")
-            );
-            std::process::ExitCode::from(2)
+        Command::Serve(args) => serve(&args),
+    }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let config = match Config::from_process(args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("approvd: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("approvd: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let listener = approvd_relay::server::bind(&config)?;
+        let address = listener.local_addr()?;
+        let state = approvd_relay::server::build_state(config)?;
+        // Scripts and tests read this line to learn the port (--bind 127.0.0.1:0).
+        println!("approvd listening on http://{address}");
+        let _ = std::io::stdout().flush();
+        approvd_relay::server::serve(listener, state, approvd_relay::server::shutdown_signal())
+            .await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("approvd: {error}");
+            ExitCode::FAILURE
         }
     }
 }

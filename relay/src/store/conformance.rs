@@ -413,7 +413,7 @@ pub async fn first_verdict_wins_under_concurrency(store: Arc<dyn Store>) {
     assert_eq!(
         stored.state,
         ChallengeState::Decided {
-            verdict: accepted[0].clone()
+            verdict: Box::new(accepted[0].clone())
         }
     );
     for phone in &phones {

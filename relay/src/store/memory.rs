@@ -299,7 +299,7 @@ impl Store for MemoryStore {
                 ChallengeState::Cancelled => DecideOutcome::Cancelled,
                 ChallengeState::Pending => {
                     challenge.state = ChallengeState::Decided {
-                        verdict: verdict.clone(),
+                        verdict: Box::new(verdict.clone()),
                     };
                     let challenge = challenge.clone();
                     state.remove_from_inboxes(&challenge);

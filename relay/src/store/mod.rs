@@ -86,7 +86,7 @@ pub struct StoredTarget {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ChallengeState {
     Pending,
-    Decided { verdict: SignedVerdict },
+    Decided { verdict: Box<SignedVerdict> },
     Cancelled,
 }
 
@@ -203,7 +203,7 @@ pub fn gcra(
 
 /// The relay's state. See the module documentation for the contract.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Remember `key` for `ttl`. `false` when it was already remembered (a replay).
     async fn remember_nonce(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
 

@@ -1,0 +1,117 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations and the
+//! wire types' schemas. A test checks that it lists exactly the routes of `routes::ROUTES`.
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::routes::{challenges, devices, health, inbox, mailbox, pairings};
+
+/// Adds the request-signature security scheme.
+struct HttpSignatures;
+
+impl Modify for HttpSignatures {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "httpsig",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Signature",
+                "RFC 9421 HTTP Message Signature (Ed25519) with Signature-Input and, with a body, \
+                 Content-Digest; keyid is the caller's nas_id or device_id. See PROTOCOL.md §7.",
+            ))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "approvd relay",
+        description = "Push-approval relay. Every /v1 request is signed (PROTOCOL.md §7); errors are application/problem+json (RFC 9457).",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        pairings::create_pairing,
+        pairings::claim_pairing,
+        pairings::get_claim,
+        pairings::confirm_pairing,
+        pairings::get_confirmation,
+        challenges::create_challenge,
+        challenges::cancel_challenge,
+        challenges::get_verdict,
+        challenges::submit_verdict,
+        inbox::get_inbox,
+        devices::refresh_push,
+        devices::mute_nas,
+        devices::unpair_device,
+        mailbox::get_mailbox,
+        mailbox::ack_mailbox,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+        health::openapi,
+    ),
+    modifiers(&HttpSignatures)
+)]
+struct ApiDoc;
+
+/// The document as a value.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The document as JSON text (computed once).
+pub fn document_json() -> &'static str {
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| {
+        document()
+            .to_json()
+            .expect("the OpenAPI document serializes")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn document_lists_exactly_the_routes() {
+        let document = document();
+        let mut documented = BTreeSet::new();
+        for (path, item) in &document.paths.paths {
+            for (method, operation) in [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+                ("PUT", &item.put),
+                ("PATCH", &item.patch),
+            ] {
+                if operation.is_some() {
+                    documented.insert((method.to_owned(), path.clone()));
+                }
+            }
+        }
+        let routes: BTreeSet<(String, String)> = crate::http::routes::ROUTES
+            .iter()
+            .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+            .collect();
+        assert_eq!(documented, routes);
+    }
+
+    #[test]
+    fn document_has_the_wire_schemas_and_is_json() {
+        let json: serde_json::Value = serde_json::from_str(document_json()).expect("valid JSON");
+        let schemas = &json["components"]["schemas"];
+        for name in [
+            "CreateChallengeRequest",
+            "SignedVerdict",
+            "Problem",
+            "Notice",
+            "Delivery",
+        ] {
+            assert!(schemas.get(name).is_some(), "schema {name} missing");
+        }
+        assert_eq!(json["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+    }
+}
