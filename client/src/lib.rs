@@ -1,1 +1,12 @@
-//! Filled by a later issue (see ARCHITECTURE.md); empty so the workspace layout is fixed from the start.
+//! `approvd-client`: the NAS and phone sides of the approvd protocol over HTTP. `transport`
+//! signs every request (PROTOCOL.md §7) and turns problem+json answers into typed errors; `nas`
+//! and `phone` run the flows and apply every end-to-end check of PROTOCOL.md §11, so a relay can
+//! delay or drop, never approve.
+
+pub mod nas;
+pub mod phone;
+pub mod transport;
+
+pub use nas::{Nas, Outcome, PairedDevice, SentChallenge, VerifiedClaim};
+pub use phone::{Phone, ReceivedChallenge};
+pub use transport::{ClientError, Prepared, RelayClient};

@@ -1,1 +1,228 @@
-//! Filled by a later issue (see ARCHITECTURE.md); empty so the workspace layout is fixed from the start.
+//! Harness for the integration tests: start the real `approvd` binary on a free loopback port,
+//! learn its address from its first stdout line, keep its log, kill it on drop. Plus small
+//! helpers to pair phones and build login contexts. Owns no production behaviour.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use approvd_client::{Nas, PairedDevice, Phone};
+use approvd_proto::context::{LoginContext, LoginKind};
+use approvd_proto::wire::PushRegistration;
+
+/// The `approvd` binary next to this test executable (`target/<profile>/approvd`). The test
+/// script builds it first (`cargo build --workspace --bins`).
+pub fn approvd_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("approvd");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "approvd-{label}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `approvd serve`.
+#[derive(Debug)]
+pub struct RelayProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    log_path: PathBuf,
+    pub dir: TempDir,
+}
+
+impl RelayProcess {
+    /// Start `approvd serve --bind 127.0.0.1:0 --data-dir <temp> <extra_args>`.
+    pub fn start(extra_args: &[&str]) -> Self {
+        Self::start_with_env(extra_args, &[])
+    }
+
+    /// [`RelayProcess::start`] with extra environment variables.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = TempDir::new("relay");
+        let log_path = dir.0.join("relay.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = Command::new(approvd_binary());
+        command
+            .arg("serve")
+            .args(["--bind", "127.0.0.1:0", "--log", "info,actix_server=warn"])
+            .arg("--data-dir")
+            .arg(dir.0.join("data"))
+            .args(extra_args)
+            .env_remove("APPROVD_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn approvd");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let line = receiver
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_default();
+        let url = line
+            .trim()
+            .strip_prefix("approvd listening on ")
+            .unwrap_or_else(|| {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("approvd did not start (stdout: {line:?}); its log:\n{log}")
+            })
+            .to_owned();
+        Self {
+            child,
+            url,
+            log_path,
+            dir,
+        }
+    }
+
+    /// Everything the relay logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Send SIGTERM (graceful shutdown).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Wait for the process to exit, up to `timeout`; the exit status, or `None` if still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A NAS with a fresh key talking to this relay.
+    pub fn nas(&self) -> Nas {
+        Nas::new(&self.url, approvd_proto::generate_signing_key()).expect("relay URL")
+    }
+
+    /// An unauthenticated GET (operations endpoints).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(format!("{}{path}", self.url))
+            .await
+            .expect("request")
+    }
+
+    /// The value of a metric line (first sample whose line starts with `prefix`).
+    pub async fn metric(&self, prefix: &str) -> Option<f64> {
+        let text = self
+            .get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A login context for tests.
+pub fn context(user: &str) -> LoginContext {
+    LoginContext {
+        user: user.to_owned(),
+        service: "DSM".to_owned(),
+        nas_label: "test-nas".to_owned(),
+        client_ip: Some("198.51.100.23".to_owned()),
+        user_agent: Some("Mozilla/5.0 (test)".to_owned()),
+        location: Some("Lisbon, PT".to_owned()),
+        kind: LoginKind::Login,
+        time: approvd_client::transport::unix_now(),
+    }
+}
+
+/// A fake push registration (the relay's log sender "delivers" it).
+pub fn push_registration() -> PushRegistration {
+    PushRegistration {
+        provider: approvd_proto::wire::PushProvider::Apns,
+        token: "ab".repeat(32),
+        topic: "dev.approvd.test".to_owned(),
+    }
+}
+
+/// Pair a new phone with `nas` through the relay (full flow, every check). Returns the phone
+/// and the device record the NAS keeps.
+pub async fn pair(nas: &Nas, name: &str, push: Option<PushRegistration>) -> (Phone, PairedDevice) {
+    let uri = nas
+        .start_pairing("test-nas", Duration::from_secs(120))
+        .await
+        .expect("start pairing");
+    let (phone, phone_sas) = Phone::enroll(&uri, name, "ios", push)
+        .await
+        .expect("enroll");
+    let verified = nas
+        .wait_for_claim(&uri, Duration::from_secs(5))
+        .await
+        .expect("claim poll")
+        .expect("claim arrived");
+    assert_eq!(verified.sas, phone_sas, "both screens show the same SAS");
+    let device = nas.confirm(&verified).await.expect("confirm");
+    assert!(
+        phone
+            .wait_for_confirmation(Duration::from_secs(5))
+            .await
+            .expect("confirmation poll"),
+        "confirmation arrived"
+    );
+    (phone, device)
+}

@@ -164,8 +164,8 @@ pub fn wait_param(request: &HttpRequest, max_wait_secs: u64) -> Result<Duration,
 /// Wait up to `wait` for `read` to produce a value, re-reading whenever `topic` is notified.
 ///
 /// The waiter is registered *before* each read, so a write between the read and the wait is
-/// never missed. `read` may end the poll early with an error (e.g. expired). Returns `None` on
-/// timeout; answers 503 when the relay shuts down. Dropping the future (client gone) drops the
+/// never missed. `read` may end the poll early with an error (e.g. expired). At the deadline it
+/// reads once more and returns that (`None`: nothing yet); answers 503 when the relay shuts down. Dropping the future (client gone) drops the
 /// waiter at once.
 pub async fn long_poll<T, F, Fut>(
     state: &AppState,
@@ -192,7 +192,8 @@ where
         };
         tokio::select! {
             () = watch.changed() => {}
-            () = tokio::time::sleep_until(deadline) => return Ok(None),
+            // One last read: state can change with time alone (a challenge expiring).
+            () = tokio::time::sleep_until(deadline) => return read().await,
             () = state.shutdown.cancelled() => return Err(ApiError::ShuttingDown),
         }
     }

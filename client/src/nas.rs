@@ -1,0 +1,384 @@
+//! The NAS side of the protocol: open a pairing slot and verify the phone's claim (MAC under
+//! the pairing secret, signature, weak keys, slot, expiry), confirm it, seal and sign challenges
+//! for paired devices, and verify verdicts end to end — against the keys *this NAS* recorded,
+//! never anything the relay says. Keeps no files (callers persist [`PairedDevice`]s).
+
+use std::time::Duration;
+
+use approvd_proto::context::{self, ContextBinding, LoginContext};
+use approvd_proto::pairing::{self, PairingSecret, PairingUri};
+use approvd_proto::wire::{
+    ChallengeCreated, ChallengeTarget, CreateChallengeRequest, CreatePairingRequest,
+    PairingClaimed, PairingConfirmation, PairingCreated, PushHandle, Sealed, SignedVerdict,
+};
+use approvd_proto::{
+    Challenge, Cid, Decision, DeviceId, Digest, NasId, PairConfirm, PairingId, PublicKey, SealKey,
+    SignedMessage as _,
+};
+use ed25519_dalek::SigningKey;
+
+use crate::transport::{unix_now, ClientError, RelayClient};
+
+/// A phone paired with this NAS: what the NAS must remember about it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PairedDevice {
+    pub device_id: DeviceId,
+    /// `D_sig`: verdicts, unpair and mute notices must verify under this key.
+    pub sig_key: PublicKey,
+    /// `Dx`: login contexts are sealed to it.
+    pub seal_key: SealKey,
+    pub name: String,
+    pub platform: String,
+    /// The relay's handle for this pairing (sent back with every challenge).
+    pub push_handle: PushHandle,
+    pub paired_at: u64,
+}
+
+/// A claim that passed every check, waiting for the user to compare the SAS.
+#[derive(Debug, Clone)]
+pub struct VerifiedClaim {
+    pub claimed: PairingClaimed,
+    /// The 6 digits to show; the phone shows the same.
+    pub sas: String,
+}
+
+/// A challenge this NAS sent: what it needs to judge the verdict.
+#[derive(Debug, Clone)]
+pub struct SentChallenge {
+    pub cid: Cid,
+    pub created: u64,
+    pub expires: u64,
+    /// The number shown on the login page (number matching), if any.
+    pub number: Option<String>,
+    /// Per device: the hash of the `challenge` message signed for it.
+    pub challenge_hashes: Vec<(DeviceId, Digest)>,
+    /// The relay's delivery report.
+    pub report: ChallengeCreated,
+}
+
+/// The NAS's verdict on a verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Approved {
+        device_id: DeviceId,
+    },
+    Denied {
+        device_id: DeviceId,
+    },
+    FraudReported {
+        device_id: DeviceId,
+    },
+    Expired,
+    Cancelled,
+    /// The relay returned something that does not pass the NAS's checks: treat as no answer.
+    Invalid {
+        reason: String,
+    },
+}
+
+/// A NAS identity talking to one relay.
+#[derive(Debug, Clone)]
+pub struct Nas {
+    key: SigningKey,
+    client: RelayClient,
+}
+
+impl Nas {
+    pub fn new(relay_url: &str, key: SigningKey) -> Result<Self, ClientError> {
+        Ok(Self {
+            client: RelayClient::new(relay_url, key.clone())?,
+            key,
+        })
+    }
+
+    pub fn nas_id(&self) -> NasId {
+        NasId(PublicKey::from(&self.key))
+    }
+
+    pub fn client(&self) -> &RelayClient {
+        &self.client
+    }
+
+    /// Register a pairing slot and return the URI to show as a QR code.
+    pub async fn start_pairing(
+        &self,
+        label: &str,
+        ttl: Duration,
+    ) -> Result<PairingUri, ClientError> {
+        let request = CreatePairingRequest {
+            pairing_id: PairingId::random(),
+            ttl_secs: ttl.as_secs(),
+        };
+        let created: PairingCreated = self
+            .client
+            .call("POST", "/v1/pairings", "", Some(&request))
+            .await?
+            .ok_or_else(|| unexpected("an empty answer to POST /v1/pairings"))?;
+        Ok(PairingUri {
+            relay: self.client.base_url().to_owned(),
+            pairing_id: created.pairing_id,
+            secret: PairingSecret::generate(),
+            nas_id: self.nas_id(),
+            label: label.to_owned(),
+            expires_at: created.expires_at,
+        })
+    }
+
+    /// Long-poll for the phone's claim and check it completely. `Ok(None)`: no claim yet.
+    pub async fn wait_for_claim(
+        &self,
+        uri: &PairingUri,
+        wait: Duration,
+    ) -> Result<Option<VerifiedClaim>, ClientError> {
+        let path = format!("/v1/pairings/{}/claim", uri.pairing_id);
+        let query = format!("wait={}", wait.as_secs());
+        let Some(claimed) = self
+            .client
+            .call::<(), PairingClaimed>("GET", &path, &query, None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.verify_claim(uri, &claimed, unix_now())?;
+        let sas = pairing::sas(&uri.secret, &claimed.claim);
+        Ok(Some(VerifiedClaim { claimed, sas }))
+    }
+
+    /// The NAS's checks on a claim (PROTOCOL.md §5.1 step 4).
+    pub fn verify_claim(
+        &self,
+        uri: &PairingUri,
+        claimed: &PairingClaimed,
+        now: u64,
+    ) -> Result<(), ClientError> {
+        let claim = &claimed.claim;
+        pairing::verify_claim_mac(&uri.secret, claim, &claimed.mac.0).map_err(|_| {
+            verification(
+                "the claim's MAC does not verify: it was not made with this QR code's secret",
+            )
+        })?;
+        claim
+            .verify(&claim.sig_key, &claimed.sig)
+            .map_err(|_| verification("the claim's signature does not verify"))?;
+        if claim.nas_id != self.nas_id() || claim.pairing_id != uri.pairing_id {
+            return Err(verification("the claim is for another NAS or slot"));
+        }
+        if uri.expires_at <= now {
+            return Err(verification("the pairing slot has expired"));
+        }
+        approvd_proto::wire::validate_claim(claim)?;
+        Ok(())
+    }
+
+    /// Confirm a verified claim (after the user compared the SAS).
+    pub async fn confirm(&self, verified: &VerifiedClaim) -> Result<PairedDevice, ClientError> {
+        let claim = &verified.claimed.claim;
+        let confirm = PairConfirm {
+            pairing_id: claim.pairing_id,
+            nas_id: self.nas_id(),
+            device_id: claim.device_id,
+            claim_hash: claim.hash(),
+            confirmed_at: unix_now(),
+        };
+        let body = PairingConfirmation {
+            sig: confirm.sign(&self.key),
+            confirm,
+        };
+        let path = format!("/v1/pairings/{}/confirm", claim.pairing_id);
+        self.client
+            .call::<_, ()>("POST", &path, "", Some(&body))
+            .await?;
+        Ok(PairedDevice {
+            device_id: claim.device_id,
+            sig_key: claim.sig_key,
+            seal_key: claim.seal_key,
+            name: claim.device_name.clone(),
+            platform: claim.platform.clone(),
+            push_handle: verified.claimed.push_handle.clone(),
+            paired_at: unix_now(),
+        })
+    }
+
+    /// Seal `context` for each device, sign one `challenge` per device, and post them.
+    /// With `number_matching`, a 2-digit number is drawn: show it on the login page.
+    pub async fn request_approval(
+        &self,
+        devices: &[PairedDevice],
+        context: &LoginContext,
+        number_matching: bool,
+        lifetime: Duration,
+    ) -> Result<SentChallenge, ClientError> {
+        let (request, sent) = self.build_challenge(devices, context, number_matching, lifetime)?;
+        let report: ChallengeCreated = self
+            .client
+            .call("POST", "/v1/challenges", "", Some(&request))
+            .await?
+            .ok_or_else(|| unexpected("an empty answer to POST /v1/challenges"))?;
+        Ok(SentChallenge { report, ..sent })
+    }
+
+    /// The request [`Nas::request_approval`] posts (exposed for tests and custom transports).
+    pub fn build_challenge(
+        &self,
+        devices: &[PairedDevice],
+        context: &LoginContext,
+        number_matching: bool,
+        lifetime: Duration,
+    ) -> Result<(CreateChallengeRequest, SentChallenge), ClientError> {
+        let cid = Cid::random();
+        let created = unix_now();
+        let expires = created + lifetime.as_secs();
+        let mut targets = Vec::with_capacity(devices.len());
+        let mut challenge_hashes = Vec::with_capacity(devices.len());
+        for device in devices {
+            let binding = ContextBinding {
+                cid,
+                nas_id: self.nas_id(),
+                device_id: device.device_id,
+                created,
+                expires,
+                number_matching,
+            };
+            let sealed = context::seal(context, &binding, &device.seal_key)?;
+            let challenge = Challenge {
+                cid,
+                nas_id: self.nas_id(),
+                device_id: device.device_id,
+                created,
+                expires,
+                number_matching,
+                context_hash: context::context_hash(&sealed),
+            };
+            challenge_hashes.push((device.device_id, challenge.hash()));
+            targets.push(ChallengeTarget {
+                device_id: device.device_id,
+                push_handle: device.push_handle.clone(),
+                sig: challenge.sign(&self.key),
+                sealed: Sealed(sealed),
+            });
+        }
+        let number = number_matching.then(|| {
+            let draw = u16::from_be_bytes(approvd_proto::random_bytes::<2>()) % 90 + 10;
+            draw.to_string()
+        });
+        let request = CreateChallengeRequest {
+            cid,
+            created,
+            expires,
+            number_matching,
+            targets,
+        };
+        let sent = SentChallenge {
+            cid,
+            created,
+            expires,
+            number,
+            challenge_hashes,
+            report: ChallengeCreated {
+                cid,
+                expires,
+                deliveries: Vec::new(),
+            },
+        };
+        Ok((request, sent))
+    }
+
+    /// Long-poll for the verdict and judge it. `Ok(None)`: still pending.
+    pub async fn wait_for_verdict(
+        &self,
+        sent: &SentChallenge,
+        devices: &[PairedDevice],
+        wait: Duration,
+    ) -> Result<Option<Outcome>, ClientError> {
+        let path = format!("/v1/challenges/{}/verdict", sent.cid);
+        let query = format!("wait={}", wait.as_secs());
+        match self
+            .client
+            .call::<(), SignedVerdict>("GET", &path, &query, None)
+            .await
+        {
+            Ok(Some(verdict)) => Ok(Some(self.judge(sent, devices, &verdict, unix_now()))),
+            Ok(None) => Ok(None),
+            Err(error) => match error.problem_name() {
+                Some("challenge-expired") => Ok(Some(Outcome::Expired)),
+                Some("challenge-cancelled") => Ok(Some(Outcome::Cancelled)),
+                _ => Err(error),
+            },
+        }
+    }
+
+    /// The NAS's checks on a verdict (PROTOCOL.md §11): only keys and hashes this NAS holds.
+    pub fn judge(
+        &self,
+        sent: &SentChallenge,
+        devices: &[PairedDevice],
+        signed: &SignedVerdict,
+        now: u64,
+    ) -> Outcome {
+        let verdict = &signed.verdict;
+        let invalid = |reason: &str| Outcome::Invalid {
+            reason: reason.to_owned(),
+        };
+        let Some(device) = devices
+            .iter()
+            .find(|device| device.device_id == verdict.device_id)
+        else {
+            return invalid("the verdict comes from a device this NAS did not pair");
+        };
+        if verdict.verify(&device.sig_key, &signed.sig).is_err() {
+            return invalid("the verdict signature does not verify under the recorded D_sig");
+        }
+        if verdict.cid != sent.cid || verdict.nas_id != self.nas_id() {
+            return invalid("the verdict is for another challenge or NAS");
+        }
+        let expected_hash = sent
+            .challenge_hashes
+            .iter()
+            .find(|(device_id, _)| *device_id == verdict.device_id)
+            .map(|(_, hash)| *hash);
+        if expected_hash != Some(verdict.challenge_hash) {
+            return invalid("the verdict does not answer the challenge this NAS sent that device");
+        }
+        if verdict.decided_at > sent.expires || now > sent.expires + 5 {
+            return Outcome::Expired;
+        }
+        match verdict.decision {
+            Decision::Approve => {
+                if sent.number.is_some() && verdict.number != sent.number {
+                    return invalid(
+                        "approved with the wrong number: the user did not see the login page",
+                    );
+                }
+                Outcome::Approved {
+                    device_id: device.device_id,
+                }
+            }
+            Decision::Deny => Outcome::Denied {
+                device_id: device.device_id,
+            },
+            Decision::Fraud => Outcome::FraudReported {
+                device_id: device.device_id,
+            },
+        }
+    }
+
+    /// Cancel a challenge (e.g. the user signed in another way).
+    pub async fn cancel(&self, cid: &Cid) -> Result<(), ClientError> {
+        let path = format!("/v1/challenges/{cid}");
+        self.client
+            .call::<(), ()>("DELETE", &path, "", None)
+            .await?;
+        Ok(())
+    }
+}
+
+fn verification(reason: &str) -> ClientError {
+    ClientError::Verification(reason.to_owned())
+}
+
+fn unexpected(detail: &str) -> ClientError {
+    ClientError::Unexpected {
+        status: 200,
+        detail: detail.to_owned(),
+    }
+}
