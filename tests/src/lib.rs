@@ -77,7 +77,8 @@ impl RelayProcess {
         let mut command = Command::new(approvd_binary());
         command
             .arg("serve")
-            .args(["--bind", "127.0.0.1:0", "--log", "info,actix_server=warn"])
+            .args(["--bind", "127.0.0.1:0"])
+            .env("APPROVD_LOG", "info,actix_server=warn")
             .arg("--data-dir")
             .arg(dir.0.join("data"))
             .args(extra_args)

@@ -1,0 +1,300 @@
+//! The relay as a process: it starts with zero flags, documents every option, refuses bad
+//! configuration with a message naming the option, frees the waiter of a client that went away,
+//! answers held long-polls with 503 on shutdown and exits promptly, reports readiness and
+//! metrics, serves its OpenAPI document, and enforces the optional admission token.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use approvd_relay::config::OPTIONS;
+use approvd_tests::{approvd_binary, context, pair, RelayProcess, TempDir};
+use base64::Engine as _;
+
+#[tokio::test]
+async fn serve_with_no_flags_starts_on_the_default_address() {
+    let dir = TempDir::new("noflags");
+    let mut child = Command::new(approvd_binary())
+        .arg("serve")
+        .current_dir(&dir.0)
+        .env_remove("APPROVD_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("read");
+    let healthy = reqwest::get("http://127.0.0.1:8080/healthz")
+        .await
+        .map(|r| r.status().as_u16());
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(
+        line.trim(),
+        "approvd listening on http://127.0.0.1:8080",
+        "is port 8080 free on this machine? stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(healthy.ok(), Some(200));
+    assert!(
+        dir.0.join("approvd-data/handle-keys").exists(),
+        "the handle key was generated"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("pushes are logged, not sent"),
+        "says push is log-only: {stderr}"
+    );
+}
+
+#[test]
+fn help_documents_every_option_and_its_environment_variable() {
+    let output = Command::new(approvd_binary())
+        .args(["serve", "--help"])
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for option in OPTIONS {
+        assert!(
+            help.contains(&format!("--{}", option.flag)),
+            "--{} missing",
+            option.flag
+        );
+        assert!(
+            help.contains(&format!("[env: {}]", option.env)),
+            "{} missing",
+            option.env
+        );
+    }
+    assert!(help.contains("--config") && help.contains("APPROVD_CONFIG"));
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_option() {
+    let output = Command::new(approvd_binary())
+        .args(["serve", "--max-wait-secs", "0"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--max-wait-secs: must be between 1 and 300"),
+        "{stderr}"
+    );
+    let output = Command::new(approvd_binary())
+        .args(["serve"])
+        .env("APPROVD_BIND", "not-an-address")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("APPROVD_BIND"));
+}
+
+#[tokio::test]
+async fn a_poller_that_disconnects_frees_its_waiter() {
+    let relay = RelayProcess::start(&[]);
+    let nas = relay.nas();
+    let (phone, _device) = pair(&nas, "phone", None).await;
+    assert_eq!(relay.metric("approvd_longpoll_waiters").await, Some(0.0));
+    let mut prepared = phone.client().prepare("GET", "/v1/inbox", "wait=30", None);
+    prepared.timeout = Duration::from_millis(800);
+    let poll = tokio::spawn({
+        let client = phone.client().clone();
+        async move { client.send(prepared).await }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        relay.metric("approvd_longpoll_waiters").await,
+        Some(1.0),
+        "held"
+    );
+    assert!(poll.await.expect("join").is_err(), "the client gave up");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if relay.metric("approvd_longpoll_waiters").await == Some(0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the waiter of a gone client is still registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_answers_held_polls_with_503_and_exits_quickly() {
+    let mut relay = RelayProcess::start(&[]);
+    let nas = relay.nas();
+    let (phone, _device) = pair(&nas, "phone", None).await;
+    let polls: Vec<_> = (0..3)
+        .map(|_| {
+            let prepared = phone.client().prepare("GET", "/v1/inbox", "wait=30", None);
+            let client = phone.client().clone();
+            tokio::spawn(async move { client.send(prepared).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    relay.terminate();
+    for poll in polls {
+        let response = poll.await.expect("join").expect("answered, not dropped");
+        assert_eq!(response.status().as_u16(), 503);
+        assert_eq!(
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        let problem: approvd_proto::wire::Problem = response.json().await.expect("problem");
+        assert_eq!(problem.type_uri, "urn:approvd:problem:unavailable");
+    }
+    let status = relay.wait_exit(Duration::from_secs(5)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn readiness_metrics_and_openapi_are_served() {
+    let relay = RelayProcess::start(&[]);
+    assert_eq!(relay.get("/readyz").await.status().as_u16(), 200);
+    let nas = relay.nas();
+    let (phone, device) = pair(&nas, "phone", None).await;
+    let sent = nas
+        .request_approval(
+            std::slice::from_ref(&device),
+            &context("zed"),
+            false,
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("challenge");
+    let received = phone.inbox(Duration::from_secs(5)).await.expect("inbox");
+    phone
+        .submit(&phone.answer(&received[0], approvd_proto::Decision::Approve, None))
+        .await
+        .expect("verdict");
+    let _ = nas
+        .wait_for_verdict(&sent, std::slice::from_ref(&device), Duration::from_secs(5))
+        .await;
+    let metrics = relay.get("/metrics").await.text().await.expect("text");
+    for expected in [
+        "approvd_challenges_created_total 1",
+        "approvd_verdicts_total{decision=\"approve\"} 1",
+        "approvd_http_requests_total{method=\"POST\",route=\"/v1/challenges\",status=\"201\"} 1",
+        "approvd_http_request_duration_seconds_bucket{route=\"/v1/challenges\"",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
+    // Labels are route patterns, never raw paths with ids.
+    assert!(
+        !metrics.contains(&sent.cid.to_string()),
+        "a raw path leaked into a label"
+    );
+    let document: serde_json::Value = relay.get("/openapi.json").await.json().await.expect("json");
+    assert!(document["paths"]["/v1/challenges/{cid}/verdict"]["post"].is_object());
+}
+
+/// PKCS#8 (private) and SPKI (public) PEM for an Ed25519 key.
+fn ed25519_pems(key: &ed25519_dalek::SigningKey) -> (String, String) {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut private = hex_bytes("302e020100300506032b657004220420");
+    private.extend_from_slice(&key.to_bytes());
+    let mut public = hex_bytes("302a300506032b6570032100");
+    public.extend_from_slice(key.verifying_key().as_bytes());
+    (
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            engine.encode(private)
+        ),
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            engine.encode(public)
+        ),
+    )
+}
+
+fn hex_bytes(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[tokio::test]
+async fn admission_tokens_gate_nas_calls_only() {
+    let operator = approvd_proto::generate_signing_key();
+    let (private_pem, public_pem) = ed25519_pems(&operator);
+    let dir = TempDir::new("admission");
+    let key_path = dir.0.join("operator.pem");
+    std::fs::write(&key_path, public_pem).expect("write");
+    let relay = RelayProcess::start(&["--admission-key-file", key_path.to_str().expect("utf-8")]);
+    let nas = relay.nas();
+    let token = |sub: String, exp: u64| {
+        let claims = serde_json::json!({ "sub": sub, "exp": exp });
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(private_pem.as_bytes()).expect("key");
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+            &claims,
+            &key,
+        )
+        .expect("jwt")
+    };
+    let now = approvd_client::transport::unix_now();
+    let cases = [
+        (None, 401, "admission-required"),
+        (Some(token(nas.nas_id().to_string(), now + 600)), 201, ""),
+        (
+            Some(token(relay.nas().nas_id().to_string(), now + 600)),
+            403,
+            "admission-denied",
+        ),
+        (
+            Some(token(nas.nas_id().to_string(), now - 3600)),
+            403,
+            "admission-denied",
+        ),
+        (Some("not.a.jwt".to_owned()), 403, "admission-denied"),
+    ];
+    for (bearer, status, problem) in cases {
+        let body = serde_json::to_vec(&approvd_proto::wire::CreatePairingRequest {
+            pairing_id: approvd_proto::PairingId::random(),
+            ttl_secs: 60,
+        })
+        .expect("json");
+        let mut prepared = nas.client().prepare("POST", "/v1/pairings", "", Some(body));
+        if let Some(bearer) = &bearer {
+            prepared
+                .headers
+                .push(("Authorization".to_owned(), format!("Bearer {bearer}")));
+        }
+        let response = nas.client().send(prepared).await.expect("sent");
+        assert_eq!(response.status().as_u16(), status, "{bearer:?}");
+        if !problem.is_empty() {
+            let got: approvd_proto::wire::Problem = response.json().await.expect("problem");
+            assert_eq!(got.type_uri, format!("urn:approvd:problem:{problem}"));
+        }
+    }
+    // Phones never need one.
+    let phone = approvd_client::RelayClient::new(&relay.url, approvd_proto::generate_signing_key())
+        .expect("client");
+    let response = phone
+        .send(phone.prepare("GET", "/v1/inbox", "", None))
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 204);
+}
