@@ -192,7 +192,7 @@ async fn mutated_signed_requests_never_cause_a_server_error() {
         ("/v1/devices/unpair".into(), br#"{"unpair":{"nas_id":"AAAA","device_id":"AAAA","unpaired_at":1},"sig":"AAAA","push_handle":"AAAA"}"#.to_vec()),
         (format!("{pairing_path}/claim"), br#"{"claim":{},"mac":"AAAA","sig":"AAAA"}"#.to_vec()),
     ];
-    let mut rng = Rng(0x5eed_0f_a9_9e0d);
+    let mut rng = Rng(0x5eed_0fa9_9e0d);
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     for _ in 0..60 {
         for (path, valid) in &nas_posts {
