@@ -1,12 +1,15 @@
 //! `approvd-client`: the NAS and phone sides of the approvd protocol over HTTP. `transport`
 //! signs every request (PROTOCOL.md §7) and turns problem+json answers into typed errors; `nas`
 //! and `phone` run the flows and apply every end-to-end check of PROTOCOL.md §11, so a relay can
-//! delay or drop, never approve.
+//! delay or drop, never approve; `home` keeps their state in private, atomically written files.
 
+pub mod files;
+pub mod home;
 pub mod nas;
 pub mod phone;
 pub mod transport;
 
-pub use nas::{Nas, Outcome, PairedDevice, SentChallenge, VerifiedClaim};
-pub use phone::{Phone, ReceivedChallenge};
+pub use home::{DeviceRecord, NasHome, PhoneHome};
+pub use nas::{MailboxEvent, Nas, Outcome, PairedDevice, SentChallenge, VerifiedClaim};
+pub use phone::{Phone, PhoneState, ReceivedChallenge};
 pub use transport::{ClientError, Prepared, RelayClient};

@@ -8,8 +8,9 @@ use std::time::Duration;
 use approvd_proto::context::{self, ContextBinding, LoginContext};
 use approvd_proto::pairing::{self, PairingSecret, PairingUri};
 use approvd_proto::wire::{
-    ChallengeCreated, ChallengeTarget, CreateChallengeRequest, CreatePairingRequest,
-    PairingClaimed, PairingConfirmation, PairingCreated, PushHandle, Sealed, SignedVerdict,
+    ChallengeCreated, ChallengeTarget, CreateChallengeRequest, CreatePairingRequest, Mailbox,
+    MailboxAck, Notice, PairingClaimed, PairingConfirmation, PairingCreated, PushHandle, Sealed,
+    SignedVerdict,
 };
 use approvd_proto::{
     Challenge, Cid, Decision, DeviceId, Digest, NasId, PairConfirm, PairingId, PublicKey, SealKey,
@@ -54,6 +55,24 @@ pub struct SentChallenge {
     pub challenge_hashes: Vec<(DeviceId, Digest)>,
     /// The relay's delivery report.
     pub report: ChallengeCreated,
+}
+
+/// A verified mailbox notice, for the caller to apply to its device list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxEvent {
+    /// Replace the device's push handle.
+    HandleRefreshed {
+        device_id: DeviceId,
+        push_handle: PushHandle,
+    },
+    /// The device's push token is dead (its inbox still works).
+    PushGone { device_id: DeviceId },
+    /// The phone unpaired itself (signature verified): forget the device.
+    Unpaired { device_id: DeviceId },
+    /// The phone muted this NAS until `until` (signature verified).
+    Muted { device_id: DeviceId, until: u64 },
+    /// A notice that failed verification or names an unknown device.
+    Ignored { reason: String },
 }
 
 /// The NAS's verdict on a verdict.
@@ -360,6 +379,86 @@ impl Nas {
                 device_id: device.device_id,
             },
         }
+    }
+
+    /// Fetch the mailbox, verify every notice against this NAS's records, acknowledge them all,
+    /// and return what the caller should apply. Notices that fail verification are reported as
+    /// `Ignored` (a relay cannot unpair or mute a device on its own).
+    pub async fn drain_mailbox(
+        &self,
+        devices: &[PairedDevice],
+        wait: Duration,
+    ) -> Result<Vec<MailboxEvent>, ClientError> {
+        let query = format!("wait={}", wait.as_secs());
+        let Some(mailbox) = self
+            .client
+            .call::<(), Mailbox>("GET", "/v1/mailbox", &query, None)
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let known =
+            |device_id: &DeviceId| devices.iter().find(|device| device.device_id == *device_id);
+        let mut events = Vec::with_capacity(mailbox.entries.len());
+        for entry in &mailbox.entries {
+            let event = match &entry.notice {
+                Notice::HandleRefreshed {
+                    device_id,
+                    push_handle,
+                } => match known(device_id) {
+                    Some(_) => MailboxEvent::HandleRefreshed {
+                        device_id: *device_id,
+                        push_handle: push_handle.clone(),
+                    },
+                    None => MailboxEvent::Ignored {
+                        reason: "handle for an unknown device".to_owned(),
+                    },
+                },
+                Notice::PushGone { device_id } => match known(device_id) {
+                    Some(_) => MailboxEvent::PushGone {
+                        device_id: *device_id,
+                    },
+                    None => MailboxEvent::Ignored {
+                        reason: "dead token of an unknown device".to_owned(),
+                    },
+                },
+                Notice::Unpaired { unpair, sig } => match known(&unpair.device_id) {
+                    Some(device)
+                        if unpair.nas_id == self.nas_id()
+                            && unpair.verify(&device.sig_key, sig).is_ok() =>
+                    {
+                        MailboxEvent::Unpaired {
+                            device_id: device.device_id,
+                        }
+                    }
+                    _ => MailboxEvent::Ignored {
+                        reason: "unpair notice that does not verify".to_owned(),
+                    },
+                },
+                Notice::Muted { mute, sig } => match known(&mute.device_id) {
+                    Some(device)
+                        if mute.nas_id == self.nas_id()
+                            && mute.verify(&device.sig_key, sig).is_ok() =>
+                    {
+                        MailboxEvent::Muted {
+                            device_id: device.device_id,
+                            until: mute.until,
+                        }
+                    }
+                    _ => MailboxEvent::Ignored {
+                        reason: "mute notice that does not verify".to_owned(),
+                    },
+                },
+            };
+            events.push(event);
+        }
+        let ack = MailboxAck {
+            ids: mailbox.entries.into_iter().map(|entry| entry.id).collect(),
+        };
+        self.client
+            .call::<_, ()>("POST", "/v1/mailbox/ack", "", Some(&ack))
+            .await?;
+        Ok(events)
     }
 
     /// Cancel a challenge (e.g. the user signed in another way).

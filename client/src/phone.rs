@@ -41,7 +41,32 @@ pub struct Phone {
     nas_id: NasId,
     claim: PairClaim,
     push_handle: PushHandle,
+    /// Offline-code secret derived from the pairing secret (PROTOCOL.md §5.5).
+    totp_secret: [u8; 32],
     client: RelayClient,
+}
+
+/// Everything a phone must keep for one pairing (secret: store it privately).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct PhoneState {
+    pub relay: String,
+    pub nas_label: String,
+    pub api_secret: String,
+    pub sig_secret: String,
+    pub seal_secret: String,
+    pub totp_secret: String,
+    pub claim: PairClaim,
+    pub push_handle: PushHandle,
+    pub confirmed: bool,
+}
+
+impl std::fmt::Debug for PhoneState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhoneState")
+            .field("relay", &self.relay)
+            .field("device_id", &self.claim.device_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Phone {
@@ -106,6 +131,7 @@ impl Phone {
                 detail: "no handle in the claim answer".to_owned(),
             })?;
         let sas = pairing::sas(&uri.secret, &claim);
+        let totp_secret = approvd_proto::totp::totp_secret(&uri.secret, &claim.device_id);
         Ok((
             Self {
                 api_key,
@@ -114,10 +140,59 @@ impl Phone {
                 nas_id: uri.nas_id,
                 claim,
                 push_handle: issued.push_handle,
+                totp_secret,
                 client,
             },
             sas,
         ))
+    }
+
+    /// The state to persist (with `confirmed` and the NAS label from the caller).
+    pub fn to_state(&self, nas_label: &str, confirmed: bool) -> PhoneState {
+        use approvd_proto::ids::encode_b64;
+        PhoneState {
+            relay: self.client.base_url().to_owned(),
+            nas_label: nas_label.to_owned(),
+            api_secret: encode_b64(&self.api_key.to_bytes()),
+            sig_secret: encode_b64(&self.sig_key.to_bytes()),
+            seal_secret: encode_b64(&self.seal_secret.to_bytes()),
+            totp_secret: encode_b64(&self.totp_secret),
+            claim: self.claim.clone(),
+            push_handle: self.push_handle.clone(),
+            confirmed,
+        }
+    }
+
+    /// Restore a phone from its persisted state.
+    pub fn from_state(state: &PhoneState) -> Result<Self, ClientError> {
+        use approvd_proto::ids::decode_fixed;
+        let api_key = SigningKey::from_bytes(&decode_fixed::<32>("api_secret", &state.api_secret)?);
+        let sig_key = SigningKey::from_bytes(&decode_fixed::<32>("sig_secret", &state.sig_secret)?);
+        let seal_secret =
+            SealSecret::from_bytes(decode_fixed::<32>("seal_secret", &state.seal_secret)?);
+        if DeviceId(PublicKey::from(&api_key)) != state.claim.device_id
+            || PublicKey::from(&sig_key) != state.claim.sig_key
+            || seal_secret.public_key() != state.claim.seal_key
+        {
+            return Err(ClientError::Verification(
+                "the stored keys do not match the stored claim".to_owned(),
+            ));
+        }
+        Ok(Self {
+            client: RelayClient::new(&state.relay, api_key.clone())?,
+            api_key,
+            sig_key,
+            seal_secret,
+            nas_id: state.claim.nas_id,
+            claim: state.claim.clone(),
+            push_handle: state.push_handle.clone(),
+            totp_secret: decode_fixed::<32>("totp_secret", &state.totp_secret)?,
+        })
+    }
+
+    /// The offline one-time code at `now` (for when the relay or push is unreachable).
+    pub fn offline_code(&self, now: u64) -> String {
+        approvd_proto::totp::code_at(&self.totp_secret, now)
     }
 
     pub fn device_id(&self) -> DeviceId {

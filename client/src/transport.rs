@@ -32,6 +32,9 @@ pub enum ClientError {
     /// Bad input from the caller of this library.
     #[error("{0}")]
     Protocol(#[from] approvd_proto::Error),
+    /// A state file could not be read or written, or is unsafe to use.
+    #[error("{path}: {message}")]
+    Storage { path: String, message: String },
 }
 
 impl ClientError {

@@ -11,6 +11,7 @@ pub mod httpsig;
 pub mod ids;
 pub mod pairing;
 pub mod signed;
+pub mod totp;
 pub mod vectors;
 pub mod wire;
 

@@ -263,7 +263,7 @@ fn signed_messages(examples: &Examples) -> Value {
 fn pairing(examples: &Examples) -> Value {
     let uri = &examples.pairing_uri;
     json!({
-        "description": "A pairing URI, the claim MAC (HMAC-SHA256 under k over the pair-claim message bytes) and the SAS. Parse `uri` at `now`; it must yield `fields`.",
+        "description": "A pairing URI, the claim MAC (HMAC-SHA256 under k over the pair-claim message bytes), the SAS, and the offline TOTP secret (HKDF-SHA256, salt \"approvd/v1/totp\", ikm k, info device_id bytes) with its RFC 6238 HMAC-SHA256 6-digit code at totp_time. Parse `uri` at `now`; it must yield `fields`.",
         "now": NOW,
         "uri": uri.to_uri(),
         "fields": {
@@ -287,6 +287,9 @@ fn pairing(examples: &Examples) -> Value {
                 .finish()
         ),
         "sas": pairing::sas(&uri.secret, &examples.claim),
+        "totp_secret_hex": hex::encode(crate::totp::totp_secret(&uri.secret, &examples.claim.device_id)),
+        "totp_time": NOW + 15,
+        "totp_code": crate::totp::code_at(&crate::totp::totp_secret(&uri.secret, &examples.claim.device_id), NOW + 15),
     })
 }
 

@@ -230,6 +230,12 @@ def check_pairing():
     check(sas_input.hex() == data["sas_input_hex"], "SAS input")
     h = hmac.new(k, sas_input, hashlib.sha256).digest()
     check("%06d" % (int.from_bytes(h[:8], "big") % 1_000_000) == data["sas"], "SAS")
+    totp_secret = hkdf_expand(hkdf_extract(b"approvd/v1/totp", k), b64u(claim["device_id"]), 32)
+    check(totp_secret.hex() == data["totp_secret_hex"], "TOTP secret (HKDF)")
+    mac = hmac.new(totp_secret, struct.pack(">Q", data["totp_time"] // 30), hashlib.sha256).digest()
+    offset = mac[-1] & 0x0F
+    code = (int.from_bytes(mac[offset:offset + 4], "big") & 0x7FFFFFFF) % 1_000_000
+    check("%06d" % code == data["totp_code"], "TOTP code (RFC 6238, HMAC-SHA256)")
 
 
 def check_context():

@@ -2,6 +2,7 @@
 //! HTTP routes with request authentication, metrics — and the library behind the `approvd`
 //! binary. See ARCHITECTURE.md for where each part lives and why.
 
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod handle;

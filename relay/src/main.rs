@@ -30,6 +30,12 @@ enum Command {
         after_help = "Examples:\n  approvd serve\n  approvd serve --bind 0.0.0.0:8080 --handle-key-file /etc/approvd/handle-keys\n  APPROVD_MAX_WAIT_SECS=20 approvd serve --config /etc/approvd/relay.toml"
     )]
     Serve(ServeArgs),
+    /// Act as a NAS: pair phones and request approvals (state in --home).
+    Nas(approvd_relay::cli::nas::NasArgs),
+    /// Act as a phone: enroll, read requests, approve or deny (state in --home).
+    Phone(approvd_relay::cli::phone::PhoneArgs),
+    /// Run the whole protocol in one process: a relay, a NAS, two phones; prints every step.
+    Demo,
 }
 
 fn init_logging(config: &Config) {
@@ -47,6 +53,24 @@ fn init_logging(config: &Config) {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
+        Command::Nas(args) => client(approvd_relay::cli::nas::run(args)),
+        Command::Phone(args) => client(approvd_relay::cli::phone::run(args)),
+        Command::Demo => client(approvd_relay::cli::demo::run()),
+    }
+}
+
+/// Run a client subcommand on a small runtime.
+fn client(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(command),
+        Err(error) => {
+            eprintln!("approvd: cannot start the runtime: {error}");
+            ExitCode::from(3)
+        }
     }
 }
 

@@ -1,0 +1,343 @@
+//! `approvd nas …`: a NAS from the terminal — create an identity, pair phones (QR code + SAS),
+//! list devices, request an approval and wait for the verified outcome, cancel, drain the
+//! mailbox, check an offline code.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use approvd_client::transport::unix_now;
+use approvd_client::{NasHome, Outcome};
+use approvd_proto::context::{LoginContext, LoginKind};
+use clap::{Args, Subcommand};
+
+use super::{fail, qr};
+
+/// Act as a NAS (a login server asking for approvals).
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  approvd nas init --relay http://127.0.0.1:8080 --label home-nas\n  approvd nas pair\n  approvd nas request --user alice --ip 203.0.113.7 --number-matching"
+)]
+pub struct NasArgs {
+    /// Directory holding this NAS's key and device list.
+    #[arg(long, global = true, default_value = "approvd-nas")]
+    pub home: PathBuf,
+    #[command(subcommand)]
+    pub command: NasCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NasCommand {
+    /// Create the NAS identity (an Ed25519 key, saved 0600) and remember the relay.
+    Init {
+        /// The relay's base URL.
+        #[arg(long)]
+        relay: String,
+        /// The name phones show for this NAS.
+        #[arg(long, default_value = "approvd NAS")]
+        label: String,
+    },
+    /// Pair a phone: show a QR code, wait for the phone, compare the 6-digit code, confirm.
+    Pair {
+        /// How long the QR code stays valid, in seconds (at most 600).
+        #[arg(long, default_value_t = 300)]
+        ttl: u64,
+        /// Confirm without asking (only when you compare the codes another way).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List paired devices.
+    Devices,
+    /// Ask the user's phones to approve a sign-in and wait for the verified answer.
+    /// Exit code: 0 approved, 1 denied or reported as fraud, 2 expired or cancelled, 3 error.
+    Request {
+        /// The account signing in.
+        #[arg(long)]
+        user: String,
+        /// The service signed in to.
+        #[arg(long, default_value = "DSM")]
+        service: String,
+        /// The client's IP address.
+        #[arg(long)]
+        ip: Option<String>,
+        /// The client's user agent.
+        #[arg(long)]
+        user_agent: Option<String>,
+        /// A coarse location, e.g. "Berlin, DE".
+        #[arg(long)]
+        location: Option<String>,
+        /// Show a 2-digit number that the user must type on the phone.
+        #[arg(long)]
+        number_matching: bool,
+        /// A passwordless sign-in (the approval is the only factor).
+        #[arg(long)]
+        passwordless: bool,
+        /// Seconds the phone has to answer (at most 120).
+        #[arg(long, default_value_t = 60)]
+        lifetime: u64,
+    },
+    /// Cancel a pending request.
+    Cancel {
+        /// The challenge id printed by `request`.
+        cid: String,
+    },
+    /// Fetch and apply mailbox notices (new push handles, dead tokens, unpairs, mutes).
+    Mailbox {
+        /// Seconds to wait for a notice.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// Check an offline code shown by a phone (`approvd phone otp`). Exit code 0 if valid.
+    Otp {
+        /// The 6-digit code.
+        code: String,
+    },
+}
+
+pub async fn run(args: NasArgs) -> ExitCode {
+    match args.command {
+        NasCommand::Init { relay, label } => match NasHome::init(&args.home, &relay, &label) {
+            Ok(home) => {
+                let nas_id = home
+                    .nas()
+                    .map(|nas| nas.nas_id().to_string())
+                    .unwrap_or_default();
+                println!(
+                    "NAS identity created in {}\n  nas_id: {nas_id}\n  relay:  {relay}",
+                    args.home.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
+        },
+        command => match NasHome::open(&args.home) {
+            Ok(home) => run_with_home(&home, command).await,
+            Err(error) => fail(&error),
+        },
+    }
+}
+
+async fn run_with_home(home: &NasHome, command: NasCommand) -> ExitCode {
+    let result = async {
+        let nas = home.nas()?;
+        match command {
+            NasCommand::Init { .. } => unreachable!("handled above"),
+            NasCommand::Pair { ttl, yes } => pair(home, &nas, ttl, yes).await,
+            NasCommand::Devices => {
+                let devices = home.devices()?;
+                if devices.is_empty() {
+                    println!("no paired devices; run `approvd nas pair`");
+                }
+                for record in devices {
+                    let device = &record.device;
+                    let mut notes = Vec::new();
+                    if record.push_gone {
+                        notes.push("push token dead".to_owned());
+                    }
+                    if let Some(until) = record.muted_until.filter(|until| *until > unix_now()) {
+                        notes.push(format!(
+                            "muted for {} min",
+                            (until - unix_now()).div_ceil(60)
+                        ));
+                    }
+                    println!(
+                        "{}  {} ({})  {}",
+                        device.device_id,
+                        device.name,
+                        device.platform,
+                        notes.join(", ")
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            NasCommand::Request {
+                user,
+                service,
+                ip,
+                user_agent,
+                location,
+                number_matching,
+                passwordless,
+                lifetime,
+            } => {
+                let settings = home.settings()?;
+                let context = LoginContext {
+                    user,
+                    service,
+                    nas_label: settings.label,
+                    client_ip: ip,
+                    user_agent,
+                    location,
+                    kind: if passwordless {
+                        LoginKind::Passwordless
+                    } else {
+                        LoginKind::Login
+                    },
+                    time: unix_now(),
+                };
+                request(home, &nas, &context, number_matching, lifetime).await
+            }
+            NasCommand::Cancel { cid } => {
+                let cid = approvd_proto::Cid::parse(&cid)?;
+                nas.cancel(&cid).await?;
+                println!("cancelled {cid}");
+                Ok(ExitCode::SUCCESS)
+            }
+            NasCommand::Mailbox { wait } => {
+                let devices: Vec<_> = home
+                    .devices()?
+                    .into_iter()
+                    .map(|record| record.device)
+                    .collect();
+                let events = nas
+                    .drain_mailbox(&devices, Duration::from_secs(wait))
+                    .await?;
+                home.apply(&events)?;
+                if events.is_empty() {
+                    println!("mailbox empty");
+                }
+                for event in events {
+                    println!("{event:?}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            NasCommand::Otp { code } => match home.check_offline_code(code.trim(), unix_now())? {
+                Some(device_id) => {
+                    println!("valid offline code from device {device_id}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    println!("invalid (wrong, too old, or already used)");
+                    Ok(ExitCode::from(1))
+                }
+            },
+        }
+    }
+    .await;
+    result.unwrap_or_else(|error| fail(&error))
+}
+
+async fn pair(
+    home: &NasHome,
+    nas: &approvd_client::Nas,
+    ttl: u64,
+    yes: bool,
+) -> Result<ExitCode, approvd_client::ClientError> {
+    let settings = home.settings()?;
+    let uri = nas
+        .start_pairing(&settings.label, Duration::from_secs(ttl.min(600)))
+        .await?;
+    let text = uri.to_uri();
+    println!(
+        "Scan this with the approvd app (valid for {} s):\n{}\n{text}\n",
+        ttl.min(600),
+        qr(&text)
+    );
+    let _ = std::io::stdout().flush();
+    let verified = loop {
+        if uri.expires_at <= unix_now() {
+            eprintln!("the pairing code expired before a phone claimed it");
+            return Ok(ExitCode::from(2));
+        }
+        let wait = Duration::from_secs(uri.expires_at.saturating_sub(unix_now()).min(25));
+        if let Some(verified) = nas.wait_for_claim(&uri, wait).await? {
+            break verified;
+        }
+    };
+    let claim = &verified.claimed.claim;
+    println!("Phone \"{}\" ({}) wants to pair.\nSecurity code: {}  — it must match the code on the phone.", claim.device_name, claim.platform, verified.sas);
+    if !yes {
+        print!("Do the codes match? [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("not confirmed; the phone will not be paired");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let device = nas.confirm(&verified).await?;
+    println!("paired {} ({})", device.name, device.device_id);
+    home.add_device(device, &uri)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn request(
+    home: &NasHome,
+    nas: &approvd_client::Nas,
+    context: &LoginContext,
+    number_matching: bool,
+    lifetime: u64,
+) -> Result<ExitCode, approvd_client::ClientError> {
+    let devices: Vec<_> = home
+        .devices()?
+        .into_iter()
+        .map(|record| record.device)
+        .collect();
+    if devices.is_empty() {
+        eprintln!("no paired devices; run `approvd nas pair` first");
+        return Ok(ExitCode::from(3));
+    }
+    let sent = nas
+        .request_approval(
+            &devices,
+            context,
+            number_matching,
+            Duration::from_secs(lifetime.min(120)),
+        )
+        .await?;
+    println!("challenge {} sent", sent.cid);
+    for delivery in &sent.report.deliveries {
+        let name = devices
+            .iter()
+            .find(|d| d.device_id == delivery.device_id)
+            .map_or("?", |d| d.name.as_str());
+        println!("  {name}: {:?}", delivery.delivery);
+    }
+    if let Some(number) = &sent.number {
+        println!("number to type on the phone: {number}");
+    }
+    let _ = std::io::stdout().flush();
+    loop {
+        let wait = Duration::from_secs(sent.expires.saturating_sub(unix_now()).clamp(1, 25));
+        let Some(outcome) = nas.wait_for_verdict(&sent, &devices, wait).await? else {
+            continue;
+        };
+        let name = |device_id: &approvd_proto::DeviceId| {
+            devices
+                .iter()
+                .find(|d| d.device_id == *device_id)
+                .map_or_else(|| device_id.to_string(), |d| d.name.clone())
+        };
+        return Ok(match outcome {
+            Outcome::Approved { device_id } => {
+                println!("APPROVED by {} (signature verified)", name(&device_id));
+                ExitCode::SUCCESS
+            }
+            Outcome::Denied { device_id } => {
+                println!("DENIED by {}", name(&device_id));
+                ExitCode::from(1)
+            }
+            Outcome::FraudReported { device_id } => {
+                println!(
+                    "DENIED and reported as fraud by {}: this sign-in was not the user",
+                    name(&device_id)
+                );
+                ExitCode::from(1)
+            }
+            Outcome::Expired => {
+                println!("EXPIRED: no answer in time");
+                ExitCode::from(2)
+            }
+            Outcome::Cancelled => {
+                println!("CANCELLED");
+                ExitCode::from(2)
+            }
+            Outcome::Invalid { reason } => {
+                println!("INVALID answer refused: {reason}");
+                ExitCode::from(3)
+            }
+        });
+    }
+}
