@@ -1,0 +1,172 @@
+//! The SDK's own duties against a real relay: applying mailbox notices, judging late verdicts
+//! expired, refusing a claim whose MAC fails, and the phone refusing inbox entries that are not
+//! signed by the pinned NAS key.
+
+use std::time::Duration;
+
+use approvd_client::transport::unix_now;
+use approvd_client::{MailboxEvent, Outcome, Phone};
+use approvd_proto::wire::SignedVerdict;
+use approvd_proto::{Decision, SignedMessage as _};
+use approvd_tests::{context, pair, push_registration, RelayProcess};
+
+const WAIT: Duration = Duration::from_secs(10);
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn a_refreshed_handle_reaches_the_nas_and_is_used() {
+    let relay = RelayProcess::start(&[]);
+    let nas = relay.nas();
+    let (mut phone, mut device) = pair(&nas, "phone", None).await;
+    phone
+        .refresh_push(Some(push_registration()))
+        .await
+        .expect("refresh");
+    let events = nas
+        .drain_mailbox(std::slice::from_ref(&device), Duration::from_secs(5))
+        .await
+        .expect("drain");
+    let [MailboxEvent::HandleRefreshed {
+        device_id,
+        push_handle,
+    }] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*device_id, device.device_id);
+    assert_eq!(push_handle, phone.push_handle());
+    device.push_handle = push_handle.clone();
+    // The new handle carries push: the next challenge is pushed instead of inbox-only.
+    let sent = nas
+        .request_approval(std::slice::from_ref(&device), &context("a"), false, MINUTE)
+        .await
+        .expect("challenge");
+    assert_eq!(
+        sent.report.deliveries[0].delivery,
+        approvd_proto::wire::Delivery::Pushed
+    );
+    assert!(
+        nas.drain_mailbox(std::slice::from_ref(&device), Duration::ZERO)
+            .await
+            .expect("drain")
+            .is_empty(),
+        "acknowledged"
+    );
+}
+
+#[tokio::test]
+async fn unpair_notices_are_verified_and_unknown_devices_ignored() {
+    let relay = RelayProcess::start(&[]);
+    let nas = relay.nas();
+    let (phone, device) = pair(&nas, "phone", None).await;
+    let (other_phone, _other_device) = pair(&nas, "other", None).await;
+    phone.unpair().await.expect("unpair");
+    other_phone.unpair().await.expect("unpair");
+    // The NAS only knows `device`: the other notice is ignored, not applied.
+    let events = nas
+        .drain_mailbox(std::slice::from_ref(&device), Duration::from_secs(5))
+        .await
+        .expect("drain");
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        events[0],
+        MailboxEvent::Unpaired {
+            device_id: device.device_id
+        }
+    );
+    assert!(matches!(events[1], MailboxEvent::Ignored { .. }));
+}
+
+#[tokio::test]
+async fn a_verdict_after_expiry_is_judged_expired() {
+    let relay = RelayProcess::start(&[]);
+    let nas = relay.nas();
+    let (phone, device) = pair(&nas, "phone", None).await;
+    let sent = nas
+        .request_approval(std::slice::from_ref(&device), &context("a"), false, MINUTE)
+        .await
+        .expect("challenge");
+    let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
+    let on_time = phone.answer(&received, Decision::Approve, None);
+    assert_eq!(
+        nas.judge(&sent, std::slice::from_ref(&device), &on_time, unix_now()),
+        Outcome::Approved {
+            device_id: device.device_id
+        }
+    );
+    // Signed after expiry (a phone with a wrong clock, or a replay of an old answer).
+    let mut late = on_time.verdict.clone();
+    late.decided_at = sent.expires + 1;
+    let late = SignedVerdict {
+        sig: late.sign(phone.sig_key()),
+        verdict: late,
+    };
+    assert_eq!(
+        nas.judge(&sent, std::slice::from_ref(&device), &late, unix_now()),
+        Outcome::Expired
+    );
+    // Received long after expiry.
+    assert_eq!(
+        nas.judge(
+            &sent,
+            std::slice::from_ref(&device),
+            &on_time,
+            sent.expires + 60
+        ),
+        Outcome::Expired
+    );
+}
+
+#[tokio::test]
+async fn a_claim_whose_mac_fails_is_refused_by_the_nas() {
+    let relay = RelayProcess::start(&[]);
+    let nas = relay.nas();
+    let uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
+    // Someone who saw the slot id but not the QR code's secret claims it.
+    let mut guessed = uri.clone();
+    guessed.secret = approvd_proto::pairing::PairingSecret([9; 32]);
+    let (_impostor, _sas) = Phone::enroll(&guessed, "impostor", "ios", None)
+        .await
+        .expect("the relay cannot tell");
+    let error = nas
+        .wait_for_claim(&uri, WAIT)
+        .await
+        .expect_err("refused by the NAS");
+    assert!(error.to_string().contains("MAC"), "{error}");
+}
+
+#[tokio::test]
+async fn the_phone_refuses_inbox_entries_not_signed_by_the_pinned_nas() {
+    let relay = RelayProcess::start(&[]);
+    let nas = relay.nas();
+    let (phone, device) = pair(&nas, "phone", None).await;
+    nas.request_approval(std::slice::from_ref(&device), &context("a"), false, MINUTE)
+        .await
+        .expect("challenge");
+    let entry = phone.inbox(WAIT).await.expect("inbox").remove(0).entry;
+    assert!(phone.verify_entry(entry.clone(), unix_now()).is_ok());
+    let mut forged = entry.clone();
+    forged.sig = forged
+        .challenge(phone.device_id())
+        .sign(&approvd_proto::generate_signing_key());
+    assert!(
+        phone.verify_entry(forged, unix_now()).is_err(),
+        "signed by another key"
+    );
+    let mut moved = entry.clone();
+    moved.expires += 10;
+    assert!(
+        phone.verify_entry(moved, unix_now()).is_err(),
+        "a changed field breaks the signature"
+    );
+    let mut swapped = entry.clone();
+    swapped.sealed.0[40] ^= 1;
+    assert!(
+        phone.verify_entry(swapped, unix_now()).is_err(),
+        "a changed context breaks the hash"
+    );
+    assert!(
+        phone.verify_entry(entry.clone(), entry.expires).is_err(),
+        "expired"
+    );
+}
