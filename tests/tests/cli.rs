@@ -2,7 +2,7 @@
 //! of README.md (each is checked to appear there verbatim) as subprocesses against a real relay.
 //! Also `approvd demo`.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufReader, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
