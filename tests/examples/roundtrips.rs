@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use approvd_client::Outcome;
 use approvd_proto::Decision;
-use approvd_tests::{context, pair, RelayProcess};
+use approvd_tests::{pair, request_one, RelayProcess};
 
 #[tokio::main]
 async fn main() {
@@ -34,15 +34,7 @@ async fn main() {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let started = Instant::now();
-                let sent = nas
-                    .request_approval(
-                        std::slice::from_ref(&device),
-                        &context("bench"),
-                        false,
-                        Duration::from_secs(60),
-                    )
-                    .await
-                    .expect("challenge");
+                let sent = request_one(&nas, &device, "bench").await;
                 let received = phone.inbox(Duration::from_secs(5)).await.expect("inbox");
                 phone
                     .submit(&phone.answer(&received[0], Decision::Approve, None))

@@ -201,6 +201,22 @@ pub fn push_registration() -> PushRegistration {
     }
 }
 
+/// Ask `device` (alone) to approve a 60-second login of `user`, without number matching.
+pub async fn request_one(
+    nas: &Nas,
+    device: &PairedDevice,
+    user: &str,
+) -> approvd_client::SentChallenge {
+    nas.request_approval(
+        std::slice::from_ref(device),
+        &context(user),
+        false,
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("challenge")
+}
+
 /// Pair a new phone with `nas` through the relay (full flow, every check). Returns the phone
 /// and the device record the NAS keeps.
 pub async fn pair(nas: &Nas, name: &str, push: Option<PushRegistration>) -> (Phone, PairedDevice) {

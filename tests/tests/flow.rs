@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use approvd_client::{Outcome, Phone};
 use approvd_proto::wire::Delivery;
 use approvd_proto::Decision;
-use approvd_tests::{context, pair, push_registration, RelayProcess};
+use approvd_tests::{context, pair, push_registration, request_one, RelayProcess};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -105,15 +105,7 @@ async fn deny_and_fraud_reach_the_nas() {
             },
         ),
     ] {
-        let sent = nas
-            .request_approval(
-                std::slice::from_ref(&device),
-                &context("bob"),
-                false,
-                Duration::from_secs(60),
-            )
-            .await
-            .expect("challenge");
+        let sent = request_one(&nas, &device, "bob").await;
         let received = phone.inbox(WAIT).await.expect("inbox");
         phone
             .submit(&phone.answer(&received[0], decision, None))
@@ -241,15 +233,7 @@ async fn cancel_ends_the_challenge_for_everyone() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
     let (phone, device) = pair(&nas, "phone", None).await;
-    let sent = nas
-        .request_approval(
-            std::slice::from_ref(&device),
-            &context("erin"),
-            false,
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("challenge");
+    let sent = request_one(&nas, &device, "erin").await;
     let received = phone.inbox(WAIT).await.expect("inbox");
     // A NAS long-poll in flight is answered by the cancel.
     let poll = nas.wait_for_verdict(&sent, std::slice::from_ref(&device), WAIT);
@@ -353,15 +337,7 @@ async fn nas_long_poll_is_woken_by_the_verdict_and_times_out_with_204() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
     let (phone, device) = pair(&nas, "phone", None).await;
-    let sent = nas
-        .request_approval(
-            std::slice::from_ref(&device),
-            &context("hank"),
-            false,
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("challenge");
+    let sent = request_one(&nas, &device, "hank").await;
     let started = Instant::now();
     assert_eq!(
         nas.wait_for_verdict(&sent, std::slice::from_ref(&device), Duration::from_secs(1))

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use approvd_relay::config::OPTIONS;
-use approvd_tests::{approvd_binary, context, pair, RelayProcess, TempDir};
+use approvd_tests::{approvd_binary, context, pair, request_one, RelayProcess, TempDir};
 use base64::Engine as _;
 
 #[tokio::test]
@@ -171,15 +171,7 @@ async fn readiness_metrics_and_openapi_are_served() {
     assert_eq!(relay.get("/readyz").await.status().as_u16(), 200);
     let nas = relay.nas();
     let (phone, device) = pair(&nas, "phone", None).await;
-    let sent = nas
-        .request_approval(
-            std::slice::from_ref(&device),
-            &context("zed"),
-            false,
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("challenge");
+    let sent = request_one(&nas, &device, "zed").await;
     let received = phone.inbox(Duration::from_secs(5)).await.expect("inbox");
     phone
         .submit(&phone.answer(&received[0], approvd_proto::Decision::Approve, None))

@@ -8,7 +8,7 @@ use approvd_client::transport::unix_now;
 use approvd_client::{MailboxEvent, Outcome, Phone};
 use approvd_proto::wire::SignedVerdict;
 use approvd_proto::{Decision, SignedMessage as _};
-use approvd_tests::{context, pair, push_registration, RelayProcess};
+use approvd_tests::{pair, push_registration, request_one, RelayProcess};
 
 const WAIT: Duration = Duration::from_secs(10);
 const MINUTE: Duration = Duration::from_secs(60);
@@ -37,10 +37,7 @@ async fn a_refreshed_handle_reaches_the_nas_and_is_used() {
     assert_eq!(push_handle, phone.push_handle());
     device.push_handle = push_handle.clone();
     // The new handle carries push: the next challenge is pushed instead of inbox-only.
-    let sent = nas
-        .request_approval(std::slice::from_ref(&device), &context("a"), false, MINUTE)
-        .await
-        .expect("challenge");
+    let sent = request_one(&nas, &device, "a").await;
     assert_eq!(
         sent.report.deliveries[0].delivery,
         approvd_proto::wire::Delivery::Pushed
@@ -82,10 +79,7 @@ async fn a_verdict_after_expiry_is_judged_expired() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
     let (phone, device) = pair(&nas, "phone", None).await;
-    let sent = nas
-        .request_approval(std::slice::from_ref(&device), &context("a"), false, MINUTE)
-        .await
-        .expect("challenge");
+    let sent = request_one(&nas, &device, "a").await;
     let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
     let on_time = phone.answer(&received, Decision::Approve, None);
     assert_eq!(
@@ -140,9 +134,7 @@ async fn the_phone_refuses_inbox_entries_not_signed_by_the_pinned_nas() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
     let (phone, device) = pair(&nas, "phone", None).await;
-    nas.request_approval(std::slice::from_ref(&device), &context("a"), false, MINUTE)
-        .await
-        .expect("challenge");
+    request_one(&nas, &device, "a").await;
     let entry = phone.inbox(WAIT).await.expect("inbox").remove(0).entry;
     assert!(phone.verify_entry(entry.clone(), unix_now()).is_ok());
     let mut forged = entry.clone();

@@ -11,7 +11,7 @@ use approvd_proto::wire::{
     ChallengeCreated, Delivery, Notice, PairingClaimed, PushHandle, SignedVerdict,
 };
 use approvd_proto::{Decision, Digest, PublicKey, SignedMessage as _, Verdict};
-use approvd_tests::{context, pair, push_registration, RelayProcess};
+use approvd_tests::{context, pair, push_registration, request_one, RelayProcess};
 
 const WAIT: Duration = Duration::from_secs(10);
 const MINUTE: Duration = Duration::from_secs(60);
@@ -326,10 +326,7 @@ async fn mute_unpair_and_push_refresh_reach_the_nas_signed() {
     let client = nas.client();
 
     phone.mute(unix_now() + 600).await.expect("mute");
-    let sent = nas
-        .request_approval(std::slice::from_ref(&device), &context("m"), false, MINUTE)
-        .await
-        .expect("challenge");
+    let sent = request_one(&nas, &device, "m").await;
     assert_eq!(
         sent.report.deliveries[0].delivery,
         Delivery::Muted,

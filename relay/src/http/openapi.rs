@@ -1,10 +1,44 @@
 //! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations and the
 //! wire types' schemas. A test checks that it lists exactly the routes of `routes::ROUTES`.
 
+use approvd_proto::wire::Problem;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::routes::{challenges, devices, health, inbox, mailbox, pairings};
+
+/// The errors every `/v1` operation may answer (application/problem+json, PROTOCOL.md §9).
+#[derive(Debug, utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum ApiErrors {
+    /// Malformed body, invalid field, or a signed message that does not verify.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The request signature is missing, malformed, expired, replayed or wrong.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(Problem),
+    /// The resource belongs to another key, or a handle does not match.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// No such pairing or challenge.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// Already claimed, confirmed or decided, or the id exists with another body.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// Expired or cancelled.
+    #[response(status = 410, content_type = "application/problem+json")]
+    Gone(Problem),
+    /// The body is larger than 64 KiB.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// Rate limited; see Retry-After.
+    #[response(status = 429, content_type = "application/problem+json")]
+    RateLimited(Problem),
+    /// The store is unavailable or the relay is shutting down; see Retry-After.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
 
 /// Adds the request-signature security scheme.
 struct HttpSignatures;

@@ -12,6 +12,7 @@ use approvd_proto::SignedMessage as _;
 
 use crate::handle::HandleError;
 use crate::http::auth::{DeviceCaller, Json, NasCaller, NoBody, Signed};
+use crate::http::openapi::ApiErrors;
 use crate::http::problem::ApiError;
 use crate::http::{long_poll, poll_response, wait_param, AppState};
 use crate::push::{PushJob, PushMessage};
@@ -19,8 +20,6 @@ use crate::store::{
     CancelOutcome, ChallengeState, CreateOutcome, DecideOutcome, Rate, StoredChallenge,
     StoredTarget, Topic,
 };
-#[allow(unused_imports)]
-use approvd_proto::wire::Problem;
 
 /// The answer to a re-post of an existing `cid`: the same report if the body is identical.
 fn replay(
@@ -48,12 +47,7 @@ fn replay(
     responses(
         (status = 201, description = "Challenge stored; per-target delivery report", body = ChallengeCreated),
         (status = 200, description = "Identical re-post: the same report", body = ChallengeCreated),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not yours / handle mismatch / not targeted", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited (see Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]
@@ -235,12 +229,7 @@ async fn owned_challenge(
     params(("cid" = String, Path, description = "base64url challenge id (16 bytes)")),
     responses(
         (status = 204, description = "Cancelled"),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not yours / handle mismatch / not targeted", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]
@@ -269,12 +258,7 @@ pub async fn cancel_challenge(
     responses(
         (status = 200, description = "The first verdict", body = SignedVerdict),
         (status = 204, description = "Still pending"),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not yours / handle mismatch / not targeted", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "Expired or cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]
@@ -318,13 +302,7 @@ pub async fn get_verdict(
     params(("cid" = String, Path, description = "base64url challenge id (16 bytes)")),
     responses(
         (status = 204, description = "Stored: this was the first answer"),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not yours / handle mismatch / not targeted", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "Expired or cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]

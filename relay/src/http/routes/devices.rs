@@ -11,10 +11,9 @@ use approvd_proto::{DeviceId, SignedMessage as _};
 
 use crate::handle::HandleContents;
 use crate::http::auth::{DeviceCaller, Json, Signed};
+use crate::http::openapi::ApiErrors;
 use crate::http::problem::ApiError;
 use crate::http::{AppState, MAILBOX_TTL};
-#[allow(unused_imports)]
-use approvd_proto::wire::Problem;
 
 /// Longest mute, seconds.
 pub const MAX_MUTE_SECS: u64 = 7 * 24 * 3600;
@@ -45,10 +44,7 @@ fn own_handle(
     request_body = RefreshPushRequest,
     responses(
         (status = 200, description = "The new handle (also sent to the NAS mailbox)", body = HandleIssued),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not yours / handle mismatch / not targeted", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]
@@ -85,10 +81,7 @@ pub async fn refresh_push(
     request_body = SignedMute,
     responses(
         (status = 204, description = "Muted"),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not yours / handle mismatch / not targeted", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]
@@ -143,10 +136,7 @@ pub async fn mute_nas(
     request_body = SignedUnpair,
     responses(
         (status = 204, description = "Unpair notice delivered"),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not yours / handle mismatch / not targeted", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]

@@ -5,11 +5,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use approvd_proto::wire::Inbox;
 
 use crate::http::auth::{DeviceCaller, NoBody, Signed};
+use crate::http::openapi::ApiErrors;
 use crate::http::problem::ApiError;
 use crate::http::{long_poll, poll_response, wait_param, AppState};
 use crate::store::Topic;
-#[allow(unused_imports)]
-use approvd_proto::wire::Problem;
 
 #[utoipa::path(
     get,
@@ -19,9 +18,7 @@ use approvd_proto::wire::Problem;
     responses(
         (status = 200, description = "Pending challenges, oldest first", body = Inbox),
         (status = 204, description = "Nothing pending"),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]

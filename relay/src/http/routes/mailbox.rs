@@ -5,11 +5,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use approvd_proto::wire::{Mailbox, MailboxAck};
 
 use crate::http::auth::{Json, NasCaller, NoBody, Signed};
+use crate::http::openapi::ApiErrors;
 use crate::http::problem::ApiError;
 use crate::http::{long_poll, poll_response, wait_param, AppState};
 use crate::store::Topic;
-#[allow(unused_imports)]
-use approvd_proto::wire::Problem;
 
 #[utoipa::path(
     get,
@@ -19,9 +18,7 @@ use approvd_proto::wire::Problem;
     responses(
         (status = 200, description = "Notices, oldest first", body = Mailbox),
         (status = 204, description = "Empty"),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]
@@ -48,9 +45,7 @@ pub async fn get_mailbox(
     request_body = MailboxAck,
     responses(
         (status = 204, description = "Removed"),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]

@@ -14,11 +14,10 @@ use approvd_proto::SignedMessage as _;
 
 use crate::handle::HandleContents;
 use crate::http::auth::{DeviceCaller, Json, NasCaller, NoBody, Signed};
+use crate::http::openapi::ApiErrors;
 use crate::http::problem::ApiError;
 use crate::http::{long_poll, poll_response, wait_param, AppState};
 use crate::store::{ClaimOutcome, ConfirmOutcome, PairingSlot, PairingState, Topic};
-#[allow(unused_imports)]
-use approvd_proto::wire::Problem;
 
 /// Slots are kept this long past their expiry so late pollers learn "expired", not "unknown".
 const PAIRING_GRACE: Duration = Duration::from_secs(60);
@@ -45,11 +44,7 @@ async fn live_slot(
     request_body = CreatePairingRequest,
     responses(
         (status = 201, description = "Slot registered", body = PairingCreated),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited (see Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]
@@ -85,14 +80,7 @@ pub async fn create_pairing(
     params(("pairing_id" = String, Path, description = "base64url pairing slot id (16 bytes)")),
     responses(
         (status = 200, description = "Claim stored; the phone's handle for this pairing", body = HandleIssued),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not yours / handle mismatch / not targeted", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "Expired or cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited (see Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]
@@ -159,12 +147,7 @@ pub async fn claim_pairing(
     responses(
         (status = 200, description = "The phone's claim", body = PairingClaimed),
         (status = 204, description = "No claim yet"),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not yours / handle mismatch / not targeted", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "Expired or cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]
@@ -201,13 +184,7 @@ pub async fn get_claim(
     params(("pairing_id" = String, Path, description = "base64url pairing slot id (16 bytes)")),
     responses(
         (status = 204, description = "Confirmation stored"),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not yours / handle mismatch / not targeted", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "Expired or cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]
@@ -266,12 +243,7 @@ pub async fn confirm_pairing(
     responses(
         (status = 200, description = "The NAS's confirmation", body = PairingConfirmation),
         (status = 204, description = "Not confirmed yet"),
-        (status = 400, description = "Invalid body, field or signature", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Request authentication failed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not yours / handle mismatch / not targeted", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "Expired or cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable or shutting down (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        ApiErrors,
     ),
     security(("httpsig" = []))
 )]
