@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use approvd_relay::config::OPTIONS;
-use approvd_tests::{approvd_binary, context, pair, request_one, RelayProcess, TempDir};
+use approvd_tests::{approvd_binary, pair, request_one, RelayProcess, TempDir};
 use base64::Engine as _;
 
 #[tokio::test]
