@@ -12,6 +12,8 @@ use approvd_client::{Nas, PairedDevice, Phone};
 use approvd_proto::context::{LoginContext, LoginKind};
 use approvd_proto::wire::PushRegistration;
 
+pub mod redis;
+
 /// The `approvd` binary next to this test executable (`target/<profile>/approvd`). The test
 /// script builds it first (`cargo build --workspace --bins`).
 pub fn approvd_binary() -> PathBuf {

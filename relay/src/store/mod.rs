@@ -10,6 +10,7 @@
 pub mod conformance;
 pub mod memory;
 pub mod notify;
+pub mod redis;
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use approvd_proto::wire::{
 };
 use approvd_proto::{Cid, DeviceId, NasId, PairingId};
 
+pub use self::redis::{RedisStore, RedisTarget};
 pub use memory::MemoryStore;
 pub use notify::{Notifier, Topic, Watch};
 
