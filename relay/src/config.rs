@@ -96,13 +96,18 @@ impl ConfigValue for LogFormat {
 pub enum StoreKind {
     /// Embedded, in this process: no setup, one replica only.
     Memory,
+    /// Redis (standalone or Cluster), shared by any number of replicas.
+    Redis,
 }
 
 impl ConfigValue for StoreKind {
     fn parse_value(text: &str) -> Result<Self, String> {
         match text.trim() {
             "memory" => Ok(Self::Memory),
-            other => Err(format!("`{other}` is not a known store (known: memory)")),
+            "redis" => Ok(Self::Redis),
+            other => Err(format!(
+                "`{other}` is not a known store (known: memory, redis)"
+            )),
         }
     }
 }
@@ -159,8 +164,15 @@ options! {
     /// still accepted. Without it a key is generated in --data-dir (fine for one replica; every
     /// replica of a deployment must share one key file).
     handle_key_file: Option<PathBuf> = "", "handle-key-file", "APPROVD_HANDLE_KEY_FILE", "FILE";
-    /// Where state lives: `memory` (embedded, one replica).
+    /// Where state lives: `memory` (embedded, one replica) or `redis` (shared by replicas; give
+    /// --redis-url or --redis-cluster).
     store: StoreKind = "memory", "store", "APPROVD_STORE", "KIND";
+    /// Standalone Redis, e.g. `redis://10.0.0.5:6379/` (`rediss://` for TLS).
+    redis_url: Option<String> = "", "redis-url", "APPROVD_REDIS_URL", "URL";
+    /// Redis Cluster seed nodes, comma-separated `host:port` (Redis 7 or newer).
+    redis_cluster: Option<String> = "", "redis-cluster", "APPROVD_REDIS_CLUSTER", "NODES";
+    /// Timeout for connecting to Redis and for every Redis reply, in milliseconds.
+    redis_timeout_ms: u64 = "2000", "redis-timeout-ms", "APPROVD_REDIS_TIMEOUT_MS", "MS";
     /// Longest a long-poll may wait, in seconds (clients ask with ?wait=).
     max_wait_secs: u64 = "30", "max-wait-secs", "APPROVD_MAX_WAIT_SECS", "SECS";
     /// Allowed clock difference between callers and the relay, in seconds.
@@ -389,6 +401,29 @@ impl Config {
             if value == 0 {
                 return invalid(flag, "must be at least 1 per minute");
             }
+        }
+        match (self.store, &self.redis_url, &self.redis_cluster) {
+            (StoreKind::Memory, None, None)
+            | (StoreKind::Redis, Some(_), None)
+            | (StoreKind::Redis, None, Some(_)) => {}
+            (StoreKind::Memory, _, _) => {
+                return invalid(
+                    "store",
+                    "is `memory`, but a Redis address is set: add --store redis",
+                )
+            }
+            (StoreKind::Redis, None, None) => {
+                return invalid("store", "`redis` needs --redis-url or --redis-cluster")
+            }
+            (StoreKind::Redis, Some(_), Some(_)) => {
+                return invalid(
+                    "redis-cluster",
+                    "give either --redis-url or --redis-cluster, not both",
+                )
+            }
+        }
+        if self.redis_timeout_ms == 0 || self.redis_timeout_ms > 60_000 {
+            return invalid("redis-timeout-ms", "must be between 1 and 60000");
         }
         if self.push_budget_ms > 30_000 {
             return invalid("push-budget-ms", "must be at most 30000");

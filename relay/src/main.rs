@@ -96,7 +96,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let result = runtime.block_on(async {
         let listener = approvd_relay::server::bind(&config)?;
         let address = listener.local_addr()?;
-        let state = approvd_relay::server::build_state(config)?;
+        let state = approvd_relay::server::build_state(config).await?;
         // Scripts and tests read this line to learn the port (--bind 127.0.0.1:0).
         println!("approvd listening on http://{address}");
         let _ = std::io::stdout().flush();

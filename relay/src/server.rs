@@ -16,7 +16,7 @@ use crate::http::auth::Admission;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::push::{Dispatcher, LogSender};
-use crate::store::{MemoryStore, Store};
+use crate::store::{MemoryStore, RedisStore, RedisTarget, Store};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +32,12 @@ pub enum StartError {
     },
     #[error("server: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("cannot reach the store: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
-/// Build the application state from the configuration.
-pub fn build_state(config: Config) -> Result<AppState, StartError> {
+/// Build the application state from the configuration (connects to Redis when configured).
+pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let (handles, generated) =
         HandleKeys::load_or_generate(config.handle_key_file.as_deref(), &config.data_dir)?;
     if generated {
@@ -49,6 +51,23 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         StoreKind::Memory => {
             tracing::info!("store: embedded memory (one replica; state is lost on restart)");
             Arc::new(MemoryStore::new())
+        }
+        StoreKind::Redis => {
+            let target = match (&config.redis_url, &config.redis_cluster) {
+                (Some(url), _) => RedisTarget::Standalone(url.clone()),
+                (None, Some(nodes)) => RedisTarget::Cluster(
+                    nodes
+                        .split(',')
+                        .map(|node| node.trim().to_owned())
+                        .filter(|node| !node.is_empty())
+                        .collect(),
+                ),
+                (None, None) => unreachable!("validated: --store redis has an address"),
+            };
+            let timeout = std::time::Duration::from_millis(config.redis_timeout_ms);
+            let store = RedisStore::connect(&target, timeout).await?;
+            tracing::info!(?target, "store: redis");
+            Arc::new(store)
         }
     };
     tracing::info!("push: no APNs/FCM credentials configured; pushes are logged, not sent");

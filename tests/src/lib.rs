@@ -123,6 +123,12 @@ impl RelayProcess {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Kill the process at once (SIGKILL), as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Send SIGTERM (graceful shutdown).
     pub fn terminate(&self) {
         let status = Command::new("kill")
@@ -178,6 +184,17 @@ impl Drop for RelayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A handle key file that several replicas share (every replica must open every handle).
+pub fn shared_handle_keys(dir: &TempDir) -> String {
+    let path = dir.0.join("handle-keys");
+    std::fs::write(
+        &path,
+        approvd_relay::handle::HandleKeys::generate_file_text().as_bytes(),
+    )
+    .expect("write keys");
+    path.display().to_string()
 }
 
 /// A login context for tests.

@@ -53,12 +53,13 @@ pub async fn run() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let started = (|| {
+    let started = async {
         let listener = crate::server::bind(&config)?;
         let address = listener.local_addr()?;
-        let state = crate::server::build_state(config)?;
+        let state = crate::server::build_state(config).await?;
         Ok::<_, crate::server::StartError>((listener, address, state))
-    })();
+    }
+    .await;
     let (listener, address, state) = match started {
         Ok(started) => started,
         Err(error) => {
