@@ -4,7 +4,9 @@
 //! median round-trip time. Build the binaries first in the same profile:
 //!
 //!     cargo build --release --workspace --bins
-//!     cargo run --release -p approvd-tests --example roundtrips -- [SECONDS] [CONCURRENCY]
+//!     cargo run --release -p approvd-tests --example roundtrips -- [SECONDS] [CONCURRENCY] [memory|redis]
+//!
+//! `redis` starts a private `redis-server` on a free port and runs the relay on it.
 
 use std::time::{Duration, Instant};
 
@@ -17,14 +19,21 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let concurrency: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
-    let relay = RelayProcess::start(&[
+    let store = args.next().unwrap_or_else(|| "memory".to_owned());
+    let redis = (store == "redis").then(approvd_tests::redis::RedisServer::start);
+    let redis_url = redis.as_ref().map(|server| server.url()).unwrap_or_default();
+    let mut relay_args = vec![
         "--rate-challenges-per-device",
         "1000000",
         "--rate-requests-per-caller",
         "1000000",
         "--log",
         "warn",
-    ]);
+    ];
+    if redis.is_some() {
+        relay_args.extend(["--store", "redis", "--redis-url", &redis_url]);
+    }
+    let relay = RelayProcess::start(&relay_args);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut loops = Vec::new();
     for _ in 0..concurrency {
@@ -60,7 +69,7 @@ async fn main() {
     let median = latencies[latencies.len() / 2];
     let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
     println!(
-        "{} round trips in {:.1} s with {} loop(s): {:.0} round trips/s, median {:.2} ms, p99 {:.2} ms \
+        "{store}: {} round trips in {:.1} s with {} loop(s): {:.0} round trips/s, median {:.2} ms, p99 {:.2} ms \
          (each = 4 signed HTTP requests + HPKE seal/open + 4 Ed25519 signatures checked end to end)",
         latencies.len(),
         elapsed,
