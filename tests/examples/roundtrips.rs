@@ -21,7 +21,10 @@ async fn main() {
     let concurrency: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let store = args.next().unwrap_or_else(|| "memory".to_owned());
     let redis = (store == "redis").then(approvd_tests::redis::RedisServer::start);
-    let redis_url = redis.as_ref().map(|server| server.url()).unwrap_or_default();
+    let redis_url = redis
+        .as_ref()
+        .map(|server| server.url())
+        .unwrap_or_default();
     let mut relay_args = vec![
         "--rate-challenges-per-device",
         "1000000",
