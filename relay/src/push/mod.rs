@@ -2,7 +2,10 @@
 //! `{v, cid}`), and the [`Dispatcher`] that sends to a challenge's targets concurrently within a
 //! time budget. Handlers reach APNs/FCM only through this module.
 
+pub mod apns;
+pub mod fcm;
 pub mod log;
+pub mod retry;
 
 use std::collections::HashMap;
 use std::sync::Arc;
