@@ -72,6 +72,33 @@ impl<T: ConfigValue> ConfigValue for Option<T> {
     }
 }
 
+/// A configuration value that is a secret: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl ConfigValue for Secret {
+    fn parse_value(text: &str) -> Result<Self, String> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+/// A comma-separated list (`a,b,c`), trimmed, without empty items.
+pub fn list(text: &Option<String>) -> Vec<String> {
+    text.as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -190,6 +217,33 @@ options! {
     /// How long a challenge-create request waits for push results before answering `pending`
     /// for the rest, in milliseconds.
     push_budget_ms: u64 = "2000", "push-budget-ms", "APPROVD_PUSH_BUDGET_MS", "MS";
+    /// APNs token key (`.p8` file from Apple) for the topics below.
+    apns_key_file: Option<PathBuf> = "", "apns-key-file", "APPROVD_APNS_KEY_FILE", "P8";
+    /// The APNs key's id (10 characters, from the Apple developer account).
+    apns_key_id: Option<String> = "", "apns-key-id", "APPROVD_APNS_KEY_ID", "ID";
+    /// The Apple developer team id.
+    apns_team_id: Option<String> = "", "apns-team-id", "APPROVD_APNS_TEAM_ID", "ID";
+    /// App bundle ids (APNs topics) pushed through production APNs, comma-separated.
+    apns_topics: Option<String> = "", "apns-topics", "APPROVD_APNS_TOPICS", "IDS";
+    /// App bundle ids pushed through the APNs sandbox (development builds), comma-separated.
+    apns_sandbox_topics: Option<String> = "", "apns-sandbox-topics", "APPROVD_APNS_SANDBOX_TOPICS", "IDS";
+    /// FCM service-account key file (JSON from the Firebase console).
+    fcm_service_account_file: Option<PathBuf> = "", "fcm-service-account-file", "APPROVD_FCM_SERVICE_ACCOUNT_FILE", "JSON";
+    /// The same service-account JSON inline (for secret stores that inject environment variables).
+    fcm_service_account: Option<Secret> = "", "fcm-service-account", "APPROVD_FCM_SERVICE_ACCOUNT", "JSON";
+    /// App ids (push topics) sent through FCM with that service account, comma-separated.
+    fcm_app_ids: Option<String> = "", "fcm-app-ids", "APPROVD_FCM_APP_IDS", "IDS";
+    /// FCM base URL (change only to point at a test double).
+    fcm_base_url: String = "https://fcm.googleapis.com", "fcm-base-url", "APPROVD_FCM_BASE_URL", "URL";
+    /// Allow plain-http FCM and token URLs (local tests only).
+    fcm_allow_http: bool = "false", "fcm-allow-http", "APPROVD_FCM_ALLOW_HTTP", "BOOL";
+    /// Timeout of every request to APNs or FCM, in milliseconds.
+    push_timeout_ms: u64 = "5000", "push-timeout-ms", "APPROVD_PUSH_TIMEOUT_MS", "MS";
+    /// Tries per push (throttled or unavailable answers are retried with backoff, never past
+    /// the challenge's expiry).
+    push_max_tries: u32 = "4", "push-max-tries", "APPROVD_PUSH_MAX_TRIES", "N";
+    /// Pushes in flight at once, across all challenges.
+    push_in_flight: usize = "256", "push-in-flight", "APPROVD_PUSH_IN_FLIGHT", "N";
     /// Require NAS requests to carry an admission JWT (Authorization: Bearer) signed by this
     /// operator public key (PEM, Ed25519 or P-256), with `sub` = the caller's nas_id.
     admission_key_file: Option<PathBuf> = "", "admission-key-file", "APPROVD_ADMISSION_KEY_FILE", "PEM";
@@ -425,6 +479,50 @@ impl Config {
         if self.redis_timeout_ms == 0 || self.redis_timeout_ms > 60_000 {
             return invalid("redis-timeout-ms", "must be between 1 and 60000");
         }
+        let apns_topics =
+            !list(&self.apns_topics).is_empty() || !list(&self.apns_sandbox_topics).is_empty();
+        if self.apns_key_file.is_some() {
+            if self.apns_key_id.is_none() {
+                return invalid("apns-key-id", "is required with --apns-key-file");
+            }
+            if self.apns_team_id.is_none() {
+                return invalid("apns-team-id", "is required with --apns-key-file");
+            }
+            if !apns_topics {
+                return invalid(
+                    "apns-topics",
+                    "name the app bundle ids this key pushes to (or --apns-sandbox-topics)",
+                );
+            }
+        } else if apns_topics || self.apns_key_id.is_some() || self.apns_team_id.is_some() {
+            return invalid("apns-key-file", "is required when APNs options are set");
+        }
+        let fcm_account =
+            self.fcm_service_account_file.is_some() || self.fcm_service_account.is_some();
+        if self.fcm_service_account_file.is_some() && self.fcm_service_account.is_some() {
+            return invalid(
+                "fcm-service-account",
+                "give the service account as a file or inline, not both",
+            );
+        }
+        if fcm_account && list(&self.fcm_app_ids).is_empty() {
+            return invalid(
+                "fcm-app-ids",
+                "name the app ids this service account pushes to",
+            );
+        }
+        if !fcm_account && !list(&self.fcm_app_ids).is_empty() {
+            return invalid("fcm-service-account-file", "is required with --fcm-app-ids");
+        }
+        if self.push_max_tries == 0 || self.push_max_tries > 10 {
+            return invalid("push-max-tries", "must be between 1 and 10");
+        }
+        if self.push_in_flight == 0 {
+            return invalid("push-in-flight", "must be at least 1");
+        }
+        if self.push_timeout_ms == 0 || self.push_timeout_ms > 60_000 {
+            return invalid("push-timeout-ms", "must be between 1 and 60000");
+        }
         if self.push_budget_ms > 30_000 {
             return invalid("push-budget-ms", "must be at most 30000");
         }
@@ -521,6 +619,46 @@ mod tests {
                 .to_string()
                 .starts_with("--store: `mongo` is not a known store"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn push_options_must_come_complete() {
+        let error = Config::load(&args(&[("apns_key_file", "k.p8")]), &env(&[]), None)
+            .expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "--apns-key-id: is required with --apns-key-file"
+        );
+        let error =
+            Config::load(&args(&[("apns_topics", "a.b")]), &env(&[]), None).expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "--apns-key-file: is required when APNs options are set"
+        );
+        let error = Config::load(
+            &args(&[]),
+            &env(&[("APPROVD_FCM_SERVICE_ACCOUNT", "{}")]),
+            None,
+        )
+        .expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "--fcm-app-ids: name the app ids this service account pushes to"
+        );
+        let config = Config::load(
+            &args(&[("fcm_app_ids", "a, b")]),
+            &env(&[(
+                "APPROVD_FCM_SERVICE_ACCOUNT",
+                "{\"private_key\":\"secret\"}",
+            )]),
+            None,
+        )
+        .expect("valid");
+        assert_eq!(list(&config.fcm_app_ids), vec!["a", "b"]);
+        assert!(
+            !format!("{config:?}").contains("secret"),
+            "inline secrets are redacted"
         );
     }
 

@@ -15,7 +15,13 @@ use crate::handle::{HandleError, HandleKeys};
 use crate::http::auth::Admission;
 use crate::http::AppState;
 use crate::metrics::Metrics;
-use crate::push::{Dispatcher, LogSender};
+use approvd_proto::wire::PushProvider;
+
+use crate::config::list;
+use crate::push::apns::{A2Client, ApnsSender};
+use crate::push::fcm::FcmSender;
+use crate::push::retry::RetryPolicy;
+use crate::push::{DispatchLimits, Dispatcher, LogSender, PushRoutes, PushSender};
 use crate::store::{MemoryStore, RedisStore, RedisTarget, Store};
 
 /// Why the relay could not start.
@@ -34,6 +40,84 @@ pub enum StartError {
     Serve(#[from] std::io::Error),
     #[error("cannot reach the store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("--{option}: {message}")]
+    Push {
+        option: &'static str,
+        message: String,
+    },
+}
+
+/// The push routes the configuration asks for (log-only when it names no credentials).
+fn push_routes(config: &Config) -> Result<PushRoutes, StartError> {
+    let timeout = std::time::Duration::from_millis(config.push_timeout_ms);
+    let retry = RetryPolicy {
+        max_tries: config.push_max_tries,
+        ..RetryPolicy::default()
+    };
+    let mut routes = PushRoutes::default();
+    if let Some(path) = &config.apns_key_file {
+        let push_error = |message: String| StartError::Push {
+            option: "apns-key-file",
+            message,
+        };
+        let pem = std::fs::read(path)
+            .map_err(|error| push_error(format!("{}: {error}", path.display())))?;
+        let key_id = config.apns_key_id.as_deref().unwrap_or_default();
+        let team_id = config.apns_team_id.as_deref().unwrap_or_default();
+        for (topics, sandbox) in [
+            (list(&config.apns_topics), false),
+            (list(&config.apns_sandbox_topics), true),
+        ] {
+            if topics.is_empty() {
+                continue;
+            }
+            let client = A2Client::token(&pem, key_id, team_id, sandbox, timeout.as_secs().max(1))
+                .map_err(|error| push_error(format!("not a usable APNs .p8 key: {error}")))?;
+            let sender: Arc<dyn PushSender> = Arc::new(ApnsSender::new(Arc::new(client), retry));
+            for topic in &topics {
+                routes.route(PushProvider::Apns, topic, Arc::clone(&sender));
+            }
+            tracing::info!(?topics, sandbox, "push: APNs");
+        }
+    }
+    let account = match (
+        &config.fcm_service_account_file,
+        &config.fcm_service_account,
+    ) {
+        (Some(path), _) => Some((
+            "fcm-service-account-file",
+            std::fs::read_to_string(path).map_err(|error| StartError::Push {
+                option: "fcm-service-account-file",
+                message: format!("{}: {error}", path.display()),
+            })?,
+        )),
+        (None, Some(inline)) => Some(("fcm-service-account", inline.0.clone())),
+        (None, None) => None,
+    };
+    if let Some((option, json)) = account {
+        let sender = FcmSender::new(
+            &json,
+            &config.fcm_base_url,
+            config.fcm_allow_http,
+            timeout,
+            retry,
+        )
+        .map_err(|error| StartError::Push {
+            option,
+            message: error.to_string(),
+        })?;
+        let sender: Arc<dyn PushSender> = Arc::new(sender);
+        let app_ids = list(&config.fcm_app_ids);
+        for app_id in &app_ids {
+            routes.route(PushProvider::Fcm, app_id, Arc::clone(&sender));
+        }
+        tracing::info!(?app_ids, "push: FCM");
+    }
+    if routes.is_empty() {
+        tracing::info!("push: no APNs/FCM credentials configured; pushes are logged, not sent");
+        return Ok(PushRoutes::all(Arc::new(LogSender)));
+    }
+    Ok(routes)
 }
 
 /// Build the application state from the configuration (connects to Redis when configured).
@@ -70,14 +154,16 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             Arc::new(store)
         }
     };
-    tracing::info!("push: no APNs/FCM credentials configured; pushes are logged, not sent");
     let metrics = Metrics::new();
-    let push = Dispatcher::all(
-        Arc::new(LogSender),
+    let push = Dispatcher::new(
+        push_routes(&config)?,
         Arc::clone(&store),
         metrics.clone(),
-        std::time::Duration::from_millis(config.push_budget_ms),
-        crate::http::MAILBOX_TTL,
+        DispatchLimits {
+            budget: std::time::Duration::from_millis(config.push_budget_ms),
+            mailbox_ttl: crate::http::MAILBOX_TTL,
+            in_flight: config.push_in_flight,
+        },
     );
     let admission = match &config.admission_key_file {
         None => None,

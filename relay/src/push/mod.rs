@@ -81,38 +81,78 @@ pub struct PushJob {
     pub registration: PushRegistration,
 }
 
-/// Picks the sender for each provider and runs pushes.
+/// Which sender serves which app: `(provider, topic)` → sender, with an optional fallback.
+#[derive(Debug, Clone, Default)]
+pub struct PushRoutes {
+    routes: HashMap<(PushProvider, String), Arc<dyn PushSender>>,
+    /// Serves every unrouted topic (the development log sender); `None` in production, where
+    /// an unknown topic is a configuration alarm.
+    fallback: Option<Arc<dyn PushSender>>,
+}
+
+impl PushRoutes {
+    /// Everything goes to `sender` (development: log only).
+    pub fn all(sender: Arc<dyn PushSender>) -> Self {
+        Self {
+            routes: HashMap::new(),
+            fallback: Some(sender),
+        }
+    }
+
+    /// Send pushes for `topic` of `provider` through `sender`.
+    pub fn route(&mut self, provider: PushProvider, topic: &str, sender: Arc<dyn PushSender>) {
+        self.routes.insert((provider, topic.to_owned()), sender);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.fallback.is_none()
+    }
+
+    fn sender(&self, registration: &PushRegistration) -> Option<Arc<dyn PushSender>> {
+        self.routes
+            .get(&(registration.provider, registration.topic.clone()))
+            .or(self.fallback.as_ref())
+            .cloned()
+    }
+}
+
+/// Limits of the [`Dispatcher`].
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchLimits {
+    /// How long a create request waits for push results.
+    pub budget: Duration,
+    /// How long a `push_gone` notice lives.
+    pub mailbox_ttl: Duration,
+    /// Pushes in flight at once.
+    pub in_flight: usize,
+}
+
+/// Runs pushes for challenges: concurrently, within a budget, under a global in-flight limit.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
-    senders: HashMap<PushProvider, Arc<dyn PushSender>>,
+    routes: PushRoutes,
     /// Where dead tokens are reported (as `push_gone` mailbox notices).
     store: Arc<dyn Store>,
     metrics: Metrics,
-    /// How long a create request waits for push results.
-    budget: Duration,
-    /// How long a `push_gone` notice lives.
-    mailbox_ttl: Duration,
+    limits: DispatchLimits,
+    /// Bounds pushes in flight across all requests, so a burst cannot open unbounded
+    /// connections to APNs/FCM.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Dispatcher {
-    /// Every provider handled by `sender` (the development setup: log only).
-    pub fn all(
-        sender: Arc<dyn PushSender>,
+    pub fn new(
+        routes: PushRoutes,
         store: Arc<dyn Store>,
         metrics: Metrics,
-        budget: Duration,
-        mailbox_ttl: Duration,
+        limits: DispatchLimits,
     ) -> Self {
-        let senders = [PushProvider::Apns, PushProvider::Fcm]
-            .into_iter()
-            .map(|provider| (provider, Arc::clone(&sender)))
-            .collect();
         Self {
-            senders,
+            routes,
             store,
             metrics,
-            budget,
-            mailbox_ttl,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(limits.in_flight.max(1))),
+            limits,
         }
     }
 
@@ -125,27 +165,41 @@ impl Dispatcher {
         message: PushMessage,
         nas_id: NasId,
     ) -> Vec<(DeviceId, Delivery)> {
-        let budget = self.budget;
-        let mailbox_ttl = self.mailbox_ttl;
+        let budget = self.limits.budget;
+        let mailbox_ttl = self.limits.mailbox_ttl;
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
         let mut pending: Vec<DeviceId> = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let Some(provider_sender) = self.senders.get(&job.registration.provider).cloned()
-            else {
-                continue;
-            };
             pending.push(job.device_id);
+            let provider_sender = self.routes.sender(&job.registration);
+            let in_flight = Arc::clone(&self.in_flight);
             let results = sender.clone();
             let store = Arc::clone(&self.store);
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
-                let result = provider_sender.send(&job.registration, &message).await;
+                let (name, result) = match provider_sender {
+                    Some(sender) => {
+                        // The semaphore is never closed.
+                        let _permit = in_flight.acquire_owned().await;
+                        (sender.name(), sender.send(&job.registration, &message).await)
+                    }
+                    None => (
+                        "none",
+                        PushResult::Failed {
+                            reason: format!(
+                                "no credentials for {:?} topic `{}`: add it to the relay's push configuration",
+                                job.registration.provider, job.registration.topic
+                            ),
+                            alarm: true,
+                        },
+                    ),
+                };
                 metrics
                     .pushes
-                    .with_label_values(&[provider_sender.name(), result.label()])
+                    .with_label_values(&[name, result.label()])
                     .inc();
                 if let PushResult::Failed { reason, alarm } = &result {
-                    tracing::warn!(provider = provider_sender.name(), %reason, alarm, "push failed");
+                    tracing::warn!(provider = name, %reason, alarm, "push failed");
                 }
                 if result == PushResult::Gone {
                     let notice = Notice::PushGone {

@@ -1,0 +1,246 @@
+//! Push delivery through a real relay process, with FCM pointed at a local HTTP mock: the pushes
+//! carry only `{v, cid}` (random markers put in the login context never appear in any byte sent
+//! to the provider, nor in the relay's log), a dead token becomes `gone` plus a mailbox notice,
+//! an app without credentials raises the configuration alarm, and bad credentials stop startup
+//! with a message naming the option.
+
+use std::process::Command;
+use std::time::Duration;
+
+use approvd_client::MailboxEvent;
+use approvd_proto::wire::{Delivery, PushProvider, PushRegistration};
+use approvd_tests::{approvd_binary, context, pair, RelayProcess, TempDir};
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const APP: &str = "dev.approvd.fcm";
+
+fn fcm(token: &str, topic: &str) -> PushRegistration {
+    PushRegistration {
+        provider: PushProvider::Fcm,
+        token: token.to_owned(),
+        topic: topic.to_owned(),
+    }
+}
+
+fn marker() -> String {
+    approvd_proto::ids::encode_b64(&approvd_proto::random_bytes::<12>())
+}
+
+async fn fcm_mock() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"access_token": "t", "expires_in": 3600})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/projects/approvd-test/messages:send"))
+        .and(body_string_contains("dead-token"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(serde_json::json!({"error": {"code": 404, "status": "NOT_FOUND", "details": [{"errorCode": "UNREGISTERED"}]}})))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/projects/approvd-test/messages:send"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"name": "m"})))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn service_account_file(dir: &TempDir, server: &MockServer) -> String {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../relay/tests/fixtures/fcm-service-account.json"
+    ))
+    .expect("fixture");
+    let mut value: serde_json::Value = serde_json::from_str(&text).expect("json");
+    value["token_uri"] = serde_json::json!(format!("{}/token", server.uri()));
+    let path = dir.0.join("service-account.json");
+    std::fs::write(&path, value.to_string()).expect("write");
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn pushes_carry_nothing_but_v_and_cid_and_dead_tokens_reach_the_nas() {
+    let server = fcm_mock().await;
+    let dir = TempDir::new("fcm");
+    let account = service_account_file(&dir, &server);
+    let base = server.uri();
+    let relay = RelayProcess::start(&[
+        "--fcm-service-account-file",
+        &account,
+        "--fcm-app-ids",
+        APP,
+        "--fcm-base-url",
+        &base,
+        "--fcm-allow-http",
+        "true",
+    ]);
+    let nas = relay.nas();
+    let (phone, device) = pair(&nas, "android", Some(fcm("live-device-token", APP))).await;
+    let (_dead, dead_device) = pair(&nas, "old android", Some(fcm("dead-token", APP))).await;
+    let (_other_app, unknown_app) = pair(
+        &nas,
+        "other app",
+        Some(fcm("other-token", "com.unknown.app")),
+    )
+    .await;
+
+    let (user, ip, location, agent) = (
+        marker(),
+        format!("203.0.113.{}", approvd_proto::random_bytes::<1>()[0]),
+        marker(),
+        marker(),
+    );
+    let login = approvd_proto::context::LoginContext {
+        user: user.clone(),
+        client_ip: Some(ip.clone()),
+        location: Some(location.clone()),
+        user_agent: Some(agent.clone()),
+        ..context("x")
+    };
+    let devices = [device.clone(), dead_device.clone(), unknown_app.clone()];
+    let sent = nas
+        .request_approval(&devices, &login, false, Duration::from_secs(60))
+        .await
+        .expect("challenge");
+    let deliveries: Vec<Delivery> = sent
+        .report
+        .deliveries
+        .iter()
+        .map(|entry| entry.delivery)
+        .collect();
+    assert_eq!(
+        deliveries,
+        vec![Delivery::Pushed, Delivery::Gone, Delivery::Failed]
+    );
+    // The context did travel (sealed) to the phone...
+    let received = phone.inbox(Duration::from_secs(5)).await.expect("inbox");
+    assert_eq!(received[0].context.user, user);
+    // ...but no byte sent to the push provider, and no log line, holds any of it.
+    let requests = server.received_requests().await.expect("recorded");
+    let sends: Vec<&wiremock::Request> = requests
+        .iter()
+        .filter(|r| r.url.path().ends_with("messages:send"))
+        .collect();
+    assert_eq!(sends.len(), 2, "the live and the dead token");
+    for request in &requests {
+        let bytes = String::from_utf8_lossy(&request.body);
+        let headers = format!("{:?}", request.headers);
+        for secret in [&user, &ip, &location, &agent] {
+            assert!(
+                !bytes.contains(secret.as_str()) && !headers.contains(secret.as_str()),
+                "{secret} reached the push provider"
+            );
+        }
+    }
+    let live: serde_json::Value = serde_json::from_slice(
+        &sends
+            .iter()
+            .find(|r| String::from_utf8_lossy(&r.body).contains("live-device-token"))
+            .expect("live push")
+            .body,
+    )
+    .expect("json");
+    assert_eq!(
+        live["message"]["data"],
+        serde_json::json!({"v": "1", "cid": sent.cid.to_string()})
+    );
+    let log = relay.log();
+    for secret in [
+        &user,
+        &ip,
+        &location,
+        &agent,
+        &"live-device-token".to_owned(),
+        &"dead-token".to_owned(),
+    ] {
+        assert!(!log.contains(secret.as_str()), "relay log leaks {secret}");
+    }
+    // The dead token reaches the NAS through its mailbox too.
+    let events = nas
+        .drain_mailbox(&devices, Duration::from_secs(5))
+        .await
+        .expect("mailbox");
+    assert!(
+        events.contains(&MailboxEvent::PushGone {
+            device_id: dead_device.device_id
+        }),
+        "{events:?}"
+    );
+    // The app without credentials raised the configuration alarm.
+    assert_eq!(
+        relay
+            .metric("approvd_push_total{provider=\"none\",result=\"failed_config\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        relay
+            .metric("approvd_push_total{provider=\"fcm\",result=\"gone\"}")
+            .await,
+        Some(1.0)
+    );
+}
+
+fn start_error(args: &[&str]) -> String {
+    let dir = TempDir::new("push-config");
+    let output = Command::new(approvd_binary())
+        .arg("serve")
+        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.0.join("data"))
+        .args(args)
+        .output()
+        .expect("run");
+    assert!(!output.status.success(), "started with {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn bad_push_credentials_stop_startup_naming_the_option() {
+    let dir = TempDir::new("creds");
+    let garbage = dir.0.join("garbage");
+    std::fs::write(&garbage, "not a key").expect("write");
+    let garbage = garbage.display().to_string();
+    let stderr = start_error(&[
+        "--apns-key-file",
+        "/nonexistent.p8",
+        "--apns-key-id",
+        "K",
+        "--apns-team-id",
+        "T",
+        "--apns-topics",
+        "a.b",
+    ]);
+    assert!(
+        stderr.contains("--apns-key-file: /nonexistent.p8"),
+        "{stderr}"
+    );
+    let stderr = start_error(&[
+        "--apns-key-file",
+        &garbage,
+        "--apns-key-id",
+        "K",
+        "--apns-team-id",
+        "T",
+        "--apns-topics",
+        "a.b",
+    ]);
+    assert!(
+        stderr.contains("--apns-key-file: not a usable APNs .p8 key"),
+        "{stderr}"
+    );
+    let stderr = start_error(&["--apns-key-file", &garbage]);
+    assert!(stderr.contains("--apns-key-id: is required"), "{stderr}");
+    let stderr = start_error(&["--fcm-service-account-file", &garbage, "--fcm-app-ids", "a"]);
+    assert!(
+        stderr.contains("--fcm-service-account-file: the service account JSON is not usable"),
+        "{stderr}"
+    );
+}
