@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use approvd_proto::wire::{PushProvider, PushRegistration};
 use approvd_relay::push::fcm::FcmSender;
 use approvd_relay::push::retry::RetryPolicy;
-use approvd_relay::push::{PushMessage, PushResult, PushSender};
+use approvd_relay::push::{PushKind, PushMessage, PushResult, PushSender};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -62,6 +62,7 @@ fn message() -> PushMessage {
     PushMessage {
         cid: approvd_proto::Cid([7; 16]),
         expires: now + 60,
+        kind: PushKind::Alert,
     }
 }
 
@@ -303,6 +304,35 @@ async fn throttling_honours_retry_after_and_unavailability_gives_up() {
         3,
         "bounded tries"
     );
+}
+
+#[tokio::test]
+async fn a_dismissal_is_data_only_with_normal_priority() {
+    let server = MockServer::start().await;
+    token_endpoint(&server, "t1", 3600).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let dismissal = PushMessage {
+        kind: PushKind::Dismiss,
+        ..message()
+    };
+    assert_eq!(
+        sender(&server, Duration::from_secs(5), 3)
+            .send(&registration(), &dismissal)
+            .await,
+        PushResult::Delivered
+    );
+    let body: serde_json::Value =
+        serde_json::from_slice(&requests_to(&server, SEND_PATH).await[0].body).expect("json");
+    let cid = approvd_proto::Cid([7; 16]).to_string();
+    assert_eq!(
+        body["message"]["data"],
+        serde_json::json!({"v": "1", "cid": cid, "dismiss": "1"})
+    );
+    assert_eq!(body["message"]["android"]["priority"], "NORMAL");
 }
 
 #[tokio::test]

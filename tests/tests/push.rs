@@ -244,3 +244,81 @@ fn bad_push_credentials_stop_startup_naming_the_option() {
         "{stderr}"
     );
 }
+
+/// Pushes the mock received for `token`, as their `data` objects.
+async fn pushes_to(server: &MockServer, token: &str) -> Vec<serde_json::Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|request| request.url.path().ends_with("messages:send"))
+        .filter_map(|request| serde_json::from_slice::<serde_json::Value>(&request.body).ok())
+        .filter(|body| body["message"]["token"] == token)
+        .map(|body| body["message"]["data"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_phones_that_did_not_answer_get_a_dismissal() {
+    let server = fcm_mock().await;
+    let dir = TempDir::new("dismiss");
+    let account = service_account_file(&dir, &server);
+    let base = server.uri();
+    let relay = RelayProcess::start(&[
+        "--fcm-service-account-file",
+        &account,
+        "--fcm-app-ids",
+        APP,
+        "--fcm-base-url",
+        &base,
+        "--fcm-allow-http",
+        "true",
+    ]);
+    let nas = relay.nas();
+    let (phone_a, device_a) = pair(&nas, "a", Some(fcm("token-a", APP))).await;
+    let (_phone_b, device_b) = pair(&nas, "b", Some(fcm("token-b", APP))).await;
+    let devices = [device_a, device_b];
+    let sent = nas
+        .request_approval(&devices, &context("x"), false, Duration::from_secs(60))
+        .await
+        .expect("challenge");
+    let received = phone_a.inbox(Duration::from_secs(5)).await.expect("inbox");
+    phone_a
+        .submit(&phone_a.answer(&received[0], approvd_proto::Decision::Approve, None))
+        .await
+        .expect("verdict");
+    let cid = sent.cid.to_string();
+    let dismissal = serde_json::json!({"v": "1", "cid": cid, "dismiss": "1"});
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !pushes_to(&server, "token-b").await.contains(&dismissal) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "phone b got no dismissal"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        pushes_to(&server, "token-a").await,
+        vec![serde_json::json!({"v": "1", "cid": cid})],
+        "the phone that answered gets none"
+    );
+
+    // Cancelling dismisses every target.
+    let sent = nas
+        .request_approval(&devices, &context("y"), false, Duration::from_secs(60))
+        .await
+        .expect("challenge");
+    nas.cancel(&sent.cid).await.expect("cancel");
+    let dismissal = serde_json::json!({"v": "1", "cid": sent.cid.to_string(), "dismiss": "1"});
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    for token in ["token-a", "token-b"] {
+        while !pushes_to(&server, token).await.contains(&dismissal) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{token} got no dismissal after cancel"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

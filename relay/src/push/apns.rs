@@ -16,7 +16,7 @@ use a2::response::ErrorReason;
 use approvd_proto::wire::PushRegistration;
 
 use super::retry::{Attempt, RetryPolicy};
-use super::{PushMessage, PushResult, PushSender};
+use super::{PushKind, PushMessage, PushResult, PushSender};
 
 /// The localization key of the alert; the app shows its own text for it.
 pub const LOC_KEY: &str = "APPROVD_SIGNIN_REQUEST";
@@ -65,27 +65,38 @@ impl A2Client {
     }
 }
 
-/// The notification for one challenge.
+/// The notification for one challenge: an alert, or a silent background dismissal.
 pub fn build_payload<'a>(
     token: &'a str,
     topic: &'a str,
     cid: &'a str,
     expires: u64,
+    kind: PushKind,
 ) -> Result<Payload<'a>, a2::Error> {
+    let (push_type, priority) = match kind {
+        PushKind::Alert => (PushType::Alert, Priority::High),
+        // Apple requires priority 5 for background pushes.
+        PushKind::Dismiss => (PushType::Background, Priority::Normal),
+    };
     let options = NotificationOptions {
-        apns_push_type: Some(PushType::Alert),
-        apns_priority: Some(Priority::High),
+        apns_push_type: Some(push_type),
+        apns_priority: Some(priority),
         apns_expiration: Some(expires),
         apns_topic: Some(topic),
         apns_collapse_id: Some(CollapseId::new(cid)?),
         ..Default::default()
     };
-    let mut payload = DefaultNotificationBuilder::new()
-        .set_loc_key(LOC_KEY)
-        .set_mutable_content()
-        .build(token, options);
+    let builder = DefaultNotificationBuilder::new();
+    let builder = match kind {
+        PushKind::Alert => builder.set_loc_key(LOC_KEY).set_mutable_content(),
+        PushKind::Dismiss => builder.set_content_available(),
+    };
+    let mut payload = builder.build(token, options);
     payload.add_custom_data("v", &1)?;
     payload.add_custom_data("cid", &cid)?;
+    if kind == PushKind::Dismiss {
+        payload.add_custom_data("dismiss", &1)?;
+    }
     Ok(payload)
 }
 
@@ -159,6 +170,7 @@ impl PushSender for ApnsSender {
                     &registration.topic,
                     &cid,
                     message.expires,
+                    message.kind,
                 ) {
                     Ok(payload) => classify(self.client.send(payload).await),
                     Err(error) => Attempt::Done(PushResult::Failed {
@@ -241,8 +253,14 @@ mod tests {
     #[test]
     fn the_payload_carries_only_v_and_cid_and_the_right_options() {
         let cid = "AAECAwQFBgcICQoLDA0ODw";
-        let payload =
-            build_payload("00ff", "dev.approvd.app", cid, 1_800_000_000).expect("payload");
+        let payload = build_payload(
+            "00ff",
+            "dev.approvd.app",
+            cid,
+            1_800_000_000,
+            PushKind::Alert,
+        )
+        .expect("payload");
         let json: serde_json::Value = serde_json::from_str(
             &a2::request::payload::PayloadLike::to_json_string(&payload).expect("json"),
         )
@@ -265,6 +283,32 @@ mod tests {
             Some(cid)
         );
         assert_eq!(payload.device_token, "00ff");
+
+        let dismiss = build_payload(
+            "00ff",
+            "dev.approvd.app",
+            cid,
+            1_800_000_000,
+            PushKind::Dismiss,
+        )
+        .expect("payload");
+        let json: serde_json::Value = serde_json::from_str(
+            &a2::request::payload::PayloadLike::to_json_string(&dismiss).expect("json"),
+        )
+        .expect("valid");
+        assert_eq!(
+            json,
+            // a2 writes `mutable-content: 0` (off) on every payload without it.
+            serde_json::json!({"aps": {"content-available": 1, "mutable-content": 0}, "v": 1, "cid": cid, "dismiss": 1})
+        );
+        assert!(matches!(
+            dismiss.options.apns_push_type,
+            Some(PushType::Background)
+        ));
+        assert!(matches!(
+            dismiss.options.apns_priority,
+            Some(Priority::Normal)
+        ));
     }
 
     /// Answers from a script, records payloads.
@@ -309,6 +353,7 @@ mod tests {
         let message = PushMessage {
             cid: approvd_proto::Cid([1; 16]),
             expires: u64::MAX / 2,
+            kind: PushKind::Alert,
         };
         assert_eq!(
             sender.send(&registration, &message).await,

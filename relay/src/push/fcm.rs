@@ -10,7 +10,7 @@ use approvd_proto::wire::PushRegistration;
 use serde::Deserialize;
 
 use super::retry::{Attempt, RetryPolicy};
-use super::{PushMessage, PushResult, PushSender};
+use super::{PushKind, PushMessage, PushResult, PushSender};
 
 /// The OAuth scope FCM sends need.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -132,12 +132,20 @@ impl FcmSender {
         now: u64,
     ) -> serde_json::Value {
         let cid = message.cid.to_string();
+        // FCM data values are strings.
+        let (data, priority) = match message.kind {
+            PushKind::Alert => (serde_json::json!({ "v": "1", "cid": cid }), "HIGH"),
+            PushKind::Dismiss => (
+                serde_json::json!({ "v": "1", "cid": cid, "dismiss": "1" }),
+                "NORMAL",
+            ),
+        };
         serde_json::json!({
             "message": {
                 "token": registration.token,
-                "data": { "v": "1", "cid": cid },
+                "data": data,
                 "android": {
-                    "priority": "HIGH",
+                    "priority": priority,
                     "ttl": format!("{}s", message.expires.saturating_sub(now)),
                     "collapse_key": cid,
                 },

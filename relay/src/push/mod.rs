@@ -19,18 +19,34 @@ use crate::store::Store;
 
 pub use log::LogSender;
 
-/// What a push says: only the challenge id. The phone fetches everything else from its inbox.
+/// Why a push is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushKind {
+    /// A new challenge: a visible alert that wakes the app.
+    Alert,
+    /// The challenge was answered elsewhere or cancelled: a silent background push so the app
+    /// can withdraw its notification.
+    Dismiss,
+}
+
+/// What a push says: only the challenge id (and, for a dismissal, that it is one). The phone
+/// fetches everything else from its inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PushMessage {
     pub cid: Cid,
     /// Unix time after which the push is pointless (providers drop it then).
     pub expires: u64,
+    pub kind: PushKind,
 }
 
 impl PushMessage {
-    /// The data every provider carries: `{"v": 1, "cid": "<base64url>"}`.
+    /// The data every provider carries: `{"v": 1, "cid": "<base64url>"}`, plus `"dismiss": 1`
+    /// for a dismissal.
     pub fn data(&self) -> serde_json::Value {
-        serde_json::json!({ "v": 1, "cid": self.cid })
+        match self.kind {
+            PushKind::Alert => serde_json::json!({ "v": 1, "cid": self.cid }),
+            PushKind::Dismiss => serde_json::json!({ "v": 1, "cid": self.cid, "dismiss": 1 }),
+        }
     }
 }
 
@@ -166,53 +182,11 @@ impl Dispatcher {
         nas_id: NasId,
     ) -> Vec<(DeviceId, Delivery)> {
         let budget = self.limits.budget;
-        let mailbox_ttl = self.limits.mailbox_ttl;
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
         let mut pending: Vec<DeviceId> = Vec::with_capacity(jobs.len());
         for job in jobs {
             pending.push(job.device_id);
-            let provider_sender = self.routes.sender(&job.registration);
-            let in_flight = Arc::clone(&self.in_flight);
-            let results = sender.clone();
-            let store = Arc::clone(&self.store);
-            let metrics = self.metrics.clone();
-            tokio::spawn(async move {
-                let (name, result) = match provider_sender {
-                    Some(sender) => {
-                        // The semaphore is never closed.
-                        let _permit = in_flight.acquire_owned().await;
-                        (sender.name(), sender.send(&job.registration, &message).await)
-                    }
-                    None => (
-                        "none",
-                        PushResult::Failed {
-                            reason: format!(
-                                "no credentials for {:?} topic `{}`: add it to the relay's push configuration",
-                                job.registration.provider, job.registration.topic
-                            ),
-                            alarm: true,
-                        },
-                    ),
-                };
-                metrics
-                    .pushes
-                    .with_label_values(&[name, result.label()])
-                    .inc();
-                if let PushResult::Failed { reason, alarm } = &result {
-                    tracing::warn!(provider = name, %reason, alarm, "push failed");
-                }
-                if result == PushResult::Gone {
-                    let notice = Notice::PushGone {
-                        device_id: job.device_id,
-                    };
-                    let at = message.expires.saturating_sub(60);
-                    if let Err(error) = store.post_notice(&nas_id, &notice, at, mailbox_ttl).await {
-                        tracing::warn!(%error, "could not record a dead push token");
-                    }
-                }
-                // The receiver is gone when the budget ran out: the result is then only logged.
-                let _ = results.send((job.device_id, result.delivery()));
-            });
+            self.spawn(job, message, nas_id, Some(sender.clone()));
         }
         drop(sender);
         let mut outcomes: Vec<(DeviceId, Delivery)> = Vec::with_capacity(pending.len());
@@ -229,5 +203,67 @@ impl Dispatcher {
             }
         }
         outcomes
+    }
+
+    /// Send dismissals in the background (nobody waits for them).
+    pub fn dismiss(&self, jobs: Vec<PushJob>, message: PushMessage, nas_id: NasId) {
+        for job in jobs {
+            self.spawn(job, message, nas_id, None);
+        }
+    }
+
+    /// Send one push in a task; report its delivery on `results` if given. A dead token also
+    /// becomes a `push_gone` notice in the NAS's mailbox.
+    fn spawn(
+        &self,
+        job: PushJob,
+        message: PushMessage,
+        nas_id: NasId,
+        results: Option<tokio::sync::mpsc::UnboundedSender<(DeviceId, Delivery)>>,
+    ) {
+        let provider_sender = self.routes.sender(&job.registration);
+        let in_flight = Arc::clone(&self.in_flight);
+        let store = Arc::clone(&self.store);
+        let metrics = self.metrics.clone();
+        let mailbox_ttl = self.limits.mailbox_ttl;
+        tokio::spawn(async move {
+            let (name, result) = match provider_sender {
+                Some(sender) => {
+                    // The semaphore is never closed.
+                    let _permit = in_flight.acquire_owned().await;
+                    (sender.name(), sender.send(&job.registration, &message).await)
+                }
+                None => (
+                    "none",
+                    PushResult::Failed {
+                        reason: format!(
+                            "no credentials for {:?} topic `{}`: add it to the relay's push configuration",
+                            job.registration.provider, job.registration.topic
+                        ),
+                        alarm: true,
+                    },
+                ),
+            };
+            metrics
+                .pushes
+                .with_label_values(&[name, result.label()])
+                .inc();
+            if let PushResult::Failed { reason, alarm } = &result {
+                tracing::warn!(provider = name, %reason, alarm, "push failed");
+            }
+            if result == PushResult::Gone {
+                let notice = Notice::PushGone {
+                    device_id: job.device_id,
+                };
+                let at = message.expires.saturating_sub(60);
+                if let Err(error) = store.post_notice(&nas_id, &notice, at, mailbox_ttl).await {
+                    tracing::warn!(%error, "could not record a dead push token");
+                }
+            }
+            if let Some(results) = results {
+                // The receiver is gone when the budget ran out: the result is then only logged.
+                let _ = results.send((job.device_id, result.delivery()));
+            }
+        });
     }
 }

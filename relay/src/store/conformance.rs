@@ -49,6 +49,7 @@ fn target(device_id: DeviceId, in_inbox: bool) -> StoredTarget {
         sealed: Sealed(vec![7; 304]),
         sig: Sig([1; 64]),
         in_inbox,
+        push_handle: None,
     }
 }
 

@@ -81,6 +81,9 @@ pub struct StoredTarget {
     pub sig: Sig,
     /// Whether an inbox entry was stored for it (false when rate-limited).
     pub in_inbox: bool,
+    /// The device's handle when it has push (sealed; for the dismissal push after a verdict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_handle: Option<approvd_proto::wire::PushHandle>,
 }
 
 /// Where a challenge stands.

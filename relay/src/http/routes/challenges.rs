@@ -15,7 +15,7 @@ use crate::http::auth::{DeviceCaller, Json, NasCaller, NoBody, Signed};
 use crate::http::openapi::ApiErrors;
 use crate::http::problem::ApiError;
 use crate::http::{long_poll, poll_response, wait_param, AppState};
-use crate::push::{PushJob, PushMessage};
+use crate::push::{PushJob, PushKind, PushMessage};
 use crate::store::{
     CancelOutcome, ChallengeState, CreateOutcome, DecideOutcome, Rate, StoredChallenge,
     StoredTarget, Topic,
@@ -102,6 +102,7 @@ pub async fn create_challenge(
             sealed: target.sealed.clone(),
             sig: target.sig,
             in_inbox: true,
+            push_handle: contents.push.as_ref().map(|_| target.push_handle.clone()),
         });
         registrations.push(contents.push);
     }
@@ -184,6 +185,7 @@ pub async fn create_challenge(
         let message = PushMessage {
             cid: body.cid,
             expires: body.expires,
+            kind: PushKind::Alert,
         };
         let outcomes = state.push.dispatch(jobs, message, nas_id).await;
         for (device_id, delivery) in outcomes {
@@ -204,6 +206,37 @@ pub async fn create_challenge(
         expires: body.expires,
         deliveries,
     }))
+}
+
+/// Tell the targets' apps (all but `answered_by`) that the challenge is over, in the background.
+fn dismiss_others(
+    state: &AppState,
+    challenge: &StoredChallenge,
+    answered_by: Option<approvd_proto::DeviceId>,
+) {
+    let now = state.clock.now();
+    let jobs: Vec<PushJob> = challenge
+        .targets
+        .iter()
+        .filter(|target| Some(target.device_id) != answered_by)
+        .filter_map(|target| {
+            let handle = target.push_handle.as_ref()?;
+            let registration = state.handles.open(handle, now).ok()?.push?;
+            Some(PushJob {
+                device_id: target.device_id,
+                registration,
+            })
+        })
+        .collect();
+    if jobs.is_empty() {
+        return;
+    }
+    let message = PushMessage {
+        cid: challenge.cid,
+        expires: challenge.expires.max(now + 1),
+        kind: PushKind::Dismiss,
+    };
+    state.push.dismiss(jobs, message, challenge.nas_id);
 }
 
 async fn owned_challenge(
@@ -240,11 +273,13 @@ pub async fn cancel_challenge(
     request: Signed<NasCaller, NoBody>,
 ) -> Result<HttpResponse, ApiError> {
     let cid = super::cid(&path)?;
-    owned_challenge(&state, &cid, request.caller.0).await?;
+    let challenge = owned_challenge(&state, &cid, request.caller.0).await?;
     match state.store.cancel(&cid).await? {
-        CancelOutcome::Cancelled | CancelOutcome::AlreadyCancelled => {
+        CancelOutcome::Cancelled => {
+            dismiss_others(&state, &challenge, None);
             Ok(HttpResponse::NoContent().finish())
         }
+        CancelOutcome::AlreadyCancelled => Ok(HttpResponse::NoContent().finish()),
         CancelOutcome::AlreadyDecided => Err(ApiError::AlreadyDecided),
         CancelOutcome::Missing => Err(ApiError::NotFound("challenge")),
     }
@@ -371,6 +406,7 @@ pub async fn submit_verdict(
                 .verdicts
                 .with_label_values(&[verdict.decision.as_str()])
                 .inc();
+            dismiss_others(&state, &challenge, Some(request.caller.0));
             Ok(HttpResponse::NoContent().finish())
         }
         DecideOutcome::AlreadyDecided => Err(ApiError::AlreadyDecided),
