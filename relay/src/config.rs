@@ -223,6 +223,10 @@ options! {
     apns_key_id: Option<String> = "", "apns-key-id", "APPROVD_APNS_KEY_ID", "ID";
     /// The Apple developer team id.
     apns_team_id: Option<String> = "", "apns-team-id", "APPROVD_APNS_TEAM_ID", "ID";
+    /// APNs client certificate (PEM), instead of a token key; with --apns-cert-key-file.
+    apns_cert_file: Option<PathBuf> = "", "apns-cert-file", "APPROVD_APNS_CERT_FILE", "PEM";
+    /// The private key (PEM) of --apns-cert-file.
+    apns_cert_key_file: Option<PathBuf> = "", "apns-cert-key-file", "APPROVD_APNS_CERT_KEY_FILE", "PEM";
     /// App bundle ids (APNs topics) pushed through production APNs, comma-separated.
     apns_topics: Option<String> = "", "apns-topics", "APPROVD_APNS_TOPICS", "IDS";
     /// App bundle ids pushed through the APNs sandbox (development builds), comma-separated.
@@ -481,20 +485,37 @@ impl Config {
         }
         let apns_topics =
             !list(&self.apns_topics).is_empty() || !list(&self.apns_sandbox_topics).is_empty();
-        if self.apns_key_file.is_some() {
+        let token_auth = self.apns_key_file.is_some();
+        let cert_auth = self.apns_cert_file.is_some() || self.apns_cert_key_file.is_some();
+        if token_auth && cert_auth {
+            return invalid(
+                "apns-cert-file",
+                "use a token key (--apns-key-file) or a certificate, not both",
+            );
+        }
+        if token_auth {
             if self.apns_key_id.is_none() {
                 return invalid("apns-key-id", "is required with --apns-key-file");
             }
             if self.apns_team_id.is_none() {
                 return invalid("apns-team-id", "is required with --apns-key-file");
             }
-            if !apns_topics {
-                return invalid(
-                    "apns-topics",
-                    "name the app bundle ids this key pushes to (or --apns-sandbox-topics)",
-                );
-            }
-        } else if apns_topics || self.apns_key_id.is_some() || self.apns_team_id.is_some() {
+        } else if self.apns_key_id.is_some() || self.apns_team_id.is_some() {
+            return invalid("apns-key-file", "is required when APNs options are set");
+        }
+        if cert_auth && (self.apns_cert_file.is_none() || self.apns_cert_key_file.is_none()) {
+            return invalid(
+                "apns-cert-key-file",
+                "--apns-cert-file and --apns-cert-key-file go together",
+            );
+        }
+        if (token_auth || cert_auth) && !apns_topics {
+            return invalid(
+                "apns-topics",
+                "name the app bundle ids this key pushes to (or --apns-sandbox-topics)",
+            );
+        }
+        if !token_auth && !cert_auth && apns_topics {
             return invalid("apns-key-file", "is required when APNs options are set");
         }
         let fcm_account =

@@ -55,13 +55,26 @@ fn push_routes(config: &Config) -> Result<PushRoutes, StartError> {
         ..RetryPolicy::default()
     };
     let mut routes = PushRoutes::default();
-    if let Some(path) = &config.apns_key_file {
-        let push_error = |message: String| StartError::Push {
-            option: "apns-key-file",
-            message,
-        };
-        let pem = std::fs::read(path)
-            .map_err(|error| push_error(format!("{}: {error}", path.display())))?;
+    let read = |option: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|error| StartError::Push {
+            option,
+            message: format!("{}: {error}", path.display()),
+        })
+    };
+    let apns_credentials = match (
+        &config.apns_key_file,
+        &config.apns_cert_file,
+        &config.apns_cert_key_file,
+    ) {
+        (Some(key), _, _) => Some(("apns-key-file", read("apns-key-file", key)?, None)),
+        (None, Some(cert), Some(key)) => Some((
+            "apns-cert-file",
+            read("apns-cert-file", cert)?,
+            Some(read("apns-cert-key-file", key)?),
+        )),
+        _ => None,
+    };
+    if let Some((option, pem, cert_key)) = apns_credentials {
         let key_id = config.apns_key_id.as_deref().unwrap_or_default();
         let team_id = config.apns_team_id.as_deref().unwrap_or_default();
         for (topics, sandbox) in [
@@ -71,8 +84,14 @@ fn push_routes(config: &Config) -> Result<PushRoutes, StartError> {
             if topics.is_empty() {
                 continue;
             }
-            let client = A2Client::token(&pem, key_id, team_id, sandbox, timeout.as_secs().max(1))
-                .map_err(|error| push_error(format!("not a usable APNs .p8 key: {error}")))?;
+            let timeout_secs = timeout.as_secs().max(1);
+            let client = match &cert_key {
+                None => A2Client::token(&pem, key_id, team_id, sandbox, timeout_secs)
+                    .map_err(|error| format!("not a usable APNs .p8 key: {error}")),
+                Some(key) => A2Client::certificate(&pem, key, sandbox, timeout_secs)
+                    .map_err(|error| format!("not a usable APNs certificate and key: {error}")),
+            }
+            .map_err(|message| StartError::Push { option, message })?;
             let sender: Arc<dyn PushSender> = Arc::new(ApnsSender::new(Arc::new(client), retry));
             for topic in &topics {
                 routes.route(PushProvider::Apns, topic, Arc::clone(&sender));

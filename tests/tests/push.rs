@@ -238,6 +238,25 @@ fn bad_push_credentials_stop_startup_naming_the_option() {
     );
     let stderr = start_error(&["--apns-key-file", &garbage]);
     assert!(stderr.contains("--apns-key-id: is required"), "{stderr}");
+    let stderr = start_error(&[
+        "--apns-cert-file",
+        &garbage,
+        "--apns-cert-key-file",
+        &garbage,
+        "--apns-topics",
+        "a.b",
+    ]);
+    assert!(
+        stderr.contains("--apns-cert-file: not a usable APNs certificate and key"),
+        "{stderr}"
+    );
+    let stderr = start_error(&["--apns-cert-file", &garbage, "--apns-topics", "a.b"]);
+    assert!(
+        stderr.contains(
+            "--apns-cert-key-file: --apns-cert-file and --apns-cert-key-file go together"
+        ),
+        "{stderr}"
+    );
     let stderr = start_error(&["--fcm-service-account-file", &garbage, "--fcm-app-ids", "a"]);
     assert!(
         stderr.contains("--fcm-service-account-file: the service account JSON is not usable"),

@@ -22,8 +22,8 @@ use crate::store::Rate;
 
 /// A caller's role, decided by the route.
 pub trait Role: Sized + 'static {
-    /// Label for metrics.
-    const NAME: &'static str;
+    /// Whether the operator's admission token (when configured) applies to this role.
+    const NEEDS_ADMISSION: bool;
     fn from_key(key: PublicKey) -> Self;
 }
 
@@ -32,7 +32,7 @@ pub trait Role: Sized + 'static {
 pub struct NasCaller(pub NasId);
 
 impl Role for NasCaller {
-    const NAME: &'static str = "nas";
+    const NEEDS_ADMISSION: bool = true;
     fn from_key(key: PublicKey) -> Self {
         Self(NasId(key))
     }
@@ -43,7 +43,7 @@ impl Role for NasCaller {
 pub struct DeviceCaller(pub DeviceId);
 
 impl Role for DeviceCaller {
-    const NAME: &'static str = "device";
+    const NEEDS_ADMISSION: bool = false;
     fn from_key(key: PublicKey) -> Self {
         Self(DeviceId(key))
     }
@@ -246,7 +246,7 @@ async fn authenticate<R: Role>(
             retry_after_secs: decision.retry_after_ms.div_ceil(1000),
         });
     }
-    if R::NAME == NasCaller::NAME {
+    if R::NEEDS_ADMISSION {
         if let Some(admission) = &state.admission {
             admission.check(request, &NasId(key))?;
         }

@@ -63,6 +63,25 @@ impl A2Client {
         };
         a2::Client::token(p8_pem, key_id, team_id, config).map(Self)
     }
+
+    /// Certificate-authenticated client for one environment.
+    pub fn certificate(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        sandbox: bool,
+        request_timeout_secs: u64,
+    ) -> Result<Self, a2::Error> {
+        let config = a2::ClientConfig {
+            endpoint: if sandbox {
+                a2::Endpoint::Sandbox
+            } else {
+                a2::Endpoint::Production
+            },
+            request_timeout_secs: Some(request_timeout_secs.max(1)),
+            pool_idle_timeout_secs: Some(600),
+        };
+        a2::Client::certificate_parts(cert_pem, key_pem, config).map(Self)
+    }
 }
 
 /// The notification for one challenge: an alert, or a silent background dismissal.
