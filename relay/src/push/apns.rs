@@ -43,6 +43,20 @@ impl ApnsClient for A2Client {
     }
 }
 
+/// One environment's client settings; the configured request timeout reaches a2 here.
+fn client_config(sandbox: bool, request_timeout_secs: u64) -> a2::ClientConfig {
+    a2::ClientConfig {
+        endpoint: if sandbox {
+            a2::Endpoint::Sandbox
+        } else {
+            a2::Endpoint::Production
+        },
+        request_timeout_secs: Some(request_timeout_secs.max(1)),
+        // Keep the HTTP/2 connection to APNs open between bursts.
+        pool_idle_timeout_secs: Some(600),
+    }
+}
+
 impl A2Client {
     /// Token-authenticated client for one environment; `request_timeout` reaches a2's client.
     pub fn token(
@@ -52,16 +66,13 @@ impl A2Client {
         sandbox: bool,
         request_timeout_secs: u64,
     ) -> Result<Self, a2::Error> {
-        let config = a2::ClientConfig {
-            endpoint: if sandbox {
-                a2::Endpoint::Sandbox
-            } else {
-                a2::Endpoint::Production
-            },
-            request_timeout_secs: Some(request_timeout_secs.max(1)),
-            pool_idle_timeout_secs: Some(600),
-        };
-        a2::Client::token(p8_pem, key_id, team_id, config).map(Self)
+        a2::Client::token(
+            p8_pem,
+            key_id,
+            team_id,
+            client_config(sandbox, request_timeout_secs),
+        )
+        .map(Self)
     }
 
     /// Certificate-authenticated client for one environment.
@@ -71,16 +82,12 @@ impl A2Client {
         sandbox: bool,
         request_timeout_secs: u64,
     ) -> Result<Self, a2::Error> {
-        let config = a2::ClientConfig {
-            endpoint: if sandbox {
-                a2::Endpoint::Sandbox
-            } else {
-                a2::Endpoint::Production
-            },
-            request_timeout_secs: Some(request_timeout_secs.max(1)),
-            pool_idle_timeout_secs: Some(600),
-        };
-        a2::Client::certificate_parts(cert_pem, key_pem, config).map(Self)
+        a2::Client::certificate_parts(
+            cert_pem,
+            key_pem,
+            client_config(sandbox, request_timeout_secs),
+        )
+        .map(Self)
     }
 }
 
