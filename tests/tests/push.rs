@@ -341,3 +341,62 @@ async fn the_phones_that_did_not_answer_get_a_dismissal() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_slow_provider_is_reported_pending_and_the_push_still_completes() {
+    let server = fcm_mock().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/projects/approvd-test/messages:send"))
+        .and(body_string_contains("slow-token"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(800)))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let dir = TempDir::new("budget");
+    let account = service_account_file(&dir, &server);
+    let base = server.uri();
+    let relay = RelayProcess::start(&[
+        "--fcm-service-account-file",
+        &account,
+        "--fcm-app-ids",
+        APP,
+        "--fcm-base-url",
+        &base,
+        "--fcm-allow-http",
+        "true",
+        "--push-budget-ms",
+        "100",
+    ]);
+    let nas = relay.nas();
+    let (phone, device) = pair(&nas, "slow", Some(fcm("slow-token", APP))).await;
+    let started = std::time::Instant::now();
+    let sent = nas
+        .request_approval(
+            std::slice::from_ref(&device),
+            &context("x"),
+            false,
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("challenge");
+    assert_eq!(sent.report.deliveries[0].delivery, Delivery::Pending);
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "answered within the budget: {:?}",
+        started.elapsed()
+    );
+    // The phone can fetch the challenge at once, and the push completes in the background.
+    assert_eq!(phone.inbox(Duration::ZERO).await.expect("inbox").len(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while relay
+        .metric("approvd_push_total{provider=\"fcm\",result=\"delivered\"}")
+        .await
+        != Some(1.0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the push never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
