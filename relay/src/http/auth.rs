@@ -4,7 +4,6 @@
 //! configured) the operator's admission token were all checked. Owns reading the body (with the
 //! size limit) and parsing it; nothing else in the relay reads request bodies.
 
-use std::marker::PhantomData;
 use std::net::IpAddr;
 
 use actix_web::dev::Payload;
@@ -91,7 +90,6 @@ pub struct Signed<R, B> {
     pub body: B,
     /// SHA-256 of the raw body (idempotency of challenge creation).
     pub body_digest: Digest,
-    _role: PhantomData<R>,
 }
 
 impl<R: Role, B: BodyKind> FromRequest for Signed<R, B> {
@@ -112,7 +110,6 @@ impl<R: Role, B: BodyKind> FromRequest for Signed<R, B> {
                 caller: R::from_key(key),
                 body: parsed,
                 body_digest: Digest::of(&body),
-                _role: PhantomData,
             })
         })
     }
