@@ -66,13 +66,12 @@ fn service_account_file(dir: &TempDir, server: &MockServer) -> String {
     path.display().to_string()
 }
 
-#[tokio::test]
-async fn pushes_carry_nothing_but_v_and_cid_and_dead_tokens_reach_the_nas() {
-    let server = fcm_mock().await;
+/// A relay whose FCM credentials point at `server` for the app `APP`.
+fn fcm_relay(server: &MockServer, extra: &[&str]) -> (RelayProcess, TempDir) {
     let dir = TempDir::new("fcm");
-    let account = service_account_file(&dir, &server);
+    let account = service_account_file(&dir, server);
     let base = server.uri();
-    let relay = RelayProcess::start(&[
+    let mut args = vec![
         "--fcm-service-account-file",
         &account,
         "--fcm-app-ids",
@@ -81,7 +80,15 @@ async fn pushes_carry_nothing_but_v_and_cid_and_dead_tokens_reach_the_nas() {
         &base,
         "--fcm-allow-http",
         "true",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    (RelayProcess::start(&args), dir)
+}
+
+#[tokio::test]
+async fn pushes_carry_nothing_but_v_and_cid_and_dead_tokens_reach_the_nas() {
+    let server = fcm_mock().await;
+    let (relay, _dir) = fcm_relay(&server, &[]);
     let nas = relay.nas();
     let (phone, device) = pair(&nas, "android", Some(fcm("live-device-token", APP))).await;
     let (_dead, dead_device) = pair(&nas, "old android", Some(fcm("dead-token", APP))).await;
@@ -281,19 +288,7 @@ async fn pushes_to(server: &MockServer, token: &str) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn the_phones_that_did_not_answer_get_a_dismissal() {
     let server = fcm_mock().await;
-    let dir = TempDir::new("dismiss");
-    let account = service_account_file(&dir, &server);
-    let base = server.uri();
-    let relay = RelayProcess::start(&[
-        "--fcm-service-account-file",
-        &account,
-        "--fcm-app-ids",
-        APP,
-        "--fcm-base-url",
-        &base,
-        "--fcm-allow-http",
-        "true",
-    ]);
+    let (relay, _dir) = fcm_relay(&server, &[]);
     let nas = relay.nas();
     let (phone_a, device_a) = pair(&nas, "a", Some(fcm("token-a", APP))).await;
     let (_phone_b, device_b) = pair(&nas, "b", Some(fcm("token-b", APP))).await;
@@ -352,21 +347,7 @@ async fn a_slow_provider_is_reported_pending_and_the_push_still_completes() {
         .with_priority(1)
         .mount(&server)
         .await;
-    let dir = TempDir::new("budget");
-    let account = service_account_file(&dir, &server);
-    let base = server.uri();
-    let relay = RelayProcess::start(&[
-        "--fcm-service-account-file",
-        &account,
-        "--fcm-app-ids",
-        APP,
-        "--fcm-base-url",
-        &base,
-        "--fcm-allow-http",
-        "true",
-        "--push-budget-ms",
-        "100",
-    ]);
+    let (relay, _dir) = fcm_relay(&server, &["--push-budget-ms", "100"]);
     let nas = relay.nas();
     let (phone, device) = pair(&nas, "slow", Some(fcm("slow-token", APP))).await;
     let started = std::time::Instant::now();
