@@ -41,9 +41,9 @@ impl ClientError {
     /// The problem `type` after `urn:approvd:problem:`, if the relay sent one.
     pub fn problem_name(&self) -> Option<&str> {
         match self {
-            ClientError::Relay { problem, .. } => {
-                problem.type_uri.strip_prefix("urn:approvd:problem:")
-            }
+            ClientError::Relay { problem, .. } => problem
+                .type_uri
+                .strip_prefix(approvd_proto::wire::PROBLEM_TYPE_PREFIX),
             _ => None,
         }
     }

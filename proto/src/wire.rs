@@ -124,8 +124,8 @@ impl std::fmt::Debug for PushRegistration {
     }
 }
 
-impl PushRegistration {
-    pub fn validate(&self) -> Result<(), Error> {
+impl Validate for PushRegistration {
+    fn validate(&self) -> Result<(), Error> {
         check_printable("push.token", &self.token, MAX_PUSH_TOKEN)?;
         check_printable("push.topic", &self.topic, MAX_TOPIC)
     }
@@ -143,6 +143,12 @@ fn check_printable(field: &'static str, value: &str, max: usize) -> Result<(), E
     Ok(())
 }
 
+/// The limits of a request body beyond its JSON shape (lengths, character sets, counts). The
+/// relay checks every body it parses with this before any handler sees it.
+pub trait Validate {
+    fn validate(&self) -> Result<(), Error>;
+}
+
 // ---------------------------------------------------------------- pairing
 
 /// `POST /v1/pairings` (NAS): register a pairing slot.
@@ -155,8 +161,8 @@ pub struct CreatePairingRequest {
     pub ttl_secs: u64,
 }
 
-impl CreatePairingRequest {
-    pub fn validate(&self) -> Result<(), Error> {
+impl Validate for CreatePairingRequest {
+    fn validate(&self) -> Result<(), Error> {
         if self.ttl_secs == 0 || self.ttl_secs > crate::pairing::MAX_PAIRING_TTL {
             return Err(Error::Invalid {
                 field: "ttl_secs",
@@ -190,8 +196,8 @@ pub struct ClaimRequest {
     pub push: Option<PushRegistration>,
 }
 
-impl ClaimRequest {
-    pub fn validate(&self) -> Result<(), Error> {
+impl Validate for ClaimRequest {
+    fn validate(&self) -> Result<(), Error> {
         validate_claim(&self.claim)?;
         self.push
             .as_ref()
@@ -263,10 +269,10 @@ pub struct CreateChallengeRequest {
     pub targets: Vec<ChallengeTarget>,
 }
 
-impl CreateChallengeRequest {
+impl Validate for CreateChallengeRequest {
     /// Structure only: times, target count, no duplicate devices. Signatures are verified by
     /// the phone; the relay checks handles.
-    pub fn validate(&self) -> Result<(), Error> {
+    fn validate(&self) -> Result<(), Error> {
         if self.expires <= self.created || self.expires - self.created > MAX_CHALLENGE_LIFETIME {
             return Err(Error::Invalid {
                 field: "expires",
@@ -296,7 +302,9 @@ impl CreateChallengeRequest {
         }
         Ok(())
     }
+}
 
+impl CreateChallengeRequest {
     /// The `challenge` message the NAS signed for `target`.
     pub fn challenge_for(&self, nas_id: NasId, target: &ChallengeTarget) -> Challenge {
         Challenge {
@@ -399,8 +407,8 @@ pub struct SignedVerdict {
     pub sig: Sig,
 }
 
-impl SignedVerdict {
-    pub fn validate(&self) -> Result<(), Error> {
+impl Validate for SignedVerdict {
+    fn validate(&self) -> Result<(), Error> {
         if let Some(number) = &self.verdict.number {
             if number.is_empty()
                 || number.len() > MAX_NUMBER
@@ -431,8 +439,8 @@ pub struct RefreshPushRequest {
     pub push: Option<PushRegistration>,
 }
 
-impl RefreshPushRequest {
-    pub fn validate(&self) -> Result<(), Error> {
+impl Validate for RefreshPushRequest {
+    fn validate(&self) -> Result<(), Error> {
         self.push
             .as_ref()
             .map_or(Ok(()), PushRegistration::validate)
@@ -520,8 +528,8 @@ pub struct MailboxAck {
     pub ids: Vec<String>,
 }
 
-impl MailboxAck {
-    pub fn validate(&self) -> Result<(), Error> {
+impl Validate for MailboxAck {
+    fn validate(&self) -> Result<(), Error> {
         if self.ids.len() > MAX_ACK {
             return Err(Error::TooLong {
                 field: "ids",
@@ -533,7 +541,31 @@ impl MailboxAck {
     }
 }
 
+impl Validate for PairingConfirmation {
+    /// Nothing beyond its JSON shape: every field is fixed-length.
+    fn validate(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl Validate for SignedMute {
+    /// Nothing beyond its JSON shape (the time window is the relay's check).
+    fn validate(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl Validate for SignedUnpair {
+    /// Nothing beyond its JSON shape.
+    fn validate(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------- errors
+
+/// Prefix of every problem `type` (`urn:approvd:problem:<name>`, PROTOCOL.md §9).
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:approvd:problem:";
 
 /// An RFC 9457 problem document, as the relay sends it with `application/problem+json`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -7,22 +7,22 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::web;
+use approvd_proto::wire::PushProvider;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SystemClock;
-use crate::config::{Config, StoreKind};
+use crate::config::{ApnsAuth, ApnsConfig, Config, FcmAccount, FcmConfig, PushConfig, StoreConfig};
 use crate::handle::{HandleError, HandleKeys};
 use crate::http::auth::Admission;
 use crate::http::AppState;
 use crate::metrics::Metrics;
-use approvd_proto::wire::PushProvider;
-
-use crate::config::list;
 use crate::push::apns::{A2Client, ApnsSender};
 use crate::push::fcm::FcmSender;
 use crate::push::retry::RetryPolicy;
 use crate::push::{DispatchLimits, Dispatcher, LogSender, PushRoutes, PushSender};
-use crate::store::{MemoryStore, RedisStore, RedisTarget, Store};
+use crate::service::mailbox::MAILBOX_TTL;
+use crate::service::Deps;
+use crate::store::{MemoryStore, RedisStore, Store};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,90 +47,107 @@ pub enum StartError {
     },
 }
 
-/// The push routes the configuration asks for (log-only when it names no credentials).
-fn push_routes(config: &Config) -> Result<PushRoutes, StartError> {
-    let timeout = std::time::Duration::from_millis(config.push_timeout_ms);
-    let retry = RetryPolicy {
-        max_tries: config.push_max_tries,
-        ..RetryPolicy::default()
-    };
-    let mut routes = PushRoutes::default();
-    let read = |option: &'static str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|error| StartError::Push {
-            option,
-            message: format!("{}: {error}", path.display()),
-        })
-    };
-    let apns_credentials = match (
-        &config.apns_key_file,
-        &config.apns_cert_file,
-        &config.apns_cert_key_file,
-    ) {
-        (Some(key), _, _) => Some(("apns-key-file", read("apns-key-file", key)?, None)),
-        (None, Some(cert), Some(key)) => Some((
-            "apns-cert-file",
-            read("apns-cert-file", cert)?,
-            Some(read("apns-cert-key-file", key)?),
-        )),
-        _ => None,
-    };
-    if let Some((option, pem, cert_key)) = apns_credentials {
-        let key_id = config.apns_key_id.as_deref().unwrap_or_default();
-        let team_id = config.apns_team_id.as_deref().unwrap_or_default();
-        for (topics, sandbox) in [
-            (list(&config.apns_topics), false),
-            (list(&config.apns_sandbox_topics), true),
-        ] {
-            if topics.is_empty() {
-                continue;
-            }
-            let timeout_secs = timeout.as_secs().max(1);
-            let client = match &cert_key {
-                None => A2Client::token(&pem, key_id, team_id, sandbox, timeout_secs)
-                    .map_err(|error| format!("not a usable APNs .p8 key: {error}")),
-                Some(key) => A2Client::certificate(&pem, key, sandbox, timeout_secs)
-                    .map_err(|error| format!("not a usable APNs certificate and key: {error}")),
-            }
-            .map_err(|message| StartError::Push { option, message })?;
-            let sender: Arc<dyn PushSender> = Arc::new(ApnsSender::new(Arc::new(client), retry));
-            for topic in &topics {
-                routes.route(PushProvider::Apns, topic, Arc::clone(&sender));
-            }
-            tracing::info!(?topics, sandbox, "push: APNs");
+/// A credential file, or an error naming its option.
+fn read_file(option: &'static str, path: &std::path::Path) -> Result<Vec<u8>, StartError> {
+    std::fs::read(path).map_err(|error| StartError::Push {
+        option,
+        message: format!("{}: {error}", path.display()),
+    })
+}
+
+/// One APNs sender per environment (production, sandbox) that has topics, routed by topic.
+fn apns_routes(
+    apns: &ApnsConfig,
+    push: &PushConfig,
+    retry: RetryPolicy,
+    routes: &mut PushRoutes,
+) -> Result<(), StartError> {
+    let (option, pem, cert_key) = match &apns.auth {
+        ApnsAuth::Token { key_file, .. } => {
+            ("apns-key-file", read_file("apns-key-file", key_file)?, None)
         }
+        ApnsAuth::Certificate {
+            cert_file,
+            key_file,
+        } => (
+            "apns-cert-file",
+            read_file("apns-cert-file", cert_file)?,
+            Some(read_file("apns-cert-key-file", key_file)?),
+        ),
+    };
+    let timeout_secs = push.timeout.as_secs().max(1);
+    for (topics, sandbox) in [(&apns.topics, false), (&apns.sandbox_topics, true)] {
+        if topics.is_empty() {
+            continue;
+        }
+        let client = match (&apns.auth, &cert_key) {
+            (
+                ApnsAuth::Token {
+                    key_id, team_id, ..
+                },
+                _,
+            ) => A2Client::token(&pem, key_id, team_id, sandbox, timeout_secs)
+                .map_err(|error| format!("not a usable APNs .p8 key: {error}")),
+            (ApnsAuth::Certificate { .. }, Some(key)) => {
+                A2Client::certificate(&pem, key, sandbox, timeout_secs)
+                    .map_err(|error| format!("not a usable APNs certificate and key: {error}"))
+            }
+            (ApnsAuth::Certificate { .. }, None) => {
+                Err("the certificate's key was not read".to_owned())
+            }
+        }
+        .map_err(|message| StartError::Push { option, message })?;
+        let sender: Arc<dyn PushSender> = Arc::new(ApnsSender::new(Arc::new(client), retry));
+        for topic in topics {
+            routes.route(PushProvider::Apns, topic, Arc::clone(&sender));
+        }
+        tracing::info!(?topics, sandbox, "push: APNs");
     }
-    let account = match (
-        &config.fcm_service_account_file,
-        &config.fcm_service_account,
-    ) {
-        (Some(path), _) => Some((
+    Ok(())
+}
+
+/// The FCM sender for the configured service account, routed by app id.
+fn fcm_routes(
+    fcm: &FcmConfig,
+    push: &PushConfig,
+    retry: RetryPolicy,
+    routes: &mut PushRoutes,
+) -> Result<(), StartError> {
+    let (option, json) = match &fcm.account {
+        FcmAccount::File(path) => (
             "fcm-service-account-file",
             std::fs::read_to_string(path).map_err(|error| StartError::Push {
                 option: "fcm-service-account-file",
                 message: format!("{}: {error}", path.display()),
             })?,
-        )),
-        (None, Some(inline)) => Some(("fcm-service-account", inline.0.clone())),
-        (None, None) => None,
+        ),
+        FcmAccount::Inline(inline) => ("fcm-service-account", inline.0.clone()),
     };
-    if let Some((option, json)) = account {
-        let sender = FcmSender::new(
-            &json,
-            &config.fcm_base_url,
-            config.fcm_allow_http,
-            timeout,
-            retry,
-        )
+    let sender = FcmSender::new(&json, &fcm.base_url, fcm.allow_http, push.timeout, retry)
         .map_err(|error| StartError::Push {
             option,
             message: error.to_string(),
         })?;
-        let sender: Arc<dyn PushSender> = Arc::new(sender);
-        let app_ids = list(&config.fcm_app_ids);
-        for app_id in &app_ids {
-            routes.route(PushProvider::Fcm, app_id, Arc::clone(&sender));
-        }
-        tracing::info!(?app_ids, "push: FCM");
+    let sender: Arc<dyn PushSender> = Arc::new(sender);
+    for app_id in &fcm.app_ids {
+        routes.route(PushProvider::Fcm, app_id, Arc::clone(&sender));
+    }
+    tracing::info!(app_ids = ?fcm.app_ids, "push: FCM");
+    Ok(())
+}
+
+/// The push routes the configuration asks for (log-only when it names no credentials).
+fn push_routes(push: &PushConfig) -> Result<PushRoutes, StartError> {
+    let retry = RetryPolicy {
+        max_tries: push.max_tries,
+        ..RetryPolicy::default()
+    };
+    let mut routes = PushRoutes::default();
+    if let Some(apns) = &push.apns {
+        apns_routes(apns, push, retry, &mut routes)?;
+    }
+    if let Some(fcm) = &push.fcm {
+        fcm_routes(fcm, push, retry, &mut routes)?;
     }
     if routes.is_empty() {
         tracing::info!("push: no APNs/FCM credentials configured; pushes are logged, not sent");
@@ -139,49 +156,42 @@ fn push_routes(config: &Config) -> Result<PushRoutes, StartError> {
     Ok(routes)
 }
 
+/// Connect the configured store.
+async fn connect_store(store: &StoreConfig) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match store {
+        StoreConfig::Memory => {
+            tracing::info!("store: embedded memory (one replica; state is lost on restart)");
+            Arc::new(MemoryStore::new())
+        }
+        StoreConfig::Redis { target, timeout } => {
+            let store = RedisStore::connect(target, *timeout).await?;
+            tracing::info!(?target, "store: redis");
+            Arc::new(store)
+        }
+    })
+}
+
 /// Build the application state from the configuration (connects to Redis when configured).
-pub async fn build_state(config: Config) -> Result<AppState, StartError> {
+pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     let (handles, generated) =
-        HandleKeys::load_or_generate(config.handle_key_file.as_deref(), &config.data_dir)?;
+        HandleKeys::load_or_generate(config.handles.key_file.as_deref(), &config.handles.data_dir)?;
     if generated {
         tracing::warn!(
-            path = %config.data_dir.join("handle-keys").display(),
+            path = %config.handles.data_dir.join("handle-keys").display(),
             "generated a new push-handle key; every replica must share one key file \
              (pass --handle-key-file in production)"
         );
     }
-    let store: Arc<dyn Store> = match config.store {
-        StoreKind::Memory => {
-            tracing::info!("store: embedded memory (one replica; state is lost on restart)");
-            Arc::new(MemoryStore::new())
-        }
-        StoreKind::Redis => {
-            let target = match (&config.redis_url, &config.redis_cluster) {
-                (Some(url), _) => RedisTarget::Standalone(url.clone()),
-                (None, Some(nodes)) => RedisTarget::Cluster(
-                    nodes
-                        .split(',')
-                        .map(|node| node.trim().to_owned())
-                        .filter(|node| !node.is_empty())
-                        .collect(),
-                ),
-                (None, None) => unreachable!("validated: --store redis has an address"),
-            };
-            let timeout = std::time::Duration::from_millis(config.redis_timeout_ms);
-            let store = RedisStore::connect(&target, timeout).await?;
-            tracing::info!(?target, "store: redis");
-            Arc::new(store)
-        }
-    };
+    let store = connect_store(&config.store).await?;
     let metrics = Metrics::new();
     let push = Dispatcher::new(
-        push_routes(&config)?,
+        push_routes(&config.push)?,
         Arc::clone(&store),
         metrics.clone(),
         DispatchLimits {
-            budget: std::time::Duration::from_millis(config.push_budget_ms),
-            mailbox_ttl: crate::http::MAILBOX_TTL,
-            in_flight: config.push_in_flight,
+            budget: config.push.budget,
+            mailbox_ttl: MAILBOX_TTL,
+            in_flight: config.push.in_flight,
         },
     );
     let admission = match &config.admission_key_file {
@@ -196,34 +206,38 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         }
     };
     Ok(AppState {
-        config,
-        store,
-        handles,
-        push,
-        metrics,
-        clock: Arc::new(SystemClock),
+        deps: Deps {
+            store,
+            handles,
+            push,
+            metrics,
+            clock: Arc::new(SystemClock),
+            limits: config.limits,
+            shutdown: CancellationToken::new(),
+        },
+        trust_forwarded_for: config.http.trust_forwarded_for,
         admission,
-        shutdown: CancellationToken::new(),
     })
 }
 
 /// Bind the configured address.
 pub fn bind(config: &Config) -> Result<TcpListener, StartError> {
-    let listener = TcpListener::bind(config.bind).map_err(|error| StartError::Bind {
-        address: config.bind,
-        error,
-    })?;
+    let address = config.http.bind;
+    let listener =
+        TcpListener::bind(address).map_err(|error| StartError::Bind { address, error })?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
 
-/// Serve `state` on `listener` until `shutdown` resolves.
+/// Serve `state` on `listener` with `workers` threads (0: one per core) until `shutdown`
+/// resolves.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    workers: usize,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    crate::http::run(listener, web::Data::new(state), shutdown).await?;
+    crate::http::run(listener, web::Data::new(state), workers, shutdown).await?;
     Ok(())
 }
 

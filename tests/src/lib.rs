@@ -262,3 +262,30 @@ pub async fn pair(nas: &Nas, name: &str, push: Option<PushRegistration>) -> (Pho
     );
     (phone, device)
 }
+
+/// Run `poll` (a request that waits: a long-poll, a held verdict poll) while `act` starts after
+/// `delay` — the shape of every "one party waits, another acts" test. Returns both outputs.
+pub async fn while_polling<P, A>(poll: P, delay: Duration, act: A) -> (P::Output, A::Output)
+where
+    P: std::future::Future,
+    A: std::future::Future,
+{
+    tokio::join!(poll, async move {
+        tokio::time::sleep(delay).await;
+        act.await
+    })
+}
+
+/// Re-check `holds` every 50 ms until it is true; panic with `what` after `timeout`. For effects
+/// that happen in the background (pushes, dismissals, metrics).
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut holds: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while !holds().await {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,8 +1,9 @@
 //! Request authentication as extractors: a handler that takes [`Signed<NasCaller, _>`] or
 //! [`Signed<DeviceCaller, _>`] runs only after the RFC 9421 signature, body digest, clock skew,
 //! nonce replay cache, per-IP failure limit, per-caller rate limit and (for NAS calls, when
-//! configured) the operator's admission token were all checked. Owns reading the body (with the
-//! size limit) and parsing it; nothing else in the relay reads request bodies.
+//! configured) the operator's admission token were all checked — and after its body was parsed
+//! and validated ([`Json`] requires [`Validate`]) and its query parsed ([`Wait`]). Owns reading
+//! the body (with the size limit); nothing else in the relay reads request bodies.
 
 use std::net::IpAddr;
 
@@ -10,6 +11,7 @@ use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 use approvd_proto::httpsig::{self, IncomingRequest, RequestTarget};
 use approvd_proto::ids::{Digest, PublicKey};
+use approvd_proto::wire::Validate;
 use approvd_proto::{DeviceId, HttpSigError, NasId};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt as _;
@@ -17,7 +19,7 @@ use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
 use super::AppState;
-use crate::store::Rate;
+use crate::service::access;
 
 /// A caller's role, decided by the route.
 pub trait Role: Sized + 'static {
@@ -69,30 +71,78 @@ impl BodyKind for NoBody {
     }
 }
 
-/// A JSON body of type `T`.
+/// A JSON body of type `T`, parsed and then checked against its limits ([`Validate`]).
 #[derive(Debug)]
 pub struct Json<T>(pub T);
 
-impl<T: DeserializeOwned + 'static> BodyKind for Json<T> {
+impl<T: DeserializeOwned + Validate + 'static> BodyKind for Json<T> {
     fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
-        serde_json::from_slice(bytes)
-            .map(Json)
-            .map_err(|error| ApiError::InvalidBody {
-                detail: format!("the JSON body does not match the schema: {error}"),
-            })
+        let value: T = serde_json::from_slice(bytes).map_err(|error| ApiError::InvalidBody {
+            detail: format!("the JSON body does not match the schema: {error}"),
+        })?;
+        value.validate()?;
+        Ok(Json(value))
     }
 }
 
-/// An authenticated request: the verified caller in role `R` and the parsed body.
+/// How a route's query string is parsed (it is signed, so it is read only after the signature
+/// verified).
+pub trait QueryKind: Sized + 'static {
+    fn parse(query: &str, state: &AppState) -> Result<Self, ApiError>;
+}
+
+/// The route reads no query parameters.
 #[derive(Debug)]
-pub struct Signed<R, B> {
+pub struct AnyQuery;
+
+impl QueryKind for AnyQuery {
+    fn parse(_: &str, _: &AppState) -> Result<Self, ApiError> {
+        Ok(Self)
+    }
+}
+
+/// A long-poll's `?wait=<seconds>`, capped by `--max-wait-secs` (absent: do not wait). Any other
+/// query parameter is an error, since a typo would otherwise be silently ignored.
+#[derive(Debug, Clone, Copy)]
+pub struct Wait(pub std::time::Duration);
+
+impl QueryKind for Wait {
+    fn parse(query: &str, state: &AppState) -> Result<Self, ApiError> {
+        let mut wait = 0;
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            match pair.split_once('=') {
+                Some(("wait", value)) => {
+                    wait = value.parse::<u64>().map_err(|_| {
+                        ApiError::field("wait", "`wait` must be a whole number of seconds")
+                    })?;
+                }
+                _ => {
+                    return Err(ApiError::field(
+                        "query",
+                        format!(
+                            "unknown query parameter `{}`; only `wait` is accepted",
+                            pair.split('=').next().unwrap_or(pair)
+                        ),
+                    ))
+                }
+            }
+        }
+        let wait = std::time::Duration::from_secs(wait);
+        Ok(Self(wait.min(state.deps.limits.max_wait)))
+    }
+}
+
+/// An authenticated request: the verified caller in role `R`, the parsed body and query.
+#[derive(Debug)]
+pub struct Signed<R, B, Q = AnyQuery> {
     pub caller: R,
     pub body: B,
+    pub query: Q,
     /// SHA-256 of the raw body (idempotency of challenge creation).
     pub body_digest: Digest,
 }
 
-impl<R: Role, B: BodyKind> FromRequest for Signed<R, B> {
+impl<R: Role, B: BodyKind, Q: QueryKind> FromRequest for Signed<R, B, Q> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
@@ -106,9 +156,11 @@ impl<R: Role, B: BodyKind> FromRequest for Signed<R, B> {
                 .clone();
             let (key, body) = authenticate::<R>(&state, &request, payload).await?;
             let parsed = B::parse(&body)?;
+            let query = Q::parse(request.query_string(), &state)?;
             Ok(Signed {
                 caller: R::from_key(key),
                 body: parsed,
+                query,
                 body_digest: Digest::of(&body),
             })
         })
@@ -117,7 +169,7 @@ impl<R: Role, B: BodyKind> FromRequest for Signed<R, B> {
 
 /// The client address used for per-IP limits.
 pub fn client_ip(state: &AppState, request: &HttpRequest) -> Option<IpAddr> {
-    if state.config.trust_forwarded_for {
+    if state.trust_forwarded_for {
         let forwarded = request
             .headers()
             .get("x-forwarded-for")
@@ -131,15 +183,19 @@ pub fn client_ip(state: &AppState, request: &HttpRequest) -> Option<IpAddr> {
     request.peer_addr().map(|address| address.ip())
 }
 
-fn header<'a>(request: &'a HttpRequest, name: &'static str) -> Result<Option<&'a str>, ApiError> {
+fn header<'a>(
+    request: &'a HttpRequest,
+    name: &'static str,
+) -> Result<Option<&'a str>, HttpSigError> {
     match request.headers().get(name) {
         None => Ok(None),
-        Some(value) => value.to_str().map(Some).map_err(|_| {
-            ApiError::Unauthenticated(HttpSigError::Malformed {
+        Some(value) => value
+            .to_str()
+            .map(Some)
+            .map_err(|_| HttpSigError::Malformed {
                 header: name,
                 reason: "not ASCII",
-            })
-        }),
+            }),
     }
 }
 
@@ -165,27 +221,9 @@ async fn authenticate<R: Role>(
     request: &HttpRequest,
     payload: Payload,
 ) -> Result<(PublicKey, Vec<u8>), ApiError> {
-    let now_ms = state.clock.now_ms();
-    let ip_bucket = client_ip(state, request).map(|ip| format!("authfail:{ip}"));
-    let ip_rate = Rate {
-        per_minute: state.config.rate_auth_failures_per_ip,
-    };
-    if let Some(bucket) = &ip_bucket {
-        let decision = state
-            .store
-            .rate_limit(bucket, ip_rate, now_ms, false)
-            .await?;
-        if !decision.allowed {
-            state
-                .metrics
-                .rate_limited
-                .with_label_values(&["auth_failures_per_ip"])
-                .inc();
-            return Err(ApiError::RateLimited {
-                limit: "failed authentications per IP",
-                retry_after_secs: decision.retry_after_ms.div_ceil(1000),
-            });
-        }
+    let ip = client_ip(state, request);
+    if let Some(ip) = ip {
+        access::check_ip(&state.deps, ip).await?;
     }
     let limit = approvd_proto::wire::MAX_BODY;
     let declared = request
@@ -198,51 +236,22 @@ async fn authenticate<R: Role>(
     }
     let body = read_body(payload, limit).await?;
 
-    let result = verify(state, request, &body, now_ms).await;
-    let key = match result {
+    let key = match verify(state, request, &body).await {
         Ok(key) => key,
-        Err(error) => {
-            let reason = match &error {
-                ApiError::ReplayedNonce => "replayed_nonce",
-                ApiError::Unauthenticated(HttpSigError::Skew { .. }) => "clock_skew",
-                ApiError::Unauthenticated(HttpSigError::BadSignature) => "bad_signature",
-                ApiError::Unauthenticated(HttpSigError::DigestMismatch) => "digest_mismatch",
-                ApiError::Unauthenticated(_) => "malformed",
-                _ => "other",
-            };
+        Err(failure) => {
             state
+                .deps
                 .metrics
                 .auth_failures
-                .with_label_values(&[reason])
+                .with_label_values(&[failure.reason()])
                 .inc();
-            if let Some(bucket) = &ip_bucket {
-                state
-                    .store
-                    .rate_limit(bucket, ip_rate, now_ms, true)
-                    .await?;
+            if let Some(ip) = ip {
+                access::record_failure(&state.deps, ip).await?;
             }
-            return Err(error);
+            return Err(failure.into());
         }
     };
-
-    let caller_rate = Rate {
-        per_minute: state.config.rate_requests_per_caller,
-    };
-    let decision = state
-        .store
-        .rate_limit(&format!("caller:{key}"), caller_rate, now_ms, true)
-        .await?;
-    if !decision.allowed {
-        state
-            .metrics
-            .rate_limited
-            .with_label_values(&["requests_per_caller"])
-            .inc();
-        return Err(ApiError::RateLimited {
-            limit: "requests per caller",
-            retry_after_secs: decision.retry_after_ms.div_ceil(1000),
-        });
-    }
+    access::take_request(&state.deps, key).await?;
     if R::NEEDS_ADMISSION {
         if let Some(admission) = &state.admission {
             admission.check(request, &NasId(key))?;
@@ -251,38 +260,83 @@ async fn authenticate<R: Role>(
     Ok((key, body))
 }
 
+/// Why a request's signature was refused (each is counted by reason).
+#[derive(Debug)]
+enum AuthFailure {
+    Signature(HttpSigError),
+    ReplayedNonce,
+    /// The replay cache could not be asked: not the caller's fault, but not verified either.
+    Service(crate::service::Error),
+}
+
+impl AuthFailure {
+    /// The `reason` label of `approvd_auth_failures_total`.
+    fn reason(&self) -> &'static str {
+        match self {
+            AuthFailure::ReplayedNonce => "replayed_nonce",
+            AuthFailure::Signature(HttpSigError::Skew { .. }) => "clock_skew",
+            AuthFailure::Signature(HttpSigError::BadSignature) => "bad_signature",
+            AuthFailure::Signature(HttpSigError::DigestMismatch) => "digest_mismatch",
+            AuthFailure::Signature(
+                HttpSigError::MissingHeader(_)
+                | HttpSigError::Malformed { .. }
+                | HttpSigError::Label
+                | HttpSigError::MissingComponent(_)
+                | HttpSigError::UnsupportedComponent(_)
+                | HttpSigError::MissingParam(_)
+                | HttpSigError::UnknownParam(_)
+                | HttpSigError::Alg
+                | HttpSigError::Tag
+                | HttpSigError::Expired
+                | HttpSigError::Lifetime { .. }
+                | HttpSigError::Nonce
+                | HttpSigError::KeyId(_)
+                | HttpSigError::DigestAlgorithm,
+            ) => "malformed",
+            AuthFailure::Service(_) => "store_error",
+        }
+    }
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(failure: AuthFailure) -> Self {
+        match failure {
+            AuthFailure::Signature(error) => ApiError::Unauthenticated(error),
+            AuthFailure::ReplayedNonce => ApiError::ReplayedNonce,
+            AuthFailure::Service(error) => ApiError::Service(error),
+        }
+    }
+}
+
 /// Signature, digest, time and nonce checks.
 async fn verify(
     state: &AppState,
     request: &HttpRequest,
     body: &[u8],
-    now_ms: u64,
-) -> Result<PublicKey, ApiError> {
+) -> Result<PublicKey, AuthFailure> {
+    let signature_header = |name| header(request, name).map_err(AuthFailure::Signature);
     let incoming = IncomingRequest {
         target: RequestTarget {
             method: request.method().as_str(),
             path: request.uri().path(),
             query: request.uri().query().unwrap_or(""),
         },
-        signature_input: header(request, "signature-input")?,
-        signature: header(request, "signature")?,
-        content_digest: header(request, "content-digest")?,
+        signature_input: signature_header("signature-input")?,
+        signature: signature_header("signature")?,
+        content_digest: signature_header("content-digest")?,
         body,
     };
-    let now = now_ms / 1000;
-    let verified = httpsig::verify_request(&incoming, now, state.config.clock_skew_secs)
-        .map_err(ApiError::Unauthenticated)?;
-    // Keep the nonce until the signature could no longer pass the time checks anyway.
-    let ttl = verified.expires.saturating_sub(now) + state.config.clock_skew_secs + 1;
-    let fresh = state
-        .store
-        .remember_nonce(
-            &format!("nonce:{}:{}", verified.key, verified.nonce),
-            std::time::Duration::from_secs(ttl),
-        )
-        .await?;
+    let verified = httpsig::verify_request(
+        &incoming,
+        state.deps.clock.now(),
+        state.deps.limits.clock_skew_secs,
+    )
+    .map_err(AuthFailure::Signature)?;
+    let fresh = access::first_use(&state.deps, verified.key, &verified.nonce, verified.expires)
+        .await
+        .map_err(AuthFailure::Service)?;
     if !fresh {
-        return Err(ApiError::ReplayedNonce);
+        return Err(AuthFailure::ReplayedNonce);
     }
     Ok(verified.key)
 }

@@ -1,44 +1,12 @@
 //! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations and the
-//! wire types' schemas. A test checks that it lists exactly the routes of `routes::ROUTES`.
+//! wire types' schemas, and its handler (`GET /openapi.json`). A test checks that it lists
+//! exactly the routes of `routes::ROUTES`.
 
-use approvd_proto::wire::Problem;
+use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::routes::{challenges, devices, health, inbox, mailbox, pairings};
-
-/// The errors every `/v1` operation may answer (application/problem+json, PROTOCOL.md §9).
-#[derive(Debug, utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub enum ApiErrors {
-    /// Malformed body, invalid field, or a signed message that does not verify.
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(Problem),
-    /// The request signature is missing, malformed, expired, replayed or wrong.
-    #[response(status = 401, content_type = "application/problem+json")]
-    Unauthenticated(Problem),
-    /// The resource belongs to another key, or a handle does not match.
-    #[response(status = 403, content_type = "application/problem+json")]
-    Forbidden(Problem),
-    /// No such pairing or challenge.
-    #[response(status = 404, content_type = "application/problem+json")]
-    NotFound(Problem),
-    /// Already claimed, confirmed or decided, or the id exists with another body.
-    #[response(status = 409, content_type = "application/problem+json")]
-    Conflict(Problem),
-    /// Expired or cancelled.
-    #[response(status = 410, content_type = "application/problem+json")]
-    Gone(Problem),
-    /// The body is larger than 64 KiB.
-    #[response(status = 413, content_type = "application/problem+json")]
-    TooLarge(Problem),
-    /// Rate limited; see Retry-After.
-    #[response(status = 429, content_type = "application/problem+json")]
-    RateLimited(Problem),
-    /// The store is unavailable or the relay is shutting down; see Retry-After.
-    #[response(status = 503, content_type = "application/problem+json")]
-    Unavailable(Problem),
-}
 
 /// Adds the request-signature security scheme.
 struct HttpSignatures;
@@ -83,7 +51,7 @@ impl Modify for HttpSignatures {
         health::healthz,
         health::readyz,
         health::metrics,
-        health::openapi,
+        openapi,
     ),
     modifiers(&HttpSignatures)
 )]
@@ -102,6 +70,22 @@ pub fn document_json() -> &'static str {
             .to_json()
             .expect("the OpenAPI document serializes")
     })
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses(
+        (status = 200, description = "This document", body = Object),
+    ),
+    security(())
+)]
+/// Handle `GET /openapi.json`: this API as OpenAPI 3.1.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document_json())
 }
 
 #[cfg(test)]

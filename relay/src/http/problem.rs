@@ -1,26 +1,27 @@
 //! Every error the API can answer, and the only place that knows HTTP status codes and problem
-//! `type`s: one exhaustive `match` per property, no catch-all. Bodies are RFC 9457
-//! `application/problem+json`; 429 and 503 carry `Retry-After`.
+//! `type`s: one exhaustive `match` per property, over [`ApiError`] and the use cases'
+//! [`service::Error`] it wraps, with no catch-all. Bodies are RFC 9457
+//! `application/problem+json`; 429 and 503 carry `Retry-After`. Also the OpenAPI description of
+//! those answers ([`ApiErrors`]).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use approvd_proto::wire::Problem;
+use approvd_proto::wire::{Problem, PROBLEM_TYPE_PREFIX};
 use approvd_proto::HttpSigError;
 
+use crate::service;
 use crate::store::StoreError;
 
-/// Prefix of every problem `type`.
-pub const TYPE_PREFIX: &str = "urn:approvd:problem:";
-
-/// An error answer.
+/// An error answer: the use case's refusal, or what the HTTP layer itself refuses.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error(transparent)]
+    Service(#[from] service::Error),
     #[error("{detail}")]
     InvalidBody { detail: String },
+    /// A path segment, query parameter or body value that does not parse or is out of bounds.
     #[error("{detail}")]
     InvalidField { field: String, detail: String },
-    #[error("{detail}")]
-    InvalidSignature { field: String, detail: String },
     #[error("{0}")]
     Unauthenticated(HttpSigError),
     #[error("the nonce was already used: sign every request with a fresh random nonce")]
@@ -29,43 +30,12 @@ pub enum ApiError {
     AdmissionRequired,
     #[error("admission token refused: {0}")]
     AdmissionDenied(String),
-    #[error("{0}")]
-    NotOwner(&'static str),
-    #[error("the push handle was minted for another NAS or device, or not by this relay")]
-    HandleMismatch { field: String },
-    #[error("this device is not a target of the challenge")]
-    NotTargeted,
-    #[error("no such {0}")]
-    NotFound(&'static str),
-    #[error("{0}")]
-    Conflict(&'static str),
-    #[error("the pairing slot was already claimed")]
-    AlreadyClaimed,
-    #[error("the pairing was already confirmed")]
-    AlreadyConfirmed,
-    #[error("the challenge was already decided (the first answer wins)")]
-    AlreadyDecided,
-    #[error("the pairing slot has expired; start a new pairing")]
-    PairingExpired,
-    #[error("the challenge has expired")]
-    ChallengeExpired,
-    #[error("the challenge was cancelled by the NAS")]
-    ChallengeCancelled,
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("method not allowed on this resource")]
     MethodNotAllowed,
     #[error("no such endpoint; see /openapi.json")]
     NoRoute,
-    #[error("too many requests ({limit}); retry after {retry_after_secs} s")]
-    RateLimited {
-        limit: &'static str,
-        retry_after_secs: u64,
-    },
-    #[error("the relay's store is unavailable; retry shortly")]
-    StoreUnavailable,
-    #[error("the relay is shutting down; retry (another replica will answer)")]
-    ShuttingDown,
     #[error("internal error")]
     Internal,
 }
@@ -79,70 +49,97 @@ impl ApiError {
         }
     }
 
-    /// The stable problem name (after [`TYPE_PREFIX`]).
+    /// The stable problem name (after [`PROBLEM_TYPE_PREFIX`]).
     pub fn problem_name(&self) -> &'static str {
+        use service::Error as S;
         match self {
+            ApiError::Service(error) => match error {
+                S::InvalidField { .. } => "invalid-field",
+                S::InvalidSignature { .. } => "invalid-signature",
+                S::NotOwner(_) => "not-owner",
+                S::HandleMismatch { .. } => "handle-mismatch",
+                S::NotTargeted => "not-targeted",
+                S::NotFound(_) => "not-found",
+                S::Conflict(_) => "conflict",
+                S::AlreadyClaimed => "already-claimed",
+                S::AlreadyConfirmed => "already-confirmed",
+                S::AlreadyDecided => "already-decided",
+                S::PairingExpired => "pairing-expired",
+                S::ChallengeExpired => "challenge-expired",
+                S::ChallengeCancelled => "challenge-cancelled",
+                S::RateLimited { .. } => "rate-limited",
+                S::ShuttingDown | S::Store(StoreError::Unavailable(_)) => "unavailable",
+                S::Store(StoreError::Data(_)) => "internal",
+            },
             ApiError::InvalidBody { .. } => "invalid-body",
             ApiError::InvalidField { .. } => "invalid-field",
-            ApiError::InvalidSignature { .. } => "invalid-signature",
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::ReplayedNonce => "replayed-nonce",
             ApiError::AdmissionRequired => "admission-required",
             ApiError::AdmissionDenied(_) => "admission-denied",
-            ApiError::NotOwner(_) => "not-owner",
-            ApiError::HandleMismatch { .. } => "handle-mismatch",
-            ApiError::NotTargeted => "not-targeted",
-            ApiError::NotFound(_) => "not-found",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::AlreadyClaimed => "already-claimed",
-            ApiError::AlreadyConfirmed => "already-confirmed",
-            ApiError::AlreadyDecided => "already-decided",
-            ApiError::PairingExpired => "pairing-expired",
-            ApiError::ChallengeExpired => "challenge-expired",
-            ApiError::ChallengeCancelled => "challenge-cancelled",
             ApiError::BodyTooLarge { .. } => "body-too-large",
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::NoRoute => "no-route",
-            ApiError::RateLimited { .. } => "rate-limited",
-            ApiError::StoreUnavailable | ApiError::ShuttingDown => "unavailable",
             ApiError::Internal => "internal",
         }
     }
 
     fn title(&self) -> &'static str {
+        use service::Error as S;
         match self {
+            ApiError::Service(error) => match error {
+                S::InvalidField { .. } => "Invalid field",
+                S::InvalidSignature { .. } => "Signature does not verify",
+                S::NotOwner(_) => "Not yours",
+                S::HandleMismatch { .. } => "Push handle mismatch",
+                S::NotTargeted => "Device not targeted",
+                S::NotFound(_) => "Not found",
+                S::Conflict(_) => "Conflict",
+                S::AlreadyClaimed => "Already claimed",
+                S::AlreadyConfirmed => "Already confirmed",
+                S::AlreadyDecided => "Already decided",
+                S::PairingExpired => "Pairing expired",
+                S::ChallengeExpired => "Challenge expired",
+                S::ChallengeCancelled => "Challenge cancelled",
+                S::RateLimited { .. } => "Rate limited",
+                S::ShuttingDown | S::Store(StoreError::Unavailable(_)) => "Service unavailable",
+                S::Store(StoreError::Data(_)) => "Internal error",
+            },
             ApiError::InvalidBody { .. } => "Malformed request body",
             ApiError::InvalidField { .. } => "Invalid field",
-            ApiError::InvalidSignature { .. } => "Signature does not verify",
             ApiError::Unauthenticated(_) => "Request authentication failed",
             ApiError::ReplayedNonce => "Replayed request",
             ApiError::AdmissionRequired => "Admission token required",
             ApiError::AdmissionDenied(_) => "Admission token refused",
-            ApiError::NotOwner(_) => "Not yours",
-            ApiError::HandleMismatch { .. } => "Push handle mismatch",
-            ApiError::NotTargeted => "Device not targeted",
-            ApiError::NotFound(_) => "Not found",
-            ApiError::Conflict(_) => "Conflict",
-            ApiError::AlreadyClaimed => "Already claimed",
-            ApiError::AlreadyConfirmed => "Already confirmed",
-            ApiError::AlreadyDecided => "Already decided",
-            ApiError::PairingExpired => "Pairing expired",
-            ApiError::ChallengeExpired => "Challenge expired",
-            ApiError::ChallengeCancelled => "Challenge cancelled",
             ApiError::BodyTooLarge { .. } => "Body too large",
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::NoRoute => "No such endpoint",
-            ApiError::RateLimited { .. } => "Rate limited",
-            ApiError::StoreUnavailable | ApiError::ShuttingDown => "Service unavailable",
             ApiError::Internal => "Internal error",
         }
     }
 
     fn field_name(&self) -> Option<String> {
+        use service::Error as S;
         match self {
-            ApiError::InvalidField { field, .. }
-            | ApiError::InvalidSignature { field, .. }
-            | ApiError::HandleMismatch { field } => Some(field.clone()),
+            ApiError::Service(error) => match error {
+                S::InvalidField { field, .. }
+                | S::InvalidSignature { field, .. }
+                | S::HandleMismatch { field } => Some(field.clone()),
+                S::NotOwner(_)
+                | S::NotTargeted
+                | S::NotFound(_)
+                | S::Conflict(_)
+                | S::AlreadyClaimed
+                | S::AlreadyConfirmed
+                | S::AlreadyDecided
+                | S::PairingExpired
+                | S::ChallengeExpired
+                | S::ChallengeCancelled
+                | S::RateLimited { .. }
+                | S::ShuttingDown
+                | S::Store(_) => None,
+            },
+            ApiError::InvalidField { field, .. } => Some(field.clone()),
             ApiError::Unauthenticated(HttpSigError::MissingHeader(header)) => {
                 Some((*header).to_owned())
             }
@@ -154,41 +151,54 @@ impl ApiError {
             | ApiError::ReplayedNonce
             | ApiError::AdmissionRequired
             | ApiError::AdmissionDenied(_)
-            | ApiError::NotOwner(_)
-            | ApiError::NotTargeted
-            | ApiError::NotFound(_)
-            | ApiError::Conflict(_)
-            | ApiError::AlreadyClaimed
-            | ApiError::AlreadyConfirmed
-            | ApiError::AlreadyDecided
-            | ApiError::PairingExpired
-            | ApiError::ChallengeExpired
-            | ApiError::ChallengeCancelled
             | ApiError::BodyTooLarge { .. }
             | ApiError::MethodNotAllowed
             | ApiError::NoRoute
-            | ApiError::RateLimited { .. }
-            | ApiError::StoreUnavailable
-            | ApiError::ShuttingDown
             | ApiError::Internal => None,
         }
     }
 
     fn retry_after_secs(&self) -> Option<u64> {
+        use service::Error as S;
         match self {
-            ApiError::RateLimited {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
-            ApiError::StoreUnavailable => Some(2),
-            ApiError::ShuttingDown => Some(1),
-            _ => None,
+            ApiError::Service(error) => match error {
+                S::RateLimited {
+                    retry_after_secs, ..
+                } => Some(*retry_after_secs),
+                S::Store(StoreError::Unavailable(_)) => Some(2),
+                S::ShuttingDown => Some(1),
+                S::InvalidField { .. }
+                | S::InvalidSignature { .. }
+                | S::NotOwner(_)
+                | S::HandleMismatch { .. }
+                | S::NotTargeted
+                | S::NotFound(_)
+                | S::Conflict(_)
+                | S::AlreadyClaimed
+                | S::AlreadyConfirmed
+                | S::AlreadyDecided
+                | S::PairingExpired
+                | S::ChallengeExpired
+                | S::ChallengeCancelled
+                | S::Store(StoreError::Data(_)) => None,
+            },
+            ApiError::InvalidBody { .. }
+            | ApiError::InvalidField { .. }
+            | ApiError::Unauthenticated(_)
+            | ApiError::ReplayedNonce
+            | ApiError::AdmissionRequired
+            | ApiError::AdmissionDenied(_)
+            | ApiError::BodyTooLarge { .. }
+            | ApiError::MethodNotAllowed
+            | ApiError::NoRoute
+            | ApiError::Internal => None,
         }
     }
 
     /// The problem document.
     pub fn problem(&self) -> Problem {
         Problem {
-            type_uri: format!("{TYPE_PREFIX}{}", self.problem_name()),
+            type_uri: format!("{PROBLEM_TYPE_PREFIX}{}", self.problem_name()),
             title: self.title().to_owned(),
             status: self.status_code().as_u16(),
             detail: self.to_string(),
@@ -199,34 +209,41 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
+        use service::Error as S;
         match self {
-            ApiError::InvalidBody { .. }
-            | ApiError::InvalidField { .. }
-            | ApiError::InvalidSignature { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Service(error) => match error {
+                S::InvalidField { .. } | S::InvalidSignature { .. } => StatusCode::BAD_REQUEST,
+                S::NotOwner(_) | S::HandleMismatch { .. } | S::NotTargeted => StatusCode::FORBIDDEN,
+                S::NotFound(_) => StatusCode::NOT_FOUND,
+                S::Conflict(_) | S::AlreadyClaimed | S::AlreadyConfirmed | S::AlreadyDecided => {
+                    StatusCode::CONFLICT
+                }
+                S::PairingExpired | S::ChallengeExpired | S::ChallengeCancelled => StatusCode::GONE,
+                S::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                S::ShuttingDown | S::Store(StoreError::Unavailable(_)) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                S::Store(StoreError::Data(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::InvalidBody { .. } | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_)
             | ApiError::ReplayedNonce
             | ApiError::AdmissionRequired => StatusCode::UNAUTHORIZED,
-            ApiError::AdmissionDenied(_)
-            | ApiError::NotOwner(_)
-            | ApiError::HandleMismatch { .. }
-            | ApiError::NotTargeted => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::AdmissionDenied(_) => StatusCode::FORBIDDEN,
+            ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_)
-            | ApiError::AlreadyClaimed
-            | ApiError::AlreadyConfirmed
-            | ApiError::AlreadyDecided => StatusCode::CONFLICT,
-            ApiError::PairingExpired
-            | ApiError::ChallengeExpired
-            | ApiError::ChallengeCancelled => StatusCode::GONE,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::StoreUnavailable | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let ApiError::Service(service::Error::Store(error)) = self {
+            match error {
+                StoreError::Unavailable(reason) => tracing::warn!(%reason, "store unavailable"),
+                StoreError::Data(reason) => tracing::error!(%reason, "store data error"),
+            }
+        }
         let mut response = HttpResponse::build(self.status_code());
         response.content_type("application/problem+json");
         if let Some(seconds) = self.retry_after_secs() {
@@ -238,16 +255,7 @@ impl ResponseError for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable(reason) => {
-                tracing::warn!(%reason, "store unavailable");
-                ApiError::StoreUnavailable
-            }
-            StoreError::Data(reason) => {
-                tracing::error!(%reason, "store data error");
-                ApiError::Internal
-            }
-        }
+        ApiError::Service(service::Error::Store(error))
     }
 }
 
@@ -263,10 +271,10 @@ impl From<approvd_proto::Error> for ApiError {
             | E::InvalidKey { field }
             | E::WeakKey { field }
             | E::Invalid { field, .. } => ApiError::field(field, detail),
-            E::BadSignature => ApiError::InvalidSignature {
+            E::BadSignature => ApiError::Service(service::Error::InvalidSignature {
                 field: "sig".to_owned(),
                 detail,
-            },
+            }),
             E::Expired { .. } | E::NotYetValid { .. } => ApiError::field("expires", detail),
             E::BadMac | E::OpenFailed | E::SealFailed | E::ContextJson(_) | E::Uri(_) => {
                 ApiError::InvalidBody { detail }
@@ -274,4 +282,38 @@ impl From<approvd_proto::Error> for ApiError {
             E::HttpSig(error) => ApiError::Unauthenticated(error),
         }
     }
+}
+
+/// The errors every `/v1` operation may answer (application/problem+json, PROTOCOL.md §9), for
+/// the OpenAPI document.
+#[derive(Debug, utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum ApiErrors {
+    /// Malformed body, invalid field, or a signed message that does not verify.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The request signature is missing, malformed, expired, replayed or wrong.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(Problem),
+    /// The resource belongs to another key, or a handle does not match.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// No such pairing or challenge.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// Already claimed, confirmed or decided, or the id exists with another body.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// Expired or cancelled.
+    #[response(status = 410, content_type = "application/problem+json")]
+    Gone(Problem),
+    /// The body is larger than 64 KiB.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// Rate limited; see Retry-After.
+    #[response(status = 429, content_type = "application/problem+json")]
+    RateLimited(Problem),
+    /// The store is unavailable or the relay is shutting down; see Retry-After.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
 }

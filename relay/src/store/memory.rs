@@ -15,9 +15,9 @@ use approvd_proto::{Cid, DeviceId, NasId, PairingId};
 use tokio::time::Instant;
 
 use super::{
-    gcra, CancelOutcome, ChallengeState, ClaimOutcome, ConfirmOutcome, CreateOutcome,
-    DecideOutcome, Notifier, PairingSlot, PairingState, Rate, RateDecision, Store, StoreError,
-    StoredChallenge, Topic, Watch,
+    gcra, Bucket, CancelOutcome, ChallengeState, ClaimOutcome, ConfirmOutcome, CreateOutcome,
+    DecideOutcome, Nonce, Notifier, PairingSlot, PairingState, Rate, RateDecision, Store,
+    StoreError, StoredChallenge, Topic, Watch,
 };
 
 /// A value with its expiry.
@@ -42,8 +42,8 @@ impl<T> Expiring<T> {
 
 #[derive(Debug, Default)]
 struct State {
-    nonces: HashMap<String, Instant>,
-    buckets: HashMap<String, Expiring<u64>>,
+    nonces: HashMap<Nonce, Instant>,
+    buckets: HashMap<Bucket, Expiring<u64>>,
     pairings: HashMap<PairingId, Expiring<PairingState>>,
     challenges: HashMap<Cid, Expiring<StoredChallenge>>,
     inboxes: HashMap<DeviceId, Vec<Expiring<InboxEntry>>>,
@@ -76,6 +76,29 @@ impl State {
             entries.retain(|entry| entry.live(now));
         }
         self.mailboxes.retain(|_, entries| !entries.is_empty());
+    }
+
+    /// One GCRA step on `bucket`, storing the new TAT when allowed and `consume`.
+    fn rate(
+        &mut self,
+        bucket: &Bucket,
+        rate: Rate,
+        now: Instant,
+        now_ms: u64,
+        consume: bool,
+    ) -> RateDecision {
+        let tat = self
+            .buckets
+            .get(bucket)
+            .filter(|stored| stored.live(now))
+            .map(|stored| stored.value);
+        let (decision, new_tat) = gcra(rate, tat, now_ms, consume);
+        if let Some(new_tat) = new_tat {
+            let ttl = Duration::from_millis(new_tat.saturating_sub(now_ms));
+            self.buckets
+                .insert(bucket.clone(), Expiring::new(new_tat, ttl));
+        }
+        decision
     }
 
     fn live_challenge(&mut self, cid: &Cid, now: Instant) -> Option<&mut StoredChallenge> {
@@ -128,38 +151,36 @@ impl MemoryStore {
 
 #[async_trait::async_trait]
 impl Store for MemoryStore {
-    async fn remember_nonce(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn remember_nonce(&self, nonce: &Nonce, ttl: Duration) -> Result<bool, StoreError> {
         Ok(self.with(|state, now| {
-            if state.nonces.get(key).is_some_and(|expires| *expires > now) {
+            if state
+                .nonces
+                .get(nonce)
+                .is_some_and(|expires| *expires > now)
+            {
                 return false;
             }
-            state.nonces.insert(key.to_owned(), now + ttl);
+            state.nonces.insert(nonce.clone(), now + ttl);
             true
         }))
     }
 
-    async fn rate_limit(
+    async fn check_rate(
         &self,
-        key: &str,
+        bucket: &Bucket,
         rate: Rate,
         now_ms: u64,
-        consume: bool,
     ) -> Result<RateDecision, StoreError> {
-        Ok(self.with(|state, now| {
-            let tat = state
-                .buckets
-                .get(key)
-                .filter(|bucket| bucket.live(now))
-                .map(|bucket| bucket.value);
-            let (decision, new_tat) = gcra(rate, tat, now_ms, consume);
-            if let Some(new_tat) = new_tat {
-                let ttl = Duration::from_millis(new_tat.saturating_sub(now_ms));
-                state
-                    .buckets
-                    .insert(key.to_owned(), Expiring::new(new_tat, ttl));
-            }
-            decision
-        }))
+        Ok(self.with(|state, now| state.rate(bucket, rate, now, now_ms, false)))
+    }
+
+    async fn take_rate(
+        &self,
+        bucket: &Bucket,
+        rate: Rate,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        Ok(self.with(|state, now| state.rate(bucket, rate, now, now_ms, true)))
     }
 
     async fn create_pairing(&self, slot: &PairingSlot, ttl: Duration) -> Result<bool, StoreError> {

@@ -1,29 +1,30 @@
 //! The relay's state, behind the [`Store`] trait: pairing slots, challenges and their verdicts,
 //! device inboxes, NAS mailboxes, mutes, the nonce replay cache and rate-limit buckets. Every
-//! record has a time-to-live. Implementations must give identical semantics (the shared
-//! [`conformance`] suite checks them): writes that decide something (first claim, first verdict,
+//! record has a time-to-live. Implementations must give identical semantics (the store
+//! conformance suite in `tests/tests/it/store_conformance.rs` checks them): writes that decide something (first claim, first verdict,
 //! cancel) are atomic, and every write that could satisfy a long-poll notifies its [`Topic`]
 //! after the write.
 //!
 //! The store knows nothing of HTTP; handlers turn its outcomes into responses.
 
-pub mod conformance;
 pub mod memory;
 pub mod notify;
+pub mod rate;
 pub mod redis;
 
 use std::time::Duration;
 
 use approvd_proto::ids::{Digest, PublicKey, Sig};
 use approvd_proto::wire::{
-    Delivery, InboxEntry, MailboxEntry, Notice, PairingClaimed, PairingConfirmation, Sealed,
-    SignedVerdict, TargetDelivery,
+    InboxEntry, MailboxEntry, Notice, PairingClaimed, PairingConfirmation, Sealed, SignedVerdict,
+    TargetDelivery,
 };
 use approvd_proto::{Cid, DeviceId, NasId, PairingId};
 
 pub use self::redis::{RedisStore, RedisTarget};
 pub use memory::MemoryStore;
 pub use notify::{Notifier, Topic, Watch};
+pub use rate::{gcra, Bucket, Limit, Rate, RateDecision};
 
 /// Why the store could not answer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -34,6 +35,15 @@ pub enum StoreError {
     /// Stored data could not be decoded (a bug or a foreign writer).
     #[error("store data error: {0}")]
     Data(String),
+}
+
+/// A request nonce as the replay cache keeps it: unique per signing key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Nonce {
+    /// The key that signed the request (`keyid`).
+    pub key: PublicKey,
+    /// The `nonce` parameter (16–64 base64url characters, checked by `httpsig`).
+    pub nonce: String,
 }
 
 /// A registered pairing slot.
@@ -154,72 +164,26 @@ pub enum CancelOutcome {
     Missing,
 }
 
-/// A token-bucket rate (GCRA): `per_minute` requests per minute, bursts up to `per_minute`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub per_minute: u32,
-}
-
-impl Rate {
-    /// Milliseconds between two requests at the steady rate.
-    pub fn interval_ms(self) -> u64 {
-        60_000 / u64::from(self.per_minute.max(1))
-    }
-
-    /// The burst window: how far ahead of now the bucket may be booked.
-    pub fn burst_ms(self) -> u64 {
-        self.interval_ms() * u64::from(self.per_minute.max(1))
-    }
-}
-
-/// Answer of [`Store::rate_limit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateDecision {
-    pub allowed: bool,
-    /// When denied: how long until one request is allowed again.
-    pub retry_after_ms: u64,
-}
-
-/// The GCRA step shared by every implementation: from the bucket's stored "theoretical arrival
-/// time" (`tat_ms`, or none), decide and return the new TAT to store (when allowed and
-/// `consume`).
-pub fn gcra(
-    rate: Rate,
-    tat_ms: Option<u64>,
-    now_ms: u64,
-    consume: bool,
-) -> (RateDecision, Option<u64>) {
-    let base = tat_ms.unwrap_or(now_ms).max(now_ms);
-    let new_tat = base + rate.interval_ms();
-    let ahead = new_tat - now_ms;
-    if ahead > rate.burst_ms() {
-        let decision = RateDecision {
-            allowed: false,
-            retry_after_ms: ahead - rate.burst_ms(),
-        };
-        return (decision, None);
-    }
-    let decision = RateDecision {
-        allowed: true,
-        retry_after_ms: 0,
-    };
-    (decision, consume.then_some(new_tat))
-}
-
 /// The relay's state. See the module documentation for the contract.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
-    /// Remember `key` for `ttl`. `false` when it was already remembered (a replay).
-    async fn remember_nonce(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Remember `nonce` for `ttl`. `false` when it was already remembered (a replay).
+    async fn remember_nonce(&self, nonce: &Nonce, ttl: Duration) -> Result<bool, StoreError>;
 
-    /// One request against bucket `key` at `rate`. With `consume = false` only asks whether one
-    /// more request would be allowed.
-    async fn rate_limit(
+    /// Would one more request against `bucket` at `rate` be allowed? Consumes nothing.
+    async fn check_rate(
         &self,
-        key: &str,
+        bucket: &Bucket,
         rate: Rate,
         now_ms: u64,
-        consume: bool,
+    ) -> Result<RateDecision, StoreError>;
+
+    /// One request against `bucket` at `rate`: consumes a token when allowed.
+    async fn take_rate(
+        &self,
+        bucket: &Bucket,
+        rate: Rate,
+        now_ms: u64,
     ) -> Result<RateDecision, StoreError>;
 
     /// Register a slot; `false` when the id exists.
@@ -298,45 +262,4 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn notifier(&self) -> &std::sync::Arc<Notifier>;
     /// Is the store reachable?
     async fn ping(&self) -> Result<(), StoreError>;
-}
-
-/// The report a challenge starts with: one entry per target.
-pub fn initial_deliveries(targets: &[(DeviceId, Delivery)]) -> Vec<TargetDelivery> {
-    targets
-        .iter()
-        .map(|(device_id, delivery)| TargetDelivery {
-            device_id: *device_id,
-            delivery: *delivery,
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gcra_allows_a_burst_then_paces() {
-        let rate = Rate { per_minute: 5 };
-        let mut tat = None;
-        for _ in 0..5 {
-            let (decision, new_tat) = gcra(rate, tat, 1_000_000, true);
-            assert!(decision.allowed);
-            tat = new_tat;
-        }
-        let (decision, _) = gcra(rate, tat, 1_000_000, true);
-        assert_eq!(
-            decision,
-            RateDecision {
-                allowed: false,
-                retry_after_ms: 12_000
-            }
-        );
-        // After one interval, one more is allowed.
-        let (decision, _) = gcra(rate, tat, 1_012_000, true);
-        assert!(decision.allowed);
-        // A check does not consume.
-        let (decision, new_tat) = gcra(rate, None, 0, false);
-        assert!(decision.allowed && new_tat.is_none());
-    }
 }

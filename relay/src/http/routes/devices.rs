@@ -1,41 +1,14 @@
-//! Device endpoints: a phone refreshes its push registration, mutes a NAS, or unpairs. Each
-//! request carries the pairing's current handle, which proves the phone is paired with that NAS
-//! (so a stranger's key cannot write into a NAS's mailbox) and gives the relay `D_sig` to check
-//! the signed `mute` / `unpair` messages before forwarding them.
+//! Device endpoints (`/v1/devices/…`): a phone refreshes its push registration, mutes a NAS, or
+//! unpairs; each handler extracts the verified caller and body, calls `service::devices`,
+//! responds.
 
 use actix_web::{web, HttpResponse};
-use approvd_proto::wire::{
-    HandleIssued, Notice, PushHandle, RefreshPushRequest, SignedMute, SignedUnpair,
-};
-use approvd_proto::{DeviceId, SignedMessage as _};
+use approvd_proto::wire::{HandleIssued, RefreshPushRequest, SignedMute, SignedUnpair};
 
-use crate::handle::HandleContents;
 use crate::http::auth::{DeviceCaller, Json, Signed};
-use crate::http::openapi::ApiErrors;
-use crate::http::problem::ApiError;
-use crate::http::{AppState, MAILBOX_TTL};
-
-/// Longest mute, seconds.
-pub const MAX_MUTE_SECS: u64 = 7 * 24 * 3600;
-
-/// Open the caller's own handle.
-fn own_handle(
-    state: &AppState,
-    handle: &PushHandle,
-    caller: DeviceId,
-) -> Result<HandleContents, ApiError> {
-    let mismatch = || ApiError::HandleMismatch {
-        field: "push_handle".to_owned(),
-    };
-    let contents = state
-        .handles
-        .open(handle, state.clock.now())
-        .map_err(|_| mismatch())?;
-    if contents.device_id != caller {
-        return Err(mismatch());
-    }
-    Ok(contents)
-}
+use crate::http::problem::{ApiError, ApiErrors};
+use crate::http::AppState;
+use crate::service::devices;
 
 #[utoipa::path(
     post,
@@ -54,24 +27,8 @@ pub async fn refresh_push(
     state: web::Data<AppState>,
     request: Signed<DeviceCaller, Json<RefreshPushRequest>>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = request.body.0;
-    body.validate()?;
-    let current = own_handle(&state, &body.push_handle, request.caller.0)?;
-    let now = state.clock.now();
-    let push_handle = state.handles.mint(&HandleContents {
-        push: body.push,
-        minted_at: now,
-        ..current
-    });
-    let notice = Notice::HandleRefreshed {
-        device_id: request.caller.0,
-        push_handle: push_handle.clone(),
-    };
-    state
-        .store
-        .post_notice(&current.nas_id, &notice, now, MAILBOX_TTL)
-        .await?;
-    Ok(HttpResponse::Ok().json(HandleIssued { push_handle }))
+    let issued = devices::refresh_push(&state.deps, request.caller.0, &request.body.0).await?;
+    Ok(HttpResponse::Ok().json(issued))
 }
 
 #[utoipa::path(
@@ -90,42 +47,7 @@ pub async fn mute_nas(
     state: web::Data<AppState>,
     request: Signed<DeviceCaller, Json<SignedMute>>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = request.body.0;
-    let caller = request.caller.0;
-    let contents = own_handle(&state, &body.push_handle, caller)?;
-    let mute = &body.mute;
-    if mute.device_id != caller || mute.nas_id != contents.nas_id {
-        return Err(ApiError::field(
-            "mute",
-            "device_id and nas_id must be those of the handle's pairing",
-        ));
-    }
-    let now = state.clock.now();
-    if mute.until <= now || mute.until > now + MAX_MUTE_SECS {
-        return Err(ApiError::field(
-            "mute.until",
-            "must be in the future and at most 7 days away",
-        ));
-    }
-    mute.verify(&contents.sig_key, &body.sig)
-        .map_err(|_| ApiError::InvalidSignature {
-            field: "sig".to_owned(),
-            detail: "the mute signature does not verify under the device's verdict key (D_sig)"
-                .to_owned(),
-        })?;
-    let ttl = std::time::Duration::from_secs(mute.until - now);
-    state
-        .store
-        .set_mute(&mute.nas_id, &caller, mute.until, ttl)
-        .await?;
-    let notice = Notice::Muted {
-        mute: body.mute.clone(),
-        sig: body.sig,
-    };
-    state
-        .store
-        .post_notice(&contents.nas_id, &notice, now, MAILBOX_TTL)
-        .await?;
+    devices::mute(&state.deps, request.caller.0, &request.body.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -145,34 +67,6 @@ pub async fn unpair_device(
     state: web::Data<AppState>,
     request: Signed<DeviceCaller, Json<SignedUnpair>>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = request.body.0;
-    let caller = request.caller.0;
-    let contents = own_handle(&state, &body.push_handle, caller)?;
-    let unpair = &body.unpair;
-    if unpair.device_id != caller || unpair.nas_id != contents.nas_id {
-        return Err(ApiError::field(
-            "unpair",
-            "device_id and nas_id must be those of the handle's pairing",
-        ));
-    }
-    unpair
-        .verify(&contents.sig_key, &body.sig)
-        .map_err(|_| ApiError::InvalidSignature {
-            field: "sig".to_owned(),
-            detail: "the unpair signature does not verify under the device's verdict key (D_sig)"
-                .to_owned(),
-        })?;
-    state
-        .store
-        .drop_inbox_from(&caller, &contents.nas_id)
-        .await?;
-    let notice = Notice::Unpaired {
-        unpair: body.unpair.clone(),
-        sig: body.sig,
-    };
-    state
-        .store
-        .post_notice(&contents.nas_id, &notice, state.clock.now(), MAILBOX_TTL)
-        .await?;
+    devices::unpair(&state.deps, request.caller.0, &request.body.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }

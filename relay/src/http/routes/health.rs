@@ -1,12 +1,12 @@
 //! Unauthenticated operational endpoints: liveness, readiness (the store answers), Prometheus
-//! metrics, and the OpenAPI document.
+//! metrics. (The OpenAPI document's handler lives with the document, in `http::openapi`.)
 
 use actix_web::{web, HttpResponse};
+#[allow(unused_imports)]
+use approvd_proto::wire::Problem;
 
 use crate::http::problem::ApiError;
 use crate::http::AppState;
-#[allow(unused_imports)]
-use approvd_proto::wire::Problem;
 
 #[utoipa::path(
     get,
@@ -34,10 +34,7 @@ pub async fn healthz() -> HttpResponse {
 )]
 /// Handle `GET /readyz`: the store answers and the relay is not shutting down.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if state.shutdown.is_cancelled() {
-        return Err(ApiError::ShuttingDown);
-    }
-    state.store.ping().await?;
+    state.deps.ready().await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain")
         .body("ready\n"))
@@ -54,25 +51,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 )]
 /// Handle `GET /metrics`: the Prometheus text exposition.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let waiters = i64::try_from(state.store.notifier().waiters()).unwrap_or(i64::MAX);
-    state.metrics.longpoll_waiters.set(waiters);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
-}
-
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "operations",
-    responses(
-        (status = 200, description = "This document", body = Object),
-    ),
-    security(())
-)]
-/// Handle `GET /openapi.json`: this API as OpenAPI 3.1.
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(crate::http::openapi::document_json())
+        .body(state.deps.metrics_text())
 }

@@ -1,14 +1,14 @@
-//! The phone's inbox: pending challenges for the calling device, long-polled. Push only wakes
-//! the phone; this is where it fetches the challenge (and where phones without push look).
+//! The phone's inbox (`GET /v1/inbox`): pending challenges for the calling device, long-polled.
+//! Push only wakes the phone; this is where it fetches the challenge (and where phones without
+//! push look).
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use approvd_proto::wire::Inbox;
 
-use crate::http::auth::{DeviceCaller, NoBody, Signed};
-use crate::http::openapi::ApiErrors;
-use crate::http::problem::ApiError;
-use crate::http::{long_poll, poll_response, wait_param, AppState};
-use crate::store::Topic;
+use crate::http::auth::{DeviceCaller, NoBody, Signed, Wait};
+use crate::http::problem::{ApiError, ApiErrors};
+use crate::http::{poll_response, AppState};
+use crate::service::challenges;
 
 #[utoipa::path(
     get,
@@ -25,15 +25,9 @@ use crate::store::Topic;
 /// Handle `GET /v1/inbox` (phone): pending challenges, oldest first; 204 when none.
 pub async fn get_inbox(
     state: web::Data<AppState>,
-    http: HttpRequest,
-    request: Signed<DeviceCaller, NoBody>,
+    request: Signed<DeviceCaller, NoBody, Wait>,
 ) -> Result<HttpResponse, ApiError> {
-    let device_id = request.caller.0;
-    let wait = wait_param(&http, state.config.max_wait_secs)?;
-    let inbox = long_poll(&state, Topic::Inbox(device_id), wait, || async {
-        let entries = state.store.inbox(&device_id, state.clock.now()).await?;
-        Ok((!entries.is_empty()).then_some(Inbox { entries }))
-    })
-    .await?;
-    Ok(poll_response(inbox, !wait.is_zero()))
+    let Wait(wait) = request.query;
+    let inbox = challenges::await_inbox(&state.deps, request.caller.0, wait).await?;
+    Ok(poll_response(inbox, wait))
 }

@@ -1,14 +1,13 @@
-//! The NAS mailbox: handle refreshes, dead tokens, unpair and mute notices, long-polled and
-//! acknowledged by id.
+//! The NAS mailbox endpoints (`/v1/mailbox…`): extract the verified caller, call
+//! `service::mailbox`, respond.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use approvd_proto::wire::{Mailbox, MailboxAck};
 
-use crate::http::auth::{Json, NasCaller, NoBody, Signed};
-use crate::http::openapi::ApiErrors;
-use crate::http::problem::ApiError;
-use crate::http::{long_poll, poll_response, wait_param, AppState};
-use crate::store::Topic;
+use crate::http::auth::{Json, NasCaller, NoBody, Signed, Wait};
+use crate::http::problem::{ApiError, ApiErrors};
+use crate::http::{poll_response, AppState};
+use crate::service::mailbox;
 
 #[utoipa::path(
     get,
@@ -25,17 +24,11 @@ use crate::store::Topic;
 /// Handle `GET /v1/mailbox` (NAS): entries, oldest first; 204 when empty.
 pub async fn get_mailbox(
     state: web::Data<AppState>,
-    http: HttpRequest,
-    request: Signed<NasCaller, NoBody>,
+    request: Signed<NasCaller, NoBody, Wait>,
 ) -> Result<HttpResponse, ApiError> {
-    let nas_id = request.caller.0;
-    let wait = wait_param(&http, state.config.max_wait_secs)?;
-    let mailbox = long_poll(&state, Topic::Mailbox(nas_id), wait, || async {
-        let entries = state.store.mailbox(&nas_id).await?;
-        Ok((!entries.is_empty()).then_some(Mailbox { entries }))
-    })
-    .await?;
-    Ok(poll_response(mailbox, !wait.is_zero()))
+    let Wait(wait) = request.query;
+    let entries = mailbox::await_mailbox(&state.deps, request.caller.0, wait).await?;
+    Ok(poll_response(entries, wait))
 }
 
 #[utoipa::path(
@@ -54,11 +47,6 @@ pub async fn ack_mailbox(
     state: web::Data<AppState>,
     request: Signed<NasCaller, Json<MailboxAck>>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = request.body.0;
-    body.validate()?;
-    state
-        .store
-        .ack_mailbox(&request.caller.0, &body.ids)
-        .await?;
+    mailbox::ack(&state.deps, request.caller.0, &request.body.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }

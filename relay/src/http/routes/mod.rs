@@ -1,6 +1,7 @@
 //! The route table: every endpoint's method, path and handler in one list (the OpenAPI document
-//! is checked against it). Handlers are thin: they take a verified caller from `auth`, call the
-//! store and push layers, and return typed bodies or `ApiError`s.
+//! is checked against it), and the parsing of path segments. Handlers are thin: they take a
+//! verified caller, parsed body and query from `auth`, call one `service` use case, and return
+//! its typed answer or an `ApiError`.
 
 pub mod challenges;
 pub mod devices;
@@ -72,7 +73,7 @@ pub(super) fn register(config: &mut web::ServiceConfig) {
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
-        .service(resource("/openapi.json").route(web::get().to(health::openapi)));
+        .service(resource("/openapi.json").route(web::get().to(super::openapi::openapi)));
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use approvd_client::{Outcome, Phone};
 use approvd_proto::wire::Delivery;
 use approvd_proto::Decision;
-use approvd_tests::{context, pair, push_registration, request_one, RelayProcess};
+use approvd_tests::{context, pair, push_registration, request_one, while_polling, RelayProcess};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -237,11 +237,10 @@ async fn cancel_ends_the_challenge_for_everyone() {
     let received = phone.inbox(WAIT).await.expect("inbox");
     // A NAS long-poll in flight is answered by the cancel.
     let poll = nas.wait_for_verdict(&sent, std::slice::from_ref(&device), WAIT);
-    let cancel = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let (outcome, cancelled) = while_polling(poll, Duration::from_millis(300), async {
         nas.cancel(&sent.cid).await
-    };
-    let (outcome, cancelled) = tokio::join!(poll, cancel);
+    })
+    .await;
     cancelled.expect("cancelled");
     assert_eq!(outcome.expect("poll"), Some(Outcome::Cancelled));
     assert!(phone.inbox(Duration::ZERO).await.expect("inbox").is_empty());
@@ -311,8 +310,7 @@ async fn inbox_long_poll_is_woken_by_a_new_challenge() {
     let (phone, device) = pair(&nas, "phone", None).await;
     let started = Instant::now();
     let poll = phone.inbox(Duration::from_secs(20));
-    let create = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let (received, sent) = while_polling(poll, Duration::from_millis(500), async {
         nas.request_approval(
             std::slice::from_ref(&device),
             &context("gina"),
@@ -320,8 +318,8 @@ async fn inbox_long_poll_is_woken_by_a_new_challenge() {
             Duration::from_secs(60),
         )
         .await
-    };
-    let (received, sent) = tokio::join!(poll, create);
+    })
+    .await;
     let sent = sent.expect("challenge");
     let received = received.expect("inbox");
     assert_eq!(received[0].entry.cid, sent.cid);
@@ -353,14 +351,13 @@ async fn nas_long_poll_is_woken_by_the_verdict_and_times_out_with_204() {
         std::slice::from_ref(&device),
         Duration::from_secs(20),
     );
-    let answer = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let (outcome, answered) = while_polling(poll, Duration::from_millis(500), async {
         let received = phone.inbox(WAIT).await.expect("inbox");
         phone
             .submit(&phone.answer(&received[0], Decision::Approve, None))
             .await
-    };
-    let (outcome, answered) = tokio::join!(poll, answer);
+    })
+    .await;
     answered.expect("verdict");
     assert_eq!(
         outcome.expect("poll"),

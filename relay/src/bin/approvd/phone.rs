@@ -13,7 +13,7 @@ use approvd_proto::wire::{PushProvider, PushRegistration};
 use approvd_proto::Decision;
 use clap::{Args, Subcommand};
 
-use super::{describe, fail};
+use crate::cli::{describe, fail};
 
 /// Act as a phone (the user's authenticator app).
 #[derive(Debug, Args)]

@@ -14,8 +14,10 @@ use approvd_proto::context::{LoginContext, LoginKind};
 use approvd_proto::wire::{PushProvider, PushRegistration, SignedVerdict};
 use approvd_proto::{Decision, SignedMessage as _};
 
-use super::describe;
-use crate::config::{Config, ServeArgs};
+use approvd_relay::config::{Config, ServeArgs};
+use approvd_relay::server;
+
+use crate::cli::describe;
 
 struct Step(u32);
 
@@ -54,10 +56,10 @@ pub async fn run() -> ExitCode {
         }
     };
     let started = async {
-        let listener = crate::server::bind(&config)?;
+        let listener = server::bind(&config)?;
         let address = listener.local_addr()?;
-        let state = crate::server::build_state(config).await?;
-        Ok::<_, crate::server::StartError>((listener, address, state))
+        let state = server::build_state(&config).await?;
+        Ok::<_, server::StartError>((listener, address, state))
     }
     .await;
     let (listener, address, state) = match started {
@@ -68,7 +70,8 @@ pub async fn run() -> ExitCode {
         }
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::serve(listener, state, async {
+    let workers = config.http.workers;
+    let server = tokio::spawn(server::serve(listener, state, workers, async {
         let _ = stopped.await;
     }));
     let url = format!("http://{address}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use approvd_client::MailboxEvent;
 use approvd_proto::wire::{Delivery, PushProvider, PushRegistration};
-use approvd_tests::{approvd_binary, context, pair, RelayProcess, TempDir};
+use approvd_tests::{approvd_binary, context, eventually, pair, RelayProcess, TempDir};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -56,7 +56,7 @@ async fn fcm_mock() -> MockServer {
 fn service_account_file(dir: &TempDir, server: &MockServer) -> String {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../relay/tests/fixtures/fcm-service-account.json"
+        "/tests/it/fixtures/fcm-service-account.json"
     ))
     .expect("fixture");
     let mut value: serde_json::Value = serde_json::from_str(&text).expect("json");
@@ -304,14 +304,12 @@ async fn the_phones_that_did_not_answer_get_a_dismissal() {
         .expect("verdict");
     let cid = sent.cid.to_string();
     let dismissal = serde_json::json!({"v": "1", "cid": cid, "dismiss": "1"});
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !pushes_to(&server, "token-b").await.contains(&dismissal) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "phone b got no dismissal"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "phone b got no dismissal",
+        Duration::from_secs(5),
+        || async { pushes_to(&server, "token-b").await.contains(&dismissal) },
+    )
+    .await;
     assert_eq!(
         pushes_to(&server, "token-a").await,
         vec![serde_json::json!({"v": "1", "cid": cid})],
@@ -325,15 +323,13 @@ async fn the_phones_that_did_not_answer_get_a_dismissal() {
         .expect("challenge");
     nas.cancel(&sent.cid).await.expect("cancel");
     let dismissal = serde_json::json!({"v": "1", "cid": sent.cid.to_string(), "dismiss": "1"});
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     for token in ["token-a", "token-b"] {
-        while !pushes_to(&server, token).await.contains(&dismissal) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{token} got no dismissal after cancel"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            &format!("{token} got no dismissal after cancel"),
+            Duration::from_secs(5),
+            || async { pushes_to(&server, token).await.contains(&dismissal) },
+        )
+        .await;
     }
 }
 
@@ -368,16 +364,15 @@ async fn a_slow_provider_is_reported_pending_and_the_push_still_completes() {
     );
     // The phone can fetch the challenge at once, and the push completes in the background.
     assert_eq!(phone.inbox(Duration::ZERO).await.expect("inbox").len(), 1);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while relay
-        .metric("approvd_push_total{provider=\"fcm\",result=\"delivered\"}")
-        .await
-        != Some(1.0)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the push never completed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the push never completed",
+        Duration::from_secs(5),
+        || async {
+            relay
+                .metric("approvd_push_total{provider=\"fcm\",result=\"delivered\"}")
+                .await
+                == Some(1.0)
+        },
+    )
+    .await;
 }

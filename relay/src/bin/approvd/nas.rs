@@ -12,7 +12,7 @@ use approvd_client::{NasHome, Outcome};
 use approvd_proto::context::{LoginContext, LoginKind};
 use clap::{Args, Subcommand};
 
-use super::{fail, qr};
+use crate::cli::{fail, qr};
 
 /// Act as a NAS (a login server asking for approvals).
 #[derive(Debug, Args)]

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use approvd_client::{Nas, Outcome, PairedDevice, Phone};
 use approvd_proto::Decision;
 use approvd_tests::redis::{RedisCluster, RedisServer};
-use approvd_tests::{context, request_one, shared_handle_keys, RelayProcess, TempDir};
+use approvd_tests::{
+    context, eventually, request_one, shared_handle_keys, while_polling, RelayProcess, TempDir,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -30,11 +32,10 @@ async fn pair_across(nas: &Nas, phone_relay: &RelayProcess, name: &str) -> (Phon
         .expect("slot on A");
     uri.relay = phone_relay.url.clone();
     let claim_poll = nas.wait_for_claim(&uri, WAIT);
-    let enroll = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let (claimed, enrolled) = while_polling(claim_poll, Duration::from_millis(200), async {
         Phone::enroll(&uri, name, "ios", None).await
-    };
-    let (claimed, enrolled) = tokio::join!(claim_poll, enroll);
+    })
+    .await;
     let (phone, sas) = enrolled.expect("claim on B");
     let verified = claimed.expect("poll on A").expect("woken across replicas");
     assert_eq!(verified.sas, sas);
@@ -54,11 +55,10 @@ async fn cross_replica_flow(a: &RelayProcess, b: &RelayProcess) {
     // An inbox long-poll on B is woken by a challenge created on A.
     let started = Instant::now();
     let poll = phone_1.inbox(Duration::from_secs(20));
-    let create = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let (received, sent) = while_polling(poll, Duration::from_millis(300), async {
         request_one(&nas_a, &device_1, "x").await
-    };
-    let (received, sent) = tokio::join!(poll, create);
+    })
+    .await;
     assert_eq!(received.expect("inbox on B")[0].entry.cid, sent.cid);
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -69,14 +69,13 @@ async fn cross_replica_flow(a: &RelayProcess, b: &RelayProcess) {
     // The NAS long-polls on A; the phone answers on B; A is woken.
     let started = Instant::now();
     let verdict_poll = nas_a.wait_for_verdict(&sent, &devices, Duration::from_secs(20));
-    let answer = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let (outcome, answered) = while_polling(verdict_poll, Duration::from_millis(300), async {
         let received = phone_1.inbox(Duration::ZERO).await.expect("inbox");
         phone_1
             .submit(&phone_1.answer(&received[0], Decision::Approve, None))
             .await
-    };
-    let (outcome, answered) = tokio::join!(verdict_poll, answer);
+    })
+    .await;
     answered.expect("verdict on B");
     assert_eq!(
         outcome.expect("poll on A"),
@@ -213,11 +212,10 @@ async fn a_redis_outage_gives_503_and_heals_without_a_restart() {
         std::slice::from_ref(&device),
         Duration::from_secs(20),
     );
-    let crash = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let (outcome, ()) = while_polling(poll, Duration::from_millis(500), async {
         redis.kill();
-    };
-    let (outcome, ()) = tokio::join!(poll, crash);
+    })
+    .await;
     let error = outcome.expect_err("503");
     assert_eq!(error.problem_name(), Some("unavailable"), "{error}");
     assert!(
@@ -234,11 +232,12 @@ async fn a_redis_outage_gives_503_and_heals_without_a_restart() {
     // Redis comes back (empty): readiness recovers by itself, and a new flow works; the handle
     // lives in the NAS's records, not in Redis, so no re-pairing is needed.
     redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while a.get("/readyz").await.status().as_u16() != 200 {
-        assert!(Instant::now() < deadline, "readyz did not recover");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "readyz did not recover",
+        Duration::from_secs(15),
+        || async { a.get("/readyz").await.status().as_u16() == 200 },
+    )
+    .await;
     let sent = request_one(&nas, &device, "y").await;
     let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
     phone
@@ -272,11 +271,10 @@ async fn a_killed_replica_loses_nothing() {
         std::slice::from_ref(&device),
         Duration::from_secs(20),
     );
-    let crash = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let (lost, ()) = while_polling(held, Duration::from_millis(300), async {
         a.kill();
-    };
-    let (lost, ()) = tokio::join!(held, crash);
+    })
+    .await;
     assert!(lost.is_err(), "the poll on the killed replica failed");
     let received = phone.inbox(WAIT).await.expect("inbox on B").remove(0);
     phone

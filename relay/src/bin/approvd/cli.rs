@@ -1,10 +1,6 @@
-//! The client-side subcommands of `approvd`: `nas …` and `phone …` (the SDK driven from a
-//! terminal, state in a `--home` directory) and `demo` (a whole flow in one process). Owns
-//! argument definitions, terminal output and exit codes; the protocol lives in `approvd-client`.
-
-pub mod demo;
-pub mod nas;
-pub mod phone;
+//! What the client-side subcommands of `approvd` (`nas`, `phone`, `demo`) share: how an error
+//! is printed and exits, QR codes drawn in the terminal, and the login context as a phone shows
+//! it. The protocol lives in `approvd-client`.
 
 use std::process::ExitCode;
 

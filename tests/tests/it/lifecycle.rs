@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use approvd_relay::config::OPTIONS;
-use approvd_tests::{approvd_binary, pair, request_one, RelayProcess, TempDir};
+use approvd_tests::{approvd_binary, eventually, pair, request_one, RelayProcess, TempDir};
 use base64::Engine as _;
 
 #[tokio::test]
@@ -115,17 +115,12 @@ async fn a_poller_that_disconnects_frees_its_waiter() {
         "held"
     );
     assert!(poll.await.expect("join").is_err(), "the client gave up");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        if relay.metric("approvd_longpoll_waiters").await == Some(0.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the waiter of a gone client is still registered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the waiter of a gone client is still registered",
+        Duration::from_secs(3),
+        || async { relay.metric("approvd_longpoll_waiters").await == Some(0.0) },
+    )
+    .await;
 }
 
 #[tokio::test]

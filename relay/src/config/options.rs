@@ -1,24 +1,14 @@
-//! The relay's configuration: one table of options from which the `serve` flags, the
-//! `APPROVD_*` environment variables, the TOML file keys, the defaults and the resolved
-//! [`Config`] are all generated. Precedence: flag > environment > file > default. Loading is a
-//! pure function of (flags, environment map, file text); nothing here reads the process
-//! environment except [`Config::from_process`].
+//! The option table: one entry per `approvd serve` option, from which the flags (and `--help`),
+//! the `APPROVD_*` environment variables, the TOML file keys, the defaults and the flat
+//! [`Options`] record are all generated, plus the text parsing of each value and the merge of the
+//! three sources in precedence order. Knows nothing of what the options mean together: the
+//! typed [`Config`](super::Config) is built from [`Options`] in `config/mod.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// What is wrong with the configuration; every message names the flag, variable or key to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{source_name}: {message}")]
-    Invalid {
-        source_name: String,
-        message: String,
-    },
-    #[error("config file {path}: {message}")]
-    File { path: String, message: String },
-}
+use super::ConfigError;
 
 /// Parsing one option value from text (flags, env vars and file values are all text here).
 pub trait ConfigValue: Sized {
@@ -89,7 +79,7 @@ impl ConfigValue for Secret {
 }
 
 /// A comma-separated list (`a,b,c`), trimmed, without empty items.
-pub fn list(text: &Option<String>) -> Vec<String> {
+pub(super) fn list(text: &Option<String>) -> Vec<String> {
     text.as_deref()
         .unwrap_or("")
         .split(',')
@@ -152,9 +142,9 @@ pub struct OptionSpec {
 
 macro_rules! options {
     ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:literal, $flag:literal, $env:literal, $value_name:literal; )*) => {
-        /// The resolved configuration of `approvd serve`.
+        /// Every option's value as merged from the sources, before it is checked and typed.
         #[derive(Debug, Clone, PartialEq)]
-        pub struct Config {
+        pub(super) struct Options {
             $( $(#[doc = $doc])+ pub $name: $ty, )*
         }
 
@@ -170,8 +160,8 @@ macro_rules! options {
             }, )*
         ];
 
-        impl Config {
-            fn from_sources(sources: &Sources<'_>) -> Result<Self, ConfigError> {
+        impl Options {
+            pub(super) fn from_sources(sources: &Sources<'_>) -> Result<Self, ConfigError> {
                 Ok(Self {
                     $( $name: sources.get::<$ty>(stringify!($name))?, )*
                 })
@@ -330,10 +320,10 @@ impl clap::FromArgMatches for ServeArgs {
 }
 
 /// The three textual sources, consulted in precedence order.
-struct Sources<'a> {
-    args: &'a ServeArgs,
-    env: &'a HashMap<String, String>,
-    file: Option<(&'a Path, toml::Table)>,
+pub(super) struct Sources<'a> {
+    pub args: &'a ServeArgs,
+    pub env: &'a HashMap<String, String>,
+    pub file: Option<(&'a Path, toml::Table)>,
 }
 
 impl Sources<'_> {
@@ -377,323 +367,23 @@ impl Sources<'_> {
     }
 }
 
-impl Config {
-    /// Merge flags, an environment map and the config file text (if any), then validate.
-    pub fn load(
-        args: &ServeArgs,
-        env: &HashMap<String, String>,
-        file: Option<(&Path, &str)>,
-    ) -> Result<Self, ConfigError> {
-        let file = match file {
-            None => None,
-            Some((path, text)) => {
-                let table: toml::Table =
-                    text.parse()
-                        .map_err(|error: toml::de::Error| ConfigError::File {
-                            path: path.display().to_string(),
-                            message: error.message().to_owned(),
-                        })?;
-                if let Some(unknown) = table
-                    .keys()
-                    .find(|key| !OPTIONS.iter().any(|option| option.name == key.as_str()))
-                {
-                    return Err(ConfigError::File {
-                        path: path.display().to_string(),
-                        message: format!("unknown option `{unknown}`"),
-                    });
-                }
-                Some((path, table))
-            }
-        };
-        let config = Self::from_sources(&Sources { args, env, file })?;
-        config.validate()?;
-        Ok(config)
+/// Parse the config file's text into its table, refusing keys that are not options.
+pub(super) fn parse_file<'a>(
+    path: &'a Path,
+    text: &str,
+) -> Result<(&'a Path, toml::Table), ConfigError> {
+    let file_error = |message: String| ConfigError::File {
+        path: path.display().to_string(),
+        message,
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|error: toml::de::Error| file_error(error.message().to_owned()))?;
+    if let Some(unknown) = table
+        .keys()
+        .find(|key| !OPTIONS.iter().any(|option| option.name == key.as_str()))
+    {
+        return Err(file_error(format!("unknown option `{unknown}`")));
     }
-
-    /// [`Config::load`] with this process's environment and the file named by `--config` or
-    /// `APPROVD_CONFIG`.
-    pub fn from_process(args: &ServeArgs) -> Result<Self, ConfigError> {
-        let env: HashMap<String, String> = std::env::vars()
-            .filter(|(name, _)| name.starts_with("APPROVD_"))
-            .collect();
-        let path = args
-            .config
-            .clone()
-            .or_else(|| env.get("APPROVD_CONFIG").map(PathBuf::from));
-        match path {
-            None => Self::load(args, &env, None),
-            Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::File {
-                    path: path.display().to_string(),
-                    message: error.to_string(),
-                })?;
-                Self::load(args, &env, Some((&path, &text)))
-            }
-        }
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |flag: &str, message: &str| {
-            Err(ConfigError::Invalid {
-                source_name: format!("--{flag}"),
-                message: message.to_owned(),
-            })
-        };
-        if self.max_wait_secs == 0 || self.max_wait_secs > 300 {
-            return invalid("max-wait-secs", "must be between 1 and 300");
-        }
-        if self.clock_skew_secs > 600 {
-            return invalid("clock-skew-secs", "must be at most 600");
-        }
-        if self.challenge_grace_secs > 3600 {
-            return invalid("challenge-grace-secs", "must be at most 3600");
-        }
-        for (flag, value) in [
-            (
-                "rate-challenges-per-device",
-                self.rate_challenges_per_device,
-            ),
-            ("rate-requests-per-caller", self.rate_requests_per_caller),
-            ("rate-auth-failures-per-ip", self.rate_auth_failures_per_ip),
-        ] {
-            if value == 0 {
-                return invalid(flag, "must be at least 1 per minute");
-            }
-        }
-        match (self.store, &self.redis_url, &self.redis_cluster) {
-            (StoreKind::Memory, None, None)
-            | (StoreKind::Redis, Some(_), None)
-            | (StoreKind::Redis, None, Some(_)) => {}
-            (StoreKind::Memory, _, _) => {
-                return invalid(
-                    "store",
-                    "is `memory`, but a Redis address is set: add --store redis",
-                )
-            }
-            (StoreKind::Redis, None, None) => {
-                return invalid("store", "`redis` needs --redis-url or --redis-cluster")
-            }
-            (StoreKind::Redis, Some(_), Some(_)) => {
-                return invalid(
-                    "redis-cluster",
-                    "give either --redis-url or --redis-cluster, not both",
-                )
-            }
-        }
-        if self.redis_timeout_ms == 0 || self.redis_timeout_ms > 60_000 {
-            return invalid("redis-timeout-ms", "must be between 1 and 60000");
-        }
-        let apns_topics =
-            !list(&self.apns_topics).is_empty() || !list(&self.apns_sandbox_topics).is_empty();
-        let token_auth = self.apns_key_file.is_some();
-        let cert_auth = self.apns_cert_file.is_some() || self.apns_cert_key_file.is_some();
-        if token_auth && cert_auth {
-            return invalid(
-                "apns-cert-file",
-                "use a token key (--apns-key-file) or a certificate, not both",
-            );
-        }
-        if token_auth {
-            if self.apns_key_id.is_none() {
-                return invalid("apns-key-id", "is required with --apns-key-file");
-            }
-            if self.apns_team_id.is_none() {
-                return invalid("apns-team-id", "is required with --apns-key-file");
-            }
-        } else if self.apns_key_id.is_some() || self.apns_team_id.is_some() {
-            return invalid("apns-key-file", "is required when APNs options are set");
-        }
-        if cert_auth && (self.apns_cert_file.is_none() || self.apns_cert_key_file.is_none()) {
-            return invalid(
-                "apns-cert-key-file",
-                "--apns-cert-file and --apns-cert-key-file go together",
-            );
-        }
-        if (token_auth || cert_auth) && !apns_topics {
-            return invalid(
-                "apns-topics",
-                "name the app bundle ids this key pushes to (or --apns-sandbox-topics)",
-            );
-        }
-        if !token_auth && !cert_auth && apns_topics {
-            return invalid("apns-key-file", "is required when APNs options are set");
-        }
-        let fcm_account =
-            self.fcm_service_account_file.is_some() || self.fcm_service_account.is_some();
-        if self.fcm_service_account_file.is_some() && self.fcm_service_account.is_some() {
-            return invalid(
-                "fcm-service-account",
-                "give the service account as a file or inline, not both",
-            );
-        }
-        if fcm_account && list(&self.fcm_app_ids).is_empty() {
-            return invalid(
-                "fcm-app-ids",
-                "name the app ids this service account pushes to",
-            );
-        }
-        if !fcm_account && !list(&self.fcm_app_ids).is_empty() {
-            return invalid("fcm-service-account-file", "is required with --fcm-app-ids");
-        }
-        if self.push_max_tries == 0 || self.push_max_tries > 10 {
-            return invalid("push-max-tries", "must be between 1 and 10");
-        }
-        if self.push_in_flight == 0 {
-            return invalid("push-in-flight", "must be at least 1");
-        }
-        if self.push_timeout_ms == 0 || self.push_timeout_ms > 60_000 {
-            return invalid("push-timeout-ms", "must be between 1 and 60000");
-        }
-        if self.push_budget_ms > 30_000 {
-            return invalid("push-budget-ms", "must be at most 30000");
-        }
-        Ok(())
-    }
-
-    /// The defaults (what `approvd serve` with no flags runs with).
-    pub fn defaults() -> Self {
-        Self::load(&ServeArgs::default(), &HashMap::new(), None).expect("defaults are valid")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(pairs: &[(&'static str, &str)]) -> ServeArgs {
-        ServeArgs {
-            config: None,
-            values: pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
-        }
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn defaults_run_with_zero_setup() {
-        let config = Config::defaults();
-        assert_eq!(config.bind, "127.0.0.1:8080".parse().expect("addr"));
-        assert_eq!(config.store, StoreKind::Memory);
-        assert_eq!(config.max_wait_secs, 30);
-        assert_eq!(config.handle_key_file, None);
-    }
-
-    #[test]
-    fn flag_beats_env_beats_file_beats_default() {
-        let file = Some((
-            Path::new("relay.toml"),
-            "max_wait_secs = 10\nclock_skew_secs = 20\nchallenge_grace_secs = 5\n",
-        ));
-        let env = env(&[
-            ("APPROVD_MAX_WAIT_SECS", "11"),
-            ("APPROVD_CLOCK_SKEW_SECS", "21"),
-        ]);
-        let config = Config::load(&args(&[("max_wait_secs", "12")]), &env, file).expect("loads");
-        assert_eq!(config.max_wait_secs, 12, "flag");
-        assert_eq!(config.clock_skew_secs, 21, "env");
-        assert_eq!(config.challenge_grace_secs, 5, "file");
-        assert_eq!(config.push_budget_ms, 2000, "default");
-    }
-
-    #[test]
-    fn errors_name_what_to_fix() {
-        let error = Config::load(&args(&[]), &env(&[("APPROVD_MAX_WAIT_SECS", "soon")]), None)
-            .expect_err("refused");
-        assert!(
-            error
-                .to_string()
-                .starts_with("APPROVD_MAX_WAIT_SECS: `soon`"),
-            "{error}"
-        );
-        let error =
-            Config::load(&args(&[("max_wait_secs", "0")]), &env(&[]), None).expect_err("refused");
-        assert_eq!(
-            error.to_string(),
-            "--max-wait-secs: must be between 1 and 300"
-        );
-        let error = Config::load(
-            &args(&[]),
-            &env(&[]),
-            Some((Path::new("r.toml"), "max_wiat_secs = 1")),
-        )
-        .expect_err("refused");
-        assert_eq!(
-            error.to_string(),
-            "config file r.toml: unknown option `max_wiat_secs`"
-        );
-        let error = Config::load(
-            &args(&[]),
-            &env(&[]),
-            Some((Path::new("r.toml"), "bind = [1]")),
-        )
-        .expect_err("refused");
-        assert!(error.to_string().contains("`bind` in r.toml"), "{error}");
-        let error =
-            Config::load(&args(&[("store", "mongo")]), &env(&[]), None).expect_err("refused");
-        assert!(
-            error
-                .to_string()
-                .starts_with("--store: `mongo` is not a known store"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn push_options_must_come_complete() {
-        let error = Config::load(&args(&[("apns_key_file", "k.p8")]), &env(&[]), None)
-            .expect_err("refused");
-        assert_eq!(
-            error.to_string(),
-            "--apns-key-id: is required with --apns-key-file"
-        );
-        let error =
-            Config::load(&args(&[("apns_topics", "a.b")]), &env(&[]), None).expect_err("refused");
-        assert_eq!(
-            error.to_string(),
-            "--apns-key-file: is required when APNs options are set"
-        );
-        let error = Config::load(
-            &args(&[]),
-            &env(&[("APPROVD_FCM_SERVICE_ACCOUNT", "{}")]),
-            None,
-        )
-        .expect_err("refused");
-        assert_eq!(
-            error.to_string(),
-            "--fcm-app-ids: name the app ids this service account pushes to"
-        );
-        let config = Config::load(
-            &args(&[("fcm_app_ids", "a, b")]),
-            &env(&[(
-                "APPROVD_FCM_SERVICE_ACCOUNT",
-                "{\"private_key\":\"secret\"}",
-            )]),
-            None,
-        )
-        .expect("valid");
-        assert_eq!(list(&config.fcm_app_ids), vec!["a", "b"]);
-        assert!(
-            !format!("{config:?}").contains("secret"),
-            "inline secrets are redacted"
-        );
-    }
-
-    #[test]
-    fn every_option_has_a_distinct_flag_env_and_valid_default() {
-        for option in OPTIONS {
-            assert_eq!(option.flag, option.name.replace('_', "-"));
-            assert_eq!(
-                option.env,
-                format!("APPROVD_{}", option.name.to_uppercase())
-            );
-            assert!(!option.help.trim().is_empty(), "{}", option.name);
-        }
-        // Defaults parse (defaults() would panic otherwise).
-        let _ = Config::defaults();
-    }
+    Ok((path, table))
 }

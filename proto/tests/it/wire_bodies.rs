@@ -1,6 +1,7 @@
 //! JSON bodies: they round-trip, refuse unknown fields, name the bad field, and validate limits.
 
 use approvd_proto::vectors::Examples;
+use approvd_proto::wire::Validate as _;
 use approvd_proto::wire::{
     ChallengeTarget, ClaimMac, ClaimRequest, CreateChallengeRequest, CreatePairingRequest,
     MailboxEntry, Notice, PushProvider, PushRegistration, Sealed, SignedVerdict,

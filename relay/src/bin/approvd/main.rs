@@ -1,4 +1,12 @@
-//! The `approvd` command: parse the command line, set up logging, hand off to the library.
+//! The `approvd` command: parse the command line, set up logging, hand off to the library
+//! (`serve`) or to the client subcommands this binary owns: `nas …` and `phone …` (the SDK driven
+//! from a terminal, state in a `--home` directory) and `demo` (a whole flow in one process).
+//! Owns argument definitions, terminal output and exit codes.
+
+mod cli;
+mod demo;
+mod nas;
+mod phone;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -31,20 +39,20 @@ enum Command {
     )]
     Serve(ServeArgs),
     /// Act as a NAS: pair phones and request approvals (state in --home).
-    Nas(approvd_relay::cli::nas::NasArgs),
+    Nas(nas::NasArgs),
     /// Act as a phone: enroll, read requests, approve or deny (state in --home).
-    Phone(approvd_relay::cli::phone::PhoneArgs),
+    Phone(phone::PhoneArgs),
     /// Run the whole protocol in one process: a relay, a NAS, two phones; prints every step.
     Demo,
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match config.log_format {
+    match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
@@ -53,9 +61,9 @@ fn init_logging(config: &Config) {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
-        Command::Nas(args) => client(approvd_relay::cli::nas::run(args)),
-        Command::Phone(args) => client(approvd_relay::cli::phone::run(args)),
-        Command::Demo => client(approvd_relay::cli::demo::run()),
+        Command::Nas(args) => client(nas::run(args)),
+        Command::Phone(args) => client(phone::run(args)),
+        Command::Demo => client(demo::run()),
     }
 }
 
@@ -96,12 +104,17 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let result = runtime.block_on(async {
         let listener = approvd_relay::server::bind(&config)?;
         let address = listener.local_addr()?;
-        let state = approvd_relay::server::build_state(config).await?;
+        let state = approvd_relay::server::build_state(&config).await?;
         // Scripts and tests read this line to learn the port (--bind 127.0.0.1:0).
         println!("approvd listening on http://{address}");
         let _ = std::io::stdout().flush();
-        approvd_relay::server::serve(listener, state, approvd_relay::server::shutdown_signal())
-            .await
+        approvd_relay::server::serve(
+            listener,
+            state,
+            config.http.workers,
+            approvd_relay::server::shutdown_signal(),
+        )
+        .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
 //! The store conformance suite: the [`Store`] contract as executable checks, written once and
-//! run against every implementation (`store_conformance_tests!` expands to one `#[tokio::test]`
-//! per check). Real time is used (TTLs of about a second) so the same checks run against an
-//! external store. Owns no production behaviour.
+//! run unchanged against every implementation — the embedded memory store, a real standalone
+//! `redis-server` and a real 3-master Redis Cluster (one server and one cluster per test run,
+//! shared by the checks: they use fresh ids). Real time is used (TTLs of about a second) so the
+//! same checks run against an external store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +14,12 @@ use approvd_proto::wire::{
 };
 use approvd_proto::{Cid, DeviceId, NasId, PairingId, SignedMessage as _};
 
-use super::{
-    CancelOutcome, ChallengeState, ClaimOutcome, ConfirmOutcome, CreateOutcome, DecideOutcome,
-    PairingSlot, Rate, Store, StoredChallenge, StoredTarget, Topic,
+use approvd_relay::store::{
+    Bucket, CancelOutcome, ChallengeState, ClaimOutcome, ConfirmOutcome, CreateOutcome,
+    DecideOutcome, MemoryStore, Nonce, PairingSlot, Rate, RedisStore, RedisTarget, Store,
+    StoredChallenge, StoredTarget, Topic, Watch,
 };
+use approvd_tests::redis::{RedisCluster, RedisServer};
 
 const SHORT: Duration = Duration::from_secs(1);
 const LONG: Duration = Duration::from_secs(60);
@@ -54,7 +57,7 @@ fn target(device_id: DeviceId, in_inbox: bool) -> StoredTarget {
 }
 
 /// A pending challenge from `nas_id` to `devices` (all in the inbox).
-pub fn sample_challenge(nas_id: NasId, devices: &[DeviceId]) -> StoredChallenge {
+fn sample_challenge(nas_id: NasId, devices: &[DeviceId]) -> StoredChallenge {
     let created = now();
     StoredChallenge {
         cid: Cid::random(),
@@ -112,13 +115,13 @@ fn sample_claim(pairing_id: PairingId, nas_id: NasId) -> PairingClaimed {
     }
 }
 
-async fn expect_woken(watch: &mut super::Watch) {
+async fn expect_woken(watch: &mut Watch) {
     tokio::time::timeout(Duration::from_secs(5), watch.changed())
         .await
         .unwrap_or_else(|_| panic!("waiter on {} was not woken", watch.topic()));
 }
 
-async fn expect_quiet(watch: &mut super::Watch) {
+async fn expect_quiet(watch: &mut Watch) {
     assert!(
         tokio::time::timeout(Duration::from_millis(200), watch.changed())
             .await
@@ -128,24 +131,38 @@ async fn expect_quiet(watch: &mut super::Watch) {
     );
 }
 
-pub async fn nonce_is_remembered_once_until_it_expires(store: &dyn Store) {
-    let key = format!("nonce-{}", Cid::random());
-    assert!(store.remember_nonce(&key, SHORT).await.expect("store"));
-    assert!(!store.remember_nonce(&key, SHORT).await.expect("store"));
+async fn nonce_is_remembered_once_until_it_expires(store: &dyn Store) {
+    let nonce = Nonce {
+        key: new_key(),
+        nonce: Cid::random().to_string(),
+    };
+    assert!(store.remember_nonce(&nonce, SHORT).await.expect("store"));
+    assert!(!store.remember_nonce(&nonce, SHORT).await.expect("store"));
+    let other_key = Nonce {
+        key: new_key(),
+        ..nonce.clone()
+    };
+    assert!(
+        store
+            .remember_nonce(&other_key, SHORT)
+            .await
+            .expect("store"),
+        "nonces are per signing key"
+    );
     tokio::time::sleep(PAST_SHORT).await;
     assert!(
-        store.remember_nonce(&key, SHORT).await.expect("store"),
+        store.remember_nonce(&nonce, SHORT).await.expect("store"),
         "expired"
     );
 }
 
-pub async fn rate_limit_allows_a_burst_then_denies_with_retry_after(store: &dyn Store) {
-    let key = format!("bucket-{}", Cid::random());
+async fn rate_limit_allows_a_burst_then_denies_with_retry_after(store: &dyn Store) {
+    let key = Bucket::Caller(new_key());
     let rate = Rate { per_minute: 3 };
     let now_ms = now() * 1000;
     assert!(
         store
-            .rate_limit(&key, rate, now_ms, false)
+            .check_rate(&key, rate, now_ms)
             .await
             .expect("store")
             .allowed
@@ -153,33 +170,30 @@ pub async fn rate_limit_allows_a_burst_then_denies_with_retry_after(store: &dyn 
     for _ in 0..3 {
         assert!(
             store
-                .rate_limit(&key, rate, now_ms, true)
+                .take_rate(&key, rate, now_ms)
                 .await
                 .expect("store")
                 .allowed
         );
     }
-    let denied = store
-        .rate_limit(&key, rate, now_ms, true)
-        .await
-        .expect("store");
+    let denied = store.take_rate(&key, rate, now_ms).await.expect("store");
     assert!(!denied.allowed);
     assert_eq!(denied.retry_after_ms, 20_000);
     assert!(
         !store
-            .rate_limit(&key, rate, now_ms, false)
+            .check_rate(&key, rate, now_ms)
             .await
             .expect("store")
             .allowed
     );
     let later = store
-        .rate_limit(&key, rate, now_ms + 20_000, true)
+        .take_rate(&key, rate, now_ms + 20_000)
         .await
         .expect("store");
     assert!(later.allowed);
 }
 
-pub async fn pairing_first_claim_wins_and_confirm_needs_a_claim(store: &dyn Store) {
+async fn pairing_first_claim_wins_and_confirm_needs_a_claim(store: &dyn Store) {
     let nas_id = new_nas();
     let slot = PairingSlot {
         pairing_id: PairingId::random(),
@@ -266,7 +280,7 @@ pub async fn pairing_first_claim_wins_and_confirm_needs_a_claim(store: &dyn Stor
     );
 }
 
-pub async fn pairing_slot_expires(store: &dyn Store) {
+async fn pairing_slot_expires(store: &dyn Store) {
     let slot = PairingSlot {
         pairing_id: PairingId::random(),
         nas_id: new_nas(),
@@ -281,7 +295,7 @@ pub async fn pairing_slot_expires(store: &dyn Store) {
     );
 }
 
-pub async fn challenge_create_is_exclusive_and_fills_inboxes(store: &dyn Store) {
+async fn challenge_create_is_exclusive_and_fills_inboxes(store: &dyn Store) {
     let nas_id = new_nas();
     let (phone_a, phone_b, limited) = (new_device(), new_device(), new_device());
     let mut challenge = sample_challenge(nas_id, &[phone_a, phone_b]);
@@ -337,7 +351,7 @@ pub async fn challenge_create_is_exclusive_and_fills_inboxes(store: &dyn Store) 
     assert_eq!(stored.deliveries, deliveries);
 }
 
-pub async fn inbox_is_oldest_first_and_hides_expired_challenges(store: &dyn Store) {
+async fn inbox_is_oldest_first_and_hides_expired_challenges(store: &dyn Store) {
     let nas_id = new_nas();
     let phone = new_device();
     let mut newer = sample_challenge(nas_id, &[phone]);
@@ -373,7 +387,7 @@ pub async fn inbox_is_oldest_first_and_hides_expired_challenges(store: &dyn Stor
     assert!(store.inbox(&phone, now()).await.expect("store").is_empty());
 }
 
-pub async fn first_verdict_wins_under_concurrency(store: Arc<dyn Store>) {
+async fn first_verdict_wins_under_concurrency(store: Arc<dyn Store>) {
     let nas_id = new_nas();
     let phones: Vec<DeviceId> = (0..8).map(|_| new_device()).collect();
     let challenge = sample_challenge(nas_id, &phones);
@@ -429,7 +443,7 @@ pub async fn first_verdict_wins_under_concurrency(store: Arc<dyn Store>) {
     );
 }
 
-pub async fn cancel_is_final(store: &dyn Store) {
+async fn cancel_is_final(store: &dyn Store) {
     let phone = new_device();
     let challenge = sample_challenge(new_nas(), &[phone]);
     store
@@ -466,7 +480,7 @@ pub async fn cancel_is_final(store: &dyn Store) {
     );
 }
 
-pub async fn challenge_and_inbox_expire_with_their_ttl(store: &dyn Store) {
+async fn challenge_and_inbox_expire_with_their_ttl(store: &dyn Store) {
     let phone = new_device();
     let challenge = sample_challenge(new_nas(), &[phone]);
     store
@@ -487,7 +501,7 @@ pub async fn challenge_and_inbox_expire_with_their_ttl(store: &dyn Store) {
     );
 }
 
-pub async fn mutes_hold_until_their_ttl(store: &dyn Store) {
+async fn mutes_hold_until_their_ttl(store: &dyn Store) {
     let (nas_id, phone) = (new_nas(), new_device());
     assert_eq!(
         store.muted_until(&nas_id, &phone).await.expect("store"),
@@ -512,7 +526,7 @@ pub async fn mutes_hold_until_their_ttl(store: &dyn Store) {
     );
 }
 
-pub async fn mailbox_keeps_order_and_acks_remove(store: &dyn Store) {
+async fn mailbox_keeps_order_and_acks_remove(store: &dyn Store) {
     let nas_id = new_nas();
     let mut watch = store.watch(Topic::Mailbox(nas_id)).await.expect("store");
     let notices: Vec<Notice> = (0..3)
@@ -544,7 +558,7 @@ pub async fn mailbox_keeps_order_and_acks_remove(store: &dyn Store) {
     assert!(store.mailbox(&new_nas()).await.expect("store").is_empty());
 }
 
-pub async fn watches_are_per_topic_and_dropped_watches_unregister(store: &dyn Store) {
+async fn watches_are_per_topic_and_dropped_watches_unregister(store: &dyn Store) {
     let phone = new_device();
     let before = store.notifier().waiters();
     let mut mine = store.watch(Topic::Inbox(phone)).await.expect("store");
@@ -565,22 +579,42 @@ pub async fn watches_are_per_topic_and_dropped_watches_unregister(store: &dyn St
     store.ping().await.expect("reachable");
 }
 
-/// Expands to one `#[tokio::test]` per conformance check; `$make` is an async expression
-/// returning `Arc<dyn Store>` (a fresh store or a shared one: checks use fresh ids).
-#[macro_export]
-macro_rules! store_conformance_tests {
-    ($make:expr) => {
-        mod conformance {
-            #[allow(unused_imports)]
+fn standalone() -> &'static RedisServer {
+    static SERVER: std::sync::OnceLock<RedisServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(RedisServer::start)
+}
+
+fn cluster() -> &'static RedisCluster {
+    static CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(RedisCluster::start)
+}
+
+/// A store of each kind: a fresh memory store, or a connection to the shared servers.
+async fn connect(kind: &str) -> Arc<dyn Store> {
+    let target = match kind {
+        "memory" => return Arc::new(MemoryStore::new()),
+        "standalone" => RedisTarget::Standalone(standalone().url()),
+        "cluster" => RedisTarget::Cluster(cluster().seeds()),
+        other => panic!("unknown store kind {other}"),
+    };
+    Arc::new(
+        RedisStore::connect(&target, Duration::from_secs(2))
+            .await
+            .expect("connect"),
+    )
+}
+
+/// One `#[tokio::test]` per check and store kind, named `<kind>::<check>`.
+macro_rules! conformance {
+    ($($kind:ident),*) => {$(
+        mod $kind {
             use super::*;
-            use $crate::store::conformance as suite;
 
             macro_rules! check {
                 ($name:ident) => {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                     async fn $name() {
-                        let store: std::sync::Arc<dyn $crate::store::Store> = $make.await;
-                        suite::$name(&*store).await;
+                        super::$name(&*connect(stringify!($kind)).await).await;
                     }
                 };
             }
@@ -599,12 +633,13 @@ macro_rules! store_conformance_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn first_verdict_wins_under_concurrency() {
-                let store: std::sync::Arc<dyn $crate::store::Store> = $make.await;
+                let store = connect(stringify!($kind)).await;
                 for _ in 0..20 {
-                    suite::first_verdict_wins_under_concurrency(std::sync::Arc::clone(&store))
-                        .await;
+                    super::first_verdict_wins_under_concurrency(Arc::clone(&store)).await;
                 }
             }
         }
-    };
+    )*};
 }
+
+conformance!(memory, standalone, cluster);

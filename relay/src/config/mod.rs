@@ -1,0 +1,626 @@
+//! The relay's configuration as types: [`Config`] and one sub-config per subsystem (HTTP, store,
+//! limits, push, handles, logging), built from the option table in `options` and checked on the
+//! way, so an invalid combination (Redis without an address, an APNs key without its team) cannot
+//! be represented after loading. Precedence: flag > environment > file > default. Loading is a
+//! pure function of (flags, environment map, file text); nothing here reads the process
+//! environment except [`Config::from_process`].
+
+mod options;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use options::{list, Options, Sources};
+pub use options::{ConfigValue, LogFormat, OptionSpec, Secret, ServeArgs, StoreKind, OPTIONS};
+
+pub use crate::store::RedisTarget;
+use crate::store::{Limit, Rate};
+
+/// What is wrong with the configuration; every message names the flag, variable or key to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{source_name}: {message}")]
+    Invalid {
+        source_name: String,
+        message: String,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+}
+
+/// The resolved configuration of `approvd serve`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub store: StoreConfig,
+    pub limits: LimitsConfig,
+    pub push: PushConfig,
+    pub handles: HandlesConfig,
+    /// The operator's admission key (PEM), when NAS requests must carry an admission JWT.
+    pub admission_key_file: Option<PathBuf>,
+    pub log: LogConfig,
+}
+
+/// The listener and its workers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub bind: SocketAddr,
+    /// Worker threads; 0 = one per CPU core.
+    pub workers: usize,
+    /// Take the client IP from `X-Forwarded-For` (only behind a proxy the operator runs).
+    pub trust_forwarded_for: bool,
+}
+
+/// Where state lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreConfig {
+    /// Embedded, in this process.
+    Memory,
+    /// Redis, with a timeout for connecting and for every reply.
+    Redis {
+        target: RedisTarget,
+        timeout: Duration,
+    },
+}
+
+/// Time windows and rate limits of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Longest a long-poll waits.
+    pub max_wait: Duration,
+    /// Allowed clock difference between callers and the relay, seconds.
+    pub clock_skew_secs: u64,
+    /// How long a challenge is kept after it expires.
+    pub challenge_grace: Duration,
+    pub auth_failures_per_ip: Rate,
+    pub requests_per_caller: Rate,
+    pub challenges_per_device: Rate,
+}
+
+impl LimitsConfig {
+    /// The configured rate of `limit`.
+    pub fn rate(&self, limit: Limit) -> Rate {
+        match limit {
+            Limit::AuthFailuresPerIp => self.auth_failures_per_ip,
+            Limit::RequestsPerCaller => self.requests_per_caller,
+            Limit::ChallengesPerDevice => self.challenges_per_device,
+        }
+    }
+}
+
+/// Push providers and how pushes are run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushConfig {
+    pub apns: Option<ApnsConfig>,
+    pub fcm: Option<FcmConfig>,
+    /// Timeout of every request to a provider.
+    pub timeout: Duration,
+    /// Tries per push.
+    pub max_tries: u32,
+    /// Pushes in flight at once, across all challenges.
+    pub in_flight: usize,
+    /// How long a challenge-create request waits for push results.
+    pub budget: Duration,
+}
+
+/// APNs credentials and the topics they push to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApnsConfig {
+    pub auth: ApnsAuth,
+    /// Topics pushed through production APNs.
+    pub topics: Vec<String>,
+    /// Topics pushed through the APNs sandbox.
+    pub sandbox_topics: Vec<String>,
+}
+
+/// How the relay authenticates to APNs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApnsAuth {
+    /// A `.p8` token key with its key id and team id.
+    Token {
+        key_file: PathBuf,
+        key_id: String,
+        team_id: String,
+    },
+    /// A client certificate and its private key (PEM).
+    Certificate {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+}
+
+/// An FCM service account and the app ids it pushes to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FcmConfig {
+    pub account: FcmAccount,
+    pub app_ids: Vec<String>,
+    pub base_url: String,
+    pub allow_http: bool,
+}
+
+/// Where the service-account JSON comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FcmAccount {
+    File(PathBuf),
+    /// The JSON itself (a secret).
+    Inline(Secret),
+}
+
+/// The push-handle key file, or where to generate one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandlesConfig {
+    pub key_file: Option<PathBuf>,
+    pub data_dir: PathBuf,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// `tracing` filter directive.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+/// A refusal naming the flag to fix.
+fn invalid<T>(flag: &str, message: &str) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid {
+        source_name: format!("--{flag}"),
+        message: message.to_owned(),
+    })
+}
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+impl Config {
+    /// Merge flags, an environment map and the config file text (if any), then check and type.
+    pub fn load(
+        args: &ServeArgs,
+        env: &HashMap<String, String>,
+        file: Option<(&Path, &str)>,
+    ) -> Result<Self, ConfigError> {
+        let file = file
+            .map(|(path, text)| options::parse_file(path, text))
+            .transpose()?;
+        Self::from_options(Options::from_sources(&Sources { args, env, file })?)
+    }
+
+    /// [`Config::load`] with this process's environment and the file named by `--config` or
+    /// `APPROVD_CONFIG`.
+    pub fn from_process(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(name, _)| name.starts_with("APPROVD_"))
+            .collect();
+        let path = args
+            .config
+            .clone()
+            .or_else(|| env.get("APPROVD_CONFIG").map(PathBuf::from));
+        match path {
+            None => Self::load(args, &env, None),
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::File {
+                    path: path.display().to_string(),
+                    message: error.to_string(),
+                })?;
+                Self::load(args, &env, Some((&path, &text)))
+            }
+        }
+    }
+
+    /// The defaults (what `approvd serve` with no flags runs with).
+    pub fn defaults() -> Self {
+        Self::load(&ServeArgs::default(), &HashMap::new(), None).expect("defaults are valid")
+    }
+
+    fn from_options(options: Options) -> Result<Self, ConfigError> {
+        let limits = limits(&options)?;
+        let store = store(&options)?;
+        let push = push(&options)?;
+        Ok(Self {
+            http: HttpConfig {
+                bind: options.bind,
+                workers: options.workers,
+                trust_forwarded_for: options.trust_forwarded_for,
+            },
+            store,
+            limits,
+            push,
+            handles: HandlesConfig {
+                key_file: options.handle_key_file,
+                data_dir: options.data_dir,
+            },
+            admission_key_file: options.admission_key_file,
+            log: LogConfig {
+                filter: options.log,
+                format: options.log_format,
+            },
+        })
+    }
+}
+
+fn limits(options: &Options) -> Result<LimitsConfig, ConfigError> {
+    if options.max_wait_secs == 0 || options.max_wait_secs > 300 {
+        return invalid("max-wait-secs", "must be between 1 and 300");
+    }
+    if options.clock_skew_secs > 600 {
+        return invalid("clock-skew-secs", "must be at most 600");
+    }
+    if options.challenge_grace_secs > 3600 {
+        return invalid("challenge-grace-secs", "must be at most 3600");
+    }
+    let rate = |flag: &str, per_minute: u32| {
+        if per_minute == 0 {
+            return invalid(flag, "must be at least 1 per minute");
+        }
+        Ok(Rate { per_minute })
+    };
+    Ok(LimitsConfig {
+        max_wait: Duration::from_secs(options.max_wait_secs),
+        clock_skew_secs: options.clock_skew_secs,
+        challenge_grace: Duration::from_secs(options.challenge_grace_secs),
+        challenges_per_device: rate(
+            "rate-challenges-per-device",
+            options.rate_challenges_per_device,
+        )?,
+        requests_per_caller: rate("rate-requests-per-caller", options.rate_requests_per_caller)?,
+        auth_failures_per_ip: rate(
+            "rate-auth-failures-per-ip",
+            options.rate_auth_failures_per_ip,
+        )?,
+    })
+}
+
+fn store(options: &Options) -> Result<StoreConfig, ConfigError> {
+    let target = match (options.store, &options.redis_url, &options.redis_cluster) {
+        (StoreKind::Memory, None, None) => None,
+        (StoreKind::Redis, Some(url), None) => Some(RedisTarget::Standalone(url.clone())),
+        (StoreKind::Redis, None, Some(nodes)) => {
+            Some(RedisTarget::Cluster(list(&Some(nodes.clone()))))
+        }
+        (StoreKind::Memory, _, _) => {
+            return invalid(
+                "store",
+                "is `memory`, but a Redis address is set: add --store redis",
+            )
+        }
+        (StoreKind::Redis, None, None) => {
+            return invalid("store", "`redis` needs --redis-url or --redis-cluster")
+        }
+        (StoreKind::Redis, Some(_), Some(_)) => {
+            return invalid(
+                "redis-cluster",
+                "give either --redis-url or --redis-cluster, not both",
+            )
+        }
+    };
+    if options.redis_timeout_ms == 0 || options.redis_timeout_ms > 60_000 {
+        return invalid("redis-timeout-ms", "must be between 1 and 60000");
+    }
+    Ok(match target {
+        None => StoreConfig::Memory,
+        Some(target) => StoreConfig::Redis {
+            target,
+            timeout: millis(options.redis_timeout_ms),
+        },
+    })
+}
+
+fn push(options: &Options) -> Result<PushConfig, ConfigError> {
+    let apns = apns(options)?;
+    let fcm = fcm(options)?;
+    if options.push_max_tries == 0 || options.push_max_tries > 10 {
+        return invalid("push-max-tries", "must be between 1 and 10");
+    }
+    if options.push_in_flight == 0 {
+        return invalid("push-in-flight", "must be at least 1");
+    }
+    if options.push_timeout_ms == 0 || options.push_timeout_ms > 60_000 {
+        return invalid("push-timeout-ms", "must be between 1 and 60000");
+    }
+    if options.push_budget_ms > 30_000 {
+        return invalid("push-budget-ms", "must be at most 30000");
+    }
+    Ok(PushConfig {
+        apns,
+        fcm,
+        timeout: millis(options.push_timeout_ms),
+        max_tries: options.push_max_tries,
+        in_flight: options.push_in_flight,
+        budget: millis(options.push_budget_ms),
+    })
+}
+
+fn apns(options: &Options) -> Result<Option<ApnsConfig>, ConfigError> {
+    let topics = list(&options.apns_topics);
+    let sandbox_topics = list(&options.apns_sandbox_topics);
+    let has_topics = !topics.is_empty() || !sandbox_topics.is_empty();
+    let auth = match (
+        &options.apns_key_file,
+        &options.apns_cert_file,
+        &options.apns_cert_key_file,
+    ) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return invalid(
+                "apns-cert-file",
+                "use a token key (--apns-key-file) or a certificate, not both",
+            )
+        }
+        (Some(key_file), None, None) => {
+            let Some(key_id) = options.apns_key_id.clone() else {
+                return invalid("apns-key-id", "is required with --apns-key-file");
+            };
+            let Some(team_id) = options.apns_team_id.clone() else {
+                return invalid("apns-team-id", "is required with --apns-key-file");
+            };
+            Some(ApnsAuth::Token {
+                key_file: key_file.clone(),
+                key_id,
+                team_id,
+            })
+        }
+        (None, cert, key) => {
+            if options.apns_key_id.is_some() || options.apns_team_id.is_some() {
+                return invalid("apns-key-file", "is required when APNs options are set");
+            }
+            match (cert, key) {
+                (Some(cert_file), Some(key_file)) => Some(ApnsAuth::Certificate {
+                    cert_file: cert_file.clone(),
+                    key_file: key_file.clone(),
+                }),
+                (None, None) => None,
+                _ => {
+                    return invalid(
+                        "apns-cert-key-file",
+                        "--apns-cert-file and --apns-cert-key-file go together",
+                    )
+                }
+            }
+        }
+    };
+    match auth {
+        Some(_) if !has_topics => invalid(
+            "apns-topics",
+            "name the app bundle ids this key pushes to (or --apns-sandbox-topics)",
+        ),
+        None if has_topics => invalid("apns-key-file", "is required when APNs options are set"),
+        None => Ok(None),
+        Some(auth) => Ok(Some(ApnsConfig {
+            auth,
+            topics,
+            sandbox_topics,
+        })),
+    }
+}
+
+fn fcm(options: &Options) -> Result<Option<FcmConfig>, ConfigError> {
+    let app_ids = list(&options.fcm_app_ids);
+    let account = match (
+        &options.fcm_service_account_file,
+        &options.fcm_service_account,
+    ) {
+        (Some(_), Some(_)) => {
+            return invalid(
+                "fcm-service-account",
+                "give the service account as a file or inline, not both",
+            )
+        }
+        (Some(path), None) => Some(FcmAccount::File(path.clone())),
+        (None, Some(inline)) => Some(FcmAccount::Inline(inline.clone())),
+        (None, None) => None,
+    };
+    match account {
+        Some(_) if app_ids.is_empty() => invalid(
+            "fcm-app-ids",
+            "name the app ids this service account pushes to",
+        ),
+        None if !app_ids.is_empty() => {
+            invalid("fcm-service-account-file", "is required with --fcm-app-ids")
+        }
+        None => Ok(None),
+        Some(account) => Ok(Some(FcmConfig {
+            account,
+            app_ids,
+            base_url: options.fcm_base_url.clone(),
+            allow_http: options.fcm_allow_http,
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(pairs: &[(&'static str, &str)]) -> ServeArgs {
+        ServeArgs {
+            config: None,
+            values: pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_with_zero_setup() {
+        let config = Config::defaults();
+        assert_eq!(config.http.bind, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(config.store, StoreConfig::Memory);
+        assert_eq!(config.limits.max_wait, Duration::from_secs(30));
+        assert_eq!(config.handles.key_file, None);
+        assert_eq!(config.push.apns, None);
+        assert_eq!(config.push.fcm, None);
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let file = Some((
+            Path::new("relay.toml"),
+            "max_wait_secs = 10\nclock_skew_secs = 20\nchallenge_grace_secs = 5\n",
+        ));
+        let env = env(&[
+            ("APPROVD_MAX_WAIT_SECS", "11"),
+            ("APPROVD_CLOCK_SKEW_SECS", "21"),
+        ]);
+        let config = Config::load(&args(&[("max_wait_secs", "12")]), &env, file).expect("loads");
+        assert_eq!(config.limits.max_wait, Duration::from_secs(12), "flag");
+        assert_eq!(config.limits.clock_skew_secs, 21, "env");
+        assert_eq!(
+            config.limits.challenge_grace,
+            Duration::from_secs(5),
+            "file"
+        );
+        assert_eq!(config.push.budget, Duration::from_millis(2000), "default");
+    }
+
+    #[test]
+    fn errors_name_what_to_fix() {
+        let error = Config::load(&args(&[]), &env(&[("APPROVD_MAX_WAIT_SECS", "soon")]), None)
+            .expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .starts_with("APPROVD_MAX_WAIT_SECS: `soon`"),
+            "{error}"
+        );
+        let error =
+            Config::load(&args(&[("max_wait_secs", "0")]), &env(&[]), None).expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "--max-wait-secs: must be between 1 and 300"
+        );
+        let error = Config::load(
+            &args(&[]),
+            &env(&[]),
+            Some((Path::new("r.toml"), "max_wiat_secs = 1")),
+        )
+        .expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "config file r.toml: unknown option `max_wiat_secs`"
+        );
+        let error = Config::load(
+            &args(&[]),
+            &env(&[]),
+            Some((Path::new("r.toml"), "bind = [1]")),
+        )
+        .expect_err("refused");
+        assert!(error.to_string().contains("`bind` in r.toml"), "{error}");
+        let error =
+            Config::load(&args(&[("store", "mongo")]), &env(&[]), None).expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .starts_with("--store: `mongo` is not a known store"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn push_options_must_come_complete() {
+        let error = Config::load(&args(&[("apns_key_file", "k.p8")]), &env(&[]), None)
+            .expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "--apns-key-id: is required with --apns-key-file"
+        );
+        let error =
+            Config::load(&args(&[("apns_topics", "a.b")]), &env(&[]), None).expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "--apns-key-file: is required when APNs options are set"
+        );
+        let error = Config::load(
+            &args(&[]),
+            &env(&[("APPROVD_FCM_SERVICE_ACCOUNT", "{}")]),
+            None,
+        )
+        .expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "--fcm-app-ids: name the app ids this service account pushes to"
+        );
+        let config = Config::load(
+            &args(&[("fcm_app_ids", "a, b")]),
+            &env(&[(
+                "APPROVD_FCM_SERVICE_ACCOUNT",
+                "{\"private_key\":\"secret\"}",
+            )]),
+            None,
+        )
+        .expect("valid");
+        let fcm = config.push.fcm.as_ref().expect("fcm configured");
+        assert_eq!(fcm.app_ids, vec!["a", "b"]);
+        assert!(
+            !format!("{config:?}").contains("secret"),
+            "inline secrets are redacted"
+        );
+    }
+
+    #[test]
+    fn store_and_apns_choices_become_types() {
+        let config = Config::load(
+            &args(&[
+                ("store", "redis"),
+                ("redis_cluster", "a:1, b:2,,"),
+                ("apns_cert_file", "c.pem"),
+                ("apns_cert_key_file", "k.pem"),
+                ("apns_sandbox_topics", "x.y"),
+            ]),
+            &env(&[]),
+            None,
+        )
+        .expect("valid");
+        assert_eq!(
+            config.store,
+            StoreConfig::Redis {
+                target: RedisTarget::Cluster(vec!["a:1".to_owned(), "b:2".to_owned()]),
+                timeout: Duration::from_millis(2000),
+            }
+        );
+        let apns = config.push.apns.expect("apns configured");
+        assert_eq!(
+            apns.auth,
+            ApnsAuth::Certificate {
+                cert_file: "c.pem".into(),
+                key_file: "k.pem".into()
+            }
+        );
+        assert!(apns.topics.is_empty());
+        assert_eq!(apns.sandbox_topics, vec!["x.y"]);
+        let error = Config::load(
+            &args(&[("store", "redis"), ("redis_url", "redis://a/")]),
+            &env(&[("APPROVD_REDIS_CLUSTER", "b:1")]),
+            None,
+        )
+        .expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "--redis-cluster: give either --redis-url or --redis-cluster, not both"
+        );
+        assert_eq!(
+            config.limits.rate(Limit::ChallengesPerDevice),
+            Rate { per_minute: 5 }
+        );
+    }
+
+    #[test]
+    fn every_option_has_a_distinct_flag_env_and_valid_default() {
+        for option in OPTIONS {
+            assert_eq!(option.flag, option.name.replace('_', "-"));
+            assert_eq!(
+                option.env,
+                format!("APPROVD_{}", option.name.to_uppercase())
+            );
+            assert!(!option.help.trim().is_empty(), "{}", option.name);
+        }
+        // Defaults parse (defaults() would panic otherwise).
+        let _ = Config::defaults();
+    }
+}

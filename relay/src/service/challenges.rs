@@ -1,0 +1,683 @@
+//! Challenges and verdicts: a NAS creates a challenge (handles opened and matched, signatures
+//! checked, the per-device push-bombing limit applied, mutes honoured, inbox entries stored,
+//! pushes sent within a budget), cancels it, and waits for the verdict; a phone reads its inbox
+//! and submits a verdict (the first answer wins); the targets that did not answer are dismissed.
+
+use std::time::Duration;
+
+use approvd_proto::ids::Digest;
+use approvd_proto::wire::{
+    ChallengeCreated, CreateChallengeRequest, Delivery, Inbox, PushRegistration, SignedVerdict,
+    TargetDelivery,
+};
+use approvd_proto::{Cid, DeviceId, NasId, SignedMessage as _};
+
+use super::{check_signature, Deps, Error};
+use crate::push::{PushJob, PushKind, PushMessage};
+use crate::store::{
+    Bucket, CancelOutcome, ChallengeState, CreateOutcome, DecideOutcome, Limit, StoredChallenge,
+    StoredTarget, Topic,
+};
+
+/// The answer to a create request.
+#[derive(Debug)]
+pub struct Created {
+    pub report: ChallengeCreated,
+    /// `false` when this was an identical re-post of an existing challenge.
+    pub new: bool,
+}
+
+/// The answer to a re-post of an existing `cid`: the same report if the body is identical.
+fn replay(
+    existing: &StoredChallenge,
+    nas_id: NasId,
+    body_digest: Digest,
+) -> Result<Created, Error> {
+    if existing.nas_id == nas_id && existing.body_hash == body_digest {
+        Ok(Created {
+            report: ChallengeCreated {
+                cid: existing.cid,
+                expires: existing.expires,
+                deliveries: existing.deliveries.clone(),
+            },
+            new: false,
+        })
+    } else {
+        Err(Error::Conflict(
+            "a challenge with this cid exists with a different body; use a fresh random cid",
+        ))
+    }
+}
+
+/// Every target must come with a handle this relay minted for this NAS and that device, and with
+/// a valid `challenge` signature by this NAS. Returns the stored targets with the push
+/// registration each handle carries.
+fn open_targets(
+    deps: &Deps,
+    nas_id: NasId,
+    request: &CreateChallengeRequest,
+    now: u64,
+) -> Result<Vec<(StoredTarget, Option<PushRegistration>)>, Error> {
+    request
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(index, target)| {
+            let field = format!("targets[{index}].push_handle");
+            let contents =
+                deps.handles
+                    .open(&target.push_handle, now)
+                    .map_err(|_| Error::HandleMismatch {
+                        field: field.clone(),
+                    })?;
+            if contents.nas_id != nas_id || contents.device_id != target.device_id {
+                return Err(Error::HandleMismatch { field });
+            }
+            let challenge = request.challenge_for(nas_id, target);
+            check_signature(
+                &challenge,
+                &nas_id.0,
+                &target.sig,
+                format!("targets[{index}].sig"),
+                "the caller's key",
+            )?;
+            let stored = StoredTarget {
+                device_id: target.device_id,
+                sig_key: contents.sig_key,
+                challenge_hash: challenge.hash(),
+                sealed: target.sealed.clone(),
+                sig: target.sig,
+                in_inbox: true,
+                push_handle: contents.push.as_ref().map(|_| target.push_handle.clone()),
+            };
+            Ok((stored, contents.push))
+        })
+        .collect()
+}
+
+/// Push-bombing defence and mutes: each target's delivery before any push, and the push jobs.
+/// A rate-limited target gets no inbox entry; a muted one gets no push.
+async fn plan_deliveries(
+    deps: &Deps,
+    nas_id: NasId,
+    targets: &mut [(StoredTarget, Option<PushRegistration>)],
+    now: u64,
+) -> Result<(Vec<TargetDelivery>, Vec<PushJob>), Error> {
+    let mut deliveries = Vec::with_capacity(targets.len());
+    let mut jobs = Vec::new();
+    let mut retry_after_secs = u64::MAX;
+    for (target, registration) in targets.iter_mut() {
+        let limited = match deps.take(&Bucket::DeviceChallenges(target.device_id)).await {
+            Ok(()) => None,
+            Err(Error::RateLimited {
+                retry_after_secs, ..
+            }) => Some(retry_after_secs),
+            Err(other) => return Err(other),
+        };
+        let delivery = if let Some(after) = limited {
+            retry_after_secs = retry_after_secs.min(after);
+            target.in_inbox = false;
+            Delivery::RateLimited
+        } else if deps
+            .store
+            .muted_until(&nas_id, &target.device_id)
+            .await?
+            .is_some_and(|until| until > now)
+        {
+            Delivery::Muted
+        } else if let Some(registration) = registration.take() {
+            jobs.push(PushJob {
+                device_id: target.device_id,
+                registration,
+            });
+            Delivery::Pending
+        } else {
+            Delivery::InboxOnly
+        };
+        deliveries.push(TargetDelivery {
+            device_id: target.device_id,
+            delivery,
+        });
+    }
+    if deliveries
+        .iter()
+        .all(|entry| entry.delivery == Delivery::RateLimited)
+    {
+        return Err(Error::RateLimited {
+            limit: Limit::ChallengesPerDevice,
+            retry_after_secs,
+        });
+    }
+    Ok((deliveries, jobs))
+}
+
+/// `nas_id` creates a challenge for its targets and pushes to them; `body_digest` (SHA-256 of
+/// the request body) makes an identical re-post idempotent.
+pub async fn create(
+    deps: &Deps,
+    nas_id: NasId,
+    request: &CreateChallengeRequest,
+    body_digest: Digest,
+) -> Result<Created, Error> {
+    let now = deps.clock.now();
+    if request.created.abs_diff(now) > deps.limits.clock_skew_secs {
+        return Err(Error::field(
+            "created",
+            "is too far from the relay's clock; check the NAS clock",
+        ));
+    }
+    if request.expires <= now {
+        return Err(Error::field("expires", "is in the past"));
+    }
+    if let Some(existing) = deps.store.challenge(&request.cid).await? {
+        return replay(&existing, nas_id, body_digest);
+    }
+    let mut targets = open_targets(deps, nas_id, request, now)?;
+    let (mut deliveries, jobs) = plan_deliveries(deps, nas_id, &mut targets, now).await?;
+
+    let stored = StoredChallenge {
+        cid: request.cid,
+        nas_id,
+        created: request.created,
+        expires: request.expires,
+        number_matching: request.number_matching,
+        body_hash: body_digest,
+        targets: targets.into_iter().map(|(target, _)| target).collect(),
+        deliveries: deliveries.clone(),
+        state: ChallengeState::Pending,
+    };
+    let ttl = Duration::from_secs(request.expires - now) + deps.limits.challenge_grace;
+    if let CreateOutcome::Exists(existing) = deps.store.create_challenge(&stored, ttl).await? {
+        return replay(&existing, nas_id, body_digest);
+    }
+    deps.metrics.challenges.inc();
+
+    if !jobs.is_empty() {
+        let message = PushMessage {
+            cid: request.cid,
+            expires: request.expires,
+            kind: PushKind::Alert,
+        };
+        for (device_id, delivery) in deps.push.dispatch(jobs, message, nas_id).await {
+            if let Some(entry) = deliveries
+                .iter_mut()
+                .find(|entry| entry.device_id == device_id)
+            {
+                entry.delivery = delivery;
+            }
+        }
+        deps.store
+            .record_deliveries(&request.cid, &deliveries)
+            .await?;
+    }
+    Ok(Created {
+        report: ChallengeCreated {
+            cid: request.cid,
+            expires: request.expires,
+            deliveries,
+        },
+        new: true,
+    })
+}
+
+/// Tell the targets' apps (all but `answered_by`) that the challenge is over, in the background.
+fn dismiss_others(deps: &Deps, challenge: &StoredChallenge, answered_by: Option<DeviceId>) {
+    let now = deps.clock.now();
+    let jobs: Vec<PushJob> = challenge
+        .targets
+        .iter()
+        .filter(|target| Some(target.device_id) != answered_by)
+        .filter_map(|target| {
+            let handle = target.push_handle.as_ref()?;
+            let registration = deps.handles.open(handle, now).ok()?.push?;
+            Some(PushJob {
+                device_id: target.device_id,
+                registration,
+            })
+        })
+        .collect();
+    if jobs.is_empty() {
+        return;
+    }
+    let message = PushMessage {
+        cid: challenge.cid,
+        expires: challenge.expires.max(now + 1),
+        kind: PushKind::Dismiss,
+    };
+    deps.push.dismiss(jobs, message, challenge.nas_id);
+}
+
+/// The challenge, if `nas_id` sent it.
+async fn owned_challenge(deps: &Deps, cid: &Cid, nas_id: NasId) -> Result<StoredChallenge, Error> {
+    let challenge = deps
+        .store
+        .challenge(cid)
+        .await?
+        .ok_or(Error::NotFound("challenge"))?;
+    if challenge.nas_id != nas_id {
+        return Err(Error::NotOwner("this challenge belongs to another NAS"));
+    }
+    Ok(challenge)
+}
+
+/// `nas_id` cancels its pending challenge (cancelling twice is fine).
+pub async fn cancel(deps: &Deps, nas_id: NasId, cid: Cid) -> Result<(), Error> {
+    let challenge = owned_challenge(deps, &cid, nas_id).await?;
+    match deps.store.cancel(&cid).await? {
+        CancelOutcome::Cancelled => {
+            dismiss_others(deps, &challenge, None);
+            Ok(())
+        }
+        CancelOutcome::AlreadyCancelled => Ok(()),
+        CancelOutcome::AlreadyDecided => Err(Error::AlreadyDecided),
+        CancelOutcome::Missing => Err(Error::NotFound("challenge")),
+    }
+}
+
+/// `nas_id` waits up to `wait` for the verdict on its challenge (`None`: still pending).
+pub async fn await_verdict(
+    deps: &Deps,
+    nas_id: NasId,
+    cid: Cid,
+    wait: Duration,
+) -> Result<Option<SignedVerdict>, Error> {
+    let first = owned_challenge(deps, &cid, nas_id).await?;
+    // Wake up (at the latest) just after expiry to answer "expired" rather than "pending".
+    let until_expiry = Duration::from_secs(first.expires.saturating_sub(deps.clock.now()) + 1);
+    deps.long_poll(Topic::Challenge(cid), wait.min(until_expiry), || async {
+        let challenge = deps
+            .store
+            .challenge(&cid)
+            .await?
+            .ok_or(Error::ChallengeExpired)?;
+        match challenge.state {
+            ChallengeState::Decided { verdict } => Ok(Some(*verdict)),
+            ChallengeState::Cancelled => Err(Error::ChallengeCancelled),
+            ChallengeState::Pending if challenge.expires <= deps.clock.now() => {
+                Err(Error::ChallengeExpired)
+            }
+            ChallengeState::Pending => Ok(None),
+        }
+    })
+    .await
+}
+
+/// `device_id` answers challenge `cid`: stored only if it is the first answer and every check
+/// the relay can make holds (target, NAS, challenge hash, `D_sig` signature, expiry).
+pub async fn submit_verdict(
+    deps: &Deps,
+    device_id: DeviceId,
+    cid: Cid,
+    request: &SignedVerdict,
+) -> Result<(), Error> {
+    let verdict = &request.verdict;
+    if verdict.cid != cid {
+        return Err(Error::field(
+            "verdict.cid",
+            "must equal the cid in the path",
+        ));
+    }
+    if verdict.device_id != device_id {
+        return Err(Error::NotOwner(
+            "verdict.device_id must be the key that signs the request (D_api)",
+        ));
+    }
+    let challenge = deps
+        .store
+        .challenge(&cid)
+        .await?
+        .ok_or(Error::NotFound("challenge"))?;
+    match &challenge.state {
+        ChallengeState::Decided { .. } => return Err(Error::AlreadyDecided),
+        ChallengeState::Cancelled => return Err(Error::ChallengeCancelled),
+        ChallengeState::Pending => {}
+    }
+    let target = challenge
+        .targets
+        .iter()
+        .find(|target| target.device_id == device_id)
+        .ok_or(Error::NotTargeted)?;
+    if verdict.nas_id != challenge.nas_id {
+        return Err(Error::field(
+            "verdict.nas_id",
+            "is not the NAS that sent this challenge",
+        ));
+    }
+    if verdict.challenge_hash != target.challenge_hash {
+        return Err(Error::field(
+            "verdict.challenge_hash",
+            "is not the hash of the challenge message for this device",
+        ));
+    }
+    check_signature(
+        verdict,
+        &target.sig_key,
+        &request.sig,
+        "sig",
+        "the device's verdict key (D_sig)",
+    )?;
+    if challenge.expires <= deps.clock.now() {
+        return Err(Error::ChallengeExpired);
+    }
+    match deps.store.decide(&cid, request).await? {
+        DecideOutcome::Accepted => {
+            deps.metrics
+                .verdicts
+                .with_label_values(&[verdict.decision.as_str()])
+                .inc();
+            dismiss_others(deps, &challenge, Some(device_id));
+            Ok(())
+        }
+        DecideOutcome::AlreadyDecided => Err(Error::AlreadyDecided),
+        DecideOutcome::Cancelled => Err(Error::ChallengeCancelled),
+        DecideOutcome::Missing => Err(Error::ChallengeExpired),
+    }
+}
+
+/// `device_id`'s pending challenges, oldest first, waiting up to `wait` for one.
+pub async fn await_inbox(
+    deps: &Deps,
+    device_id: DeviceId,
+    wait: Duration,
+) -> Result<Option<Inbox>, Error> {
+    deps.long_poll(Topic::Inbox(device_id), wait, || async {
+        let entries = deps.store.inbox(&device_id, deps.clock.now()).await?;
+        Ok((!entries.is_empty()).then_some(Inbox { entries }))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handle::HandleContents;
+    use crate::service::testing::{deps, FixedClock};
+    use approvd_proto::ids::{PublicKey, Sig};
+    use approvd_proto::wire::{ChallengeTarget, PushProvider, Sealed};
+    use approvd_proto::{Decision, Verdict};
+    use ed25519_dalek::SigningKey;
+
+    const NOW: u64 = 1_800_000_000;
+
+    /// A NAS and one paired phone (with or without push), as the relay sees them.
+    struct World {
+        deps: Deps,
+        clock: std::sync::Arc<FixedClock>,
+        nas_key: SigningKey,
+        device_id: DeviceId,
+        verdict_key: SigningKey,
+        handle: approvd_proto::wire::PushHandle,
+    }
+
+    fn world(push: bool) -> World {
+        let (deps, clock) = deps(NOW);
+        let nas_key = approvd_proto::generate_signing_key();
+        let device_id = DeviceId(PublicKey::from(&approvd_proto::generate_signing_key()));
+        let verdict_key = approvd_proto::generate_signing_key();
+        let handle = deps.handles.mint(&HandleContents {
+            device_id,
+            nas_id: NasId(PublicKey::from(&nas_key)),
+            sig_key: PublicKey::from(&verdict_key),
+            push: push.then(|| PushRegistration {
+                provider: PushProvider::Apns,
+                token: "ab".repeat(32),
+                topic: "dev.approvd.test".to_owned(),
+            }),
+            minted_at: NOW,
+        });
+        World {
+            deps,
+            clock,
+            nas_key,
+            device_id,
+            verdict_key,
+            handle,
+        }
+    }
+
+    impl World {
+        fn nas_id(&self) -> NasId {
+            NasId(PublicKey::from(&self.nas_key))
+        }
+
+        /// A create request for this phone, signed by `signer` (normally the NAS).
+        fn request_signed_by(&self, signer: &SigningKey) -> CreateChallengeRequest {
+            let mut request = CreateChallengeRequest {
+                cid: Cid::random(),
+                created: NOW,
+                expires: NOW + 60,
+                number_matching: false,
+                targets: vec![ChallengeTarget {
+                    device_id: self.device_id,
+                    push_handle: self.handle.clone(),
+                    sealed: Sealed(vec![7; 256]),
+                    sig: Sig([0; 64]),
+                }],
+            };
+            let challenge = request.challenge_for(self.nas_id(), &request.targets[0]);
+            request.targets[0].sig = challenge.sign(signer);
+            request
+        }
+
+        fn request(&self) -> CreateChallengeRequest {
+            self.request_signed_by(&self.nas_key)
+        }
+
+        async fn create(&self, request: &CreateChallengeRequest) -> Result<Created, Error> {
+            let digest = Digest::of(&serde_json::to_vec(request).expect("json"));
+            create(&self.deps, self.nas_id(), request, digest).await
+        }
+
+        /// The phone's verdict on `request`, signed by `key`.
+        fn verdict(
+            &self,
+            request: &CreateChallengeRequest,
+            key: &SigningKey,
+            decision: Decision,
+        ) -> SignedVerdict {
+            let challenge = request.challenge_for(self.nas_id(), &request.targets[0]);
+            let verdict = Verdict {
+                cid: request.cid,
+                nas_id: self.nas_id(),
+                device_id: self.device_id,
+                challenge_hash: challenge.hash(),
+                decision,
+                number: None,
+                decided_at: NOW,
+            };
+            SignedVerdict {
+                sig: verdict.sign(key),
+                verdict,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_verdict_is_stored_and_read_back_by_the_nas() {
+        let world = world(true);
+        let request = world.request();
+        let created = world.create(&request).await.expect("created");
+        assert!(created.new);
+        assert_eq!(created.report.deliveries[0].delivery, Delivery::Pushed);
+        let inbox = await_inbox(&world.deps, world.device_id, Duration::ZERO)
+            .await
+            .expect("inbox")
+            .expect("one entry");
+        assert_eq!(inbox.entries[0].cid, request.cid);
+
+        let approve = world.verdict(&request, &world.verdict_key, Decision::Approve);
+        submit_verdict(&world.deps, world.device_id, request.cid, &approve)
+            .await
+            .expect("first answer");
+        let deny = world.verdict(&request, &world.verdict_key, Decision::Deny);
+        assert!(matches!(
+            submit_verdict(&world.deps, world.device_id, request.cid, &deny).await,
+            Err(Error::AlreadyDecided)
+        ));
+        let read = await_verdict(&world.deps, world.nas_id(), request.cid, Duration::ZERO)
+            .await
+            .expect("poll");
+        assert_eq!(read, Some(approve));
+        let stranger = NasId(PublicKey::from(&approvd_proto::generate_signing_key()));
+        assert!(matches!(
+            await_verdict(&world.deps, stranger, request.cid, Duration::ZERO).await,
+            Err(Error::NotOwner(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_verdict_not_signed_by_the_paired_verdict_key_is_refused() {
+        let world = world(false);
+        let request = world.request();
+        world.create(&request).await.expect("created");
+        let forged = world.verdict(
+            &request,
+            &approvd_proto::generate_signing_key(),
+            Decision::Approve,
+        );
+        match submit_verdict(&world.deps, world.device_id, request.cid, &forged).await {
+            Err(Error::InvalidSignature { field, detail }) => {
+                assert_eq!(field, "sig");
+                assert!(detail.contains("D_sig"), "{detail}");
+            }
+            other => panic!("expected a bad signature, got {other:?}"),
+        }
+        let other_device = DeviceId(PublicKey::from(&approvd_proto::generate_signing_key()));
+        let mut stolen = world.verdict(&request, &world.verdict_key, Decision::Approve);
+        stolen.verdict.device_id = other_device;
+        assert!(matches!(
+            submit_verdict(&world.deps, other_device, request.cid, &stolen).await,
+            Err(Error::NotTargeted)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_challenge_not_signed_by_the_caller_or_for_a_foreign_handle_is_refused() {
+        let world = world(false);
+        let forged = world.request_signed_by(&approvd_proto::generate_signing_key());
+        match world.create(&forged).await {
+            Err(Error::InvalidSignature { field, .. }) => assert_eq!(field, "targets[0].sig"),
+            other => panic!("expected a bad signature, got {other:?}"),
+        }
+        let thief = NasId(PublicKey::from(&approvd_proto::generate_signing_key()));
+        let request = world.request();
+        let digest = Digest([0; 32]);
+        match create(&world.deps, thief, &request, digest).await {
+            Err(Error::HandleMismatch { field }) => assert_eq!(field, "targets[0].push_handle"),
+            other => panic!("expected a handle mismatch, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_identical_repost_is_the_same_challenge_and_a_different_body_conflicts() {
+        let world = world(false);
+        let request = world.request();
+        let first = world.create(&request).await.expect("created");
+        let again = world.create(&request).await.expect("idempotent");
+        assert!(!again.new);
+        assert_eq!(again.report.deliveries, first.report.deliveries);
+        let mut changed = request.clone();
+        changed.number_matching = true;
+        assert!(matches!(
+            world.create(&changed).await,
+            Err(Error::Conflict(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn push_bombing_is_limited_per_device() {
+        let world = world(true);
+        let per_minute = world.deps.limits.challenges_per_device.per_minute;
+        for _ in 0..per_minute {
+            world.create(&world.request()).await.expect("within budget");
+        }
+        match world.create(&world.request()).await {
+            Err(Error::RateLimited {
+                limit: Limit::ChallengesPerDevice,
+                retry_after_secs,
+            }) => assert!(retry_after_secs >= 1),
+            other => panic!("expected the per-device limit, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_muted_device_gets_its_inbox_entry_but_no_push() {
+        let world = world(true);
+        world
+            .deps
+            .store
+            .set_mute(
+                &world.nas_id(),
+                &world.device_id,
+                NOW + 600,
+                Duration::from_secs(600),
+            )
+            .await
+            .expect("muted");
+        let request = world.request();
+        let created = world.create(&request).await.expect("created");
+        assert_eq!(created.report.deliveries[0].delivery, Delivery::Muted);
+        let inbox = await_inbox(&world.deps, world.device_id, Duration::ZERO)
+            .await
+            .expect("inbox");
+        assert!(inbox.is_some());
+    }
+
+    #[tokio::test]
+    async fn after_expiry_the_nas_hears_expired_and_a_late_verdict_is_refused() {
+        let world = world(false);
+        let request = world.request();
+        world.create(&request).await.expect("created");
+        world.clock.advance_secs(61);
+        assert!(matches!(
+            await_verdict(&world.deps, world.nas_id(), request.cid, Duration::ZERO).await,
+            Err(Error::ChallengeExpired)
+        ));
+        let late = world.verdict(&request, &world.verdict_key, Decision::Approve);
+        assert!(matches!(
+            submit_verdict(&world.deps, world.device_id, request.cid, &late).await,
+            Err(Error::ChallengeExpired)
+        ));
+    }
+
+    #[tokio::test]
+    async fn cancel_is_final_and_only_for_the_owner() {
+        let world = world(false);
+        let request = world.request();
+        world.create(&request).await.expect("created");
+        let stranger = NasId(PublicKey::from(&approvd_proto::generate_signing_key()));
+        assert!(matches!(
+            cancel(&world.deps, stranger, request.cid).await,
+            Err(Error::NotOwner(_))
+        ));
+        cancel(&world.deps, world.nas_id(), request.cid)
+            .await
+            .expect("cancelled");
+        cancel(&world.deps, world.nas_id(), request.cid)
+            .await
+            .expect("twice is fine");
+        let verdict = world.verdict(&request, &world.verdict_key, Decision::Approve);
+        assert!(matches!(
+            submit_verdict(&world.deps, world.device_id, request.cid, &verdict).await,
+            Err(Error::ChallengeCancelled)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_nas_is_answered_when_the_relay_shuts_down() {
+        let world = world(false);
+        let request = world.request();
+        world.create(&request).await.expect("created");
+        let poll = await_verdict(
+            &world.deps,
+            world.nas_id(),
+            request.cid,
+            Duration::from_secs(20),
+        );
+        let (outcome, ()) = tokio::join!(poll, async {
+            tokio::task::yield_now().await;
+            world.deps.shutdown.cancel();
+        });
+        assert!(matches!(outcome, Err(Error::ShuttingDown)));
+    }
+}

@@ -1,0 +1,210 @@
+//! The relay's use cases — request admission, pairing, challenges and verdicts, inboxes, device
+//! notices, the NAS mailbox — as functions of [`Deps`] and typed requests from an already
+//! authenticated caller. Knows nothing of HTTP: no status codes, headers or extractors; refusals
+//! are [`Error`]s whose meaning the HTTP layer maps to responses. Reaches state only through
+//! `Store` and push providers only through `push::Dispatcher`.
+
+pub mod access;
+pub mod challenges;
+pub mod devices;
+mod error;
+pub mod mailbox;
+pub mod pairings;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use approvd_proto::ids::{PublicKey, Sig};
+use approvd_proto::SignedMessage;
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+
+use crate::clock::Clock;
+use crate::config::LimitsConfig;
+use crate::handle::HandleKeys;
+use crate::metrics::Metrics;
+use crate::push::Dispatcher;
+use crate::store::{Bucket, RateDecision, Store, Topic};
+
+/// What the use cases run on, shared by every request.
+#[derive(Debug)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub handles: HandleKeys,
+    pub push: Dispatcher,
+    pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
+    pub limits: LimitsConfig,
+    /// Cancelled at shutdown: every long-poll selects on it and ends with
+    /// [`Error::ShuttingDown`] at once.
+    pub shutdown: CancellationToken,
+}
+
+impl Deps {
+    /// One request against `bucket` at its configured rate; a refusal is counted and becomes
+    /// [`Error::RateLimited`].
+    async fn take(&self, bucket: &Bucket) -> Result<(), Error> {
+        let limit = bucket.limit();
+        let decision = self
+            .store
+            .take_rate(bucket, self.limits.rate(limit), self.clock.now_ms())
+            .await?;
+        self.refuse_if_limited(bucket, decision)
+    }
+
+    fn refuse_if_limited(&self, bucket: &Bucket, decision: RateDecision) -> Result<(), Error> {
+        if decision.allowed {
+            return Ok(());
+        }
+        let limit = bucket.limit();
+        self.metrics
+            .rate_limited
+            .with_label_values(&[limit.metric_label()])
+            .inc();
+        Err(Error::RateLimited {
+            limit,
+            retry_after_secs: decision.retry_after_ms.div_ceil(1000),
+        })
+    }
+
+    /// Is the relay ready to serve: not shutting down, and the store answers?
+    pub async fn ready(&self) -> Result<(), Error> {
+        if self.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        self.store.ping().await?;
+        Ok(())
+    }
+
+    /// The Prometheus text exposition, with the long-poll waiters gauge read now.
+    pub fn metrics_text(&self) -> String {
+        let waiters = i64::try_from(self.store.notifier().waiters()).unwrap_or(i64::MAX);
+        self.metrics.longpoll_waiters.set(waiters);
+        self.metrics.render()
+    }
+
+    /// Wait up to `wait` (capped by `--max-wait-secs`) for `read` to produce a value,
+    /// re-reading whenever `topic` is notified.
+    ///
+    /// The waiter is registered *before* each read, so a write between the read and the wait is
+    /// never missed. `read` may end the poll early with an error (e.g. expired). At the deadline
+    /// it reads once more and returns that (`None`: nothing yet). Ends with
+    /// [`Error::ShuttingDown`] when the relay shuts down. Dropping the future (client gone) drops
+    /// the waiter at once.
+    async fn long_poll<T, F, Fut>(
+        &self,
+        topic: Topic,
+        wait: Duration,
+        mut read: F,
+    ) -> Result<Option<T>, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, Error>>,
+    {
+        let wait = wait.min(self.limits.max_wait);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mut watch = if wait.is_zero() {
+                None
+            } else {
+                Some(self.store.watch(topic.clone()).await?)
+            };
+            if let Some(value) = read().await? {
+                return Ok(Some(value));
+            }
+            let Some(watch) = watch.as_mut() else {
+                return Ok(None);
+            };
+            tokio::select! {
+                () = watch.changed() => {}
+                // One last read: state can change with time alone (a challenge expiring).
+                () = tokio::time::sleep_until(deadline) => return read().await,
+                () = self.shutdown.cancelled() => return Err(Error::ShuttingDown),
+            }
+        }
+    }
+}
+
+/// Verify a signed protocol message: the one place a bad signature becomes an error.
+/// `field` names the signature in the request, `signer` the key it must verify under.
+fn check_signature<M: SignedMessage>(
+    message: &M,
+    key: &PublicKey,
+    sig: &Sig,
+    field: impl Into<String>,
+    signer: &str,
+) -> Result<(), Error> {
+    message
+        .verify(key, sig)
+        .map_err(|_| Error::InvalidSignature {
+            field: field.into(),
+            detail: format!(
+                "the {} signature does not verify under {signer}",
+                M::TAG.as_str()
+            ),
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A [`Deps`] on the memory store with a fixed clock and the log push sender, for use-case
+    //! unit tests that need no process or socket.
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use super::Deps;
+    use crate::clock::Clock;
+    use crate::config::Config;
+    use crate::handle::HandleKeys;
+    use crate::metrics::Metrics;
+    use crate::push::{DispatchLimits, Dispatcher, LogSender, PushRoutes};
+    use crate::store::MemoryStore;
+
+    /// A clock the test sets.
+    #[derive(Debug, Default)]
+    pub struct FixedClock(pub AtomicU64);
+
+    impl FixedClock {
+        pub fn advance_secs(&self, seconds: u64) {
+            self.0.fetch_add(seconds * 1000, Ordering::SeqCst);
+        }
+    }
+
+    impl Clock for FixedClock {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Dependencies with the default limits, at unix time `now`.
+    pub fn deps(now: u64) -> (Deps, Arc<FixedClock>) {
+        let clock = Arc::new(FixedClock(AtomicU64::new(now * 1000)));
+        let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::new());
+        let metrics = Metrics::new();
+        let config = Config::defaults();
+        let keys = HandleKeys::parse("test", &HandleKeys::generate_file_text()).expect("keys");
+        let push = Dispatcher::new(
+            PushRoutes::all(Arc::new(LogSender)),
+            Arc::clone(&store),
+            metrics.clone(),
+            DispatchLimits {
+                budget: config.push.budget,
+                mailbox_ttl: super::mailbox::MAILBOX_TTL,
+                in_flight: config.push.in_flight,
+            },
+        );
+        let deps = Deps {
+            store,
+            handles: keys,
+            push,
+            metrics,
+            clock: clock.clone(),
+            limits: config.limits,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        };
+        (deps, clock)
+    }
+}

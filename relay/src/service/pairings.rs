@@ -1,0 +1,354 @@
+//! Pairing: the NAS registers a slot, the phone claims it, the NAS waits for the claim and
+//! confirms, the phone waits for the confirmation. The relay checks what it can (caller keys,
+//! the claim's signature, slot ownership, single use, expiry) and mints the pairing's handle;
+//! the MAC under the pairing secret is checked by the NAS, which alone knows the secret.
+
+use std::time::Duration;
+
+use approvd_proto::wire::{
+    ClaimRequest, CreatePairingRequest, HandleIssued, PairingClaimed, PairingConfirmation,
+    PairingCreated,
+};
+use approvd_proto::{DeviceId, NasId, PairingId, SignedMessage as _};
+
+use super::{check_signature, Deps, Error};
+use crate::handle::HandleContents;
+use crate::store::{ClaimOutcome, ConfirmOutcome, PairingSlot, PairingState, Topic};
+
+/// Slots are kept this long past their expiry so late pollers learn "expired", not "unknown".
+const PAIRING_GRACE: Duration = Duration::from_secs(60);
+
+/// The slot, if it exists and has not expired.
+async fn live_slot(deps: &Deps, id: &PairingId) -> Result<PairingState, Error> {
+    let pairing = deps
+        .store
+        .pairing(id)
+        .await?
+        .ok_or(Error::NotFound("pairing"))?;
+    if pairing.slot.expires_at <= deps.clock.now() {
+        return Err(Error::PairingExpired);
+    }
+    Ok(pairing)
+}
+
+/// Time left until the slot expires.
+fn until_expiry(deps: &Deps, pairing: &PairingState) -> Duration {
+    Duration::from_secs(pairing.slot.expires_at.saturating_sub(deps.clock.now()))
+}
+
+/// `nas_id` registers a pairing slot.
+pub async fn create(
+    deps: &Deps,
+    nas_id: NasId,
+    request: &CreatePairingRequest,
+) -> Result<PairingCreated, Error> {
+    let slot = PairingSlot {
+        pairing_id: request.pairing_id,
+        nas_id,
+        expires_at: deps.clock.now() + request.ttl_secs,
+    };
+    let ttl = Duration::from_secs(request.ttl_secs) + PAIRING_GRACE;
+    if !deps.store.create_pairing(&slot, ttl).await? {
+        return Err(Error::Conflict(
+            "a pairing with this pairing_id exists; use a fresh random id",
+        ));
+    }
+    Ok(PairingCreated {
+        pairing_id: slot.pairing_id,
+        expires_at: slot.expires_at,
+    })
+}
+
+/// `device_id` claims slot `id` with its keys; answers the pairing's push handle.
+pub async fn claim(
+    deps: &Deps,
+    device_id: DeviceId,
+    id: PairingId,
+    request: &ClaimRequest,
+) -> Result<HandleIssued, Error> {
+    let claim = &request.claim;
+    if claim.pairing_id != id {
+        return Err(Error::field(
+            "claim.pairing_id",
+            "must equal the pairing_id in the path",
+        ));
+    }
+    if claim.device_id != device_id {
+        return Err(Error::NotOwner(
+            "claim.device_id must be the key that signs the request (D_api)",
+        ));
+    }
+    let pairing = live_slot(deps, &id).await?;
+    if claim.nas_id != pairing.slot.nas_id {
+        return Err(Error::field(
+            "claim.nas_id",
+            "is not the NAS that registered this slot",
+        ));
+    }
+    check_signature(claim, &claim.sig_key, &request.sig, "sig", "claim.sig_key")?;
+    let push_handle = deps.handles.mint(&HandleContents {
+        device_id: claim.device_id,
+        nas_id: claim.nas_id,
+        sig_key: claim.sig_key,
+        push: request.push.clone(),
+        minted_at: deps.clock.now(),
+    });
+    let claimed = PairingClaimed {
+        claim: request.claim.clone(),
+        mac: request.mac,
+        sig: request.sig,
+        push_handle: push_handle.clone(),
+    };
+    match deps.store.claim_pairing(&id, &claimed).await? {
+        ClaimOutcome::Stored => Ok(HandleIssued { push_handle }),
+        ClaimOutcome::AlreadyClaimed => Err(Error::AlreadyClaimed),
+        ClaimOutcome::Missing => Err(Error::NotFound("pairing")),
+    }
+}
+
+/// The slot's owner waits up to `wait` for the phone's claim.
+pub async fn await_claim(
+    deps: &Deps,
+    nas_id: NasId,
+    id: PairingId,
+    wait: Duration,
+) -> Result<Option<PairingClaimed>, Error> {
+    let first = live_slot(deps, &id).await?;
+    if first.slot.nas_id != nas_id {
+        return Err(Error::NotOwner("this pairing slot belongs to another NAS"));
+    }
+    let wait = wait.min(until_expiry(deps, &first));
+    deps.long_poll(Topic::Pairing(id), wait, || async {
+        Ok(live_slot(deps, &id).await?.claimed)
+    })
+    .await
+}
+
+/// The slot's owner confirms the device that claimed it.
+pub async fn confirm(
+    deps: &Deps,
+    nas_id: NasId,
+    id: PairingId,
+    request: &PairingConfirmation,
+) -> Result<(), Error> {
+    let pairing = live_slot(deps, &id).await?;
+    if pairing.slot.nas_id != nas_id {
+        return Err(Error::NotOwner("this pairing slot belongs to another NAS"));
+    }
+    let not_claimed = Error::Conflict("nothing to confirm: the slot has not been claimed yet");
+    let claimed = pairing.claimed.ok_or(not_claimed)?;
+    let confirm = &request.confirm;
+    if confirm.pairing_id != id || confirm.nas_id != nas_id {
+        return Err(Error::field(
+            "confirm",
+            "pairing_id and nas_id must name this slot and its NAS",
+        ));
+    }
+    if confirm.device_id != claimed.claim.device_id || confirm.claim_hash != claimed.claim.hash() {
+        return Err(Error::field(
+            "confirm.claim_hash",
+            "must be the hash of the claim stored for this slot (and device_id its device)",
+        ));
+    }
+    check_signature(confirm, &nas_id.0, &request.sig, "sig", "the caller's key")?;
+    match deps.store.confirm_pairing(&id, request).await? {
+        ConfirmOutcome::Stored => Ok(()),
+        ConfirmOutcome::AlreadyConfirmed => Err(Error::AlreadyConfirmed),
+        ConfirmOutcome::NotClaimed => Err(Error::Conflict(
+            "nothing to confirm: the slot has not been claimed yet",
+        )),
+        ConfirmOutcome::Missing => Err(Error::NotFound("pairing")),
+    }
+}
+
+/// The device that claimed the slot waits up to `wait` for the NAS's confirmation.
+pub async fn await_confirmation(
+    deps: &Deps,
+    device_id: DeviceId,
+    id: PairingId,
+    wait: Duration,
+) -> Result<Option<PairingConfirmation>, Error> {
+    let first = live_slot(deps, &id).await?;
+    let claimant = first
+        .claimed
+        .as_ref()
+        .map(|claimed| claimed.claim.device_id);
+    if claimant != Some(device_id) {
+        return Err(Error::NotOwner(
+            "only the device that claimed this slot may poll it",
+        ));
+    }
+    let wait = wait.min(until_expiry(deps, &first));
+    deps.long_poll(Topic::Pairing(id), wait, || async {
+        Ok(live_slot(deps, &id).await?.confirmation)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::deps;
+    use approvd_proto::ids::{Digest, PublicKey};
+    use approvd_proto::wire::ClaimMac;
+    use approvd_proto::{PairClaim, PairConfirm, SealKey};
+    use ed25519_dalek::SigningKey;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn key() -> SigningKey {
+        approvd_proto::generate_signing_key()
+    }
+
+    fn claim_request(id: PairingId, nas_id: NasId, device: &SigningKey) -> ClaimRequest {
+        let verdict_key = key();
+        let claim = PairClaim {
+            pairing_id: id,
+            nas_id,
+            device_id: DeviceId(PublicKey::from(device)),
+            sig_key: PublicKey::from(&verdict_key),
+            seal_key: SealKey([9; 32]),
+            device_name: "phone".into(),
+            platform: "ios".into(),
+            claimed_at: NOW,
+        };
+        ClaimRequest {
+            sig: claim.sign(&verdict_key),
+            claim,
+            mac: ClaimMac([0; 32]),
+            push: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_claimed_once_confirmed_by_its_nas_and_seen_by_the_claimant() {
+        let (deps, _) = deps(NOW);
+        let nas_key = key();
+        let nas_id = NasId(PublicKey::from(&nas_key));
+        let id = PairingId::random();
+        let slot = CreatePairingRequest {
+            pairing_id: id,
+            ttl_secs: 120,
+        };
+        assert_eq!(
+            create(&deps, nas_id, &slot).await.expect("slot").expires_at,
+            NOW + 120
+        );
+        assert!(matches!(
+            create(&deps, nas_id, &slot).await,
+            Err(Error::Conflict(_))
+        ));
+
+        let phone = key();
+        let phone_id = DeviceId(PublicKey::from(&phone));
+        let request = claim_request(id, nas_id, &phone);
+        claim(&deps, phone_id, id, &request).await.expect("claimed");
+        let intruder = key();
+        let second = claim_request(id, nas_id, &intruder);
+        assert!(matches!(
+            claim(&deps, DeviceId(PublicKey::from(&intruder)), id, &second).await,
+            Err(Error::AlreadyClaimed)
+        ));
+        let claimed = await_claim(&deps, nas_id, id, Duration::ZERO)
+            .await
+            .expect("poll")
+            .expect("claimed");
+        assert_eq!(claimed.claim, request.claim);
+
+        let mut confirm = PairConfirm {
+            pairing_id: id,
+            nas_id,
+            device_id: phone_id,
+            claim_hash: Digest([0; 32]),
+            confirmed_at: NOW,
+        };
+        let wrong = PairingConfirmation {
+            sig: confirm.sign(&nas_key),
+            confirm: confirm.clone(),
+        };
+        match super::confirm(&deps, nas_id, id, &wrong).await {
+            Err(Error::InvalidField { field, .. }) => assert_eq!(field, "confirm.claim_hash"),
+            other => panic!("expected the claim hash refused, got {other:?}"),
+        }
+        confirm.claim_hash = request.claim.hash();
+        let right = PairingConfirmation {
+            sig: confirm.sign(&nas_key),
+            confirm,
+        };
+        super::confirm(&deps, nas_id, id, &right)
+            .await
+            .expect("confirmed");
+        assert_eq!(
+            await_confirmation(&deps, phone_id, id, Duration::ZERO)
+                .await
+                .expect("poll"),
+            Some(right)
+        );
+        assert!(matches!(
+            await_confirmation(
+                &deps,
+                DeviceId(PublicKey::from(&intruder)),
+                id,
+                Duration::ZERO
+            )
+            .await,
+            Err(Error::NotOwner(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_claim_with_a_bad_signature_or_for_another_nas_is_refused() {
+        let (deps, _) = deps(NOW);
+        let nas_id = NasId(PublicKey::from(&key()));
+        let id = PairingId::random();
+        let slot = CreatePairingRequest {
+            pairing_id: id,
+            ttl_secs: 60,
+        };
+        create(&deps, nas_id, &slot).await.expect("slot");
+        let phone = key();
+        let phone_id = DeviceId(PublicKey::from(&phone));
+        let mut forged = claim_request(id, nas_id, &phone);
+        forged.claim.device_name = "renamed after signing".into();
+        match claim(&deps, phone_id, id, &forged).await {
+            Err(Error::InvalidSignature { field, detail }) => {
+                assert_eq!(field, "sig");
+                assert!(detail.starts_with("the pair-claim signature"), "{detail}");
+            }
+            other => panic!("expected a bad signature, got {other:?}"),
+        }
+        let other_nas = NasId(PublicKey::from(&key()));
+        let misdirected = claim_request(id, other_nas, &phone);
+        assert!(matches!(
+            claim(&deps, phone_id, id, &misdirected).await,
+            Err(Error::InvalidField { .. })
+        ));
+        assert!(matches!(
+            await_claim(&deps, other_nas, id, Duration::ZERO).await,
+            Err(Error::NotOwner(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_expired_slot_says_so() {
+        let (deps, clock) = deps(NOW);
+        let nas_id = NasId(PublicKey::from(&key()));
+        let id = PairingId::random();
+        let slot = CreatePairingRequest {
+            pairing_id: id,
+            ttl_secs: 30,
+        };
+        create(&deps, nas_id, &slot).await.expect("slot");
+        clock.advance_secs(31);
+        assert!(matches!(
+            await_claim(&deps, nas_id, id, Duration::ZERO).await,
+            Err(Error::PairingExpired)
+        ));
+        let phone = key();
+        let request = claim_request(id, nas_id, &phone);
+        assert!(matches!(
+            claim(&deps, DeviceId(PublicKey::from(&phone)), id, &request).await,
+            Err(Error::PairingExpired)
+        ));
+    }
+}

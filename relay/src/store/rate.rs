@@ -1,0 +1,162 @@
+//! Rate limiting as data: which [`Limit`] applies, whose [`Bucket`] it counts, the [`Rate`], and
+//! the GCRA step both stores share. Owns the limits' names (metric labels and the words in a 429);
+//! the numbers come from the configuration, the bucket storage from each store.
+
+use std::net::IpAddr;
+
+use approvd_proto::ids::PublicKey;
+use approvd_proto::DeviceId;
+
+/// The relay's rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// Failed authentications per source IP (guessing keys or signatures).
+    AuthFailuresPerIp,
+    /// Authenticated requests per caller key (NAS or device).
+    RequestsPerCaller,
+    /// Challenges per target device (push-bombing defence).
+    ChallengesPerDevice,
+}
+
+impl Limit {
+    /// The `limit` label of `approvd_rate_limited_total`.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Limit::AuthFailuresPerIp => "auth_failures_per_ip",
+            Limit::RequestsPerCaller => "requests_per_caller",
+            Limit::ChallengesPerDevice => "challenges_per_device",
+        }
+    }
+
+    /// What a 429 says was exceeded.
+    pub fn description(self) -> &'static str {
+        match self {
+            Limit::AuthFailuresPerIp => "failed authentications per IP",
+            Limit::RequestsPerCaller => "requests per caller",
+            Limit::ChallengesPerDevice => "challenges per device",
+        }
+    }
+}
+
+/// One counter of a [`Limit`]: the limit and whom it counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    AuthFailures(IpAddr),
+    Caller(PublicKey),
+    DeviceChallenges(DeviceId),
+}
+
+impl Bucket {
+    /// The limit this bucket counts for.
+    pub fn limit(&self) -> Limit {
+        match self {
+            Bucket::AuthFailures(_) => Limit::AuthFailuresPerIp,
+            Bucket::Caller(_) => Limit::RequestsPerCaller,
+            Bucket::DeviceChallenges(_) => Limit::ChallengesPerDevice,
+        }
+    }
+}
+
+/// A token-bucket rate (GCRA): `per_minute` requests per minute, bursts up to `per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_minute: u32,
+}
+
+impl Rate {
+    /// Milliseconds between two requests at the steady rate.
+    pub fn interval_ms(self) -> u64 {
+        60_000 / u64::from(self.per_minute.max(1))
+    }
+
+    /// The burst window: how far ahead of now the bucket may be booked.
+    pub fn burst_ms(self) -> u64 {
+        self.interval_ms() * u64::from(self.per_minute.max(1))
+    }
+}
+
+/// Answer of a rate-limit check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    pub allowed: bool,
+    /// When denied: how long until one request is allowed again.
+    pub retry_after_ms: u64,
+}
+
+/// The GCRA step shared by every implementation: from the bucket's stored "theoretical arrival
+/// time" (`tat_ms`, or none), decide and return the new TAT to store (when allowed and
+/// `consume`).
+pub fn gcra(
+    rate: Rate,
+    tat_ms: Option<u64>,
+    now_ms: u64,
+    consume: bool,
+) -> (RateDecision, Option<u64>) {
+    let base = tat_ms.unwrap_or(now_ms).max(now_ms);
+    let new_tat = base + rate.interval_ms();
+    let ahead = new_tat - now_ms;
+    if ahead > rate.burst_ms() {
+        let decision = RateDecision {
+            allowed: false,
+            retry_after_ms: ahead - rate.burst_ms(),
+        };
+        return (decision, None);
+    }
+    let decision = RateDecision {
+        allowed: true,
+        retry_after_ms: 0,
+    };
+    (decision, consume.then_some(new_tat))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_allows_a_burst_then_paces() {
+        let rate = Rate { per_minute: 5 };
+        let mut tat = None;
+        for _ in 0..5 {
+            let (decision, new_tat) = gcra(rate, tat, 1_000_000, true);
+            assert!(decision.allowed);
+            tat = new_tat;
+        }
+        let (decision, _) = gcra(rate, tat, 1_000_000, true);
+        assert_eq!(
+            decision,
+            RateDecision {
+                allowed: false,
+                retry_after_ms: 12_000
+            }
+        );
+        // After one interval, one more is allowed.
+        let (decision, _) = gcra(rate, tat, 1_012_000, true);
+        assert!(decision.allowed);
+        // A check does not consume.
+        let (decision, new_tat) = gcra(rate, None, 0, false);
+        assert!(decision.allowed && new_tat.is_none());
+    }
+
+    #[test]
+    fn every_bucket_names_its_limit() {
+        let key = PublicKey::from(&approvd_proto::generate_signing_key());
+        let buckets = [
+            Bucket::AuthFailures(IpAddr::from([127, 0, 0, 1])),
+            Bucket::Caller(key),
+            Bucket::DeviceChallenges(DeviceId(key)),
+        ];
+        let labels: Vec<&str> = buckets
+            .iter()
+            .map(|bucket| bucket.limit().metric_label())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "auth_failures_per_ip",
+                "requests_per_caller",
+                "challenges_per_device"
+            ]
+        );
+    }
+}

@@ -1,0 +1,731 @@
+//! [`RedisStore`]: the production store — standalone Redis or Redis Cluster, shared by every
+//! relay replica. Owns every Redis key, the Lua scripts that make decisions atomic, and the
+//! cross-replica wakeups (one pub/sub subscription per replica, multiplexed onto the local
+//! [`Notifier`]). No blocking commands; explicit connect and response timeouts; reconnects by
+//! itself (a Redis outage turns into `StoreError::Unavailable`, i.e. 503 + Retry-After).
+//!
+//! Keys (`{…}` is the Redis Cluster hash tag; every key has a TTL; `keys` builds them and a test
+//! checks them against this table):
+//!
+//! | key | type | TTL | holds |
+//! |---|---|---|---|
+//! | `approvd:nonce:<keyid>:<nonce>` | string | signature expiry + skew | a seen request nonce (`SET NX PX`) |
+//! | `approvd:rate:<limit>:<id>` | string | until the bucket refills | GCRA theoretical arrival time (ms), Lua; `<limit>` is `authfail`, `caller` or `challenges` |
+//! | `approvd:pairing:{<pairing_id>}` | string | slot lifetime + 60 s | slot JSON |
+//! | `approvd:pairing:{<pairing_id>}:claim` | string | the slot's remaining TTL | first claim (`SET NX` in Lua) |
+//! | `approvd:pairing:{<pairing_id>}:confirm` | string | the slot's remaining TTL | confirmation (`SET NX` in Lua) |
+//! | `approvd:ch:{<cid>}` | string | expiry + grace | challenge JSON (targets, body hash) |
+//! | `approvd:ch:{<cid>}:state` | string | same | `pending` / `cancelled` / `d<verdict>`: the first-verdict-wins script flips it once |
+//! | `approvd:ch:{<cid>}:deliveries` | string | same | delivery report |
+//! | `approvd:inbox:{<device_id>}` | hash | longest entry | cid → `{deadline_ms, entry}`; stale fields dropped on read |
+//! | `approvd:mute:{<nas_id>}:<device_id>` | string | until the mute ends | mute end (unix s) |
+//! | `approvd:mbox:{<nas_id>}` | stream | newest entry (7 days) | mailbox notices; `XTRIM MINID` drops old ones |
+//!
+//! Wakeup channels are `approvd:ev:<kind>:{<id>}` (same slot as the keys they announce):
+//! `PUBLISH` on a standalone server, `SPUBLISH`/`SSUBSCRIBE` on a cluster (`pubsub`). A waiter
+//! subscribes before it re-reads; writers write, then publish. Messages are hints — the keys are
+//! the truth. The Lua scripts are the `lua/*.lua` files beside this one; a reply a script cannot
+//! give is a [`StoreError::Data`], never a guess.
+
+mod keys;
+mod pubsub;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use approvd_proto::wire::{
+    InboxEntry, MailboxEntry, Notice, PairingClaimed, PairingConfirmation, SignedVerdict,
+    TargetDelivery,
+};
+use approvd_proto::{Cid, DeviceId, NasId, PairingId};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+
+use super::{
+    Bucket, CancelOutcome, ChallengeState, ClaimOutcome, ConfirmOutcome, CreateOutcome,
+    DecideOutcome, Nonce, Notifier, PairingSlot, PairingState, Rate, RateDecision, Store,
+    StoreError, StoredChallenge, Topic, Watch,
+};
+use pubsub::{publish, PubSub};
+
+/// Where to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// `redis://host:port/` (RESP3 is requested automatically).
+    Standalone(String),
+    /// Seed nodes of a Redis Cluster, `host:port`.
+    Cluster(Vec<String>),
+}
+
+/// One multiplexed connection, either kind.
+#[derive(Clone)]
+enum Conn {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Conn::Standalone(_) => "standalone",
+            Conn::Cluster(_) => "cluster",
+        })
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// The Lua scripts (`lua/*.lua`; each touches keys of one hash tag only).
+struct Scripts {
+    rate: Script,
+    claim: Script,
+    confirm: Script,
+    create: Script,
+    decide: Script,
+    cancel: Script,
+    inbox_add: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            rate: Script::new(include_str!("lua/rate.lua")),
+            claim: Script::new(include_str!("lua/claim.lua")),
+            confirm: Script::new(include_str!("lua/confirm.lua")),
+            create: Script::new(include_str!("lua/create.lua")),
+            decide: Script::new(include_str!("lua/decide.lua")),
+            cancel: Script::new(include_str!("lua/cancel.lua")),
+            inbox_add: Script::new(include_str!("lua/inbox_add.lua")),
+        }
+    }
+}
+
+/// The Redis-backed store. See the module documentation.
+pub struct RedisStore {
+    /// Commands and subscriptions (multiplexed; cheap to clone).
+    conn: Conn,
+    /// Wakeups: local waiters and this replica's subscriptions.
+    pubsub: PubSub,
+    scripts: Scripts,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisStore({:?})", self.conn)
+    }
+}
+
+fn unavailable(error: RedisError) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+fn data(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Data(error.to_string())
+}
+
+/// A script replied something it cannot reply: a bug or a foreign writer, never an outcome.
+fn unexpected(script: &str, reply: &str) -> StoreError {
+    StoreError::Data(format!("the {script} script replied `{reply}`"))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("store records serialize")
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(data)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// An inbox hash value: the entry and when the store must forget it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored<T> {
+    deadline_ms: u64,
+    entry: T,
+}
+
+impl RedisStore {
+    /// Connect with `timeout` for connecting and for every response.
+    pub async fn connect(target: &RedisTarget, timeout: Duration) -> Result<Self, StoreError> {
+        let (pushes, pushed) = tokio::sync::mpsc::unbounded_channel();
+        let conn = match target {
+            RedisTarget::Standalone(url) => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let url = if url.contains("protocol=") {
+                    url.clone()
+                } else {
+                    format!("{url}{separator}protocol=resp3")
+                };
+                let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(2)
+                    .set_push_sender(pushes);
+                Conn::Standalone(
+                    ConnectionManager::new_with_config(client, config)
+                        .await
+                        .map_err(unavailable)?,
+                )
+            }
+            RedisTarget::Cluster(nodes) => {
+                let urls: Vec<String> = nodes
+                    .iter()
+                    .map(|node| format!("redis://{node}/"))
+                    .collect();
+                let client = redis::cluster::ClusterClientBuilder::new(urls)
+                    .use_protocol(redis::ProtocolVersion::RESP3)
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .push_sender(pushes)
+                    .build()
+                    .map_err(unavailable)?;
+                Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+            }
+        };
+        Ok(Self {
+            pubsub: PubSub::start(&conn, pushed),
+            conn,
+            scripts: Scripts::new(),
+        })
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        cmd.query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<T, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn rate(
+        &self,
+        bucket: &Bucket,
+        rate: Rate,
+        now_ms: u64,
+        consume: bool,
+    ) -> Result<RateDecision, StoreError> {
+        let (allowed, retry_after_ms): (i64, i64) = self
+            .run(
+                &self.scripts.rate,
+                &[&keys::rate(bucket)],
+                &[
+                    &rate.interval_ms().to_string(),
+                    &rate.burst_ms().to_string(),
+                    &now_ms.to_string(),
+                    if consume { "1" } else { "0" },
+                ],
+            )
+            .await?;
+        let allowed = match allowed {
+            1 => true,
+            0 => false,
+            other => return Err(unexpected("rate", &other.to_string())),
+        };
+        Ok(RateDecision {
+            allowed,
+            retry_after_ms: u64::try_from(retry_after_ms).unwrap_or(0),
+        })
+    }
+
+    /// Remove a decided or cancelled challenge from its targets' inboxes (one slot each).
+    async fn remove_from_inboxes(&self, cid: &Cid) -> Result<(), StoreError> {
+        let record: Option<String> = self
+            .query(redis::cmd("GET").arg(keys::challenge(cid).record))
+            .await?;
+        let Some(record) = record else {
+            return Ok(());
+        };
+        let challenge: StoredChallenge = from_json(&record)?;
+        for target in &challenge.targets {
+            let _: i64 = self
+                .query(
+                    redis::cmd("HDEL")
+                        .arg(keys::inbox(&target.device_id))
+                        .arg(cid.to_string()),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    async fn remember_nonce(&self, nonce: &Nonce, ttl: Duration) -> Result<bool, StoreError> {
+        let set: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(keys::nonce(nonce))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl)),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    async fn check_rate(
+        &self,
+        bucket: &Bucket,
+        rate: Rate,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        self.rate(bucket, rate, now_ms, false).await
+    }
+
+    async fn take_rate(
+        &self,
+        bucket: &Bucket,
+        rate: Rate,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        self.rate(bucket, rate, now_ms, true).await
+    }
+
+    async fn create_pairing(&self, slot: &PairingSlot, ttl: Duration) -> Result<bool, StoreError> {
+        let set: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(keys::pairing(&slot.pairing_id).slot)
+                    .arg(to_json(slot))
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl)),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    async fn pairing(&self, pairing_id: &PairingId) -> Result<Option<PairingState>, StoreError> {
+        let keys = keys::pairing(pairing_id);
+        let (slot, claim, confirm): (Option<String>, Option<String>, Option<String>) = self
+            .query(
+                redis::cmd("MGET")
+                    .arg(&keys.slot)
+                    .arg(&keys.claim)
+                    .arg(&keys.confirm),
+            )
+            .await?;
+        let Some(slot) = slot else { return Ok(None) };
+        Ok(Some(PairingState {
+            slot: from_json(&slot)?,
+            claimed: claim.as_deref().map(from_json).transpose()?,
+            confirmation: confirm.as_deref().map(from_json).transpose()?,
+        }))
+    }
+
+    async fn claim_pairing(
+        &self,
+        pairing_id: &PairingId,
+        claimed: &PairingClaimed,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let keys = keys::pairing(pairing_id);
+        let outcome: String = self
+            .run(
+                &self.scripts.claim,
+                &[&keys.slot, &keys.claim],
+                &[&to_json(claimed)],
+            )
+            .await?;
+        match outcome.as_str() {
+            "stored" => {
+                publish(&self.conn, &Topic::Pairing(*pairing_id)).await;
+                Ok(ClaimOutcome::Stored)
+            }
+            "claimed" => Ok(ClaimOutcome::AlreadyClaimed),
+            "missing" => Ok(ClaimOutcome::Missing),
+            other => Err(unexpected("claim", other)),
+        }
+    }
+
+    async fn confirm_pairing(
+        &self,
+        pairing_id: &PairingId,
+        confirmation: &PairingConfirmation,
+    ) -> Result<ConfirmOutcome, StoreError> {
+        let keys = keys::pairing(pairing_id);
+        let outcome: String = self
+            .run(
+                &self.scripts.confirm,
+                &[&keys.slot, &keys.claim, &keys.confirm],
+                &[&to_json(confirmation)],
+            )
+            .await?;
+        match outcome.as_str() {
+            "stored" => {
+                publish(&self.conn, &Topic::Pairing(*pairing_id)).await;
+                Ok(ConfirmOutcome::Stored)
+            }
+            "confirmed" => Ok(ConfirmOutcome::AlreadyConfirmed),
+            "not_claimed" => Ok(ConfirmOutcome::NotClaimed),
+            "missing" => Ok(ConfirmOutcome::Missing),
+            other => Err(unexpected("confirm", other)),
+        }
+    }
+
+    async fn create_challenge(
+        &self,
+        challenge: &StoredChallenge,
+        ttl: Duration,
+    ) -> Result<CreateOutcome, StoreError> {
+        let keys = keys::challenge(&challenge.cid);
+        let created: i64 = self
+            .run(
+                &self.scripts.create,
+                &[&keys.record, &keys.state, &keys.deliveries],
+                &[
+                    &to_json(challenge),
+                    &to_json(&challenge.deliveries),
+                    &millis(ttl).to_string(),
+                ],
+            )
+            .await?;
+        match created {
+            1 => {}
+            0 => {
+                let existing = self
+                    .challenge(&challenge.cid)
+                    .await?
+                    .ok_or_else(|| data("a challenge vanished between create and read"))?;
+                return Ok(CreateOutcome::Exists(Box::new(existing)));
+            }
+            other => return Err(unexpected("create", &other.to_string())),
+        }
+        let deadline_ms = now_ms() + millis(ttl);
+        for target in challenge.targets.iter().filter(|target| target.in_inbox) {
+            let value = Stored {
+                deadline_ms,
+                entry: challenge.inbox_entry(target),
+            };
+            let _: i64 = self
+                .run(
+                    &self.scripts.inbox_add,
+                    &[&keys::inbox(&target.device_id)],
+                    &[
+                        &challenge.cid.to_string(),
+                        &to_json(&value),
+                        &millis(ttl).to_string(),
+                    ],
+                )
+                .await?;
+            publish(&self.conn, &Topic::Inbox(target.device_id)).await;
+        }
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn challenge(&self, cid: &Cid) -> Result<Option<StoredChallenge>, StoreError> {
+        let keys = keys::challenge(cid);
+        let (record, state, deliveries): (Option<String>, Option<String>, Option<String>) = self
+            .query(
+                redis::cmd("MGET")
+                    .arg(&keys.record)
+                    .arg(&keys.state)
+                    .arg(&keys.deliveries),
+            )
+            .await?;
+        let (Some(record), Some(state)) = (record, state) else {
+            return Ok(None);
+        };
+        let mut challenge: StoredChallenge = from_json(&record)?;
+        challenge.state = match state.as_str() {
+            "pending" => ChallengeState::Pending,
+            "cancelled" => ChallengeState::Cancelled,
+            decided => ChallengeState::Decided {
+                verdict: Box::new(from_json(
+                    decided
+                        .strip_prefix('d')
+                        .ok_or_else(|| data("bad challenge state"))?,
+                )?),
+            },
+        };
+        if let Some(deliveries) = deliveries {
+            challenge.deliveries = from_json(&deliveries)?;
+        }
+        Ok(Some(challenge))
+    }
+
+    async fn record_deliveries(
+        &self,
+        cid: &Cid,
+        deliveries: &[TargetDelivery],
+    ) -> Result<(), StoreError> {
+        let _: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(keys::challenge(cid).deliveries)
+                    .arg(to_json(&deliveries))
+                    .arg("XX")
+                    .arg("KEEPTTL"),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn decide(
+        &self,
+        cid: &Cid,
+        verdict: &SignedVerdict,
+    ) -> Result<DecideOutcome, StoreError> {
+        let outcome: String = self
+            .run(
+                &self.scripts.decide,
+                &[&keys::challenge(cid).state],
+                &[&to_json(verdict)],
+            )
+            .await?;
+        match outcome.as_str() {
+            "accepted" => {
+                publish(&self.conn, &Topic::Challenge(*cid)).await;
+                self.remove_from_inboxes(cid).await?;
+                Ok(DecideOutcome::Accepted)
+            }
+            "decided" => Ok(DecideOutcome::AlreadyDecided),
+            "cancelled" => Ok(DecideOutcome::Cancelled),
+            "missing" => Ok(DecideOutcome::Missing),
+            other => Err(unexpected("decide", other)),
+        }
+    }
+
+    async fn cancel(&self, cid: &Cid) -> Result<CancelOutcome, StoreError> {
+        let outcome: String = self
+            .run(&self.scripts.cancel, &[&keys::challenge(cid).state], &[])
+            .await?;
+        match outcome.as_str() {
+            "cancelled" => {
+                publish(&self.conn, &Topic::Challenge(*cid)).await;
+                self.remove_from_inboxes(cid).await?;
+                Ok(CancelOutcome::Cancelled)
+            }
+            "already_cancelled" => Ok(CancelOutcome::AlreadyCancelled),
+            "decided" => Ok(CancelOutcome::AlreadyDecided),
+            "missing" => Ok(CancelOutcome::Missing),
+            other => Err(unexpected("cancel", other)),
+        }
+    }
+
+    async fn inbox(
+        &self,
+        device_id: &DeviceId,
+        now_unix: u64,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let key = keys::inbox(device_id);
+        let fields: HashMap<String, String> = self.query(redis::cmd("HGETALL").arg(&key)).await?;
+        let now = now_ms();
+        let mut entries = Vec::with_capacity(fields.len());
+        let mut stale = Vec::new();
+        for (cid, value) in fields {
+            let stored: Stored<InboxEntry> = from_json(&value)?;
+            if stored.deadline_ms <= now {
+                stale.push(cid);
+            } else if stored.entry.expires > now_unix {
+                entries.push(stored.entry);
+            }
+        }
+        if !stale.is_empty() {
+            let _: i64 = self.query(redis::cmd("HDEL").arg(&key).arg(&stale)).await?;
+        }
+        entries.sort_by_key(|entry| (entry.created, entry.cid));
+        Ok(entries)
+    }
+
+    async fn drop_inbox_from(
+        &self,
+        device_id: &DeviceId,
+        nas_id: &NasId,
+    ) -> Result<(), StoreError> {
+        let key = keys::inbox(device_id);
+        let fields: HashMap<String, String> = self.query(redis::cmd("HGETALL").arg(&key)).await?;
+        let mut drop = Vec::new();
+        for (cid, value) in fields {
+            let stored: Stored<InboxEntry> = from_json(&value)?;
+            if stored.entry.nas_id == *nas_id {
+                drop.push(cid);
+            }
+        }
+        if !drop.is_empty() {
+            let _: i64 = self.query(redis::cmd("HDEL").arg(&key).arg(&drop)).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_mute(
+        &self,
+        nas_id: &NasId,
+        device_id: &DeviceId,
+        until: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let _: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(keys::mute(nas_id, device_id))
+                    .arg(until)
+                    .arg("PX")
+                    .arg(millis(ttl)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn muted_until(
+        &self,
+        nas_id: &NasId,
+        device_id: &DeviceId,
+    ) -> Result<Option<u64>, StoreError> {
+        self.query(redis::cmd("GET").arg(keys::mute(nas_id, device_id)))
+            .await
+    }
+
+    async fn post_notice(
+        &self,
+        nas_id: &NasId,
+        notice: &Notice,
+        at: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = keys::mailbox(nas_id);
+        let now = now_ms();
+        let value = to_json(&Stored {
+            deadline_ms: now + millis(ttl),
+            entry: (at, notice),
+        });
+        let mut pipeline = redis::pipe();
+        pipeline
+            .cmd("XADD")
+            .arg(&key)
+            .arg("*")
+            .arg("n")
+            .arg(value)
+            .ignore()
+            .cmd("XTRIM")
+            .arg(&key)
+            .arg("MINID")
+            .arg(now.saturating_sub(millis(ttl)))
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(millis(ttl))
+            .ignore();
+        let _: () = pipeline
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        publish(&self.conn, &Topic::Mailbox(*nas_id)).await;
+        Ok(())
+    }
+
+    async fn mailbox(&self, nas_id: &NasId) -> Result<Vec<MailboxEntry>, StoreError> {
+        let key = keys::mailbox(nas_id);
+        let range: redis::streams::StreamRangeReply = self
+            .query(redis::cmd("XRANGE").arg(&key).arg("-").arg("+"))
+            .await?;
+        let now = now_ms();
+        let mut entries = Vec::with_capacity(range.ids.len());
+        for item in range.ids {
+            let Some(Value::BulkString(bytes)) = item.map.get("n") else {
+                return Err(data("mailbox entry without a notice"));
+            };
+            let stored: Stored<(u64, Notice)> = from_json(&String::from_utf8_lossy(bytes))?;
+            if stored.deadline_ms > now {
+                let (at, notice) = stored.entry;
+                entries.push(MailboxEntry {
+                    id: item.id,
+                    at,
+                    notice,
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn ack_mailbox(&self, nas_id: &NasId, ids: &[String]) -> Result<(), StoreError> {
+        // Only stream-id-shaped strings reach XDEL (anything else cannot be ours).
+        let valid: Vec<&String> = ids
+            .iter()
+            .filter(|id| {
+                id.split_once('-').is_some_and(|(ms, seq)| {
+                    !ms.is_empty()
+                        && !seq.is_empty()
+                        && ms.bytes().chain(seq.bytes()).all(|b| b.is_ascii_digit())
+                })
+            })
+            .collect();
+        if !valid.is_empty() {
+            let _: i64 = self
+                .query(redis::cmd("XDEL").arg(keys::mailbox(nas_id)).arg(&valid))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn watch(&self, topic: Topic) -> Result<Watch, StoreError> {
+        self.pubsub.watch(&self.conn, topic).await
+    }
+
+    fn notifier(&self) -> &std::sync::Arc<Notifier> {
+        self.pubsub.notifier()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.query(&redis::cmd("PING")).await?;
+        Ok(())
+    }
+}

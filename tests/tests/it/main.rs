@@ -1,0 +1,16 @@
+//! The integration tests as one test binary (linking the relay and the SDK once instead of once
+//! per file): real `approvd` processes over real HTTP, real `redis-server`s, a local FCM mock.
+//! Each module is one area; shared harness code lives in `approvd_tests` (`tests/src/`).
+
+mod auth_and_input;
+mod cli;
+mod flow;
+mod fuzz_http;
+mod lifecycle;
+mod push;
+mod push_fcm;
+mod replicas;
+mod sdk;
+mod security;
+mod store_conformance;
+mod tidy;

@@ -1,0 +1,228 @@
+//! Repository tidiness that a reviewer would otherwise check by hand: every Rust file starts
+//! with a `//!` line saying what it owns (STYLE.md), and the invariants ARCHITECTURE.md writes
+//! as absences hold in the source (no catch-all in the error mapping, Redis keys spelled only in
+//! `store::redis`, no HTTP in the use cases, no I/O in `approvd-proto`, one Redis key table).
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("readable dir").flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() {
+            if name != "target" && !name.to_string_lossy().starts_with('.') {
+                rust_files(&path, found);
+            }
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every `.rs` file below `dir` (relative to the workspace) with its text.
+fn sources(dir: &str) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    rust_files(&workspace().join(dir), &mut files);
+    assert!(!files.is_empty(), "no Rust files under {dir}");
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).expect("readable source");
+            (file, text)
+        })
+        .collect()
+}
+
+/// The files under `dir` whose text contains any of `needles`.
+fn files_containing(dir: &str, needles: &[&str]) -> Vec<String> {
+    sources(dir)
+        .into_iter()
+        .filter(|(_, text)| needles.iter().any(|needle| text.contains(needle)))
+        .map(|(file, _)| file.display().to_string())
+        .collect()
+}
+
+#[test]
+fn every_rust_file_says_what_it_owns() {
+    let mut files = Vec::new();
+    for crate_dir in ["proto", "client", "relay", "loadtest", "tests"] {
+        rust_files(&workspace().join(crate_dir), &mut files);
+    }
+    assert!(files.len() > 40, "found only {} files", files.len());
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|file| {
+            !std::fs::read_to_string(file)
+                .unwrap_or_default()
+                .starts_with("//!")
+        })
+        .map(|file| file.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//!` line: {missing:?}"
+    );
+}
+
+#[test]
+fn the_error_mapping_has_no_catch_all() {
+    let problem =
+        std::fs::read_to_string(workspace().join("relay/src/http/problem.rs")).expect("problem.rs");
+    assert!(
+        !problem.contains("_ =>"),
+        "http::problem must match every error variant explicitly"
+    );
+}
+
+#[test]
+fn only_store_redis_spells_redis_keys() {
+    let redis_dir = workspace().join("relay/src/store/redis");
+    let offenders: Vec<String> = sources("relay/src")
+        .into_iter()
+        .filter(|(file, _)| !file.starts_with(&redis_dir))
+        .filter(|(_, text)| {
+            text.match_indices("\"approvd:").any(|(at, found)| {
+                text[at + found.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|next| next.is_ascii_lowercase())
+            })
+        })
+        .map(|(file, _)| file.display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "Redis keys spelled in {offenders:?}");
+}
+
+#[test]
+fn the_use_cases_know_no_http() {
+    let offenders = files_containing(
+        "relay/src/service",
+        &["actix", "StatusCode", "HttpRequest", "HttpResponse"],
+    );
+    assert!(
+        offenders.is_empty(),
+        "HTTP in the service layer: {offenders:?}"
+    );
+}
+
+#[test]
+fn the_protocol_crate_does_no_io_and_reads_no_clock() {
+    let bin = workspace().join("proto/src/bin");
+    let offenders: Vec<String> = sources("proto/src")
+        .into_iter()
+        .filter(|(file, _)| !file.starts_with(&bin))
+        .filter(|(_, text)| {
+            ["std::fs", "std::net", "tokio", "SystemTime", "Instant::now"]
+                .iter()
+                .any(|needle| text.contains(needle))
+        })
+        .map(|(file, _)| file.display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "I/O or a clock in {offenders:?}");
+}
+
+/// The Redis key rows (`| `approvd:…`) of a Markdown table, each line first stripped of `strip`.
+fn key_rows(text: &str, strip: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(strip))
+        .filter(|row| row.starts_with("| `approvd:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn architecture_md_shows_the_redis_key_table_of_the_code() {
+    let code = std::fs::read_to_string(workspace().join("relay/src/store/redis/mod.rs"))
+        .expect("redis/mod.rs");
+    let doc = std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).expect("ARCHITECTURE");
+    let in_code = key_rows(&code, "//! ");
+    assert!(in_code.len() >= 10, "key table not found in the code");
+    assert_eq!(
+        key_rows(&doc, ""),
+        in_code,
+        "ARCHITECTURE.md's Redis key table differs from store/redis/mod.rs (whose keys a unit test checks)"
+    );
+}
+
+#[test]
+fn layers_import_only_downward() {
+    // (folder or file under relay/src, modules of the relay crate it must not use)
+    let rules: [(&str, &[&str]); 8] = [
+        (
+            "relay/src/store",
+            &[
+                "crate::config",
+                "crate::service",
+                "crate::http",
+                "crate::server",
+                "crate::push",
+            ],
+        ),
+        (
+            "relay/src/push",
+            &[
+                "crate::config",
+                "crate::service",
+                "crate::http",
+                "crate::server",
+            ],
+        ),
+        (
+            "relay/src/handle.rs",
+            &[
+                "crate::config",
+                "crate::service",
+                "crate::http",
+                "crate::server",
+            ],
+        ),
+        (
+            "relay/src/metrics.rs",
+            &[
+                "crate::config",
+                "crate::service",
+                "crate::http",
+                "crate::server",
+            ],
+        ),
+        (
+            "relay/src/clock.rs",
+            &[
+                "crate::config",
+                "crate::service",
+                "crate::http",
+                "crate::server",
+            ],
+        ),
+        (
+            "relay/src/config",
+            &["crate::service", "crate::http", "crate::server"],
+        ),
+        ("relay/src/service", &["crate::http", "crate::server"]),
+        ("relay/src/http", &["crate::server"]),
+    ];
+    let mut offenders = Vec::new();
+    for (place, forbidden) in rules {
+        let path = workspace().join(place);
+        let files = if path.is_dir() {
+            sources(place)
+        } else {
+            vec![(
+                path.clone(),
+                std::fs::read_to_string(&path).expect("source"),
+            )]
+        };
+        for (file, text) in files {
+            for module in forbidden {
+                if text.contains(module) {
+                    offenders.push(format!("{} uses {module}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "upward imports: {offenders:?}");
+}
