@@ -1,6 +1,7 @@
 //! Prometheus metrics: every metric name in one place, the registry in the app state (no
-//! globals), and rendering of the text exposition. HTTP metrics are labelled by route pattern,
-//! never by raw path; long-polls that actually waited are kept out of the latency histogram.
+//! globals), and rendering of the text exposition. Every label takes values from a fixed set:
+//! HTTP metrics are labelled by route pattern (never the raw path) and by a known method or
+//! `other`; long-polls that actually waited are kept out of the latency histogram.
 
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -18,6 +19,16 @@ pub mod name {
     pub const VERDICTS: &str = "approvd_verdicts_total";
     pub const PUSHES: &str = "approvd_push_total";
     pub const STORE_ERRORS: &str = "approvd_store_errors_total";
+}
+
+/// The `method` label: one of a fixed set, so a client cannot mint label values (an arbitrary
+/// method token would otherwise become a new time series, and a long one a huge line).
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or("other")
 }
 
 /// The relay's metrics.

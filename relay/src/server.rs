@@ -10,7 +10,7 @@ use actix_web::web;
 use approvd_proto::wire::PushProvider;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{ApnsAuth, ApnsConfig, Config, FcmAccount, FcmConfig, PushConfig, StoreConfig};
 use crate::handle::{HandleError, HandleKeys};
 use crate::http::auth::Admission;
@@ -184,10 +184,12 @@ pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     }
     let store = connect_store(&config.store).await?;
     let metrics = Metrics::new();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let push = Dispatcher::new(
         push_routes(&config.push)?,
         Arc::clone(&store),
         metrics.clone(),
+        Arc::clone(&clock),
         DispatchLimits {
             budget: config.push.budget,
             mailbox_ttl: MAILBOX_TTL,
@@ -211,7 +213,7 @@ pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
             handles,
             push,
             metrics,
-            clock: Arc::new(SystemClock),
+            clock,
             limits: config.limits,
             shutdown: CancellationToken::new(),
         },

@@ -255,6 +255,9 @@ fn limits(options: &Options) -> Result<LimitsConfig, ConfigError> {
         if per_minute == 0 {
             return invalid(flag, "must be at least 1 per minute");
         }
+        if per_minute > Rate::MAX_PER_MINUTE {
+            return invalid(flag, "must be at most 10000000 per minute");
+        }
         Ok(Rate { per_minute })
     };
     Ok(LimitsConfig {
@@ -607,6 +610,16 @@ mod tests {
         assert_eq!(
             config.limits.rate(Limit::ChallengesPerDevice),
             Rate { per_minute: 5 }
+        );
+        let error = Config::load(
+            &args(&[("rate_requests_per_caller", "10000001")]),
+            &env(&[]),
+            None,
+        )
+        .expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "--rate-requests-per-caller: must be at most 10000000 per minute"
         );
     }
 

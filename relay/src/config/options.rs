@@ -241,8 +241,8 @@ options! {
     /// Require NAS requests to carry an admission JWT (Authorization: Bearer) signed by this
     /// operator public key (PEM, Ed25519 or P-256), with `sub` = the caller's nas_id.
     admission_key_file: Option<PathBuf> = "", "admission-key-file", "APPROVD_ADMISSION_KEY_FILE", "PEM";
-    /// Take the client IP for per-IP limits from the last X-Forwarded-For entry (only behind a
-    /// proxy you run).
+    /// Take the client IP for per-IP limits from the right-most X-Forwarded-For entry, all header
+    /// lines read as one list (only behind one proxy you run, which appends the address it saw).
     trust_forwarded_for: bool = "false", "trust-forwarded-for", "APPROVD_TRUST_FORWARDED_FOR", "BOOL";
     /// HTTP worker threads (0 = one per CPU core).
     workers: usize = "0", "workers", "APPROVD_WORKERS", "N";

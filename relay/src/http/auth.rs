@@ -167,15 +167,21 @@ impl<R: Role, B: BodyKind, Q: QueryKind> FromRequest for Signed<R, B, Q> {
     }
 }
 
-/// The client address used for per-IP limits.
+/// The client address used for per-IP limits. Behind a trusted proxy (`--trust-forwarded-for`)
+/// it is the right-most address of all `X-Forwarded-For` lines read as one list — the address
+/// the proxy itself saw; whatever the client wrote further left (or on an earlier line, which
+/// is how HAProxy's `option forwardfor` appends) is ignored. Without a usable header, the peer.
 pub fn client_ip(state: &AppState, request: &HttpRequest) -> Option<IpAddr> {
     if state.trust_forwarded_for {
         let forwarded = request
             .headers()
-            .get("x-forwarded-for")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.rsplit(',').next())
-            .and_then(|last| last.trim().parse().ok());
+            .get_all("x-forwarded-for")
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|line| line.split(','))
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .last()
+            .and_then(|last| last.parse().ok());
         if forwarded.is_some() {
             return forwarded;
         }
@@ -183,20 +189,29 @@ pub fn client_ip(state: &AppState, request: &HttpRequest) -> Option<IpAddr> {
     request.peer_addr().map(|address| address.ip())
 }
 
+/// The one line of header `name`, if present: a second line is refused (PROTOCOL.md §7.1: a
+/// request carries exactly one signature), never ignored.
 fn header<'a>(
     request: &'a HttpRequest,
     name: &'static str,
 ) -> Result<Option<&'a str>, HttpSigError> {
-    match request.headers().get(name) {
-        None => Ok(None),
-        Some(value) => value
-            .to_str()
-            .map(Some)
-            .map_err(|_| HttpSigError::Malformed {
-                header: name,
-                reason: "not ASCII",
-            }),
+    let mut lines = request.headers().get_all(name);
+    let Some(value) = lines.next() else {
+        return Ok(None);
+    };
+    if lines.next().is_some() {
+        return Err(HttpSigError::Malformed {
+            header: name,
+            reason: "must appear once",
+        });
     }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| HttpSigError::Malformed {
+            header: name,
+            reason: "not ASCII",
+        })
 }
 
 async fn read_body(mut payload: Payload, limit: usize) -> Result<Vec<u8>, ApiError> {

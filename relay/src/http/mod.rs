@@ -16,6 +16,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
 
+use crate::metrics;
 use crate::service::Deps;
 use problem::ApiError;
 
@@ -46,7 +47,7 @@ async fn track(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
     let state = request.app_data::<web::Data<AppState>>().cloned();
-    let method = request.method().as_str().to_owned();
+    let method = metrics::method_label(request.method());
     let response = next.call(request).await?;
     if let Some(state) = state {
         let route = response
@@ -54,11 +55,19 @@ async fn track(
             .match_pattern()
             .unwrap_or_else(|| "unmatched".to_owned());
         let status = response.status().as_u16().to_string();
+        let store_failed = response
+            .response()
+            .error()
+            .and_then(|error| error.as_error::<ApiError>())
+            .is_some_and(ApiError::is_store_failure);
+        if store_failed {
+            state.deps.metrics.store_errors.inc();
+        }
         state
             .deps
             .metrics
             .http_requests
-            .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+            .with_label_values(&[route.as_str(), method, status.as_str()])
             .inc();
         if response
             .response()

@@ -32,8 +32,9 @@ pub enum ApiError {
     AdmissionDenied(String),
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
-    #[error("method not allowed on this resource")]
-    MethodNotAllowed,
+    /// `allow`: the methods the resource takes, for the `Allow` header (RFC 9110 §15.5.6).
+    #[error("method not allowed on this resource; it allows {allow}")]
+    MethodNotAllowed { allow: String },
     #[error("no such endpoint; see /openapi.json")]
     NoRoute,
     #[error("internal error")]
@@ -78,7 +79,7 @@ impl ApiError {
             ApiError::AdmissionRequired => "admission-required",
             ApiError::AdmissionDenied(_) => "admission-denied",
             ApiError::BodyTooLarge { .. } => "body-too-large",
-            ApiError::MethodNotAllowed => "method-not-allowed",
+            ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::NoRoute => "no-route",
             ApiError::Internal => "internal",
         }
@@ -112,7 +113,7 @@ impl ApiError {
             ApiError::AdmissionRequired => "Admission token required",
             ApiError::AdmissionDenied(_) => "Admission token refused",
             ApiError::BodyTooLarge { .. } => "Body too large",
-            ApiError::MethodNotAllowed => "Method not allowed",
+            ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::NoRoute => "No such endpoint",
             ApiError::Internal => "Internal error",
         }
@@ -152,7 +153,7 @@ impl ApiError {
             | ApiError::AdmissionRequired
             | ApiError::AdmissionDenied(_)
             | ApiError::BodyTooLarge { .. }
-            | ApiError::MethodNotAllowed
+            | ApiError::MethodNotAllowed { .. }
             | ApiError::NoRoute
             | ApiError::Internal => None,
         }
@@ -189,10 +190,15 @@ impl ApiError {
             | ApiError::AdmissionRequired
             | ApiError::AdmissionDenied(_)
             | ApiError::BodyTooLarge { .. }
-            | ApiError::MethodNotAllowed
+            | ApiError::MethodNotAllowed { .. }
             | ApiError::NoRoute
             | ApiError::Internal => None,
         }
+    }
+
+    /// Did the store fail (counted in `approvd_store_errors_total`)?
+    pub fn is_store_failure(&self) -> bool {
+        matches!(self, ApiError::Service(service::Error::Store(_)))
     }
 
     /// The problem document.
@@ -231,7 +237,7 @@ impl ResponseError for ApiError {
             | ApiError::AdmissionRequired => StatusCode::UNAUTHORIZED,
             ApiError::AdmissionDenied(_) => StatusCode::FORBIDDEN,
             ApiError::NoRoute => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -248,6 +254,9 @@ impl ResponseError for ApiError {
         response.content_type("application/problem+json");
         if let Some(seconds) = self.retry_after_secs() {
             response.insert_header(("Retry-After", seconds.max(1).to_string()));
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.insert_header(("Allow", allow.as_str()));
         }
         response.body(serde_json::to_string(&self.problem()).expect("problems serialize"))
     }

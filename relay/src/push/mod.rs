@@ -14,6 +14,7 @@ use std::time::Duration;
 use approvd_proto::wire::{Delivery, Notice, PushProvider, PushRegistration};
 use approvd_proto::{Cid, DeviceId, NasId};
 
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -150,6 +151,8 @@ pub struct Dispatcher {
     /// Where dead tokens are reported (as `push_gone` mailbox notices).
     store: Arc<dyn Store>,
     metrics: Metrics,
+    /// Dates `push_gone` notices: when the dead token was learned.
+    clock: Arc<dyn Clock>,
     limits: DispatchLimits,
     /// Bounds pushes in flight across all requests, so a burst cannot open unbounded
     /// connections to APNs/FCM.
@@ -161,12 +164,14 @@ impl Dispatcher {
         routes: PushRoutes,
         store: Arc<dyn Store>,
         metrics: Metrics,
+        clock: Arc<dyn Clock>,
         limits: DispatchLimits,
     ) -> Self {
         Self {
             routes,
             store,
             metrics,
+            clock,
             in_flight: Arc::new(tokio::sync::Semaphore::new(limits.in_flight.max(1))),
             limits,
         }
@@ -225,6 +230,7 @@ impl Dispatcher {
         let in_flight = Arc::clone(&self.in_flight);
         let store = Arc::clone(&self.store);
         let metrics = self.metrics.clone();
+        let clock = Arc::clone(&self.clock);
         let mailbox_ttl = self.limits.mailbox_ttl;
         tokio::spawn(async move {
             let (name, result) = match provider_sender {
@@ -255,8 +261,9 @@ impl Dispatcher {
                 let notice = Notice::PushGone {
                     device_id: job.device_id,
                 };
-                let at = message.expires.saturating_sub(60);
+                let at = clock.now();
                 if let Err(error) = store.post_notice(&nas_id, &notice, at, mailbox_ttl).await {
+                    metrics.store_errors.inc();
                     tracing::warn!(%error, "could not record a dead push token");
                 }
             }

@@ -18,7 +18,7 @@ pub async fn check_ip(deps: &Deps, ip: IpAddr) -> Result<(), Error> {
         .check_rate(
             &bucket,
             deps.limits.rate(bucket.limit()),
-            deps.clock.now_ms(),
+            deps.clock.now_us(),
         )
         .await?;
     deps.refuse_if_limited(&bucket, decision)
@@ -31,7 +31,7 @@ pub async fn record_failure(deps: &Deps, ip: IpAddr) -> Result<(), Error> {
         .take_rate(
             &bucket,
             deps.limits.rate(bucket.limit()),
-            deps.clock.now_ms(),
+            deps.clock.now_us(),
         )
         .await?;
     Ok(())

@@ -220,31 +220,46 @@ pub async fn create(
     })
 }
 
-/// Tell the targets' apps (all but `answered_by`) that the challenge is over, in the background.
-fn dismiss_others(deps: &Deps, challenge: &StoredChallenge, answered_by: Option<DeviceId>) {
+/// Tell the targets' apps (all but `answered_by`, and none that muted this NAS) that the
+/// challenge is over; the pushes go out in the background.
+async fn dismiss_others(
+    deps: &Deps,
+    challenge: &StoredChallenge,
+    answered_by: Option<DeviceId>,
+) -> Result<(), Error> {
     let now = deps.clock.now();
-    let jobs: Vec<PushJob> = challenge
-        .targets
-        .iter()
-        .filter(|target| Some(target.device_id) != answered_by)
-        .filter_map(|target| {
-            let handle = target.push_handle.as_ref()?;
-            let registration = deps.handles.open(handle, now).ok()?.push?;
-            Some(PushJob {
+    let mut jobs = Vec::new();
+    for target in &challenge.targets {
+        if Some(target.device_id) == answered_by {
+            continue;
+        }
+        let Some(handle) = &target.push_handle else {
+            continue;
+        };
+        let Some(registration) = deps.handles.open(handle, now).ok().and_then(|h| h.push) else {
+            continue;
+        };
+        let muted = deps
+            .store
+            .muted_until(&challenge.nas_id, &target.device_id)
+            .await?
+            .is_some_and(|until| until > now);
+        if !muted {
+            jobs.push(PushJob {
                 device_id: target.device_id,
                 registration,
-            })
-        })
-        .collect();
-    if jobs.is_empty() {
-        return;
+            });
+        }
     }
-    let message = PushMessage {
-        cid: challenge.cid,
-        expires: challenge.expires.max(now + 1),
-        kind: PushKind::Dismiss,
-    };
-    deps.push.dismiss(jobs, message, challenge.nas_id);
+    if !jobs.is_empty() {
+        let message = PushMessage {
+            cid: challenge.cid,
+            expires: challenge.expires.max(now + 1),
+            kind: PushKind::Dismiss,
+        };
+        deps.push.dismiss(jobs, message, challenge.nas_id);
+    }
+    Ok(())
 }
 
 /// The challenge, if `nas_id` sent it.
@@ -264,10 +279,7 @@ async fn owned_challenge(deps: &Deps, cid: &Cid, nas_id: NasId) -> Result<Stored
 pub async fn cancel(deps: &Deps, nas_id: NasId, cid: Cid) -> Result<(), Error> {
     let challenge = owned_challenge(deps, &cid, nas_id).await?;
     match deps.store.cancel(&cid).await? {
-        CancelOutcome::Cancelled => {
-            dismiss_others(deps, &challenge, None);
-            Ok(())
-        }
+        CancelOutcome::Cancelled => dismiss_others(deps, &challenge, None).await,
         CancelOutcome::AlreadyCancelled => Ok(()),
         CancelOutcome::AlreadyDecided => Err(Error::AlreadyDecided),
         CancelOutcome::Missing => Err(Error::NotFound("challenge")),
@@ -365,8 +377,7 @@ pub async fn submit_verdict(
                 .verdicts
                 .with_label_values(&[verdict.decision.as_str()])
                 .inc();
-            dismiss_others(deps, &challenge, Some(device_id));
-            Ok(())
+            dismiss_others(deps, &challenge, Some(device_id)).await
         }
         DecideOutcome::AlreadyDecided => Err(Error::AlreadyDecided),
         DecideOutcome::Cancelled => Err(Error::ChallengeCancelled),
@@ -391,9 +402,10 @@ pub async fn await_inbox(
 mod tests {
     use super::*;
     use crate::handle::HandleContents;
-    use crate::service::testing::{deps, FixedClock};
+    use crate::push::PushResult;
+    use crate::service::testing::{deps, deps_pushing_to, FixedClock, RecordingSender};
     use approvd_proto::ids::{PublicKey, Sig};
-    use approvd_proto::wire::{ChallengeTarget, PushProvider, Sealed};
+    use approvd_proto::wire::{ChallengeTarget, Notice, PushHandle, PushProvider, Sealed};
     use approvd_proto::{Decision, Verdict};
     use ed25519_dalek::SigningKey;
 
@@ -679,5 +691,137 @@ mod tests {
             world.deps.shutdown.cancel();
         });
         assert!(matches!(outcome, Err(Error::ShuttingDown)));
+    }
+
+    /// A phone paired with `nas_id` whose push token is `token`: (device, verdict key, handle).
+    fn paired_phone(deps: &Deps, nas_id: NasId, token: &str) -> (DeviceId, SigningKey, PushHandle) {
+        let device_id = DeviceId(PublicKey::from(&approvd_proto::generate_signing_key()));
+        let verdict_key = approvd_proto::generate_signing_key();
+        let handle = deps.handles.mint(&HandleContents {
+            device_id,
+            nas_id,
+            sig_key: PublicKey::from(&verdict_key),
+            push: Some(PushRegistration {
+                provider: PushProvider::Fcm,
+                token: token.to_owned(),
+                topic: "dev.approvd.test".to_owned(),
+            }),
+            minted_at: NOW,
+        });
+        (device_id, verdict_key, handle)
+    }
+
+    /// A challenge from `nas_key` to every phone in `phones`.
+    fn request_to(
+        nas_key: &SigningKey,
+        phones: &[&(DeviceId, SigningKey, PushHandle)],
+    ) -> CreateChallengeRequest {
+        let nas_id = NasId(PublicKey::from(nas_key));
+        let mut request = CreateChallengeRequest {
+            cid: Cid::random(),
+            created: NOW,
+            expires: NOW + 60,
+            number_matching: false,
+            targets: phones
+                .iter()
+                .map(|(device_id, _, handle)| ChallengeTarget {
+                    device_id: *device_id,
+                    push_handle: handle.clone(),
+                    sealed: Sealed(vec![7; 256]),
+                    sig: Sig([0; 64]),
+                })
+                .collect(),
+        };
+        for index in 0..request.targets.len() {
+            let challenge = request.challenge_for(nas_id, &request.targets[index]);
+            request.targets[index].sig = challenge.sign(nas_key);
+        }
+        request
+    }
+
+    /// Who got a dismissal for `cid`.
+    async fn dismissed(recorder: &RecordingSender, cid: Cid) -> Vec<String> {
+        recorder
+            .sent()
+            .await
+            .into_iter()
+            .filter(|(_, message)| message.cid == cid && message.kind == PushKind::Dismiss)
+            .map(|(token, _)| token)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_muted_phone_gets_no_dismissal_after_a_verdict_or_a_cancel() {
+        let recorder = RecordingSender::answering(PushResult::Delivered);
+        let (deps, _) = deps_pushing_to(NOW, recorder.clone());
+        let nas_key = approvd_proto::generate_signing_key();
+        let nas_id = NasId(PublicKey::from(&nas_key));
+        let answering = paired_phone(&deps, nas_id, "token-a");
+        let muted = paired_phone(&deps, nas_id, "token-b");
+        let other = paired_phone(&deps, nas_id, "token-c");
+        let request = request_to(&nas_key, &[&answering, &muted, &other]);
+        let digest = Digest([1; 32]);
+        create(&deps, nas_id, &request, digest)
+            .await
+            .expect("created");
+        // The phone mutes this NAS while the challenge is pending.
+        deps.store
+            .set_mute(&nas_id, &muted.0, NOW + 600, Duration::from_secs(600))
+            .await
+            .expect("muted");
+        let challenge = request.challenge_for(nas_id, &request.targets[0]);
+        let verdict = approvd_proto::Verdict {
+            cid: request.cid,
+            nas_id,
+            device_id: answering.0,
+            challenge_hash: challenge.hash(),
+            decision: Decision::Approve,
+            number: None,
+            decided_at: NOW,
+        };
+        let signed = SignedVerdict {
+            sig: verdict.sign(&answering.1),
+            verdict,
+        };
+        submit_verdict(&deps, answering.0, request.cid, &signed)
+            .await
+            .expect("answered");
+        assert_eq!(dismissed(&recorder, request.cid).await, ["token-c"]);
+
+        let second = request_to(&nas_key, &[&answering, &muted, &other]);
+        create(&deps, nas_id, &second, Digest([2; 32]))
+            .await
+            .expect("created");
+        cancel(&deps, nas_id, second.cid).await.expect("cancelled");
+        let mut tokens = dismissed(&recorder, second.cid).await;
+        tokens.sort();
+        assert_eq!(tokens, ["token-a", "token-c"]);
+    }
+
+    #[tokio::test]
+    async fn a_dead_token_is_reported_dated_when_it_was_learned() {
+        let recorder = RecordingSender::answering(PushResult::Gone);
+        let (deps, _) = deps_pushing_to(NOW, recorder.clone());
+        let nas_key = approvd_proto::generate_signing_key();
+        let nas_id = NasId(PublicKey::from(&nas_key));
+        let phone = paired_phone(&deps, nas_id, "dead-token");
+        let mut request = request_to(&nas_key, &[&phone]);
+        request.expires = NOW + 120;
+        let target = request.targets[0].clone();
+        request.targets[0].sig = request.challenge_for(nas_id, &target).sign(&nas_key);
+        let created = create(&deps, nas_id, &request, Digest([3; 32]))
+            .await
+            .expect("created");
+        assert_eq!(created.report.deliveries[0].delivery, Delivery::Gone);
+        let mailbox = deps.store.mailbox(&nas_id).await.expect("mailbox");
+        assert_eq!(mailbox.len(), 1);
+        assert!(matches!(
+            mailbox[0].notice,
+            Notice::PushGone { device_id } if device_id == phone.0
+        ));
+        assert_eq!(
+            mailbox[0].at, NOW,
+            "dated when learned, not from the expiry"
+        );
     }
 }

@@ -49,7 +49,7 @@ impl Deps {
         let limit = bucket.limit();
         let decision = self
             .store
-            .take_rate(bucket, self.limits.rate(limit), self.clock.now_ms())
+            .take_rate(bucket, self.limits.rate(limit), self.clock.now_us())
             .await?;
         self.refuse_if_limited(bucket, decision)
     }
@@ -149,47 +149,95 @@ fn check_signature<M: SignedMessage>(
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! A [`Deps`] on the memory store with a fixed clock and the log push sender, for use-case
-    //! unit tests that need no process or socket.
+    //! A [`Deps`] on the memory store with a fixed clock and a log or recording push sender, for
+    //! use-case unit tests that need no process or socket.
 
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
+
+    use approvd_proto::wire::PushRegistration;
 
     use super::Deps;
     use crate::clock::Clock;
     use crate::config::Config;
     use crate::handle::HandleKeys;
     use crate::metrics::Metrics;
-    use crate::push::{DispatchLimits, Dispatcher, LogSender, PushRoutes};
+    use crate::push::{
+        DispatchLimits, Dispatcher, LogSender, PushMessage, PushResult, PushRoutes, PushSender,
+    };
     use crate::store::MemoryStore;
 
-    /// A clock the test sets.
+    /// A clock the test sets (unix µs).
     #[derive(Debug, Default)]
     pub struct FixedClock(pub AtomicU64);
 
     impl FixedClock {
         pub fn advance_secs(&self, seconds: u64) {
-            self.0.fetch_add(seconds * 1000, Ordering::SeqCst);
+            self.0.fetch_add(seconds * 1_000_000, Ordering::SeqCst);
         }
     }
 
     impl Clock for FixedClock {
-        fn now_ms(&self) -> u64 {
+        fn now_us(&self) -> u64 {
             self.0.load(Ordering::SeqCst)
         }
     }
 
-    /// Dependencies with the default limits, at unix time `now`.
+    /// A push provider that records what it is asked to send and answers `result`.
+    #[derive(Debug)]
+    pub struct RecordingSender {
+        pub result: PushResult,
+        /// (token, message) of every push, in order.
+        pub sent: Mutex<Vec<(String, PushMessage)>>,
+    }
+
+    impl RecordingSender {
+        pub fn answering(result: PushResult) -> Arc<Self> {
+            Arc::new(Self {
+                result,
+                sent: Mutex::new(Vec::new()),
+            })
+        }
+
+        /// The pushes sent so far, once the background ones had a moment to run.
+        pub async fn sent(&self) -> Vec<(String, PushMessage)> {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            self.sent.lock().expect("recorder").clone()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl PushSender for RecordingSender {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+
+        async fn send(&self, registration: &PushRegistration, message: &PushMessage) -> PushResult {
+            self.sent
+                .lock()
+                .expect("recorder")
+                .push((registration.token.clone(), *message));
+            self.result.clone()
+        }
+    }
+
+    /// Dependencies with the default limits, at unix time `now`, pushing to the log.
     pub fn deps(now: u64) -> (Deps, Arc<FixedClock>) {
-        let clock = Arc::new(FixedClock(AtomicU64::new(now * 1000)));
+        deps_pushing_to(now, Arc::new(LogSender))
+    }
+
+    /// Dependencies with the default limits, at unix time `now`, pushing through `sender`.
+    pub fn deps_pushing_to(now: u64, sender: Arc<dyn PushSender>) -> (Deps, Arc<FixedClock>) {
+        let clock = Arc::new(FixedClock(AtomicU64::new(now * 1_000_000)));
         let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::new());
         let metrics = Metrics::new();
         let config = Config::defaults();
         let keys = HandleKeys::parse("test", &HandleKeys::generate_file_text()).expect("keys");
         let push = Dispatcher::new(
-            PushRoutes::all(Arc::new(LogSender)),
+            PushRoutes::all(sender),
             Arc::clone(&store),
             metrics.clone(),
+            clock.clone(),
             DispatchLimits {
                 budget: config.push.budget,
                 mailbox_ttl: super::mailbox::MAILBOX_TTL,

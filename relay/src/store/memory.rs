@@ -84,7 +84,7 @@ impl State {
         bucket: &Bucket,
         rate: Rate,
         now: Instant,
-        now_ms: u64,
+        now_us: u64,
         consume: bool,
     ) -> RateDecision {
         let tat = self
@@ -92,9 +92,9 @@ impl State {
             .get(bucket)
             .filter(|stored| stored.live(now))
             .map(|stored| stored.value);
-        let (decision, new_tat) = gcra(rate, tat, now_ms, consume);
+        let (decision, new_tat) = gcra(rate, tat, now_us, consume);
         if let Some(new_tat) = new_tat {
-            let ttl = Duration::from_millis(new_tat.saturating_sub(now_ms));
+            let ttl = Duration::from_micros(new_tat.saturating_sub(now_us));
             self.buckets
                 .insert(bucket.clone(), Expiring::new(new_tat, ttl));
         }
@@ -169,18 +169,18 @@ impl Store for MemoryStore {
         &self,
         bucket: &Bucket,
         rate: Rate,
-        now_ms: u64,
+        now_us: u64,
     ) -> Result<RateDecision, StoreError> {
-        Ok(self.with(|state, now| state.rate(bucket, rate, now, now_ms, false)))
+        Ok(self.with(|state, now| state.rate(bucket, rate, now, now_us, false)))
     }
 
     async fn take_rate(
         &self,
         bucket: &Bucket,
         rate: Rate,
-        now_ms: u64,
+        now_us: u64,
     ) -> Result<RateDecision, StoreError> {
-        Ok(self.with(|state, now| state.rate(bucket, rate, now, now_ms, true)))
+        Ok(self.with(|state, now| state.rate(bucket, rate, now, now_us, true)))
     }
 
     async fn create_pairing(&self, slot: &PairingSlot, ttl: Duration) -> Result<bool, StoreError> {

@@ -170,20 +170,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Remember `nonce` for `ttl`. `false` when it was already remembered (a replay).
     async fn remember_nonce(&self, nonce: &Nonce, ttl: Duration) -> Result<bool, StoreError>;
 
-    /// Would one more request against `bucket` at `rate` be allowed? Consumes nothing.
+    /// Would one more request against `bucket` at `rate` be allowed at `now_us` (unix µs)?
+    /// Consumes nothing.
     async fn check_rate(
         &self,
         bucket: &Bucket,
         rate: Rate,
-        now_ms: u64,
+        now_us: u64,
     ) -> Result<RateDecision, StoreError>;
 
-    /// One request against `bucket` at `rate`: consumes a token when allowed.
+    /// One request against `bucket` at `rate` at `now_us` (unix µs): consumes a token when
+    /// allowed.
     async fn take_rate(
         &self,
         bucket: &Bucket,
         rate: Rate,
-        now_ms: u64,
+        now_us: u64,
     ) -> Result<RateDecision, StoreError>;
 
     /// Register a slot; `false` when the id exists.

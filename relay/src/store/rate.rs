@@ -58,20 +58,26 @@ impl Bucket {
 }
 
 /// A token-bucket rate (GCRA): `per_minute` requests per minute, bursts up to `per_minute`.
+/// Computed in microseconds, so a rate up to [`Rate::MAX_PER_MINUTE`] keeps a non-zero interval
+/// (with milliseconds, 60,001/min and more had an interval of 0 and refused any request stamped
+/// out of order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
     pub per_minute: u32,
 }
 
 impl Rate {
-    /// Milliseconds between two requests at the steady rate.
-    pub fn interval_ms(self) -> u64 {
-        60_000 / u64::from(self.per_minute.max(1))
+    /// The highest configurable rate: an interval of 6 µs.
+    pub const MAX_PER_MINUTE: u32 = 10_000_000;
+
+    /// Microseconds between two requests at the steady rate (at least 1).
+    pub fn interval_us(self) -> u64 {
+        (60_000_000 / u64::from(self.per_minute.max(1))).max(1)
     }
 
-    /// The burst window: how far ahead of now the bucket may be booked.
-    pub fn burst_ms(self) -> u64 {
-        self.interval_ms() * u64::from(self.per_minute.max(1))
+    /// The burst window: how far ahead of now the bucket may be booked, µs.
+    pub fn burst_us(self) -> u64 {
+        self.interval_us() * u64::from(self.per_minute.max(1))
     }
 }
 
@@ -79,26 +85,26 @@ impl Rate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateDecision {
     pub allowed: bool,
-    /// When denied: how long until one request is allowed again.
+    /// When denied: how long until one request is allowed again (rounded up to a millisecond).
     pub retry_after_ms: u64,
 }
 
 /// The GCRA step shared by every implementation: from the bucket's stored "theoretical arrival
-/// time" (`tat_ms`, or none), decide and return the new TAT to store (when allowed and
-/// `consume`).
+/// time" (`tat_us`, or none), decide and return the new TAT to store (when allowed and
+/// `consume`). All times are unix microseconds.
 pub fn gcra(
     rate: Rate,
-    tat_ms: Option<u64>,
-    now_ms: u64,
+    tat_us: Option<u64>,
+    now_us: u64,
     consume: bool,
 ) -> (RateDecision, Option<u64>) {
-    let base = tat_ms.unwrap_or(now_ms).max(now_ms);
-    let new_tat = base + rate.interval_ms();
-    let ahead = new_tat - now_ms;
-    if ahead > rate.burst_ms() {
+    let base = tat_us.unwrap_or(now_us).max(now_us);
+    let new_tat = base + rate.interval_us();
+    let ahead = new_tat - now_us;
+    if ahead > rate.burst_us() {
         let decision = RateDecision {
             allowed: false,
-            retry_after_ms: ahead - rate.burst_ms(),
+            retry_after_ms: (ahead - rate.burst_us()).div_ceil(1000),
         };
         return (decision, None);
     }
@@ -118,11 +124,11 @@ mod tests {
         let rate = Rate { per_minute: 5 };
         let mut tat = None;
         for _ in 0..5 {
-            let (decision, new_tat) = gcra(rate, tat, 1_000_000, true);
+            let (decision, new_tat) = gcra(rate, tat, 1_000_000_000, true);
             assert!(decision.allowed);
             tat = new_tat;
         }
-        let (decision, _) = gcra(rate, tat, 1_000_000, true);
+        let (decision, _) = gcra(rate, tat, 1_000_000_000, true);
         assert_eq!(
             decision,
             RateDecision {
@@ -131,11 +137,32 @@ mod tests {
             }
         );
         // After one interval, one more is allowed.
-        let (decision, _) = gcra(rate, tat, 1_012_000, true);
+        let (decision, _) = gcra(rate, tat, 1_012_000_000, true);
         assert!(decision.allowed);
         // A check does not consume.
         let (decision, new_tat) = gcra(rate, None, 0, false);
         assert!(decision.allowed && new_tat.is_none());
+    }
+
+    #[test]
+    fn high_rates_allow_requests_stamped_out_of_order() {
+        // 1,000,000 per minute: concurrent requests of one key reach the store out of order.
+        let rate = Rate {
+            per_minute: 1_000_000,
+        };
+        let now = 1_800_000_000_000_000;
+        let mut tat = None;
+        for offset in [500, 0, 900, 100, 300, 200] {
+            let (decision, new_tat) = gcra(rate, tat, now + offset, true);
+            assert!(decision.allowed, "stamped {offset} µs later");
+            tat = new_tat;
+        }
+        let fastest = Rate {
+            per_minute: Rate::MAX_PER_MINUTE,
+        };
+        assert_eq!(fastest.interval_us(), 6);
+        let (decision, _) = gcra(fastest, Some(now + 10), now, true);
+        assert!(decision.allowed);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod auth_and_input;
 mod cli;
 mod flow;
 mod fuzz_http;
+mod hardening;
 mod lifecycle;
 mod push;
 mod push_fcm;

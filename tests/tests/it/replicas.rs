@@ -228,6 +228,11 @@ async fn a_redis_outage_gives_503_and_heals_without_a_restart() {
         503,
         "readiness reflects Redis"
     );
+    let store_errors = a.metric("approvd_store_errors_total").await.unwrap_or(0.0);
+    assert!(
+        store_errors >= 2.0,
+        "the failed poll and readiness check are counted: {store_errors}"
+    );
 
     // Redis comes back (empty): readiness recovers by itself, and a new flow works; the handle
     // lives in the NAS's records, not in Redis, so no re-pairing is needed.

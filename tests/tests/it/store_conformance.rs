@@ -159,10 +159,10 @@ async fn nonce_is_remembered_once_until_it_expires(store: &dyn Store) {
 async fn rate_limit_allows_a_burst_then_denies_with_retry_after(store: &dyn Store) {
     let key = Bucket::Caller(new_key());
     let rate = Rate { per_minute: 3 };
-    let now_ms = now() * 1000;
+    let now_us = now() * 1_000_000;
     assert!(
         store
-            .check_rate(&key, rate, now_ms)
+            .check_rate(&key, rate, now_us)
             .await
             .expect("store")
             .allowed
@@ -170,24 +170,24 @@ async fn rate_limit_allows_a_burst_then_denies_with_retry_after(store: &dyn Stor
     for _ in 0..3 {
         assert!(
             store
-                .take_rate(&key, rate, now_ms)
+                .take_rate(&key, rate, now_us)
                 .await
                 .expect("store")
                 .allowed
         );
     }
-    let denied = store.take_rate(&key, rate, now_ms).await.expect("store");
+    let denied = store.take_rate(&key, rate, now_us).await.expect("store");
     assert!(!denied.allowed);
     assert_eq!(denied.retry_after_ms, 20_000);
     assert!(
         !store
-            .check_rate(&key, rate, now_ms)
+            .check_rate(&key, rate, now_us)
             .await
             .expect("store")
             .allowed
     );
     let later = store
-        .take_rate(&key, rate, now_ms + 20_000)
+        .take_rate(&key, rate, now_us + 20_000_000)
         .await
         .expect("store");
     assert!(later.allowed);

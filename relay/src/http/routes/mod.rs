@@ -39,7 +39,9 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 pub(super) fn register(config: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    let resource = |path: &'static str| {
+        web::resource(path).default_service(web::to(move || method_not_allowed(path)))
+    };
     config
         .service(resource("/v1/pairings").route(web::post().to(pairings::create_pairing)))
         .service(
@@ -76,8 +78,16 @@ pub(super) fn register(config: &mut web::ServiceConfig) {
         .service(resource("/openapi.json").route(web::get().to(super::openapi::openapi)));
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// 405 naming the methods `path` takes (from [`ROUTES`]).
+async fn method_not_allowed(path: &'static str) -> Result<HttpResponse, ApiError> {
+    let allow: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, route)| *route == path)
+        .map(|(method, _)| *method)
+        .collect();
+    Err(ApiError::MethodNotAllowed {
+        allow: allow.join(", "),
+    })
 }
 
 /// Parse the `{pairing_id}` path segment.

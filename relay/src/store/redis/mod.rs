@@ -10,7 +10,7 @@
 //! | key | type | TTL | holds |
 //! |---|---|---|---|
 //! | `approvd:nonce:<keyid>:<nonce>` | string | signature expiry + skew | a seen request nonce (`SET NX PX`) |
-//! | `approvd:rate:<limit>:<id>` | string | until the bucket refills | GCRA theoretical arrival time (ms), Lua; `<limit>` is `authfail`, `caller` or `challenges` |
+//! | `approvd:rate:<limit>:<id>` | string | until the bucket refills | GCRA theoretical arrival time (µs), Lua; `<limit>` is `authfail`, `caller` or `challenges` |
 //! | `approvd:pairing:{<pairing_id>}` | string | slot lifetime + 60 s | slot JSON |
 //! | `approvd:pairing:{<pairing_id>}:claim` | string | the slot's remaining TTL | first claim (`SET NX` in Lua) |
 //! | `approvd:pairing:{<pairing_id>}:confirm` | string | the slot's remaining TTL | confirmation (`SET NX` in Lua) |
@@ -258,17 +258,17 @@ impl RedisStore {
         &self,
         bucket: &Bucket,
         rate: Rate,
-        now_ms: u64,
+        now_us: u64,
         consume: bool,
     ) -> Result<RateDecision, StoreError> {
-        let (allowed, retry_after_ms): (i64, i64) = self
+        let (allowed, retry_after_us): (i64, i64) = self
             .run(
                 &self.scripts.rate,
                 &[&keys::rate(bucket)],
                 &[
-                    &rate.interval_ms().to_string(),
-                    &rate.burst_ms().to_string(),
-                    &now_ms.to_string(),
+                    &rate.interval_us().to_string(),
+                    &rate.burst_us().to_string(),
+                    &now_us.to_string(),
                     if consume { "1" } else { "0" },
                 ],
             )
@@ -280,7 +280,7 @@ impl RedisStore {
         };
         Ok(RateDecision {
             allowed,
-            retry_after_ms: u64::try_from(retry_after_ms).unwrap_or(0),
+            retry_after_ms: u64::try_from(retry_after_us).unwrap_or(0).div_ceil(1000),
         })
     }
 
@@ -326,18 +326,18 @@ impl Store for RedisStore {
         &self,
         bucket: &Bucket,
         rate: Rate,
-        now_ms: u64,
+        now_us: u64,
     ) -> Result<RateDecision, StoreError> {
-        self.rate(bucket, rate, now_ms, false).await
+        self.rate(bucket, rate, now_us, false).await
     }
 
     async fn take_rate(
         &self,
         bucket: &Bucket,
         rate: Rate,
-        now_ms: u64,
+        now_us: u64,
     ) -> Result<RateDecision, StoreError> {
-        self.rate(bucket, rate, now_ms, true).await
+        self.rate(bucket, rate, now_us, true).await
     }
 
     async fn create_pairing(&self, slot: &PairingSlot, ttl: Duration) -> Result<bool, StoreError> {

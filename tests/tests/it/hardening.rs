@@ -1,0 +1,147 @@
+//! Defects found by attacking the relay and by implementing PROTOCOL.md from scratch, each
+//! pinned by a test: bounded metric labels, one `Signature` line, client IPs behind proxies that
+//! append `X-Forwarded-For` lines, `Allow` on 405, store failures counted.
+
+use std::io::{Read as _, Write as _};
+use std::time::Duration;
+
+use approvd_client::RelayClient;
+use approvd_relay::http::routes::ROUTES;
+use approvd_tests::RelayProcess;
+
+/// Send raw bytes on a new connection and return everything the relay answers until it closes
+/// the connection or 5 s pass.
+fn raw_exchange(relay: &RelayProcess, request: &[u8]) -> String {
+    let address = relay.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut answer = Vec::new();
+    let mut buffer = [0; 4096];
+    while let Ok(read) = stream.read(&mut buffer) {
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+        if answer.windows(4).any(|window| window == b"\r\n\r\n") && answer.ends_with(b"}") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn client_chosen_methods_do_not_become_metric_labels() {
+    let relay = RelayProcess::start(&[]);
+    let long_method = "X".repeat(2000);
+    for method in ["BREW", "PROPFIND", long_method.as_str()] {
+        let request = format!("{method} /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = raw_exchange(&relay, request.as_bytes());
+        assert!(
+            answer.starts_with("HTTP/1.1 4"),
+            "{method:.20}: {answer:.80}"
+        );
+    }
+    let metrics = relay.get("/metrics").await.text().await.expect("text");
+    assert!(
+        !metrics.contains("BREW") && !metrics.contains("PROPFIND") && !metrics.contains("XXXX")
+    );
+    assert!(
+        metrics.contains("method=\"other\""),
+        "unknown methods are counted as other"
+    );
+    let longest = metrics.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 300, "a metric line of {longest} characters");
+}
+
+#[tokio::test]
+async fn a_second_signature_line_is_refused() {
+    let relay = RelayProcess::start(&[]);
+    let client =
+        RelayClient::new(&relay.url, approvd_proto::generate_signing_key()).expect("client");
+    let valid = client.prepare("GET", "/v1/inbox", "", None);
+    let status = client.send(valid).await.expect("sent").status().as_u16();
+    assert_eq!(status, 204, "the request alone is valid");
+    let mut doubled = client.prepare("GET", "/v1/inbox", "", None);
+    doubled
+        .headers
+        .push(("Signature".to_owned(), "sig2=:AAAA:".to_owned()));
+    let response = client.send(doubled).await.expect("sent");
+    assert_eq!(response.status().as_u16(), 401);
+    let problem: approvd_proto::wire::Problem = response.json().await.expect("problem");
+    assert_eq!(problem.field.as_deref(), Some("signature"));
+    assert!(
+        problem.detail.contains("must appear once"),
+        "{}",
+        problem.detail
+    );
+}
+
+#[tokio::test]
+async fn behind_a_proxy_that_appends_a_line_the_forged_first_line_is_ignored() {
+    let relay = RelayProcess::start(&[
+        "--trust-forwarded-for",
+        "true",
+        "--rate-auth-failures-per-ip",
+        "3",
+    ]);
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for attempt in 0..5 {
+        // The client forges a fresh first line each time; the proxy appends the real address.
+        let status = http
+            .get(format!("{}/v1/inbox", relay.url))
+            .header("X-Forwarded-For", format!("198.51.100.{attempt}"))
+            .header("X-Forwarded-For", "203.0.113.9")
+            .send()
+            .await
+            .expect("sent")
+            .status()
+            .as_u16();
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    // Another real client address (one line, comma-separated) is not affected.
+    let status = http
+        .get(format!("{}/v1/inbox", relay.url))
+        .header("X-Forwarded-For", "203.0.113.9, 192.0.2.44")
+        .send()
+        .await
+        .expect("sent")
+        .status()
+        .as_u16();
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn every_405_says_which_methods_are_allowed() {
+    let relay = RelayProcess::start(&[]);
+    let http = reqwest::Client::new();
+    let mut checked = 0;
+    for (_, path) in ROUTES {
+        let allowed: Vec<&str> = ROUTES
+            .iter()
+            .filter(|(_, route)| route == path)
+            .map(|(method, _)| *method)
+            .collect();
+        let url = format!(
+            "{}{}",
+            relay.url,
+            path.replace("{pairing_id}", "AAAAAAAAAAAAAAAAAAAAAA")
+                .replace("{cid}", "AAAAAAAAAAAAAAAAAAAAAA")
+        );
+        let response = http.put(url).send().await.expect("sent");
+        assert_eq!(response.status().as_u16(), 405, "{path}");
+        let allow = response
+            .headers()
+            .get("allow")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(allow, allowed.join(", "), "{path}");
+        checked += 1;
+    }
+    assert_eq!(checked, ROUTES.len());
+}
