@@ -21,6 +21,12 @@ pub enum Error {
         max: usize,
         got: usize,
     },
+    #[error("`{field}` has more than {max} entries (got {got})")]
+    TooMany {
+        field: &'static str,
+        max: usize,
+        got: usize,
+    },
     #[error("`{field}` must not be empty")]
     Empty { field: &'static str },
     #[error("`{field}` is not a valid Ed25519 public key")]

@@ -283,7 +283,7 @@ impl Validate for CreateChallengeRequest {
             return Err(Error::Empty { field: "targets" });
         }
         if self.targets.len() > MAX_TARGETS {
-            return Err(Error::TooLong {
+            return Err(Error::TooMany {
                 field: "targets",
                 max: MAX_TARGETS,
                 got: self.targets.len(),
@@ -338,6 +338,9 @@ pub enum Delivery {
     Failed,
     /// The push is still being attempted when the relay answered.
     Pending,
+    /// The relay has no push credentials for this app and only logged the push (a development
+    /// relay); nothing reached the phone, which finds the challenge in its inbox.
+    Logged,
 }
 
 /// Delivery report for one target.
@@ -531,7 +534,7 @@ pub struct MailboxAck {
 impl Validate for MailboxAck {
     fn validate(&self) -> Result<(), Error> {
         if self.ids.len() > MAX_ACK {
-            return Err(Error::TooLong {
+            return Err(Error::TooMany {
                 field: "ids",
                 max: MAX_ACK,
                 got: self.ids.len(),

@@ -107,7 +107,7 @@ fn challenge_structure_is_validated() {
     request.targets = vec![request.targets[0].clone(); 11];
     assert!(matches!(
         request.validate(),
-        Err(Error::TooLong {
+        Err(Error::TooMany {
             field: "targets",
             ..
         })

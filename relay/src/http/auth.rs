@@ -77,11 +77,38 @@ pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned + Validate + 'static> BodyKind for Json<T> {
     fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
-        let value: T = serde_json::from_slice(bytes).map_err(|error| ApiError::InvalidBody {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
+        deserializer.end().map_err(|error| ApiError::InvalidBody {
             detail: format!("the JSON body does not match the schema: {error}"),
         })?;
         value.validate()?;
         Ok(Json(value))
+    }
+}
+
+/// A body that did not deserialize. A value of the right JSON type that breaks a protocol rule
+/// (bad base64, wrong length, weak key: the wire types' own checks, whose messages start with
+/// the field in backticks) is `invalid-field` at its path, e.g. `claim.sig_key`; not JSON, a
+/// wrong type, a missing or unknown field is `invalid-body` (PROTOCOL.md §9).
+fn json_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    let message = error.inner().to_string();
+    let rule = message
+        .strip_prefix('`')
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(_, reason)| reason);
+    match rule {
+        Some(reason) if error.inner().is_data() && path != "." => {
+            let reason = reason.split(" at line ").next().unwrap_or(reason);
+            ApiError::InvalidField {
+                detail: format!("`{path}`{reason}"),
+                field: path,
+            }
+        }
+        _ => ApiError::InvalidBody {
+            detail: format!("the JSON body does not match the schema: {error}"),
+        },
     }
 }
 

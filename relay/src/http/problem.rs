@@ -276,6 +276,7 @@ impl From<approvd_proto::Error> for ApiError {
             E::Base64 { field }
             | E::Length { field, .. }
             | E::TooLong { field, .. }
+            | E::TooMany { field, .. }
             | E::Empty { field }
             | E::InvalidKey { field }
             | E::WeakKey { field }

@@ -218,50 +218,44 @@ impl FcmSender {
         *self.token.lock().await = None;
     }
 
-    /// One send.
-    async fn attempt(
-        &self,
-        body: &serde_json::Value,
-        unauthorized_before: bool,
-    ) -> (Attempt, bool) {
-        let token = match self.access_token().await {
-            Ok(token) => token,
-            Err(attempt) => return (attempt, false),
-        };
-        let response = match self
-            .http
-            .post(&self.send_url)
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => return (retry(None, format!("send: {error}")), false),
-        };
-        let status = response.status().as_u16();
-        let after = retry_after(&response);
-        let error_body: serde_json::Value = if status == 200 {
-            serde_json::Value::Null
-        } else {
-            response.json().await.unwrap_or(serde_json::Value::Null)
-        };
-        if status == 401 {
-            // An expired or revoked token: refresh once; a second 401 is a credentials problem
-            // (for iOS devices via FCM it usually means the APNs key in Firebase is wrong).
-            self.invalidate_token().await;
-            if unauthorized_before {
-                return (
-                    failed("FCM refused the credentials (401) twice".to_owned(), true),
-                    true,
-                );
+    /// One try: a send, and after a first 401 a fresh token and one more send — part of the
+    /// same try, so `--push-max-tries 1` still gets the refresh the docs promise. A second 401
+    /// is a credentials problem (for iOS devices via FCM it usually means the APNs key in
+    /// Firebase is wrong).
+    async fn attempt(&self, body: &serde_json::Value) -> Attempt {
+        let mut refreshed = false;
+        loop {
+            let token = match self.access_token().await {
+                Ok(token) => token,
+                Err(attempt) => return attempt,
+            };
+            let response = match self
+                .http
+                .post(&self.send_url)
+                .bearer_auth(token)
+                .json(body)
+                .send()
+                .await
+            {
+                Ok(response) => response,
+                Err(error) => return retry(None, format!("send: {error}")),
+            };
+            let status = response.status().as_u16();
+            let after = retry_after(&response);
+            let error_body: serde_json::Value = if status == 200 {
+                serde_json::Value::Null
+            } else {
+                response.json().await.unwrap_or(serde_json::Value::Null)
+            };
+            if status != 401 {
+                return classify(status, after, &error_body);
             }
-            return (
-                retry(Some(Duration::ZERO), "401: refreshing the token".to_owned()),
-                true,
-            );
+            self.invalidate_token().await;
+            if refreshed {
+                return failed("FCM refused the credentials (401) twice".to_owned(), true);
+            }
+            refreshed = true;
         }
-        (classify(status, after, &error_body), false)
     }
 }
 
@@ -342,20 +336,8 @@ impl PushSender for FcmSender {
             .map(|elapsed| elapsed.as_secs())
             .unwrap_or(0);
         let body = Self::message_body(registration, message, now);
-        let unauthorized = std::sync::atomic::AtomicBool::new(false);
         self.retry
-            .run(message.expires, || async {
-                let (attempt, got_401) = self
-                    .attempt(
-                        &body,
-                        unauthorized.load(std::sync::atomic::Ordering::SeqCst),
-                    )
-                    .await;
-                if got_401 {
-                    unauthorized.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-                attempt
-            })
+            .run(message.expires, || self.attempt(&body))
             .await
     }
 }

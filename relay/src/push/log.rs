@@ -1,5 +1,5 @@
 //! [`LogSender`]: the development push sender. It logs the exact data it would send (`{v, cid}`)
-//! with the provider and topic — never the token — and reports success.
+//! with the provider and topic — never the token — and reports it `logged`, never `pushed`.
 
 use approvd_proto::wire::PushRegistration;
 
@@ -22,6 +22,6 @@ impl PushSender for LogSender {
             data = %message.data(),
             "push (log only, not sent)"
         );
-        PushResult::Delivered
+        PushResult::Logged
     }
 }

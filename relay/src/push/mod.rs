@@ -56,6 +56,8 @@ impl PushMessage {
 pub enum PushResult {
     /// Accepted by the provider.
     Delivered,
+    /// Not sent: the development sender only logged it.
+    Logged,
     /// The provider says the token is dead.
     Gone,
     /// Not delivered; `alarm` marks configuration/credential trouble an operator must fix.
@@ -67,6 +69,7 @@ impl PushResult {
     pub fn delivery(&self) -> Delivery {
         match self {
             PushResult::Delivered => Delivery::Pushed,
+            PushResult::Logged => Delivery::Logged,
             PushResult::Gone => Delivery::Gone,
             PushResult::Failed { .. } => Delivery::Failed,
         }
@@ -75,6 +78,7 @@ impl PushResult {
     fn label(&self) -> &'static str {
         match self {
             PushResult::Delivered => "delivered",
+            PushResult::Logged => "logged",
             PushResult::Gone => "gone",
             PushResult::Failed { alarm: true, .. } => "failed_config",
             PushResult::Failed { alarm: false, .. } => "failed",

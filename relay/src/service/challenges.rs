@@ -510,7 +510,11 @@ mod tests {
         let request = world.request();
         let created = world.create(&request).await.expect("created");
         assert!(created.new);
-        assert_eq!(created.report.deliveries[0].delivery, Delivery::Pushed);
+        assert_eq!(
+            created.report.deliveries[0].delivery,
+            Delivery::Logged,
+            "the log sender sends nothing"
+        );
         let inbox = await_inbox(&world.deps, world.device_id, Duration::ZERO)
             .await
             .expect("inbox")

@@ -32,7 +32,7 @@ async fn pair_challenge_inbox_verdict_round_trip() {
         .iter()
         .map(|entry| entry.delivery)
         .collect();
-    assert_eq!(deliveries, vec![Delivery::Pushed, Delivery::InboxOnly]);
+    assert_eq!(deliveries, vec![Delivery::Logged, Delivery::InboxOnly]);
 
     let received = phone.inbox(WAIT).await.expect("inbox");
     assert_eq!(received.len(), 1);

@@ -145,3 +145,62 @@ async fn every_405_says_which_methods_are_allowed() {
     }
     assert_eq!(checked, ROUTES.len());
 }
+
+#[tokio::test]
+async fn problems_point_at_the_offending_field() {
+    let relay = RelayProcess::start(&[]);
+    let client =
+        RelayClient::new(&relay.url, approvd_proto::generate_signing_key()).expect("client");
+    let problem_of = |response: reqwest::Response| async move {
+        assert_eq!(response.status().as_u16(), 400);
+        response
+            .json::<approvd_proto::wire::Problem>()
+            .await
+            .expect("problem")
+    };
+    // A bad key deep inside a claim names its path, not a generic `key`.
+    let valid_key = approvd_proto::PublicKey::from(&approvd_proto::generate_signing_key());
+    let claim = serde_json::json!({
+        "claim": {
+            "pairing_id": "AAAAAAAAAAAAAAAAAAAAAA",
+            "nas_id": valid_key,
+            "device_id": valid_key,
+            "sig_key": "AAAA",
+            "seal_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "device_name": "phone",
+            "platform": "ios",
+            "claimed_at": 1
+        },
+        "mac": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "sig": "A".repeat(86)
+    });
+    let prepared = client.prepare(
+        "POST",
+        "/v1/pairings/AAAAAAAAAAAAAAAAAAAAAA/claim",
+        "",
+        Some(claim.to_string().into_bytes()),
+    );
+    let problem = problem_of(client.send(prepared).await.expect("sent")).await;
+    assert_eq!(
+        problem.type_uri,
+        format!("{}invalid-field", approvd_proto::wire::PROBLEM_TYPE_PREFIX)
+    );
+    assert_eq!(problem.field.as_deref(), Some("claim.sig_key"));
+    assert!(
+        problem.detail.starts_with("`claim.sig_key`"),
+        "{}",
+        problem.detail
+    );
+
+    // Too many acknowledgements is a count, not a length in bytes.
+    let ids: Vec<String> = (0..101).map(|n| format!("{n}-0")).collect();
+    let body = serde_json::json!({ "ids": ids }).to_string().into_bytes();
+    let prepared = client.prepare("POST", "/v1/mailbox/ack", "", Some(body));
+    let problem = problem_of(client.send(prepared).await.expect("sent")).await;
+    assert_eq!(problem.field.as_deref(), Some("ids"));
+    assert!(
+        problem.detail.contains("more than 100 entries"),
+        "{}",
+        problem.detail
+    );
+}

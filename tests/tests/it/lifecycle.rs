@@ -10,17 +10,45 @@ use approvd_relay::config::OPTIONS;
 use approvd_tests::{approvd_binary, eventually, pair, request_one, RelayProcess, TempDir};
 use base64::Engine as _;
 
-#[tokio::test]
-async fn serve_with_no_flags_starts_on_the_default_address() {
-    let dir = TempDir::new("noflags");
-    let mut child = Command::new(approvd_binary())
+/// `approvd serve` with no flags, run in a fresh directory.
+fn serve_without_flags(dir: &TempDir) -> std::process::Child {
+    Command::new(approvd_binary())
         .arg("serve")
         .current_dir(&dir.0)
         .env_remove("APPROVD_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn");
+        .expect("spawn")
+}
+
+/// With 127.0.0.1:8080 taken, `approvd serve` must stop at once, naming the address.
+fn refuses_a_taken_default_address() {
+    let dir = TempDir::new("noflags-taken");
+    let child = serve_without_flags(&dir);
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "started on a taken port: {stderr}"
+    );
+    assert!(
+        stderr.contains("--bind 127.0.0.1:8080"),
+        "the error names the address: {stderr}"
+    );
+}
+
+/// The README's relay may already run on :8080 while the tests do: then only the refusal is
+/// checked; when the port is free, both the start and (holding the port) the refusal.
+#[tokio::test]
+async fn serve_with_no_flags_starts_on_the_default_address() {
+    let default = std::net::SocketAddr::from(([127, 0, 0, 1], 8080));
+    if std::net::TcpListener::bind(default).is_err() {
+        refuses_a_taken_default_address();
+        return;
+    }
+    let dir = TempDir::new("noflags");
+    let mut child = serve_without_flags(&dir);
     let stdout = child.stdout.take().expect("stdout");
     let line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
@@ -37,7 +65,7 @@ async fn serve_with_no_flags_starts_on_the_default_address() {
     assert_eq!(
         line.trim(),
         "approvd listening on http://127.0.0.1:8080",
-        "is port 8080 free on this machine? stderr: {}",
+        "stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(healthy.ok(), Some(200));
@@ -50,6 +78,11 @@ async fn serve_with_no_flags_starts_on_the_default_address() {
         stderr.contains("pushes are logged, not sent"),
         "says push is log-only: {stderr}"
     );
+    // Someone else takes the port (as the README's relay would).
+    let Ok(_holder) = std::net::TcpListener::bind(default) else {
+        return; // taken by another program in the meantime: nothing more to show
+    };
+    refuses_a_taken_default_address();
 }
 
 #[test]

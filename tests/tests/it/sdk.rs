@@ -36,11 +36,12 @@ async fn a_refreshed_handle_reaches_the_nas_and_is_used() {
     assert_eq!(*device_id, device.device_id);
     assert_eq!(push_handle, phone.push_handle());
     device.push_handle = push_handle.clone();
-    // The new handle carries push: the next challenge is pushed instead of inbox-only.
+    // The new handle carries push: the next challenge goes to the push sender (here the
+    // development log sender, reported `logged`) instead of inbox-only.
     let sent = request_one(&nas, &device, "a").await;
     assert_eq!(
         sent.report.deliveries[0].delivery,
-        approvd_proto::wire::Delivery::Pushed
+        approvd_proto::wire::Delivery::Logged
     );
     assert!(
         nas.drain_mailbox(std::slice::from_ref(&device), Duration::ZERO)

@@ -280,7 +280,7 @@ async fn push_bombing_is_rate_limited_per_device() {
             .request_approval(std::slice::from_ref(&device), &context("x"), false, MINUTE)
             .await
             .expect("allowed");
-        assert_eq!(sent.report.deliveries[0].delivery, Delivery::Pushed);
+        assert_eq!(sent.report.deliveries[0].delivery, Delivery::Logged);
     }
     let error = nas
         .request_approval(std::slice::from_ref(&device), &context("x"), false, MINUTE)
