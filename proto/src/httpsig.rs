@@ -49,6 +49,30 @@ pub struct RequestTarget<'a> {
     pub query: &'a str,
 }
 
+/// A signature parameter of the profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    Created,
+    Expires,
+    Nonce,
+    KeyId,
+    Alg,
+    Tag,
+}
+
+impl Param {
+    /// The order this crate writes them in (any order is accepted: RFC 9421 signs
+    /// `@signature-params` in the order the signer chose).
+    pub const PROFILE_ORDER: [Param; 6] = [
+        Param::Created,
+        Param::Expires,
+        Param::Nonce,
+        Param::KeyId,
+        Param::Alg,
+        Param::Tag,
+    ];
+}
+
 /// Parsed signature parameters (the inner list and its parameters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureParams {
@@ -61,26 +85,38 @@ pub struct SignatureParams {
     pub keyid: String,
     pub alg: String,
     pub tag: String,
+    /// The order of the parameters as received (or to write); empty means
+    /// [`Param::PROFILE_ORDER`].
+    pub order: Vec<Param>,
 }
 
 impl SignatureParams {
-    /// The RFC 8941 serialization used both in `Signature-Input` and as `@signature-params`.
+    /// The RFC 8941 serialization used both in `Signature-Input` and as `@signature-params`:
+    /// components in their order, then the parameters in [`SignatureParams::order`].
     pub fn serialize(&self) -> String {
         let components: Vec<String> = self
             .components
             .iter()
             .map(|component| format!("\"{component}\""))
             .collect();
-        format!(
-            "({});created={};expires={};nonce=\"{}\";keyid=\"{}\";alg=\"{}\";tag=\"{}\"",
-            components.join(" "),
-            self.created,
-            self.expires,
-            self.nonce,
-            self.keyid,
-            self.alg,
-            self.tag
-        )
+        let order: &[Param] = if self.order.is_empty() {
+            &Param::PROFILE_ORDER
+        } else {
+            &self.order
+        };
+        let mut text = format!("({})", components.join(" "));
+        for param in order {
+            let item = match param {
+                Param::Created => format!(";created={}", self.created),
+                Param::Expires => format!(";expires={}", self.expires),
+                Param::Nonce => format!(";nonce=\"{}\"", self.nonce),
+                Param::KeyId => format!(";keyid=\"{}\"", self.keyid),
+                Param::Alg => format!(";alg=\"{}\"", self.alg),
+                Param::Tag => format!(";tag=\"{}\"", self.tag),
+            };
+            text.push_str(&item);
+        }
+        text
     }
 }
 
@@ -149,9 +185,8 @@ pub fn sign_request(
     created: u64,
     nonce: &str,
 ) -> SignedHeaders {
-    let digest = body.map(content_digest);
     let mut components = vec![METHOD.to_owned(), PATH.to_owned(), QUERY.to_owned()];
-    if digest.is_some() {
+    if body.is_some() {
         components.push(CONTENT_DIGEST.to_owned());
     }
     let params = SignatureParams {
@@ -162,8 +197,20 @@ pub fn sign_request(
         keyid: PublicKey::from(key).to_string(),
         alg: SIG_ALG.to_owned(),
         tag: SIG_TAG.to_owned(),
+        order: Vec::new(),
     };
-    let base = signature_base(target, digest.as_deref(), &params)
+    sign_with_params(key, target, body, &params)
+}
+
+/// Sign a request under exactly these parameters (their components, values and order).
+pub fn sign_with_params(
+    key: &SigningKey,
+    target: &RequestTarget<'_>,
+    body: Option<&[u8]>,
+    params: &SignatureParams,
+) -> SignedHeaders {
+    let digest = body.map(content_digest);
+    let base = signature_base(target, digest.as_deref(), params)
         .expect("our own components are all supported");
     let signature = key.sign(base.as_bytes());
     SignedHeaders {
@@ -358,19 +405,21 @@ pub fn parse_signature_input(header: &str) -> Result<(String, SignatureParams), 
     let mut keyid = None;
     let mut alg = None;
     let mut tag = None;
+    let mut order = Vec::with_capacity(6);
     while cursor.eat(b';') {
         cursor.skip_sp();
         let name = cursor.key()?.to_owned();
         cursor.expect(b'=')?;
-        let duplicate = match name.as_str() {
-            "created" => created.replace(cursor.integer()?).is_some(),
-            "expires" => expires.replace(cursor.integer()?).is_some(),
-            "nonce" => nonce.replace(cursor.string()?).is_some(),
-            "keyid" => keyid.replace(cursor.string()?).is_some(),
-            "alg" => alg.replace(cursor.string()?).is_some(),
-            "tag" => tag.replace(cursor.string()?).is_some(),
+        let (param, duplicate) = match name.as_str() {
+            "created" => (Param::Created, created.replace(cursor.integer()?).is_some()),
+            "expires" => (Param::Expires, expires.replace(cursor.integer()?).is_some()),
+            "nonce" => (Param::Nonce, nonce.replace(cursor.string()?).is_some()),
+            "keyid" => (Param::KeyId, keyid.replace(cursor.string()?).is_some()),
+            "alg" => (Param::Alg, alg.replace(cursor.string()?).is_some()),
+            "tag" => (Param::Tag, tag.replace(cursor.string()?).is_some()),
             _ => return Err(HttpSigError::UnknownParam(truncate(&name))),
         };
+        order.push(param);
         if duplicate {
             return Err(cursor.malformed("a parameter appears twice"));
         }
@@ -390,6 +439,7 @@ pub fn parse_signature_input(header: &str) -> Result<(String, SignatureParams), 
         keyid: keyid.ok_or(HttpSigError::MissingParam("keyid"))?,
         alg: alg.ok_or(HttpSigError::MissingParam("alg"))?,
         tag: tag.ok_or(HttpSigError::MissingParam("tag"))?,
+        order,
     };
     Ok((label, params))
 }

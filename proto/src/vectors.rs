@@ -323,9 +323,16 @@ fn http_signature_case(
     target: RequestTarget<'_>,
     body: Option<&[u8]>,
     nonce: &str,
+    order: &[httpsig::Param],
 ) -> Value {
     let created = NOW + 300;
-    let headers = httpsig::sign_request(key, &target, body, created, nonce);
+    let mut headers = httpsig::sign_request(key, &target, body, created, nonce);
+    if !order.is_empty() {
+        let (_, mut params) = httpsig::parse_signature_input(&headers.signature_input)
+            .expect("our own Signature-Input parses");
+        params.order = order.to_vec();
+        headers = httpsig::sign_with_params(key, &target, body, &params);
+    }
     let (_, params) = httpsig::parse_signature_input(&headers.signature_input)
         .expect("our own Signature-Input parses");
     let base = httpsig::signature_base(&target, headers.content_digest.as_deref(), &params)
@@ -358,6 +365,7 @@ fn http_signatures(examples: &Examples) -> Value {
                 RequestTarget { method: "GET", path: "/v1/inbox", query: "wait=30" },
                 None,
                 "bm9uY2UtZm9yLWluYm94LTAx",
+                &[],
             ),
             http_signature_case(
                 "NAS creates a pairing slot (POST with body)",
@@ -365,6 +373,22 @@ fn http_signatures(examples: &Examples) -> Value {
                 RequestTarget { method: "POST", path: "/v1/pairings", query: "" },
                 Some(body),
                 "bm9uY2UtZm9yLXBhaXJpbmc",
+                &[],
+            ),
+            http_signature_case(
+                "parameters in another order (signed as received, in any order)",
+                &keys.device_api,
+                RequestTarget { method: "GET", path: "/v1/inbox", query: "" },
+                None,
+                "bm9uY2UtaW4tYW5vdGhlci1vcmRlcg",
+                &[
+                    httpsig::Param::KeyId,
+                    httpsig::Param::Alg,
+                    httpsig::Param::Tag,
+                    httpsig::Param::Created,
+                    httpsig::Param::Expires,
+                    httpsig::Param::Nonce,
+                ],
             ),
         ],
     })

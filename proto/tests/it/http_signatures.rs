@@ -356,3 +356,38 @@ fn whitespace_variations_allowed_by_rfc8941_still_verify() {
         "the base is built from parsed values, not raw text"
     );
 }
+
+#[test]
+fn parameters_may_come_in_any_order_and_are_signed_as_received() {
+    use httpsig::Param;
+    let (_, mut params) =
+        httpsig::parse_signature_input(&signed(Some(BODY)).signature_input).expect("parses");
+    params.order = vec![
+        Param::KeyId,
+        Param::Alg,
+        Param::Tag,
+        Param::Created,
+        Param::Expires,
+        Param::Nonce,
+    ];
+    let reordered = httpsig::sign_with_params(&Keys::fixed().nas, &target(), Some(BODY), &params);
+    assert!(
+        reordered
+            .signature_input
+            .starts_with("sig1=(\"@method\" \"@path\" \"@query\" \"content-digest\");keyid="),
+        "{}",
+        reordered.signature_input
+    );
+    verify(&incoming(&reordered, BODY)).expect("another order verifies");
+
+    // The order is part of what is signed: reordering after signing breaks the signature.
+    let in_profile_order = signed(Some(BODY));
+    let moved = SignedHeaders {
+        signature_input: reordered.signature_input.clone(),
+        ..in_profile_order
+    };
+    assert_eq!(
+        verify(&incoming(&moved, BODY)).map(|_| ()),
+        Err(HttpSigError::BadSignature)
+    );
+}

@@ -204,3 +204,47 @@ async fn problems_point_at_the_offending_field() {
         problem.detail
     );
 }
+
+#[tokio::test]
+async fn signature_parameters_in_another_order_are_accepted() {
+    use approvd_proto::httpsig::{self, Param, RequestTarget};
+    let relay = RelayProcess::start(&[]);
+    let key = approvd_proto::generate_signing_key();
+    let client = RelayClient::new(&relay.url, key.clone()).expect("client");
+    let mut prepared = client.prepare("GET", "/v1/inbox", "", None);
+    let input = prepared
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("signature-input"))
+        .map(|(_, value)| value.clone())
+        .expect("signed");
+    let (_, mut params) = httpsig::parse_signature_input(&input).expect("parses");
+    params.order = vec![
+        Param::KeyId,
+        Param::Alg,
+        Param::Tag,
+        Param::Created,
+        Param::Expires,
+        Param::Nonce,
+    ];
+    let target = RequestTarget {
+        method: "GET",
+        path: "/v1/inbox",
+        query: "",
+    };
+    let headers = httpsig::sign_with_params(&key, &target, None, &params);
+    prepared.headers.retain(|(name, _)| {
+        !name.eq_ignore_ascii_case("signature-input") && !name.eq_ignore_ascii_case("signature")
+    });
+    prepared
+        .headers
+        .push(("Signature-Input".to_owned(), headers.signature_input));
+    prepared
+        .headers
+        .push(("Signature".to_owned(), headers.signature));
+    let status = client.send(prepared).await.expect("sent").status().as_u16();
+    assert_eq!(
+        status, 204,
+        "keyid;alg;tag;created;expires;nonce is accepted"
+    );
+}
