@@ -18,6 +18,9 @@ pub enum ClientError {
     /// The relay could not be reached or the connection failed.
     #[error("network: {0}")]
     Network(#[from] reqwest::Error),
+    /// No TLS root certificates could be loaded for an https relay.
+    #[error("cannot set up TLS to the relay ({0}): no root certificates were found; install the `ca-certificates` package")]
+    Tls(String),
     /// The relay answered with a problem document.
     #[error("relay answered {status} {}: {}", problem.type_uri, problem.detail)]
     Relay { status: u16, problem: Problem },
@@ -69,6 +72,32 @@ pub struct RelayClient {
     key: SigningKey,
 }
 
+/// The HTTP client for `base_url`. A plain-http relay needs no TLS roots at all (a minimal
+/// container without `ca-certificates` must still reach one); an https relay uses the system's
+/// roots and, when the system has none, the Mozilla roots bundled in this binary.
+fn http_client(base_url: &str) -> Result<reqwest::Client, ClientError> {
+    let builder = || {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(50))
+    };
+    if base_url.starts_with("http://") {
+        return Ok(builder().tls_certs_only(Vec::new()).build()?);
+    }
+    match builder().build() {
+        Ok(client) => Ok(client),
+        Err(system_roots) => {
+            let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .filter_map(|der| reqwest::Certificate::from_der(der).ok());
+            builder()
+                .tls_certs_only(bundled)
+                .build()
+                .map_err(|_| ClientError::Tls(system_roots.to_string()))
+        }
+    }
+}
+
 /// Current unix time in seconds.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -82,10 +111,7 @@ impl RelayClient {
     pub fn new(base_url: &str, key: SigningKey) -> Result<Self, ClientError> {
         approvd_proto::pairing::check_relay_url(base_url)
             .map_err(|_| ClientError::BadUrl(base_url.to_owned()))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(50))
-            .build()?;
+        let http = http_client(base_url)?;
         Ok(Self {
             http,
             base: base_url.trim_end_matches('/').to_owned(),

@@ -306,3 +306,21 @@ fn the_demo_verifies_everything_and_exits_0() {
     }
     assert!(readme().contains("cargo run --release -p approvd-relay -- demo"));
 }
+
+/// A minimal container has no `ca-certificates`: a plain-http relay must still be reachable.
+#[test]
+fn the_demo_runs_without_any_system_root_certificates() {
+    let dir = TempDir::new("demo-no-roots");
+    let empty = dir.0.join("no-certs");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let output = Command::new(approvd_binary())
+        .arg("demo")
+        .current_dir(&dir.0)
+        .env("SSL_CERT_FILE", empty.join("none.pem"))
+        .env("SSL_CERT_DIR", &empty)
+        .output()
+        .expect("run");
+    let shown = text(&output);
+    assert!(output.status.success(), "{shown}");
+    assert!(shown.contains("All checks passed."), "{shown}");
+}
