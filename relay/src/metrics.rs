@@ -19,6 +19,8 @@ pub mod name {
     pub const VERDICTS: &str = "approvd_verdicts_total";
     pub const PUSHES: &str = "approvd_push_total";
     pub const STORE_ERRORS: &str = "approvd_store_errors_total";
+    pub const CONNECTIONS_REFUSED: &str = "approvd_connections_refused_total";
+    pub const REQUEST_TIMEOUTS: &str = "approvd_request_timeouts_total";
 }
 
 /// The `method` label: one of a fixed set, so a client cannot mint label values (an arbitrary
@@ -51,6 +53,10 @@ pub struct Metrics {
     /// Push attempts by provider and result.
     pub pushes: IntCounterVec,
     pub store_errors: IntCounter,
+    /// Connections closed on accept: their IP had too many open.
+    pub connections_refused: IntCounter,
+    /// Requests whose body did not arrive within the deadline (408).
+    pub request_timeouts: IntCounter,
 }
 
 impl Default for Metrics {
@@ -129,6 +135,14 @@ impl Metrics {
                 &["provider", "result"],
             ),
             store_errors: counter(name::STORE_ERRORS, "Store operations that failed."),
+            connections_refused: counter(
+                name::CONNECTIONS_REFUSED,
+                "Connections closed on accept because their IP had too many open.",
+            ),
+            request_timeouts: counter(
+                name::REQUEST_TIMEOUTS,
+                "Requests whose body did not arrive within the deadline (408).",
+            ),
             registry,
         }
     }

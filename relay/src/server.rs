@@ -11,7 +11,9 @@ use approvd_proto::wire::PushProvider;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ApnsAuth, ApnsConfig, Config, FcmAccount, FcmConfig, PushConfig, StoreConfig};
+use crate::config::{
+    ApnsAuth, ApnsConfig, Config, FcmAccount, FcmConfig, HttpConfig, PushConfig, StoreConfig,
+};
 use crate::handle::{HandleError, HandleKeys};
 use crate::http::auth::Admission;
 use crate::http::AppState;
@@ -218,6 +220,7 @@ pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
             shutdown: CancellationToken::new(),
         },
         trust_forwarded_for: config.http.trust_forwarded_for,
+        body_timeout: config.http.request_timeout,
         admission,
     })
 }
@@ -231,15 +234,14 @@ pub fn bind(config: &Config) -> Result<TcpListener, StartError> {
     Ok(listener)
 }
 
-/// Serve `state` on `listener` with `workers` threads (0: one per core) until `shutdown`
-/// resolves.
+/// Serve `state` on `listener` as `http` says until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
-    workers: usize,
+    http: &HttpConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    crate::http::run(listener, web::Data::new(state), workers, shutdown).await?;
+    crate::http::run(listener, web::Data::new(state), http, shutdown).await?;
     Ok(())
 }
 

@@ -73,10 +73,26 @@ impl RelayProcess {
 
     /// [`RelayProcess::start`] with extra environment variables.
     pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(Command::new(approvd_binary()), extra_args, env)
+    }
+
+    /// [`RelayProcess::start`] in a process allowed only `nofile` open file descriptors
+    /// (`ulimit -n`), as on a host whose limits are low or already used up.
+    pub fn start_with_fd_limit(nofile: u64, extra_args: &[&str]) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("ulimit -n \"$0\" && exec \"$@\"")
+            .arg(nofile.to_string())
+            .arg(approvd_binary());
+        Self::launch(command, extra_args, &[])
+    }
+
+    /// Run `command` (the binary, or a wrapper that execs it) with `serve` and the test flags.
+    fn launch(mut command: Command, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new("relay");
         let log_path = dir.0.join("relay.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut command = Command::new(approvd_binary());
         command
             .arg("serve")
             .args(["--bind", "127.0.0.1:0"])

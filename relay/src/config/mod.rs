@@ -51,6 +51,10 @@ pub struct HttpConfig {
     pub workers: usize,
     /// Take the client IP from `X-Forwarded-For` (only behind a proxy the operator runs).
     pub trust_forwarded_for: bool,
+    /// Deadline for a request's head, and again for its body.
+    pub request_timeout: Duration,
+    /// Open connections per peer IP; 0: no cap.
+    pub max_connections_per_ip: usize,
 }
 
 /// Where state lives.
@@ -216,6 +220,9 @@ impl Config {
     }
 
     fn from_options(options: Options) -> Result<Self, ConfigError> {
+        if options.request_timeout_secs == 0 || options.request_timeout_secs > 300 {
+            return invalid("request-timeout-secs", "must be between 1 and 300");
+        }
         let limits = limits(&options)?;
         let store = store(&options)?;
         let push = push(&options)?;
@@ -224,6 +231,8 @@ impl Config {
                 bind: options.bind,
                 workers: options.workers,
                 trust_forwarded_for: options.trust_forwarded_for,
+                request_timeout: Duration::from_secs(options.request_timeout_secs),
+                max_connections_per_ip: options.max_connections_per_ip,
             },
             store,
             limits,

@@ -244,6 +244,13 @@ options! {
     /// Take the client IP for per-IP limits from the right-most X-Forwarded-For entry, all header
     /// lines read as one list (only behind one proxy you run, which appends the address it saw).
     trust_forwarded_for: bool = "false", "trust-forwarded-for", "APPROVD_TRUST_FORWARDED_FOR", "BOOL";
+    /// Deadline for a request's head, and again for its body, in seconds: a client that sends
+    /// more slowly gets 408 and its connection is closed.
+    request_timeout_secs: u64 = "10", "request-timeout-secs", "APPROVD_REQUEST_TIMEOUT_SECS", "SECS";
+    /// Open connections per client IP address (the TCP peer: behind a proxy every client shares
+    /// the proxy's address, so raise it or set 0 for no cap). Over the cap a connection is
+    /// closed as soon as it is accepted.
+    max_connections_per_ip: usize = "64", "max-connections-per-ip", "APPROVD_MAX_CONNECTIONS_PER_IP", "N";
     /// HTTP worker threads (0 = one per CPU core).
     workers: usize = "0", "workers", "APPROVD_WORKERS", "N";
     /// Log filter, e.g. `info` or `approvd_relay=debug,info`.

@@ -276,7 +276,15 @@ async fn authenticate<R: Role>(
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let body = read_body(payload, limit).await?;
+    let body = match tokio::time::timeout(state.body_timeout, read_body(payload, limit)).await {
+        Ok(body) => body?,
+        Err(_) => {
+            state.deps.metrics.request_timeouts.inc();
+            return Err(ApiError::RequestTimeout {
+                secs: state.body_timeout.as_secs(),
+            });
+        }
+    };
 
     let key = match verify(state, request, &body).await {
         Ok(key) => key,

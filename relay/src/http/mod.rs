@@ -4,6 +4,7 @@
 //! parsing in `auth`; error mapping in `problem`.
 
 pub mod auth;
+pub mod connections;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
@@ -16,6 +17,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
 
+use crate::config::HttpConfig;
 use crate::metrics;
 use crate::service::Deps;
 use problem::ApiError;
@@ -27,6 +29,8 @@ pub struct AppState {
     pub deps: Deps,
     /// Take the client IP for per-IP limits from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// How long a request's body may take to arrive (then 408).
+    pub body_timeout: Duration,
     /// The operator's admission check, when configured.
     pub admission: Option<auth::Admission>,
 }
@@ -86,18 +90,34 @@ async fn track(
     Ok(response)
 }
 
-/// Serve on `listener` with `workers` threads (0: one per core) until `shutdown` resolves; then
-/// answer held long-polls with 503 and stop within about a second.
+/// Serve on `listener` as `http` says (workers, deadlines, connection caps) until `shutdown`
+/// resolves; then answer held long-polls with 503 and stop within about a second.
 pub async fn run(
     listener: std::net::TcpListener,
     state: web::Data<AppState>,
-    workers: usize,
+    http: &HttpConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let workers = match workers {
+    let workers = match http.workers {
         0 => std::thread::available_parallelism().map_or(2, usize::from),
         n => n,
     };
+    let limiter = connections::ConnectionLimiter::new(
+        http.max_connections_per_ip,
+        state.deps.metrics.clone(),
+    );
+    let budget = connections::connection_budget();
+    let per_worker = budget.map_or(25_000, |total| {
+        usize::try_from(total / workers as u64)
+            .unwrap_or(25_000)
+            .max(1)
+    });
+    tracing::info!(
+        workers,
+        connections_per_worker = per_worker,
+        connections_per_ip = http.max_connections_per_ip,
+        "accepting connections"
+    );
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -107,6 +127,9 @@ pub async fn run(
             .default_service(web::to(no_route))
     })
     .workers(workers)
+    .max_connections(per_worker)
+    .client_request_timeout(http.request_timeout)
+    .on_connect(move |connection, extensions| limiter.on_connect(connection, extensions))
     // A long-poll whose client went away must be dropped at once (freeing its waiter).
     .h1_allow_half_closed(false)
     .disable_signals()

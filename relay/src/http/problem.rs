@@ -32,6 +32,9 @@ pub enum ApiError {
     AdmissionDenied(String),
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// The body did not arrive in time; the connection is closed after this answer.
+    #[error("the request body did not arrive within {secs} s")]
+    RequestTimeout { secs: u64 },
     /// `allow`: the methods the resource takes, for the `Allow` header (RFC 9110 §15.5.6).
     #[error("method not allowed on this resource; it allows {allow}")]
     MethodNotAllowed { allow: String },
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::AdmissionRequired => "admission-required",
             ApiError::AdmissionDenied(_) => "admission-denied",
             ApiError::BodyTooLarge { .. } => "body-too-large",
+            ApiError::RequestTimeout { .. } => "request-timeout",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::NoRoute => "no-route",
             ApiError::Internal => "internal",
@@ -113,6 +117,7 @@ impl ApiError {
             ApiError::AdmissionRequired => "Admission token required",
             ApiError::AdmissionDenied(_) => "Admission token refused",
             ApiError::BodyTooLarge { .. } => "Body too large",
+            ApiError::RequestTimeout { .. } => "Request timeout",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::NoRoute => "No such endpoint",
             ApiError::Internal => "Internal error",
@@ -153,6 +158,7 @@ impl ApiError {
             | ApiError::AdmissionRequired
             | ApiError::AdmissionDenied(_)
             | ApiError::BodyTooLarge { .. }
+            | ApiError::RequestTimeout { .. }
             | ApiError::MethodNotAllowed { .. }
             | ApiError::NoRoute
             | ApiError::Internal => None,
@@ -190,6 +196,7 @@ impl ApiError {
             | ApiError::AdmissionRequired
             | ApiError::AdmissionDenied(_)
             | ApiError::BodyTooLarge { .. }
+            | ApiError::RequestTimeout { .. }
             | ApiError::MethodNotAllowed { .. }
             | ApiError::NoRoute
             | ApiError::Internal => None,
@@ -239,6 +246,7 @@ impl ResponseError for ApiError {
             ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -257,6 +265,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::MethodNotAllowed { allow } = self {
             response.insert_header(("Allow", allow.as_str()));
+        }
+        if let ApiError::RequestTimeout { .. } = self {
+            response.force_close();
         }
         response.body(serde_json::to_string(&self.problem()).expect("problems serialize"))
     }
@@ -317,6 +328,9 @@ pub enum ApiErrors {
     /// Expired or cancelled.
     #[response(status = 410, content_type = "application/problem+json")]
     Gone(Problem),
+    /// The body did not arrive in time; the connection is closed.
+    #[response(status = 408, content_type = "application/problem+json")]
+    RequestTimeout(Problem),
     /// The body is larger than 64 KiB.
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(Problem),

@@ -248,3 +248,116 @@ async fn signature_parameters_in_another_order_are_accepted() {
         "keyid;alg;tag;created;expires;nonce is accepted"
     );
 }
+
+/// A connection from `source` (a loopback address) that sends a request head announcing a
+/// 1000-byte body, then one byte, then nothing.
+fn stalled_body(relay: &RelayProcess, source: [u8; 4]) -> std::io::Result<std::net::TcpStream> {
+    let address: std::net::SocketAddr = relay
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("relay address");
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from((source, 0)).into())?;
+    socket.connect(&address.into())?;
+    let mut stream: std::net::TcpStream = socket.into();
+    stream.write_all(b"POST /v1/pairings HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")?;
+    Ok(stream)
+}
+
+/// One `/healthz` probe from 127.0.0.1 on a fresh connection, with a 2 s budget.
+fn probe_health(relay: &RelayProcess) -> bool {
+    let answer = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                raw_exchange_within(
+                    relay,
+                    b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    Duration::from_secs(2),
+                )
+            })
+            .join()
+            .unwrap_or_default()
+    });
+    answer.starts_with("HTTP/1.1 200")
+}
+
+fn raw_exchange_within(relay: &RelayProcess, request: &[u8], timeout: Duration) -> String {
+    let address = relay.url.trim_start_matches("http://");
+    let Ok(mut stream) =
+        std::net::TcpStream::connect_timeout(&address.parse().expect("relay address"), timeout)
+    else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    if stream.write_all(request).is_err() {
+        return String::new();
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn a_body_that_never_arrives_gets_408_and_its_connection_closed() {
+    let relay = RelayProcess::start(&["--request-timeout-secs", "1"]);
+    let mut stalled = stalled_body(&relay, [127, 0, 0, 1]).expect("connect");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let _ = stalled.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("urn:approvd:problem:request-timeout"),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered and closed after the 1 s deadline, not at the client's timeout: {:?}",
+        started.elapsed()
+    );
+}
+
+/// 300 connections that stall mid-body from one address, against a relay allowed only 256 file
+/// descriptors: the per-IP cap closes all but 32 at once, and `/healthz` from another address
+/// answers throughout; the stalled ones get 408 at the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_bodies_cannot_exhaust_file_descriptors() {
+    let relay = RelayProcess::start_with_fd_limit(
+        256,
+        &[
+            "--request-timeout-secs",
+            "3",
+            "--max-connections-per-ip",
+            "32",
+        ],
+    );
+    let attacker = [127, 0, 0, 2];
+    let stalled: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| stalled_body(&relay, attacker).ok())
+        .collect();
+    assert!(stalled.len() >= 250, "only {} connected", stalled.len());
+    let mut answered = 0;
+    for _ in 0..12 {
+        answered += usize::from(tokio::task::block_in_place(|| probe_health(&relay)));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        answered, 12,
+        "every health probe answered while the sockets are held"
+    );
+    let refused = relay
+        .metric("approvd_connections_refused_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        refused >= 250.0,
+        "connections over the cap were closed: {refused}"
+    );
+    drop(stalled);
+    let log = relay.log();
+    assert!(!log.contains("Too many open files"), "{log}");
+}

@@ -70,10 +70,13 @@ pub async fn run() -> ExitCode {
         }
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let workers = config.http.workers;
-    let server = tokio::spawn(server::serve(listener, state, workers, async {
-        let _ = stopped.await;
-    }));
+    let http = config.http.clone();
+    let server = tokio::spawn(async move {
+        server::serve(listener, state, &http, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
     let url = format!("http://{address}");
     let result = walk_through(&url).await;
     let _ = stop.send(());

@@ -111,7 +111,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         approvd_relay::server::serve(
             listener,
             state,
-            config.http.workers,
+            &config.http,
             approvd_relay::server::shutdown_signal(),
         )
         .await
