@@ -389,14 +389,30 @@ impl Nas {
         devices: &[PairedDevice],
         wait: Duration,
     ) -> Result<Vec<MailboxEvent>, ClientError> {
-        let query = format!("wait={}", wait.as_secs());
-        let Some(mailbox) = self
+        let mut events = Vec::new();
+        let mut query = format!("wait={}", wait.as_secs());
+        // The relay answers a page at a time; after acknowledging one, ask for the next.
+        while let Some(mailbox) = self
             .client
             .call::<(), Mailbox>("GET", "/v1/mailbox", &query, None)
             .await?
-        else {
-            return Ok(Vec::new());
-        };
+        {
+            let more = mailbox.more;
+            events.extend(self.apply_page(devices, mailbox).await?);
+            if !more {
+                break;
+            }
+            query = "wait=0".to_owned();
+        }
+        Ok(events)
+    }
+
+    /// Judge one page of notices, then acknowledge it.
+    async fn apply_page(
+        &self,
+        devices: &[PairedDevice],
+        mailbox: Mailbox,
+    ) -> Result<Vec<MailboxEvent>, ClientError> {
         let known =
             |device_id: &DeviceId| devices.iter().find(|device| device.device_id == *device_id);
         let mut events = Vec::with_capacity(mailbox.entries.len());

@@ -515,12 +515,32 @@ pub struct MailboxEntry {
     pub notice: Notice,
 }
 
-/// Answer to `GET /v1/mailbox`.
+impl Notice {
+    /// What a newer notice replaces: the relay keeps only the newest notice of each kind per
+    /// device (a second refresh makes the first one's handle stale; a second mute or dead token
+    /// says the same again).
+    pub fn coalescing_key(&self) -> (&'static str, DeviceId) {
+        match self {
+            Notice::HandleRefreshed { device_id, .. } => ("handle_refreshed", *device_id),
+            Notice::PushGone { device_id } => ("push_gone", *device_id),
+            Notice::Unpaired { unpair, .. } => ("unpaired", unpair.device_id),
+            Notice::Muted { mute, .. } => ("muted", mute.device_id),
+        }
+    }
+}
+
+/// Most entries one `GET /v1/mailbox` answers (as many as one acknowledgement may name).
+pub const MAILBOX_PAGE: usize = MAX_ACK;
+
+/// Answer to `GET /v1/mailbox`: the oldest [`MAILBOX_PAGE`] entries at most.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Mailbox {
     pub entries: Vec<MailboxEntry>,
+    /// More entries wait behind these: acknowledge these, then ask again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
 }
 
 /// `POST /v1/mailbox/ack` (NAS): remove these entries.

@@ -81,6 +81,7 @@ pub struct LimitsConfig {
     pub auth_failures_per_ip: Rate,
     pub requests_per_caller: Rate,
     pub challenges_per_device: Rate,
+    pub refreshes_per_device: Rate,
 }
 
 impl LimitsConfig {
@@ -90,6 +91,7 @@ impl LimitsConfig {
             Limit::AuthFailuresPerIp => self.auth_failures_per_ip,
             Limit::RequestsPerCaller => self.requests_per_caller,
             Limit::ChallengesPerDevice => self.challenges_per_device,
+            Limit::RefreshesPerDevice => self.refreshes_per_device,
         }
     }
 }
@@ -276,6 +278,10 @@ fn limits(options: &Options) -> Result<LimitsConfig, ConfigError> {
         challenges_per_device: rate(
             "rate-challenges-per-device",
             options.rate_challenges_per_device,
+        )?,
+        refreshes_per_device: rate(
+            "rate-refreshes-per-device",
+            options.rate_refreshes_per_device,
         )?,
         requests_per_caller: rate("rate-requests-per-caller", options.rate_requests_per_caller)?,
         auth_failures_per_ip: rate(

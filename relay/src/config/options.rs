@@ -200,6 +200,8 @@ options! {
     /// Challenges per device per minute (push-bombing defence). Further targets are reported
     /// `rate_limited`; a request whose every target is limited gets 429.
     rate_challenges_per_device: u32 = "5", "rate-challenges-per-device", "APPROVD_RATE_CHALLENGES_PER_DEVICE", "N";
+    /// Push-registration refreshes per device per minute (each posts a notice to the NAS).
+    rate_refreshes_per_device: u32 = "10", "rate-refreshes-per-device", "APPROVD_RATE_REFRESHES_PER_DEVICE", "N";
     /// Requests per caller key (NAS or device) per minute.
     rate_requests_per_caller: u32 = "120", "rate-requests-per-caller", "APPROVD_RATE_REQUESTS_PER_CALLER", "N";
     /// Failed authentications per source IP per minute before that IP gets 429.

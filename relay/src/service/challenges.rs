@@ -817,7 +817,7 @@ mod tests {
             .await
             .expect("created");
         assert_eq!(created.report.deliveries[0].delivery, Delivery::Gone);
-        let mailbox = deps.store.mailbox(&nas_id).await.expect("mailbox");
+        let mailbox = deps.store.mailbox(&nas_id, 10).await.expect("mailbox");
         assert_eq!(mailbox.len(), 1);
         assert!(matches!(
             mailbox[0].notice,

@@ -12,6 +12,7 @@ use approvd_proto::DeviceId;
 
 use super::{check_signature, mailbox, Deps, Error};
 use crate::handle::HandleContents;
+use crate::store::Bucket;
 
 /// Longest mute, seconds.
 pub const MAX_MUTE_SECS: u64 = 7 * 24 * 3600;
@@ -38,6 +39,7 @@ pub async fn refresh_push(
     request: &RefreshPushRequest,
 ) -> Result<HandleIssued, Error> {
     let current = own_handle(deps, &request.push_handle, device_id)?;
+    deps.take(&Bucket::DeviceRefreshes(device_id)).await?;
     let push_handle = deps.handles.mint(&HandleContents {
         push: request.push.clone(),
         minted_at: deps.clock.now(),
@@ -185,7 +187,7 @@ mod tests {
         unpair(&deps, device_id, &request).await.expect("unpaired");
         let notices: Vec<Notice> = deps
             .store
-            .mailbox(&nas_id)
+            .mailbox(&nas_id, 10)
             .await
             .expect("mailbox")
             .into_iter()
@@ -194,6 +196,48 @@ mod tests {
         assert!(matches!(
             notices.as_slice(),
             [Notice::Muted { .. }, Notice::Unpaired { .. }]
+        ));
+    }
+
+    #[tokio::test]
+    async fn refreshes_are_rate_limited_and_the_nas_keeps_only_the_newest_handle() {
+        let (deps, _) = deps(NOW);
+        let nas_id = NasId(PublicKey::from(&approvd_proto::generate_signing_key()));
+        let device_id = DeviceId(PublicKey::from(&approvd_proto::generate_signing_key()));
+        let mut handle = deps.handles.mint(&HandleContents {
+            device_id,
+            nas_id,
+            sig_key: PublicKey::from(&approvd_proto::generate_signing_key()),
+            push: None,
+            minted_at: NOW,
+        });
+        let per_minute = deps.limits.refreshes_per_device.per_minute;
+        for _ in 0..per_minute {
+            let request = RefreshPushRequest {
+                push_handle: handle.clone(),
+                push: None,
+            };
+            handle = refresh_push(&deps, device_id, &request)
+                .await
+                .expect("within the budget")
+                .push_handle;
+        }
+        let request = RefreshPushRequest {
+            push_handle: handle.clone(),
+            push: None,
+        };
+        assert!(matches!(
+            refresh_push(&deps, device_id, &request).await,
+            Err(Error::RateLimited {
+                limit: crate::store::Limit::RefreshesPerDevice,
+                ..
+            })
+        ));
+        let mailbox = deps.store.mailbox(&nas_id, 100).await.expect("mailbox");
+        assert_eq!(mailbox.len(), 1, "refreshes coalesce");
+        assert!(matches!(
+            &mailbox[0].notice,
+            Notice::HandleRefreshed { push_handle, .. } if *push_handle == handle
         ));
     }
 }

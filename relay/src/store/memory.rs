@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::{
     gcra, Bucket, CancelOutcome, ChallengeState, ClaimOutcome, ConfirmOutcome, CreateOutcome,
     DecideOutcome, Nonce, Notifier, PairingSlot, PairingState, Rate, RateDecision, Store,
-    StoreError, StoredChallenge, Topic, Watch,
+    StoreError, StoredChallenge, Topic, Watch, MAILBOX_CAP,
 };
 
 /// A value with its expiry.
@@ -427,6 +427,7 @@ impl Store for MemoryStore {
         at: u64,
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        let key = notice.coalescing_key();
         self.with(|state, _| {
             state.next_notice += 1;
             let entry = MailboxEntry {
@@ -434,17 +435,17 @@ impl Store for MemoryStore {
                 at,
                 notice: notice.clone(),
             };
-            state
-                .mailboxes
-                .entry(*nas_id)
-                .or_default()
-                .push(Expiring::new(entry, ttl));
+            let entries = state.mailboxes.entry(*nas_id).or_default();
+            entries.retain(|entry| entry.value.notice.coalescing_key() != key);
+            entries.push(Expiring::new(entry, ttl));
+            let excess = entries.len().saturating_sub(MAILBOX_CAP);
+            entries.drain(..excess);
         });
         self.notifier.notify(&Topic::Mailbox(*nas_id));
         Ok(())
     }
 
-    async fn mailbox(&self, nas_id: &NasId) -> Result<Vec<MailboxEntry>, StoreError> {
+    async fn mailbox(&self, nas_id: &NasId, limit: usize) -> Result<Vec<MailboxEntry>, StoreError> {
         Ok(self.with(|state, now| {
             state
                 .mailboxes
@@ -453,6 +454,7 @@ impl Store for MemoryStore {
                     entries
                         .iter()
                         .filter(|entry| entry.live(now))
+                        .take(limit)
                         .map(|entry| entry.value.clone())
                         .collect()
                 })

@@ -37,6 +37,10 @@ pub enum StoreError {
     Data(String),
 }
 
+/// Most notices a NAS's mailbox holds; past it the oldest are dropped. Coalescing keeps a
+/// mailbox to a few entries per paired device, so only a NAS that never drains it reaches this.
+pub const MAILBOX_CAP: usize = 500;
+
 /// A request nonce as the replay cache keeps it: unique per signing key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Nonce {
@@ -245,7 +249,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         device_id: &DeviceId,
     ) -> Result<Option<u64>, StoreError>;
 
-    /// Append a notice to a NAS's mailbox (entry lives `ttl`); notifies [`Topic::Mailbox`].
+    /// Append a notice to a NAS's mailbox (entry lives `ttl`) and notify [`Topic::Mailbox`].
+    /// The notice replaces any older one with the same [`Notice::coalescing_key`], and the
+    /// mailbox keeps at most [`MAILBOX_CAP`] entries (the oldest go first).
     async fn post_notice(
         &self,
         nas_id: &NasId,
@@ -253,8 +259,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         at: u64,
         ttl: Duration,
     ) -> Result<(), StoreError>;
-    /// A NAS's mailbox, oldest first.
-    async fn mailbox(&self, nas_id: &NasId) -> Result<Vec<MailboxEntry>, StoreError>;
+    /// The oldest `limit` entries of a NAS's mailbox, oldest first.
+    async fn mailbox(&self, nas_id: &NasId, limit: usize) -> Result<Vec<MailboxEntry>, StoreError>;
     /// Remove mailbox entries by id (unknown ids are ignored).
     async fn ack_mailbox(&self, nas_id: &NasId, ids: &[String]) -> Result<(), StoreError>;
 

@@ -16,6 +16,8 @@ pub enum Limit {
     RequestsPerCaller,
     /// Challenges per target device (push-bombing defence).
     ChallengesPerDevice,
+    /// Push-registration refreshes per device (each one posts a mailbox notice).
+    RefreshesPerDevice,
 }
 
 impl Limit {
@@ -25,6 +27,7 @@ impl Limit {
             Limit::AuthFailuresPerIp => "auth_failures_per_ip",
             Limit::RequestsPerCaller => "requests_per_caller",
             Limit::ChallengesPerDevice => "challenges_per_device",
+            Limit::RefreshesPerDevice => "refreshes_per_device",
         }
     }
 
@@ -34,6 +37,7 @@ impl Limit {
             Limit::AuthFailuresPerIp => "failed authentications per IP",
             Limit::RequestsPerCaller => "requests per caller",
             Limit::ChallengesPerDevice => "challenges per device",
+            Limit::RefreshesPerDevice => "push refreshes per device",
         }
     }
 }
@@ -44,6 +48,7 @@ pub enum Bucket {
     AuthFailures(IpAddr),
     Caller(PublicKey),
     DeviceChallenges(DeviceId),
+    DeviceRefreshes(DeviceId),
 }
 
 impl Bucket {
@@ -53,6 +58,7 @@ impl Bucket {
             Bucket::AuthFailures(_) => Limit::AuthFailuresPerIp,
             Bucket::Caller(_) => Limit::RequestsPerCaller,
             Bucket::DeviceChallenges(_) => Limit::ChallengesPerDevice,
+            Bucket::DeviceRefreshes(_) => Limit::RefreshesPerDevice,
         }
     }
 }
@@ -172,6 +178,7 @@ mod tests {
             Bucket::AuthFailures(IpAddr::from([127, 0, 0, 1])),
             Bucket::Caller(key),
             Bucket::DeviceChallenges(DeviceId(key)),
+            Bucket::DeviceRefreshes(DeviceId(key)),
         ];
         let labels: Vec<&str> = buckets
             .iter()
@@ -182,7 +189,8 @@ mod tests {
             [
                 "auth_failures_per_ip",
                 "requests_per_caller",
-                "challenges_per_device"
+                "challenges_per_device",
+                "refreshes_per_device"
             ]
         );
     }

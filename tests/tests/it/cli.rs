@@ -173,9 +173,8 @@ fn the_readme_quickstart_works_as_written() {
         .nth(1)
         .expect("cid")
         .to_owned();
-    assert!(run(&dir, &["phone".into(), "deny".into(), cid])
-        .status
-        .success());
+    let deny = run(&dir, &["phone".into(), "deny".into(), cid]);
+    assert!(deny.status.success(), "phone deny: {}", text(&deny));
     assert_eq!(denied.wait().expect("request").code(), Some(1));
 
     let mut wrong = spawn(

@@ -17,7 +17,7 @@ use approvd_proto::{Cid, DeviceId, NasId, PairingId, SignedMessage as _};
 use approvd_relay::store::{
     Bucket, CancelOutcome, ChallengeState, ClaimOutcome, ConfirmOutcome, CreateOutcome,
     DecideOutcome, MemoryStore, Nonce, PairingSlot, Rate, RedisStore, RedisTarget, Store,
-    StoredChallenge, StoredTarget, Topic, Watch,
+    StoredChallenge, StoredTarget, Topic, Watch, MAILBOX_CAP,
 };
 use approvd_tests::redis::{RedisCluster, RedisServer};
 
@@ -541,7 +541,7 @@ async fn mailbox_keeps_order_and_acks_remove(store: &dyn Store) {
             .expect("store");
     }
     expect_woken(&mut watch).await;
-    let entries = store.mailbox(&nas_id).await.expect("store");
+    let entries = store.mailbox(&nas_id, 10).await.expect("store");
     let got: Vec<Notice> = entries.iter().map(|entry| entry.notice.clone()).collect();
     assert_eq!(got, notices);
     let mut ids: Vec<&String> = entries.iter().map(|entry| &entry.id).collect();
@@ -552,10 +552,71 @@ async fn mailbox_keeps_order_and_acks_remove(store: &dyn Store) {
         .await
         .expect("store");
     assert_eq!(
-        store.mailbox(&nas_id).await.expect("store"),
+        store.mailbox(&nas_id, 10).await.expect("store"),
         entries[1..].to_vec()
     );
-    assert!(store.mailbox(&new_nas()).await.expect("store").is_empty());
+    assert!(store
+        .mailbox(&new_nas(), 10)
+        .await
+        .expect("store")
+        .is_empty());
+}
+
+async fn mailbox_keeps_the_newest_notice_per_kind_and_device_and_is_capped(store: &dyn Store) {
+    let nas_id = new_nas();
+    let (phone, other) = (new_device(), new_device());
+    let refreshed = |byte: u8, device_id: DeviceId| Notice::HandleRefreshed {
+        device_id,
+        push_handle: PushHandle(vec![byte; 60]),
+    };
+    for byte in 1..=5 {
+        store
+            .post_notice(&nas_id, &refreshed(byte, phone), 100, LONG)
+            .await
+            .expect("store");
+    }
+    let gone = Notice::PushGone { device_id: phone };
+    store
+        .post_notice(&nas_id, &gone, 101, LONG)
+        .await
+        .expect("store");
+    store
+        .post_notice(&nas_id, &refreshed(9, other), 102, LONG)
+        .await
+        .expect("store");
+    let got: Vec<Notice> = store
+        .mailbox(&nas_id, 10)
+        .await
+        .expect("store")
+        .into_iter()
+        .map(|entry| entry.notice)
+        .collect();
+    assert_eq!(got, vec![refreshed(5, phone), gone, refreshed(9, other)]);
+    assert_eq!(store.mailbox(&nas_id, 2).await.expect("store").len(), 2);
+
+    let crowded = new_nas();
+    let devices: Vec<DeviceId> = (0..MAILBOX_CAP + 5).map(|_| new_device()).collect();
+    for device_id in &devices {
+        let notice = Notice::PushGone {
+            device_id: *device_id,
+        };
+        store
+            .post_notice(&crowded, &notice, 100, LONG)
+            .await
+            .expect("store");
+    }
+    let kept = store
+        .mailbox(&crowded, 2 * MAILBOX_CAP)
+        .await
+        .expect("store");
+    assert_eq!(kept.len(), MAILBOX_CAP);
+    assert_eq!(
+        kept[0].notice,
+        Notice::PushGone {
+            device_id: devices[5]
+        },
+        "the oldest went first"
+    );
 }
 
 async fn watches_are_per_topic_and_dropped_watches_unregister(store: &dyn Store) {
@@ -629,6 +690,7 @@ macro_rules! conformance {
             check!(challenge_and_inbox_expire_with_their_ttl);
             check!(mutes_hold_until_their_ttl);
             check!(mailbox_keeps_order_and_acks_remove);
+            check!(mailbox_keeps_the_newest_notice_per_kind_and_device_and_is_capped);
             check!(watches_are_per_topic_and_dropped_watches_unregister);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

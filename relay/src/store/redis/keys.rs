@@ -17,6 +17,7 @@ pub(super) fn rate(bucket: &Bucket) -> String {
         Bucket::AuthFailures(ip) => format!("approvd:rate:authfail:{ip}"),
         Bucket::Caller(key) => format!("approvd:rate:caller:{key}"),
         Bucket::DeviceChallenges(device) => format!("approvd:rate:challenges:{device}"),
+        Bucket::DeviceRefreshes(device) => format!("approvd:rate:refresh:{device}"),
     }
 }
 
@@ -65,6 +66,11 @@ pub(super) fn mute(nas_id: &NasId, device_id: &DeviceId) -> String {
 /// `approvd:mbox:{<nas_id>}`.
 pub(super) fn mailbox(nas_id: &NasId) -> String {
     format!("approvd:mbox:{{{nas_id}}}")
+}
+
+/// `approvd:mbox:{<nas_id>}:latest`: which stream entry holds each coalescing key's notice.
+pub(super) fn mailbox_latest(nas_id: &NasId) -> String {
+    format!("approvd:mbox:{{{nas_id}}}:latest")
 }
 
 /// The wakeup channel of a topic, `approvd:ev:<kind>:{<id>}`: in the slot of the keys it announces.
@@ -139,6 +145,7 @@ mod tests {
             rate(&Bucket::AuthFailures("2001:db8::1".parse().expect("ip"))),
             rate(&Bucket::Caller(key)),
             rate(&Bucket::DeviceChallenges(device)),
+            rate(&Bucket::DeviceRefreshes(device)),
             slot,
             claim,
             confirm,
@@ -148,6 +155,7 @@ mod tests {
             inbox(&device),
             mute(&nas, &device),
             mailbox(&nas),
+            mailbox_latest(&nas),
         ]
     }
 

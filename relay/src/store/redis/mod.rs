@@ -10,7 +10,7 @@
 //! | key | type | TTL | holds |
 //! |---|---|---|---|
 //! | `approvd:nonce:<keyid>:<nonce>` | string | signature expiry + skew | a seen request nonce (`SET NX PX`) |
-//! | `approvd:rate:<limit>:<id>` | string | until the bucket refills | GCRA theoretical arrival time (µs), Lua; `<limit>` is `authfail`, `caller` or `challenges` |
+//! | `approvd:rate:<limit>:<id>` | string | until the bucket refills | GCRA theoretical arrival time (µs), Lua; `<limit>` is `authfail`, `caller`, `challenges` or `refresh` |
 //! | `approvd:pairing:{<pairing_id>}` | string | slot lifetime + 60 s | slot JSON |
 //! | `approvd:pairing:{<pairing_id>}:claim` | string | the slot's remaining TTL | first claim (`SET NX` in Lua) |
 //! | `approvd:pairing:{<pairing_id>}:confirm` | string | the slot's remaining TTL | confirmation (`SET NX` in Lua) |
@@ -19,7 +19,8 @@
 //! | `approvd:ch:{<cid>}:deliveries` | string | same | delivery report |
 //! | `approvd:inbox:{<device_id>}` | hash | longest entry | cid → `{deadline_ms, entry}`; stale fields dropped on read |
 //! | `approvd:mute:{<nas_id>}:<device_id>` | string | until the mute ends | mute end (unix s) |
-//! | `approvd:mbox:{<nas_id>}` | stream | newest entry (7 days) | mailbox notices; `XTRIM MINID` drops old ones |
+//! | `approvd:mbox:{<nas_id>}` | stream | newest entry (7 days) | mailbox notices, at most 500 (`MAXLEN`); `XTRIM MINID` drops expired ones |
+//! | `approvd:mbox:{<nas_id>}:latest` | hash | same | `<kind>:<device_id>` → id of the newest notice of that kind for that device (a newer one replaces it) |
 //!
 //! Wakeup channels are `approvd:ev:<kind>:{<id>}` (same slot as the keys they announce):
 //! `PUBLISH` on a standalone server, `SPUBLISH`/`SSUBSCRIBE` on a cluster (`pubsub`). A waiter
@@ -45,7 +46,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use super::{
     Bucket, CancelOutcome, ChallengeState, ClaimOutcome, ConfirmOutcome, CreateOutcome,
     DecideOutcome, Nonce, Notifier, PairingSlot, PairingState, Rate, RateDecision, Store,
-    StoreError, StoredChallenge, Topic, Watch,
+    StoreError, StoredChallenge, Topic, Watch, MAILBOX_CAP,
 };
 use pubsub::{publish, PubSub};
 
@@ -111,6 +112,7 @@ struct Scripts {
     decide: Script,
     cancel: Script,
     inbox_add: Script,
+    post_notice: Script,
 }
 
 impl Scripts {
@@ -123,6 +125,7 @@ impl Scripts {
             decide: Script::new(include_str!("lua/decide.lua")),
             cancel: Script::new(include_str!("lua/cancel.lua")),
             inbox_add: Script::new(include_str!("lua/inbox_add.lua")),
+            post_notice: Script::new(include_str!("lua/post_notice.lua")),
         }
     }
 }
@@ -641,41 +644,40 @@ impl Store for RedisStore {
         at: u64,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let key = keys::mailbox(nas_id);
         let now = now_ms();
         let value = to_json(&Stored {
             deadline_ms: now + millis(ttl),
             entry: (at, notice),
         });
-        let mut pipeline = redis::pipe();
-        pipeline
-            .cmd("XADD")
-            .arg(&key)
-            .arg("*")
-            .arg("n")
-            .arg(value)
-            .ignore()
-            .cmd("XTRIM")
-            .arg(&key)
-            .arg("MINID")
-            .arg(now.saturating_sub(millis(ttl)))
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(millis(ttl))
-            .ignore();
-        let _: () = pipeline
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+        let (kind, device_id) = notice.coalescing_key();
+        let _: String = self
+            .run(
+                &self.scripts.post_notice,
+                &[&keys::mailbox(nas_id), &keys::mailbox_latest(nas_id)],
+                &[
+                    &format!("{kind}:{device_id}"),
+                    &value,
+                    &now.saturating_sub(millis(ttl)).to_string(),
+                    &millis(ttl).to_string(),
+                    &MAILBOX_CAP.to_string(),
+                ],
+            )
+            .await?;
         publish(&self.conn, &Topic::Mailbox(*nas_id)).await;
         Ok(())
     }
 
-    async fn mailbox(&self, nas_id: &NasId) -> Result<Vec<MailboxEntry>, StoreError> {
+    async fn mailbox(&self, nas_id: &NasId, limit: usize) -> Result<Vec<MailboxEntry>, StoreError> {
         let key = keys::mailbox(nas_id);
         let range: redis::streams::StreamRangeReply = self
-            .query(redis::cmd("XRANGE").arg(&key).arg("-").arg("+"))
+            .query(
+                redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit),
+            )
             .await?;
         let now = now_ms();
         let mut entries = Vec::with_capacity(range.ids.len());
