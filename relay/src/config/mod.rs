@@ -55,6 +55,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Open connections per peer IP; 0: no cap.
     pub max_connections_per_ip: usize,
+    /// After SIGTERM, how long to keep answering before the listener closes.
+    pub shutdown_drain: Duration,
 }
 
 /// Where state lives.
@@ -225,6 +227,9 @@ impl Config {
         if options.request_timeout_secs == 0 || options.request_timeout_secs > 300 {
             return invalid("request-timeout-secs", "must be between 1 and 300");
         }
+        if options.shutdown_drain_secs > 300 {
+            return invalid("shutdown-drain-secs", "must be at most 300");
+        }
         let limits = limits(&options)?;
         let store = store(&options)?;
         let push = push(&options)?;
@@ -235,6 +240,7 @@ impl Config {
                 trust_forwarded_for: options.trust_forwarded_for,
                 request_timeout: Duration::from_secs(options.request_timeout_secs),
                 max_connections_per_ip: options.max_connections_per_ip,
+                shutdown_drain: Duration::from_secs(options.shutdown_drain_secs),
             },
             store,
             limits,

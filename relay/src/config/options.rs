@@ -253,6 +253,10 @@ options! {
     /// the proxy's address, so raise it or set 0 for no cap). Over the cap a connection is
     /// closed as soon as it is accepted.
     max_connections_per_ip: usize = "64", "max-connections-per-ip", "APPROVD_MAX_CONNECTIONS_PER_IP", "N";
+    /// After SIGTERM: how long the relay keeps accepting and answering (every answer with
+    /// `Connection: close`; /readyz and long-polls answer 503) while load balancers move away,
+    /// before it stops accepting and lets requests in flight finish (2 s more at most), seconds.
+    shutdown_drain_secs: u64 = "1", "shutdown-drain-secs", "APPROVD_SHUTDOWN_DRAIN_SECS", "SECS";
     /// HTTP worker threads (0 = one per CPU core).
     workers: usize = "0", "workers", "APPROVD_WORKERS", "N";
     /// Log filter, e.g. `info` or `approvd_relay=debug,info`.

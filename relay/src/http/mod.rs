@@ -53,7 +53,15 @@ async fn track(
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let method = metrics::method_label(request.method());
     let response = next.call(request).await?;
+    let mut response = response;
     if let Some(state) = state {
+        if state.deps.shutdown.is_cancelled() {
+            // Draining: this connection will not be reused; the client reconnects elsewhere.
+            response
+                .response_mut()
+                .head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+        }
         let route = response
             .request()
             .match_pattern()
@@ -138,12 +146,19 @@ pub async fn run(
     .run();
     let handle = server.handle();
     let token = state.deps.shutdown.clone();
+    let drain = http.shutdown_drain;
     let stopper = async move {
         shutdown.await;
-        tracing::info!("shutting down: answering held long-polls");
+        tracing::info!(
+            drain_secs = drain.as_secs_f64(),
+            "shutting down: held long-polls answered 503, /readyz 503, draining"
+        );
         token.cancel();
-        // Let cancelled polls write their 503 before connections close.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Keep accepting for the drain window, so connections the kernel already queued and
+        // requests on keep-alive connections are answered (each with `Connection: close`)
+        // while load balancers move away; then stop accepting and let requests in flight
+        // finish. At least a moment, so cancelled polls write their 503 first.
+        tokio::time::sleep(drain.max(Duration::from_millis(100))).await;
         handle.stop(true).await;
     };
     let (served, ()) = tokio::join!(server, stopper);

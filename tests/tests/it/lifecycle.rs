@@ -318,3 +318,65 @@ async fn admission_tokens_gate_nas_calls_only() {
         .expect("sent");
     assert_eq!(response.status().as_u16(), 204);
 }
+
+/// Read one HTTP/1.1 response (head and `content-length` body) from a kept-alive connection.
+fn read_response(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read as _;
+    let mut data = Vec::new();
+    let mut byte = [0; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => data.push(byte[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&data).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    let _ = stream.read_exact(&mut body);
+    data.extend_from_slice(&body);
+    String::from_utf8_lossy(&data).into_owned()
+}
+
+/// After SIGTERM the relay keeps answering for the drain window — a request on an open
+/// keep-alive connection and one on a new connection — each with `Connection: close`, while
+/// `/readyz` says 503; then it exits.
+#[tokio::test]
+async fn a_draining_relay_answers_every_request_and_closes_keep_alives() {
+    use std::io::Write as _;
+    let mut relay = RelayProcess::start(&["--shutdown-drain-secs", "2"]);
+    let address = relay.url.trim_start_matches("http://").to_owned();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut kept = std::net::TcpStream::connect(&address).expect("connect");
+    kept.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    kept.write_all(request).expect("write");
+    let before = read_response(&mut kept);
+    assert!(before.starts_with("HTTP/1.1 200"), "{before}");
+    assert!(!before.to_ascii_lowercase().contains("connection: close"));
+
+    relay.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    kept.write_all(request).expect("write during the drain");
+    let during = read_response(&mut kept);
+    assert!(during.starts_with("HTTP/1.1 200"), "{during}");
+    assert!(
+        during.to_ascii_lowercase().contains("connection: close"),
+        "{during}"
+    );
+    let ready = relay.get("/readyz").await;
+    assert_eq!(ready.status().as_u16(), 503);
+    assert_eq!(
+        ready
+            .headers()
+            .get("connection")
+            .and_then(|value| value.to_str().ok()),
+        Some("close")
+    );
+    let status = relay.wait_exit(Duration::from_secs(6)).expect("exited");
+    assert!(status.success(), "{status:?}");
+}
