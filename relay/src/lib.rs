@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod handle;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod push;
 pub mod server;

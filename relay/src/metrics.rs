@@ -21,6 +21,7 @@ pub mod name {
     pub const STORE_ERRORS: &str = "approvd_store_errors_total";
     pub const CONNECTIONS_REFUSED: &str = "approvd_connections_refused_total";
     pub const REQUEST_TIMEOUTS: &str = "approvd_request_timeouts_total";
+    pub const MALFORMED_REQUESTS: &str = "approvd_http_malformed_requests_total";
 }
 
 /// The `method` label: one of a fixed set, so a client cannot mint label values (an arbitrary
@@ -57,6 +58,9 @@ pub struct Metrics {
     pub connections_refused: IntCounter,
     /// Requests whose body did not arrive within the deadline (408).
     pub request_timeouts: IntCounter,
+    /// Requests the HTTP parser refused (bad request line, headers, framing): answered 400/431
+    /// by the parser and counted here instead of logged.
+    pub malformed_requests: IntCounter,
 }
 
 impl Default for Metrics {
@@ -142,6 +146,10 @@ impl Metrics {
             request_timeouts: counter(
                 name::REQUEST_TIMEOUTS,
                 "Requests whose body did not arrive within the deadline (408).",
+            ),
+            malformed_requests: counter(
+                name::MALFORMED_REQUESTS,
+                "Requests the HTTP parser refused as malformed.",
             ),
             registry,
         }

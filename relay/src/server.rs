@@ -173,8 +173,9 @@ async fn connect_store(store: &StoreConfig) -> Result<Arc<dyn Store>, StartError
     })
 }
 
-/// Build the application state from the configuration (connects to Redis when configured).
-pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
+/// Build the application state from the configuration (connects to Redis when configured),
+/// recording into `metrics` (created first, so logging can count into it too).
+pub async fn build_state(config: &Config, metrics: Metrics) -> Result<AppState, StartError> {
     let (handles, generated) =
         HandleKeys::load_or_generate(config.handles.key_file.as_deref(), &config.handles.data_dir)?;
     if generated {
@@ -185,7 +186,6 @@ pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
         );
     }
     let store = connect_store(&config.store).await?;
-    let metrics = Metrics::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let push = Dispatcher::new(
         push_routes(&config.push)?,

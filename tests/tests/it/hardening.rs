@@ -361,3 +361,33 @@ async fn stalled_bodies_cannot_exhaust_file_descriptors() {
     let log = relay.log();
     assert!(!log.contains("Too many open files"), "{log}");
 }
+
+/// Junk that the HTTP parser refuses is answered 400/431, counted, and not logged line by line.
+#[tokio::test]
+async fn malformed_requests_are_counted_not_logged() {
+    let relay = RelayProcess::start(&[]);
+    let junk: [&[u8]; 5] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/0.9\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad\0Header: y\r\n\r\n",
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n folded: header\r\n\r\n",
+    ];
+    for request in junk {
+        let answer = raw_exchange_within(&relay, request, Duration::from_secs(5));
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "{request:?} → {answer:.60}"
+        );
+    }
+    let counted = relay
+        .metric("approvd_http_malformed_requests_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(counted >= 3.0, "counted {counted}");
+    let log = relay.log();
+    assert!(
+        !log.contains("stream error") && !log.contains("ERROR"),
+        "junk requests are not logged as errors:\n{log}"
+    );
+}

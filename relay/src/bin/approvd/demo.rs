@@ -58,7 +58,7 @@ pub async fn run() -> ExitCode {
     let started = async {
         let listener = server::bind(&config)?;
         let address = listener.local_addr()?;
-        let state = server::build_state(&config).await?;
+        let state = server::build_state(&config, approvd_relay::metrics::Metrics::new()).await?;
         Ok::<_, server::StartError>((listener, address, state))
     }
     .await;

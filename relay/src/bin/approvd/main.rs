@@ -11,7 +11,7 @@ mod phone;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use approvd_relay::config::{Config, LogFormat, ServeArgs};
+use approvd_relay::config::{Config, ServeArgs};
 use clap::{Parser, Subcommand};
 
 /// approvd — push-approval relay: "approve this sign-in on your phone".
@@ -46,18 +46,6 @@ enum Command {
     Demo,
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
@@ -90,7 +78,8 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
+    let metrics = approvd_relay::metrics::Metrics::new();
+    approvd_relay::logging::init(&config.log, &metrics);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -104,7 +93,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let result = runtime.block_on(async {
         let listener = approvd_relay::server::bind(&config)?;
         let address = listener.local_addr()?;
-        let state = approvd_relay::server::build_state(&config).await?;
+        let state = approvd_relay::server::build_state(&config, metrics).await?;
         // Scripts and tests read this line to learn the port (--bind 127.0.0.1:0).
         println!("approvd listening on http://{address}");
         let _ = std::io::stdout().flush();
