@@ -40,7 +40,28 @@ pub fn encode_b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// OpenAPI schema of a base64url string holding `min..=max` bytes.
+/// The exact set of unpadded base64url strings that decode (canonically: unused trailing bits
+/// zero) to `bytes` bytes, or to any length when `bytes` is `None`, as a regular expression.
+pub fn b64_pattern(bytes: Option<usize>) -> String {
+    const CHAR: &str = "[A-Za-z0-9_-]";
+    // The last character of a group of 2 (1 byte) or 3 (2 bytes) carries 4 or 2 unused bits.
+    const LAST_OF_2: &str = "[AQgw]";
+    const LAST_OF_3: &str = "[AEIMQUYcgkosw048]";
+    match bytes {
+        Some(bytes) => {
+            let full = 4 * (bytes / 3);
+            match bytes % 3 {
+                0 => format!("^{CHAR}{{{full}}}$"),
+                1 => format!("^{CHAR}{{{}}}{LAST_OF_2}$", full + 1),
+                _ => format!("^{CHAR}{{{}}}{LAST_OF_3}$", full + 2),
+            }
+        }
+        None => format!("^(?:{CHAR}{{4}})*(?:{CHAR}{LAST_OF_2}|{CHAR}{{2}}{LAST_OF_3})?$"),
+    }
+}
+
+/// OpenAPI schema of a base64url string holding `min..=max` bytes (exactly `max` when equal):
+/// its pattern admits exactly the strings the parsers accept.
 #[cfg(feature = "openapi")]
 pub fn b64_schema(
     description: &str,
@@ -48,10 +69,11 @@ pub fn b64_schema(
     max_bytes: Option<usize>,
 ) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let exact = (min_bytes == max_bytes).then_some(max_bytes).flatten();
     ObjectBuilder::new()
         .schema_type(Type::String)
         .description(Some(description))
-        .pattern(Some("^[A-Za-z0-9_-]*$"))
+        .pattern(Some(b64_pattern(exact)))
         .min_length(min_bytes.map(|bytes| (bytes * 4).div_ceil(3)))
         .max_length(max_bytes.map(|bytes| (bytes * 4).div_ceil(3)))
         .into()

@@ -6,6 +6,7 @@ mod fuzz_parsers;
 mod http_signatures;
 mod pairing;
 mod rfc8032;
+mod schema_patterns;
 mod signed_messages;
 mod vectors;
 mod wire_bodies;

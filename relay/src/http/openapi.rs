@@ -62,13 +62,73 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The document as JSON text (computed once).
+/// The limits the relay's validators enforce, written into the document from the same
+/// constants, so a client generated from it sends only what the relay accepts:
+/// (schema, property, keyword, value).
+fn bounds() -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)> {
+    use approvd_proto::pairing::MAX_PAIRING_TTL;
+    use approvd_proto::wire::{
+        MAX_ACK, MAX_DEVICE_NAME, MAX_NUMBER, MAX_PLATFORM, MAX_PUSH_TOKEN, MAX_TARGETS, MAX_TOPIC,
+    };
+    use serde_json::json;
+    let printable = json!("^[\\x21-\\x7e]+$");
+    vec![
+        ("CreatePairingRequest", "ttl_secs", "minimum", json!(1)),
+        (
+            "CreatePairingRequest",
+            "ttl_secs",
+            "maximum",
+            json!(MAX_PAIRING_TTL),
+        ),
+        ("CreateChallengeRequest", "targets", "minItems", json!(1)),
+        (
+            "CreateChallengeRequest",
+            "targets",
+            "maxItems",
+            json!(MAX_TARGETS),
+        ),
+        ("MailboxAck", "ids", "maxItems", json!(MAX_ACK)),
+        ("PushRegistration", "token", "minLength", json!(1)),
+        (
+            "PushRegistration",
+            "token",
+            "maxLength",
+            json!(MAX_PUSH_TOKEN),
+        ),
+        ("PushRegistration", "token", "pattern", printable.clone()),
+        ("PushRegistration", "topic", "minLength", json!(1)),
+        ("PushRegistration", "topic", "maxLength", json!(MAX_TOPIC)),
+        ("PushRegistration", "topic", "pattern", printable.clone()),
+        ("PairClaim", "device_name", "minLength", json!(1)),
+        (
+            "PairClaim",
+            "device_name",
+            "maxLength",
+            json!(MAX_DEVICE_NAME),
+        ),
+        ("PairClaim", "platform", "minLength", json!(1)),
+        ("PairClaim", "platform", "maxLength", json!(MAX_PLATFORM)),
+        ("PairClaim", "platform", "pattern", printable),
+        (
+            "Verdict",
+            "number",
+            "pattern",
+            json!(format!("^[0-9]{{1,{MAX_NUMBER}}}$")),
+        ),
+    ]
+}
+
+/// The document as JSON text (computed once), with [`bounds`] applied.
 pub fn document_json() -> &'static str {
     static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     JSON.get_or_init(|| {
-        document()
-            .to_json()
-            .expect("the OpenAPI document serializes")
+        let mut value = serde_json::to_value(document()).expect("the OpenAPI document serializes");
+        for (schema, property, keyword, bound) in bounds() {
+            let target = &mut value["components"]["schemas"][schema]["properties"][property];
+            assert!(target.is_object(), "{schema}.{property} is in the document");
+            target[keyword] = bound;
+        }
+        serde_json::to_string(&value).expect("the OpenAPI document serializes")
     })
 }
 
@@ -115,6 +175,37 @@ mod tests {
             .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
             .collect();
         assert_eq!(documented, routes);
+    }
+
+    #[test]
+    fn the_validators_limits_and_the_id_schemas_are_in_the_document() {
+        let json: serde_json::Value = serde_json::from_str(document_json()).expect("valid JSON");
+        let schemas = &json["components"]["schemas"];
+        assert_eq!(
+            schemas["CreatePairingRequest"]["properties"]["ttl_secs"]["maximum"],
+            600
+        );
+        assert_eq!(
+            schemas["CreateChallengeRequest"]["properties"]["targets"]["maxItems"],
+            10
+        );
+        assert_eq!(schemas["MailboxAck"]["properties"]["ids"]["maxItems"], 100);
+        let cid = &schemas["Cid"]["pattern"];
+        assert_eq!(cid, "^[A-Za-z0-9_-]{21}[AQgw]$");
+        for path in ["/v1/challenges/{cid}", "/v1/pairings/{pairing_id}/claim"] {
+            let operation = json["paths"][path]
+                .as_object()
+                .and_then(|item| item.values().next())
+                .expect("operation");
+            let parameter = &operation["parameters"][0];
+            assert!(
+                parameter["schema"]["$ref"]
+                    .as_str()
+                    .is_some_and(|reference| reference.ends_with("/Cid")
+                        || reference.ends_with("/PairingId")),
+                "{path}: {parameter}"
+            );
+        }
     }
 
     #[test]

@@ -391,3 +391,91 @@ async fn malformed_requests_are_counted_not_logged() {
         "junk requests are not logged as errors:\n{log}"
     );
 }
+
+/// Bodies at and just past the bounds the served OpenAPI document states: the relay accepts
+/// exactly what the document allows.
+#[tokio::test]
+async fn the_relay_accepts_exactly_what_its_openapi_document_allows() {
+    let relay = RelayProcess::start(&["--rate-requests-per-caller", "1000"]);
+    let document: serde_json::Value = relay.get("/openapi.json").await.json().await.expect("json");
+    let schemas = &document["components"]["schemas"];
+    let bound = |schema: &str, property: &str, keyword: &str| {
+        schemas[schema]["properties"][property][keyword]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{schema}.{property}.{keyword} in the document"))
+    };
+    let pattern = |schema: &str| {
+        regex::Regex::new(schemas[schema]["pattern"].as_str().expect("pattern")).expect("regex")
+    };
+    let client =
+        RelayClient::new(&relay.url, approvd_proto::generate_signing_key()).expect("client");
+    let post = |path: &'static str, body: serde_json::Value| {
+        let prepared = client.prepare("POST", path, "", Some(body.to_string().into_bytes()));
+        async { client.send(prepared).await.expect("sent").status().as_u16() }
+    };
+
+    // ttl_secs: the document's minimum and maximum, and one past each.
+    let (low, high) = (
+        bound("CreatePairingRequest", "ttl_secs", "minimum"),
+        bound("CreatePairingRequest", "ttl_secs", "maximum"),
+    );
+    for ttl in [low - 1, low, high, high + 1] {
+        let id = approvd_proto::PairingId::random().to_string();
+        let allowed = (low..=high).contains(&ttl);
+        let status = post(
+            "/v1/pairings",
+            serde_json::json!({"pairing_id": id, "ttl_secs": ttl}),
+        )
+        .await;
+        assert_eq!(status == 201, allowed, "ttl_secs {ttl}: {status}");
+    }
+
+    // pairing_id: every last character, so every value of the unused trailing bits.
+    let ids = pattern("PairingId");
+    let stem = approvd_proto::PairingId::random().to_string()[..21].to_owned();
+    for last in "AQgwBRhxZ_-9".chars() {
+        let id = format!("{stem}{last}");
+        let status = post(
+            "/v1/pairings",
+            serde_json::json!({"pairing_id": id, "ttl_secs": 60}),
+        )
+        .await;
+        assert_eq!(
+            status == 201,
+            ids.is_match(&id),
+            "pairing_id {id}: {status}"
+        );
+    }
+
+    // Acknowledgements: up to maxItems.
+    let most = bound("MailboxAck", "ids", "maxItems") as usize;
+    for count in [most, most + 1] {
+        let ids: Vec<String> = (0..count).map(|n| format!("{n}-0")).collect();
+        let status = post("/v1/mailbox/ack", serde_json::json!({ "ids": ids })).await;
+        assert_eq!(status == 204, count <= most, "{count} ids: {status}");
+    }
+
+    // Targets: between minItems and maxItems (the relay reads the count before any handle).
+    let (fewest, most) = (
+        bound("CreateChallengeRequest", "targets", "minItems") as usize,
+        bound("CreateChallengeRequest", "targets", "maxItems") as usize,
+    );
+    for count in [fewest - 1, most + 1] {
+        let target = serde_json::json!({
+            "device_id": approvd_proto::PublicKey::from(&approvd_proto::generate_signing_key()),
+            "push_handle": "AAAA",
+            "sealed": "AAAA",
+            "sig": "A".repeat(86),
+        });
+        let now = approvd_client::transport::unix_now();
+        let body = serde_json::json!({
+            "cid": approvd_proto::Cid::random(),
+            "created": now,
+            "expires": now + 60,
+            "number_matching": false,
+            "targets": vec![target; count],
+        });
+        let status = post("/v1/challenges", body).await;
+        assert_eq!(status, 400, "{count} targets");
+    }
+}

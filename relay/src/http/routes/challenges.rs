@@ -45,7 +45,7 @@ pub async fn create_challenge(
     delete,
     path = "/v1/challenges/{cid}",
     tag = "challenge",
-    params(("cid" = String, Path, description = "base64url challenge id (16 bytes)")),
+    params(("cid" = approvd_proto::Cid, Path, description = "base64url challenge id (16 bytes)")),
     responses(
         (status = 204, description = "Cancelled"),
         ApiErrors,
@@ -67,7 +67,7 @@ pub async fn cancel_challenge(
     get,
     path = "/v1/challenges/{cid}/verdict",
     tag = "challenge",
-    params(("cid" = String, Path, description = "base64url challenge id (16 bytes)"), ("wait" = Option<u64>, Query, description = "Seconds to hold the request open for an answer (long-poll; capped by the relay, default cap 30)")),
+    params(("cid" = approvd_proto::Cid, Path, description = "base64url challenge id (16 bytes)"), ("wait" = Option<u64>, Query, description = "Seconds to hold the request open for an answer (long-poll; capped by the relay, default cap 30)")),
     responses(
         (status = 200, description = "The first verdict", body = SignedVerdict),
         (status = 204, description = "Still pending"),
@@ -92,7 +92,7 @@ pub async fn get_verdict(
     path = "/v1/challenges/{cid}/verdict",
     tag = "challenge",
     request_body = SignedVerdict,
-    params(("cid" = String, Path, description = "base64url challenge id (16 bytes)")),
+    params(("cid" = approvd_proto::Cid, Path, description = "base64url challenge id (16 bytes)")),
     responses(
         (status = 204, description = "Stored: this was the first answer"),
         ApiErrors,

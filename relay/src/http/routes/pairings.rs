@@ -37,7 +37,7 @@ pub async fn create_pairing(
     path = "/v1/pairings/{pairing_id}/claim",
     tag = "pairing",
     request_body = ClaimRequest,
-    params(("pairing_id" = String, Path, description = "base64url pairing slot id (16 bytes)")),
+    params(("pairing_id" = approvd_proto::PairingId, Path, description = "base64url pairing slot id (16 bytes)")),
     responses(
         (status = 200, description = "Claim stored; the phone's handle for this pairing", body = HandleIssued),
         ApiErrors,
@@ -59,7 +59,7 @@ pub async fn claim_pairing(
     get,
     path = "/v1/pairings/{pairing_id}/claim",
     tag = "pairing",
-    params(("pairing_id" = String, Path, description = "base64url pairing slot id (16 bytes)"), ("wait" = Option<u64>, Query, description = "Seconds to hold the request open for an answer (long-poll; capped by the relay, default cap 30)")),
+    params(("pairing_id" = approvd_proto::PairingId, Path, description = "base64url pairing slot id (16 bytes)"), ("wait" = Option<u64>, Query, description = "Seconds to hold the request open for an answer (long-poll; capped by the relay, default cap 30)")),
     responses(
         (status = 200, description = "The phone's claim", body = PairingClaimed),
         (status = 204, description = "No claim yet"),
@@ -84,7 +84,7 @@ pub async fn get_claim(
     path = "/v1/pairings/{pairing_id}/confirm",
     tag = "pairing",
     request_body = PairingConfirmation,
-    params(("pairing_id" = String, Path, description = "base64url pairing slot id (16 bytes)")),
+    params(("pairing_id" = approvd_proto::PairingId, Path, description = "base64url pairing slot id (16 bytes)")),
     responses(
         (status = 204, description = "Confirmation stored"),
         ApiErrors,
@@ -106,7 +106,7 @@ pub async fn confirm_pairing(
     get,
     path = "/v1/pairings/{pairing_id}/confirmation",
     tag = "pairing",
-    params(("pairing_id" = String, Path, description = "base64url pairing slot id (16 bytes)"), ("wait" = Option<u64>, Query, description = "Seconds to hold the request open for an answer (long-poll; capped by the relay, default cap 30)")),
+    params(("pairing_id" = approvd_proto::PairingId, Path, description = "base64url pairing slot id (16 bytes)"), ("wait" = Option<u64>, Query, description = "Seconds to hold the request open for an answer (long-poll; capped by the relay, default cap 30)")),
     responses(
         (status = 200, description = "The NAS's confirmation", body = PairingConfirmation),
         (status = 204, description = "Not confirmed yet"),
