@@ -113,3 +113,24 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Challenge ids are base64url: one in 64 starts with `-` and must not be read as a flag.
+    #[test]
+    fn a_challenge_id_starting_with_a_dash_is_an_id() {
+        let cid = "-bcdefghijklmnopqrstuw";
+        for words in [
+            vec!["approvd", "phone", "deny", cid],
+            vec!["approvd", "phone", "fraud", cid],
+            vec!["approvd", "phone", "approve", cid, "--number", "42"],
+            vec!["approvd", "nas", "cancel", cid],
+        ] {
+            let parsed = Cli::try_parse_from(&words);
+            assert!(parsed.is_ok(), "{words:?}: {:?}", parsed.err());
+            assert!(format!("{parsed:?}").contains(cid), "{words:?}");
+        }
+    }
+}

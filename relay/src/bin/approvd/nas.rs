@@ -79,7 +79,8 @@ pub enum NasCommand {
     },
     /// Cancel a pending request.
     Cancel {
-        /// The challenge id printed by `request`.
+        /// The challenge id printed by `request` (base64url, so it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         cid: String,
     },
     /// Fetch and apply mailbox notices (new push handles, dead tokens, unpairs, mutes).

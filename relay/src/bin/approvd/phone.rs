@@ -59,16 +59,25 @@ pub enum PhoneCommand {
     },
     /// Approve a request.
     Approve {
-        /// The challenge id (from `inbox`).
+        /// The challenge id (from `inbox`; base64url, so it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         cid: String,
         /// The number shown on the login page (number matching).
         #[arg(long)]
         number: Option<String>,
     },
     /// Deny a request.
-    Deny { cid: String },
+    Deny {
+        /// The challenge id (from `inbox`).
+        #[arg(allow_hyphen_values = true)]
+        cid: String,
+    },
     /// Deny a request and report that the user did not start it.
-    Fraud { cid: String },
+    Fraud {
+        /// The challenge id (from `inbox`).
+        #[arg(allow_hyphen_values = true)]
+        cid: String,
+    },
     /// Stop pushes from this NAS for a while (requests still reach the inbox).
     Mute {
         #[arg(long, default_value_t = 60)]
