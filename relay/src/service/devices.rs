@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
+use approvd_proto::ids::Sig;
 use approvd_proto::wire::{
     HandleIssued, Notice, PushHandle, RefreshPushRequest, SignedMute, SignedUnpair,
 };
-use approvd_proto::DeviceId;
+use approvd_proto::{DeviceId, NasId, SignedMessage};
 
 use super::{check_signature, mailbox, Deps, Error};
 use crate::handle::HandleContents;
@@ -29,6 +30,33 @@ fn own_handle(deps: &Deps, handle: &PushHandle, caller: DeviceId) -> Result<Hand
     if contents.device_id != caller {
         return Err(mismatch());
     }
+    Ok(contents)
+}
+
+/// The pairing a signed `mute` or `unpair` message speaks for: the caller's own handle, a
+/// message (`(message, field, its device_id, its nas_id)`) that names the caller and the
+/// handle's NAS, and its signature under the handle's `D_sig`.
+fn pairing_of<M: SignedMessage>(
+    deps: &Deps,
+    caller: DeviceId,
+    handle: &PushHandle,
+    (message, field, device_id, nas_id): (&M, &str, DeviceId, NasId),
+    sig: &Sig,
+) -> Result<HandleContents, Error> {
+    let contents = own_handle(deps, handle, caller)?;
+    if device_id != caller || nas_id != contents.nas_id {
+        return Err(Error::field(
+            field,
+            "device_id and nas_id must be those of the handle's pairing",
+        ));
+    }
+    check_signature(
+        message,
+        &contents.sig_key,
+        sig,
+        "sig",
+        "the device's verdict key (D_sig)",
+    )?;
     Ok(contents)
 }
 
@@ -55,14 +83,14 @@ pub async fn refresh_push(
 
 /// No pushes from that NAS to the caller until `mute.until`; the NAS gets the signed notice.
 pub async fn mute(deps: &Deps, device_id: DeviceId, request: &SignedMute) -> Result<(), Error> {
-    let contents = own_handle(deps, &request.push_handle, device_id)?;
     let mute = &request.mute;
-    if mute.device_id != device_id || mute.nas_id != contents.nas_id {
-        return Err(Error::field(
-            "mute",
-            "device_id and nas_id must be those of the handle's pairing",
-        ));
-    }
+    let contents = pairing_of(
+        deps,
+        device_id,
+        &request.push_handle,
+        (mute, "mute", mute.device_id, mute.nas_id),
+        &request.sig,
+    )?;
     let now = deps.clock.now();
     if mute.until <= now || mute.until > now + MAX_MUTE_SECS {
         return Err(Error::field(
@@ -70,13 +98,6 @@ pub async fn mute(deps: &Deps, device_id: DeviceId, request: &SignedMute) -> Res
             "must be in the future and at most 7 days away",
         ));
     }
-    check_signature(
-        mute,
-        &contents.sig_key,
-        &request.sig,
-        "sig",
-        "the device's verdict key (D_sig)",
-    )?;
     deps.store
         .set_mute(
             &mute.nas_id,
@@ -94,20 +115,13 @@ pub async fn mute(deps: &Deps, device_id: DeviceId, request: &SignedMute) -> Res
 
 /// Drop the caller's pending challenges from that NAS and deliver the signed notice to it.
 pub async fn unpair(deps: &Deps, device_id: DeviceId, request: &SignedUnpair) -> Result<(), Error> {
-    let contents = own_handle(deps, &request.push_handle, device_id)?;
     let unpair = &request.unpair;
-    if unpair.device_id != device_id || unpair.nas_id != contents.nas_id {
-        return Err(Error::field(
-            "unpair",
-            "device_id and nas_id must be those of the handle's pairing",
-        ));
-    }
-    check_signature(
-        unpair,
-        &contents.sig_key,
+    let contents = pairing_of(
+        deps,
+        device_id,
+        &request.push_handle,
+        (unpair, "unpair", unpair.device_id, unpair.nas_id),
         &request.sig,
-        "sig",
-        "the device's verdict key (D_sig)",
     )?;
     deps.store
         .drop_inbox_from(&device_id, &contents.nas_id)
@@ -124,7 +138,7 @@ mod tests {
     use super::*;
     use crate::service::testing::deps;
     use approvd_proto::ids::PublicKey;
-    use approvd_proto::{Mute, NasId, SignedMessage as _, Unpair};
+    use approvd_proto::{Mute, Unpair};
 
     const NOW: u64 = 1_800_000_000;
 
