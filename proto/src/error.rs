@@ -97,6 +97,8 @@ pub enum HttpSigError {
     MissingComponent(&'static str),
     #[error("component `{0}` is not supported by this profile")]
     UnsupportedComponent(String),
+    #[error("covered component `{0}` is not in the request")]
+    MissingField(String),
     #[error("missing signature parameter `{0}`")]
     MissingParam(&'static str),
     #[error("signature parameter `{0}` is not supported by this profile")]
@@ -107,6 +109,8 @@ pub enum HttpSigError {
     Tag,
     #[error("`created` is {skew} s away from the relay clock (allowed: {max_skew} s)")]
     Skew { skew: u64, max_skew: u64 },
+    #[error("the covered `Date` is {skew} s away from the relay clock (allowed: {max_skew} s)")]
+    DateSkew { skew: u64, max_skew: u64 },
     #[error("`expires` is in the past")]
     Expired,
     #[error("`expires` must be after `created` and at most {max} s later")]

@@ -4,9 +4,10 @@
 //! It does not own the nonce replay cache (that needs a store: the relay keeps it).
 //!
 //! Profile: one signature per request (any label); covered components `"@method"`, `"@path"`,
-//! `"@query"`, and `"content-digest"` whenever the request has a body; parameters `created`,
-//! `expires`, `nonce`, `keyid` (base64url Ed25519 public key), `alg="ed25519"`,
-//! `tag="approvd/v1"`, each exactly once.
+//! `"@query"`, and `"content-digest"` whenever the request has a body — and any others a stock
+//! RFC 9421 signer adds (header fields such as `date`, `@authority`, `@target-uri`, ...), each
+//! of which is resolved and verified; parameters `created`, `expires`, `nonce`, `keyid`
+//! (base64url Ed25519 public key), `alg="ed25519"`, `tag="approvd/v1"`, each exactly once.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -31,12 +32,33 @@ pub const MAX_LIFETIME: u64 = 300;
 pub const DEFAULT_LIFETIME: u64 = 60;
 /// Longest `Signature-Input` / `Signature` / `Content-Digest` header we parse.
 pub const MAX_HEADER: usize = 2048;
+/// Most components one signature may cover (the profile's 4 plus what a signer adds).
+pub const MAX_COMPONENTS: usize = 16;
 
-/// Components this profile knows, in the order our signers cover them.
+/// The components every signature covers, in the order our signers write them.
 const METHOD: &str = "@method";
 const PATH: &str = "@path";
 const QUERY: &str = "@query";
 const CONTENT_DIGEST: &str = "content-digest";
+/// Derived components (RFC 9421 §2.2) a signer may cover in addition; resolved from
+/// [`RequestContext`].
+const AUTHORITY: &str = "@authority";
+const SCHEME: &str = "@scheme";
+const TARGET_URI: &str = "@target-uri";
+const REQUEST_TARGET: &str = "@request-target";
+const DERIVED: [&str; 7] = [
+    METHOD,
+    PATH,
+    QUERY,
+    AUTHORITY,
+    SCHEME,
+    TARGET_URI,
+    REQUEST_TARGET,
+];
+/// Header fields a signature may not cover: the signature's own headers.
+const UNCOVERABLE: [&str; 2] = ["signature", "signature-input"];
+/// The covered header field whose time is checked against the clock, like `created`.
+const DATE: &str = "date";
 
 /// The request as the signature sees it.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +69,62 @@ pub struct RequestTarget<'a> {
     pub path: &'a str,
     /// The query exactly as sent, without the leading `?`; empty when there is none.
     pub query: &'a str,
+}
+
+/// What else of a request a signature may cover, beyond [`RequestTarget`] and
+/// `Content-Digest`: the URL's scheme and authority and the header fields, as the verifier
+/// received them. [`RequestContext::NONE`] resolves nothing (a signature covering more than the
+/// profile's components then fails to verify with a clear error).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext<'a> {
+    /// The scheme the client used: `http` or `https`.
+    pub scheme: Option<&'a str>,
+    /// The authority the client addressed (`Host`), e.g. `relay.example:8443`.
+    pub authority: Option<&'a str>,
+    /// Header fields as received, one entry per field line; names in any case.
+    pub fields: &'a [(&'a str, &'a str)],
+}
+
+impl RequestContext<'_> {
+    /// Nothing beyond the profile's own components.
+    pub const NONE: RequestContext<'static> = RequestContext {
+        scheme: None,
+        authority: None,
+        fields: &[],
+    };
+
+    /// The value of header field `name` per RFC 9421 §2.1: every line's value with outer
+    /// whitespace trimmed, joined with `, `; `None` when the field is absent.
+    fn field(&self, name: &str) -> Option<String> {
+        let mut lines = self
+            .fields
+            .iter()
+            .filter(|(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.trim_matches([' ', '\t']));
+        let first = lines.next()?;
+        Some(lines.fold(first.to_owned(), |mut joined, line| {
+            joined.push_str(", ");
+            joined.push_str(line);
+            joined
+        }))
+    }
+
+    /// `@authority`: lower case, without the scheme's default port (RFC 9421 §2.2.3).
+    fn authority(&self) -> Option<String> {
+        let authority = self.authority?.trim().to_ascii_lowercase();
+        let default_port = match self.scheme() {
+            Some(scheme) if scheme == "https" => ":443",
+            _ => ":80",
+        };
+        Some(match authority.strip_suffix(default_port) {
+            Some(host) if !host.is_empty() => host.to_owned(),
+            _ => authority,
+        })
+    }
+
+    fn scheme(&self) -> Option<String> {
+        self.scheme.map(str::to_ascii_lowercase)
+    }
 }
 
 /// A signature parameter of the profile.
@@ -134,7 +212,8 @@ pub fn content_digest(body: &[u8]) -> String {
     format!("sha-256=:{}:", STANDARD.encode(Sha256::digest(body)))
 }
 
-/// The RFC 9421 §2.5 signature base for `target` under `params`.
+/// The RFC 9421 §2.5 signature base for `target` under `params`, for a signature that covers
+/// only the profile's components (what our signers write).
 ///
 /// `content_digest` is the `Content-Digest` header value; it is needed only when
 /// `"content-digest"` is covered.
@@ -143,32 +222,55 @@ pub fn signature_base(
     content_digest: Option<&str>,
     params: &SignatureParams,
 ) -> Result<String, HttpSigError> {
+    signature_base_in(target, &RequestContext::NONE, content_digest, params)
+}
+
+/// The signature base when the signature may cover more: components beyond the profile's
+/// are resolved from `context` (a header field that is absent, or a derived component the
+/// context cannot name, is an error).
+pub fn signature_base_in(
+    target: &RequestTarget<'_>,
+    context: &RequestContext<'_>,
+    content_digest: Option<&str>,
+    params: &SignatureParams,
+) -> Result<String, HttpSigError> {
+    let unresolved = |component: &str| HttpSigError::MissingField(truncate(component));
     let mut base = String::with_capacity(256);
     for component in &params.components {
-        let value = match component.as_str() {
-            METHOD => target.method,
-            PATH => {
-                if target.path.is_empty() {
-                    "/"
-                } else {
-                    target.path
-                }
+        let path = if target.path.is_empty() {
+            "/"
+        } else {
+            target.path
+        };
+        let query = if target.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", target.query)
+        };
+        let value: String = match component.as_str() {
+            METHOD => target.method.to_owned(),
+            PATH => path.to_owned(),
+            QUERY => format!("?{}", target.query),
+            CONTENT_DIGEST => content_digest
+                .ok_or(HttpSigError::MissingHeader("Content-Digest"))?
+                .to_owned(),
+            AUTHORITY => context.authority().ok_or_else(|| unresolved(component))?,
+            SCHEME => context.scheme().ok_or_else(|| unresolved(component))?,
+            TARGET_URI => {
+                let scheme = context.scheme().ok_or_else(|| unresolved(component))?;
+                let authority = context.authority().ok_or_else(|| unresolved(component))?;
+                format!("{scheme}://{authority}{path}{query}")
             }
-            QUERY => {
-                base.push_str("\"@query\": ?");
-                base.push_str(target.query);
-                base.push('\n');
-                continue;
-            }
-            CONTENT_DIGEST => {
-                content_digest.ok_or(HttpSigError::MissingHeader("Content-Digest"))?
+            REQUEST_TARGET => format!("{path}{query}"),
+            field if !field.starts_with('@') => {
+                context.field(field).ok_or_else(|| unresolved(field))?
             }
             other => return Err(HttpSigError::UnsupportedComponent(truncate(other))),
         };
         base.push('"');
         base.push_str(component);
         base.push_str("\": ");
-        base.push_str(value);
+        base.push_str(&value);
         base.push('\n');
     }
     base.push_str("\"@signature-params\": ");
@@ -199,25 +301,27 @@ pub fn sign_request(
         tag: SIG_TAG.to_owned(),
         order: Vec::new(),
     };
-    sign_with_params(key, target, body, &params)
+    sign_with_params(key, target, &RequestContext::NONE, body, &params)
+        .expect("the profile's own components always resolve")
 }
 
-/// Sign a request under exactly these parameters (their components, values and order).
+/// Sign a request under exactly these parameters (their components, values and order),
+/// resolving components beyond the profile's from `context`; fails when one does not resolve.
 pub fn sign_with_params(
     key: &SigningKey,
     target: &RequestTarget<'_>,
+    context: &RequestContext<'_>,
     body: Option<&[u8]>,
     params: &SignatureParams,
-) -> SignedHeaders {
+) -> Result<SignedHeaders, HttpSigError> {
     let digest = body.map(content_digest);
-    let base = signature_base(target, digest.as_deref(), params)
-        .expect("our own components are all supported");
+    let base = signature_base_in(target, context, digest.as_deref(), params)?;
     let signature = key.sign(base.as_bytes());
-    SignedHeaders {
+    Ok(SignedHeaders {
         signature_input: format!("{SIG_LABEL}={}", params.serialize()),
         signature: format!("{SIG_LABEL}=:{}:", STANDARD.encode(signature.to_bytes())),
         content_digest: digest,
-    }
+    })
 }
 
 /// A fresh request nonce: 16 random bytes as base64url (22 characters).
@@ -229,6 +333,8 @@ pub fn new_nonce() -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct IncomingRequest<'a> {
     pub target: RequestTarget<'a>,
+    /// What components beyond the profile's resolve to ([`RequestContext::NONE`]: nothing).
+    pub context: RequestContext<'a>,
     pub signature_input: Option<&'a str>,
     pub signature: Option<&'a str>,
     pub content_digest: Option<&'a str>,
@@ -276,7 +382,15 @@ pub fn verify_request(
             .ok_or(HttpSigError::MissingHeader("Content-Digest"))?;
         check_content_digest(header, request.body)?;
     }
-    let base = signature_base(&request.target, request.content_digest, &params)?;
+    if params.components.iter().any(|c| c == DATE) {
+        check_date(&request.context, now, max_skew)?;
+    }
+    let base = signature_base_in(
+        &request.target,
+        &request.context,
+        request.content_digest,
+        &params,
+    )?;
     verify_strict(&key, base.as_bytes(), &sig).map_err(|_| HttpSigError::BadSignature)?;
     Ok(VerifiedRequest {
         key,
@@ -323,6 +437,31 @@ fn check_params(
     }
     if params.expires <= now {
         return Err(HttpSigError::Expired);
+    }
+    Ok(())
+}
+
+/// A covered `Date` must be an HTTP date within `max_skew` of `now`, like `created`: a signer
+/// that covers it says the request was made then.
+fn check_date(context: &RequestContext<'_>, now: u64, max_skew: u64) -> Result<(), HttpSigError> {
+    let value = context
+        .field(DATE)
+        .ok_or_else(|| HttpSigError::MissingField(DATE.to_owned()))?;
+    let malformed = HttpSigError::Malformed {
+        header: "Date",
+        reason: "not an HTTP date (IMF-fixdate)",
+    };
+    if value.len() > 64 {
+        return Err(malformed);
+    }
+    let date = httpdate::parse_http_date(&value)
+        .map_err(|_| malformed.clone())?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| malformed)?
+        .as_secs();
+    let skew = now.abs_diff(date);
+    if skew > max_skew {
+        return Err(HttpSigError::DateSkew { skew, max_skew });
     }
     Ok(())
 }
@@ -391,8 +530,11 @@ pub fn parse_signature_input(header: &str) -> Result<(String, SignatureParams), 
         if components.contains(&component) {
             return Err(cursor.malformed("a component is covered twice"));
         }
-        if ![METHOD, PATH, QUERY, CONTENT_DIGEST].contains(&component.as_str()) {
+        if !coverable(&component) {
             return Err(HttpSigError::UnsupportedComponent(truncate(&component)));
+        }
+        if components.len() == MAX_COMPONENTS {
+            return Err(cursor.malformed("too many covered components"));
         }
         components.push(component);
         if !matches!(cursor.peek(), Some(b' ') | Some(b')')) {
@@ -468,6 +610,18 @@ pub fn parse_signature(header: &str) -> Result<(String, Sig), HttpSigError> {
         .try_into()
         .map_err(|_| cursor.malformed("an Ed25519 signature is 64 bytes"))?;
     Ok((label, Sig(sig)))
+}
+
+/// Whether a signature may cover `component`: a derived component the verifier resolves, or a
+/// header field named in lower case (RFC 9421 §2.1) other than the signature's own.
+fn coverable(component: &str) -> bool {
+    if component.starts_with('@') {
+        return DERIVED.contains(&component);
+    }
+    let token = |byte: u8| {
+        byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&byte)
+    };
+    !component.is_empty() && component.bytes().all(token) && !UNCOVERABLE.contains(&component)
 }
 
 fn truncate(text: &str) -> String {

@@ -317,32 +317,63 @@ fn context_seal(examples: &Examples) -> Value {
     })
 }
 
+/// How a signature vector departs from what our signers write.
+#[derive(Default)]
+struct Variation<'a> {
+    /// Parameter order (empty: the profile's).
+    order: &'a [httpsig::Param],
+    /// Components covered after the profile's, resolved from `context`.
+    extra: &'a [&'a str],
+    context: Option<httpsig::RequestContext<'a>>,
+}
+
 fn http_signature_case(
     name: &str,
     key: &SigningKey,
     target: RequestTarget<'_>,
     body: Option<&[u8]>,
     nonce: &str,
-    order: &[httpsig::Param],
+    variation: Variation<'_>,
 ) -> Value {
     let created = NOW + 300;
+    let context = variation.context.unwrap_or(httpsig::RequestContext::NONE);
     let mut headers = httpsig::sign_request(key, &target, body, created, nonce);
-    if !order.is_empty() {
+    if !variation.order.is_empty() || !variation.extra.is_empty() {
         let (_, mut params) = httpsig::parse_signature_input(&headers.signature_input)
             .expect("our own Signature-Input parses");
-        params.order = order.to_vec();
-        headers = httpsig::sign_with_params(key, &target, body, &params);
+        params.order = variation.order.to_vec();
+        params.components.extend(
+            variation
+                .extra
+                .iter()
+                .map(|component| (*component).to_owned()),
+        );
+        headers = httpsig::sign_with_params(key, &target, &context, body, &params)
+            .expect("the vector's context resolves every component");
     }
     let (_, params) = httpsig::parse_signature_input(&headers.signature_input)
         .expect("our own Signature-Input parses");
-    let base = httpsig::signature_base(&target, headers.content_digest.as_deref(), &params)
-        .expect("our own components are supported");
+    let base = httpsig::signature_base_in(
+        &target,
+        &context,
+        headers.content_digest.as_deref(),
+        &params,
+    )
+    .expect("the vector's context resolves every component");
+    let fields: serde_json::Map<String, Value> = context
+        .fields
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), json!(value)))
+        .collect();
     json!({
         "name": name,
         "signer_secret_hex": hex::encode(key.to_bytes()),
         "method": target.method,
         "path": target.path,
         "query": target.query,
+        "scheme": context.scheme,
+        "authority": context.authority,
+        "fields": fields,
         "body": body.map(|body| String::from_utf8_lossy(body).into_owned()),
         "created": created,
         "nonce": nonce,
@@ -357,7 +388,7 @@ fn http_signatures(examples: &Examples) -> Value {
     let keys = &examples.keys;
     let body = br#"{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":300}"#;
     json!({
-        "description": "RFC 9421 request signatures in the approvd profile (Ed25519, tag=\"approvd/v1\"). signature_base is the exact UTF-8 string signed; lines end with \\n, the last line has none.",
+        "description": "RFC 9421 request signatures in the approvd profile (Ed25519, tag=\"approvd/v1\"). signature_base is the exact UTF-8 string signed; lines end with \\n, the last line has none. `scheme`, `authority` and `fields` are what a verifier received, for cases that cover more than the profile's components.",
         "cases": [
             http_signature_case(
                 "phone inbox long-poll (GET with query, no body)",
@@ -365,7 +396,7 @@ fn http_signatures(examples: &Examples) -> Value {
                 RequestTarget { method: "GET", path: "/v1/inbox", query: "wait=30" },
                 None,
                 "bm9uY2UtZm9yLWluYm94LTAx",
-                &[],
+                Variation::default(),
             ),
             http_signature_case(
                 "NAS creates a pairing slot (POST with body)",
@@ -373,7 +404,7 @@ fn http_signatures(examples: &Examples) -> Value {
                 RequestTarget { method: "POST", path: "/v1/pairings", query: "" },
                 Some(body),
                 "bm9uY2UtZm9yLXBhaXJpbmc",
-                &[],
+                Variation::default(),
             ),
             http_signature_case(
                 "parameters in another order (signed as received, in any order)",
@@ -381,14 +412,36 @@ fn http_signatures(examples: &Examples) -> Value {
                 RequestTarget { method: "GET", path: "/v1/inbox", query: "" },
                 None,
                 "bm9uY2UtaW4tYW5vdGhlci1vcmRlcg",
-                &[
-                    httpsig::Param::KeyId,
-                    httpsig::Param::Alg,
-                    httpsig::Param::Tag,
-                    httpsig::Param::Created,
-                    httpsig::Param::Expires,
-                    httpsig::Param::Nonce,
-                ],
+                Variation {
+                    order: &[
+                        httpsig::Param::KeyId,
+                        httpsig::Param::Alg,
+                        httpsig::Param::Tag,
+                        httpsig::Param::Created,
+                        httpsig::Param::Expires,
+                        httpsig::Param::Nonce,
+                    ],
+                    ..Variation::default()
+                },
+            ),
+            http_signature_case(
+                "more components than the profile's, as a stock RFC 9421 signer adds them",
+                &keys.nas,
+                RequestTarget { method: "POST", path: "/v1/pairings", query: "" },
+                Some(body),
+                "bm9uY2UtZXh0cmEtY29tcG9uZW50cw",
+                Variation {
+                    extra: &["date", "content-type", "@authority", "@target-uri"],
+                    context: Some(httpsig::RequestContext {
+                        scheme: Some("https"),
+                        authority: Some("Relay.Example:443"),
+                        fields: &[
+                            ("Date", "Thu, 01 Jan 2026 00:05:00 GMT"),
+                            ("Content-Type", "application/json"),
+                        ],
+                    }),
+                    ..Variation::default()
+                },
             ),
         ],
     })

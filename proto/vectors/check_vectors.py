@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-DIR = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
+DIR = Path(sys.argv[1]) if __name__ == "__main__" and len(sys.argv) > 1 else Path(__file__).resolve().parent
 CHECKS = 0
 FAILURES = 0
 
@@ -262,17 +262,32 @@ def check_context():
         check(True, "changed aad does not open")
 
 
+def component_value(name, case):
+    """RFC 9421 §2: the value of one covered component of the request described by `case`."""
+    path = case["path"] or "/"
+    query = "?" + case["query"] if case["query"] else ""
+    scheme = (case.get("scheme") or "").lower()
+    authority = (case.get("authority") or "").lower()
+    default_port = ":443" if scheme == "https" else ":80"
+    if authority.endswith(default_port):
+        authority = authority[:-len(default_port)]
+    derived = {"@method": case["method"], "@path": path, "@query": "?" + case["query"],
+               "@scheme": scheme, "@authority": authority, "@request-target": path + query,
+               "@target-uri": f"{scheme}://{authority}{path}{query}"}
+    if name in derived:
+        return derived[name]
+    if name == "content-digest":
+        return case["content_digest"]
+    lines = [v.strip(" \t") for k, v in case.get("fields", {}).items() if k.lower() == name]
+    return ", ".join(lines)
+
+
 def check_http_signatures():
     data = json.loads((DIR / "http-signature.json").read_text())
     for case in data["cases"]:
         label, inner = case["signature_input"].split("=", 1)
         components = inner[1:inner.index(")")].split(" ")
-        lines = []
-        for component in components:
-            name = component.strip('"')
-            value = {"@method": case["method"], "@path": case["path"] or "/",
-                     "@query": "?" + case["query"], "content-digest": case["content_digest"]}[name]
-            lines.append(f'"{name}": {value}')
+        lines = [f'{component}: {component_value(component.strip(chr(34)), case)}' for component in components]
         lines.append(f'"@signature-params": {inner}')
         base = "\n".join(lines)
         check(base == case["signature_base"], f"{case['name']}: signature base")
@@ -295,7 +310,12 @@ def check_negative():
         check(not accepted, f"negative: {case['name']} must be rejected")
 
 
-for step in [check_signed_messages, check_pairing, check_context, check_http_signatures, check_negative]:
-    step()
-print(f"check_vectors: {CHECKS - FAILURES} passed, {FAILURES} failed")
-sys.exit(1 if FAILURES else 0)
+def main():
+    for step in [check_signed_messages, check_pairing, check_context, check_http_signatures, check_negative]:
+        step()
+    print(f"check_vectors: {CHECKS - FAILURES} passed, {FAILURES} failed")
+    sys.exit(1 if FAILURES else 0)
+
+
+if __name__ == "__main__":
+    main()

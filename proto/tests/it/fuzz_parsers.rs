@@ -2,7 +2,7 @@
 //! (A property test, not coverage-guided fuzzing; it runs in CI every time.)
 
 use approvd_proto::context::{self, SealSecret};
-use approvd_proto::httpsig::{self, IncomingRequest, RequestTarget};
+use approvd_proto::httpsig::{self, IncomingRequest, RequestContext, RequestTarget};
 use approvd_proto::pairing::PairingUri;
 use approvd_proto::vectors::{Examples, NOW};
 use approvd_proto::wire;
@@ -98,6 +98,7 @@ proptest! {
         let _ = httpsig::check_content_digest(&digest, &body);
         let request = IncomingRequest {
             target: RequestTarget { method: "POST", path: "/v1/x", query: "" },
+            context: RequestContext::NONE,
             signature_input: Some(&input),
             signature: Some(&signature),
             content_digest: Some(&digest),
@@ -115,6 +116,7 @@ proptest! {
     ) {
         let request = IncomingRequest {
             target: RequestTarget { method: "POST", path: "/v1/challenges", query: "" },
+            context: RequestContext::NONE,
             signature_input: Some(&input),
             signature: Some(&signature),
             content_digest: Some(&digest),

@@ -1,7 +1,9 @@
 //! The RFC 9421 request-signature profile: a signed request verifies; every way a request can be
 //! wrong is refused with its own error.
 
-use approvd_proto::httpsig::{self, IncomingRequest, RequestTarget, SignedHeaders, MAX_SKEW};
+use approvd_proto::httpsig::{
+    self, IncomingRequest, RequestContext, RequestTarget, SignedHeaders, MAX_SKEW,
+};
 use approvd_proto::vectors::{Keys, NOW};
 use approvd_proto::{HttpSigError, PublicKey};
 
@@ -23,6 +25,7 @@ fn signed(body: Option<&[u8]>) -> SignedHeaders {
 fn incoming<'a>(headers: &'a SignedHeaders, body: &'a [u8]) -> IncomingRequest<'a> {
     IncomingRequest {
         target: target(),
+        context: RequestContext::NONE,
         signature_input: Some(&headers.signature_input),
         signature: Some(&headers.signature),
         content_digest: headers.content_digest.as_deref(),
@@ -60,6 +63,7 @@ fn signed_request_verifies_and_names_its_key_and_nonce() {
             path: "/v1/inbox",
             query: "wait=30",
         },
+        context: RequestContext::NONE,
         signature_input: Some(&get.signature_input),
         signature: Some(&get.signature),
         content_digest: None,
@@ -229,7 +233,7 @@ fn malformed_headers_are_refused() {
         ),
         (
             good.signature_input.replace("\"@path\"", "\"@authority\""),
-            HttpSigError::UnsupportedComponent("@authority".into()),
+            HttpSigError::MissingComponent("@path"),
         ),
         (
             good.signature_input.replace("\"@path\"", "\"@method\""),
@@ -370,7 +374,14 @@ fn parameters_may_come_in_any_order_and_are_signed_as_received() {
         Param::Expires,
         Param::Nonce,
     ];
-    let reordered = httpsig::sign_with_params(&Keys::fixed().nas, &target(), Some(BODY), &params);
+    let reordered = httpsig::sign_with_params(
+        &Keys::fixed().nas,
+        &target(),
+        &RequestContext::NONE,
+        Some(BODY),
+        &params,
+    )
+    .expect("resolves");
     assert!(
         reordered
             .signature_input
@@ -390,4 +401,184 @@ fn parameters_may_come_in_any_order_and_are_signed_as_received() {
         verify(&incoming(&moved, BODY)).map(|_| ()),
         Err(HttpSigError::BadSignature)
     );
+}
+
+/// A request as a stock RFC 9421 signer sends it: `created` at NOW, covering the profile's
+/// components plus `extra`, resolved from these headers and this address.
+const FIELDS: &[(&str, &str)] = &[
+    ("Host", "Relay.Example:443"),
+    ("Date", "Thu, 01 Jan 2026 00:00:00 GMT"),
+    ("Content-Type", "application/json"),
+    ("X-Trace", "a"),
+    ("x-trace", " b "),
+];
+
+fn context(fields: &[(&'static str, &'static str)]) -> RequestContext<'static> {
+    RequestContext {
+        scheme: Some("https"),
+        authority: Some("Relay.Example:443"),
+        fields: Vec::leak(fields.to_vec()),
+    }
+}
+
+fn signed_covering(extra: &[&str], context: &RequestContext<'_>) -> SignedHeaders {
+    let (_, mut params) =
+        httpsig::parse_signature_input(&signed(Some(BODY)).signature_input).expect("parses");
+    params
+        .components
+        .extend(extra.iter().map(|component| (*component).to_owned()));
+    httpsig::sign_with_params(&Keys::fixed().nas, &target(), context, Some(BODY), &params)
+        .expect("signs")
+}
+
+fn verify_in<'a>(
+    headers: &'a SignedHeaders,
+    context: RequestContext<'a>,
+    now: u64,
+) -> Result<httpsig::VerifiedRequest, HttpSigError> {
+    let request = IncomingRequest {
+        context,
+        ..incoming(headers, BODY)
+    };
+    httpsig::verify_request(&request, now, MAX_SKEW)
+}
+
+#[test]
+fn extra_covered_components_are_resolved_and_verified() {
+    let sent = context(FIELDS);
+    let extra = [
+        "date",
+        "content-type",
+        "x-trace",
+        "@authority",
+        "@scheme",
+        "@target-uri",
+        "@request-target",
+    ];
+    let headers = signed_covering(&extra, &sent);
+    verify_in(&headers, sent, NOW + 1).expect("verifies with what was signed");
+    // The base holds each value as RFC 9421 §2 defines it.
+    let (_, params) = httpsig::parse_signature_input(&headers.signature_input).expect("parses");
+    let base =
+        httpsig::signature_base_in(&target(), &sent, headers.content_digest.as_deref(), &params)
+            .expect("base");
+    for line in [
+        "\"x-trace\": a, b\n",
+        "\"@authority\": relay.example\n",
+        "\"@scheme\": https\n",
+        "\"@target-uri\": https://relay.example/v1/pairings\n",
+        "\"@request-target\": /v1/pairings\n",
+    ] {
+        assert!(base.contains(line), "{line:?} in {base}");
+    }
+    // Each covered value is bound: change one and the signature no longer verifies.
+    let changed_type = context(&[
+        ("Date", "Thu, 01 Jan 2026 00:00:00 GMT"),
+        ("Content-Type", "text/plain"),
+        ("X-Trace", "a"),
+        ("x-trace", " b "),
+    ]);
+    assert_eq!(
+        verify_in(&headers, changed_type, NOW + 1),
+        Err(HttpSigError::BadSignature)
+    );
+    let other_host = RequestContext {
+        authority: Some("evil.example"),
+        ..sent
+    };
+    assert_eq!(
+        verify_in(&headers, other_host, NOW + 1),
+        Err(HttpSigError::BadSignature)
+    );
+    let plain_http = RequestContext {
+        scheme: Some("http"),
+        ..sent
+    };
+    assert_eq!(
+        verify_in(&headers, plain_http, NOW + 1),
+        Err(HttpSigError::BadSignature)
+    );
+}
+
+#[test]
+fn a_covered_component_the_request_lacks_is_refused_by_name() {
+    let headers = signed_covering(&["content-type"], &context(FIELDS));
+    let without = context(&[("Date", "Thu, 01 Jan 2026 00:00:00 GMT")]);
+    assert_eq!(
+        verify_in(&headers, without, NOW + 1),
+        Err(HttpSigError::MissingField("content-type".into()))
+    );
+    let authority = signed_covering(&["@authority"], &context(FIELDS));
+    assert_eq!(
+        verify_in(&authority, RequestContext::NONE, NOW + 1),
+        Err(HttpSigError::MissingField("@authority".into()))
+    );
+}
+
+#[test]
+fn a_covered_date_must_be_within_the_skew_window() {
+    let headers = signed_covering(&["date"], &context(FIELDS));
+    // `created` is NOW and so is Date: fine within the window on either side.
+    verify_in(&headers, context(FIELDS), NOW + MAX_SKEW - 1).expect("within the window");
+    let stale = context(&[("Date", "Wed, 31 Dec 2025 23:58:00 GMT")]);
+    let headers = signed_covering(&["date"], &stale);
+    assert_eq!(
+        verify_in(&headers, stale, NOW),
+        Err(HttpSigError::DateSkew {
+            skew: 120,
+            max_skew: MAX_SKEW
+        })
+    );
+    let garbled = context(&[("Date", "yesterday")]);
+    let headers = signed_covering(&["date"], &garbled);
+    assert_eq!(
+        verify_in(&headers, garbled, NOW),
+        Err(malformed("Date", "not an HTTP date (IMF-fixdate)"))
+    );
+}
+
+#[test]
+fn components_a_signature_may_not_cover_are_refused() {
+    let good = signed(Some(BODY)).signature_input;
+    let with = |component: &str| good.replace("\"@query\"", &format!("\"@query\" {component}"));
+    for (component, error) in [
+        (
+            "\"signature\"",
+            HttpSigError::UnsupportedComponent("signature".into()),
+        ),
+        (
+            "\"signature-input\"",
+            HttpSigError::UnsupportedComponent("signature-input".into()),
+        ),
+        (
+            "\"Date\"",
+            HttpSigError::UnsupportedComponent("Date".into()),
+        ),
+        (
+            "\"@status\"",
+            HttpSigError::UnsupportedComponent("@status".into()),
+        ),
+        (
+            "\"@query-param\";name=\"a\"",
+            HttpSigError::UnsupportedComponent("@query-param with parameters".into()),
+        ),
+        (
+            "\"date\";sf",
+            HttpSigError::UnsupportedComponent("date with parameters".into()),
+        ),
+        ("\"\"", HttpSigError::UnsupportedComponent(String::new())),
+    ] {
+        assert_eq!(
+            httpsig::parse_signature_input(&with(component)).map(|_| ()),
+            Err(error),
+            "{component}"
+        );
+    }
+    let many: Vec<String> = (0..13).map(|i| format!("\"x-{i}\"")).collect();
+    assert_eq!(
+        httpsig::parse_signature_input(&with(&many.join(" "))).map(|_| ()),
+        Err(malformed("Signature-Input", "too many covered components"))
+    );
+    let twelve: Vec<String> = (0..12).map(|i| format!("\"x-{i}\"")).collect();
+    assert!(httpsig::parse_signature_input(&with(&twelve.join(" "))).is_ok());
 }

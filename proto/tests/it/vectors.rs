@@ -2,7 +2,7 @@
 //! check out when read back the way another implementation would read them.
 
 use approvd_proto::context::{self, ContextBinding, SealSecret};
-use approvd_proto::httpsig::{self, IncomingRequest, RequestTarget};
+use approvd_proto::httpsig::{self, IncomingRequest, RequestContext, RequestTarget};
 use approvd_proto::ids::{PublicKey, Sig};
 use approvd_proto::pairing::PairingUri;
 use approvd_proto::signed::{decode, verify_strict};
@@ -132,11 +132,22 @@ fn http_signature_vectors_verify() {
     let file = json("http-signature.json");
     for case in file["cases"].as_array().expect("cases") {
         let body = case["body"].as_str().unwrap_or("").as_bytes();
+        let fields: Vec<(&str, &str)> = case["fields"]
+            .as_object()
+            .expect("fields")
+            .iter()
+            .map(|(name, value)| (name.as_str(), text(value)))
+            .collect();
         let request = IncomingRequest {
             target: RequestTarget {
                 method: text(&case["method"]),
                 path: text(&case["path"]),
                 query: text(&case["query"]),
+            },
+            context: RequestContext {
+                scheme: case["scheme"].as_str(),
+                authority: case["authority"].as_str(),
+                fields: &fields,
             },
             signature_input: Some(text(&case["signature_input"])),
             signature: Some(text(&case["signature"])),
@@ -151,8 +162,13 @@ fn http_signature_vectors_verify() {
         );
         let (_, params) =
             httpsig::parse_signature_input(text(&case["signature_input"])).expect("parses");
-        let base = httpsig::signature_base(&request.target, request.content_digest, &params)
-            .expect("base");
+        let base = httpsig::signature_base_in(
+            &request.target,
+            &request.context,
+            request.content_digest,
+            &params,
+        )
+        .expect("base");
         assert_eq!(base, text(&case["signature_base"]));
     }
 }

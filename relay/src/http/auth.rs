@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
-use approvd_proto::httpsig::{self, IncomingRequest, RequestTarget};
+use approvd_proto::httpsig::{self, IncomingRequest, RequestContext, RequestTarget};
 use approvd_proto::ids::{Digest, PublicKey};
 use approvd_proto::wire::Validate;
 use approvd_proto::{DeviceId, HttpSigError, NasId};
@@ -216,6 +216,38 @@ pub fn client_ip(state: &AppState, request: &HttpRequest) -> Option<IpAddr> {
     request.peer_addr().map(|address| address.ip())
 }
 
+/// The scheme and authority the client addressed, for signatures that cover `@scheme`,
+/// `@authority` or `@target-uri`: the relay itself speaks plain HTTP with the `Host` it got;
+/// behind a trusted proxy (`--trust-forwarded-for`), the proxy's `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` (their right-most entries) say what the client used.
+fn addressed_as<'a>(state: &AppState, request: &'a HttpRequest) -> (&'a str, Option<&'a str>) {
+    let forwarded = |name| {
+        if !state.trust_forwarded_for {
+            return None;
+        }
+        let value = request.headers().get(name)?.to_str().ok()?;
+        value
+            .rsplit(',')
+            .next()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let host = request
+        .headers()
+        .get("host")
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(|authority| authority.as_str())
+        });
+    (
+        forwarded("x-forwarded-proto").unwrap_or("http"),
+        forwarded("x-forwarded-host").or(host),
+    )
+}
+
 /// The one line of header `name`, if present: a second line is refused (PROTOCOL.md §7.1: a
 /// request carries exactly one signature), never ignored.
 fn header<'a>(
@@ -324,7 +356,9 @@ impl AuthFailure {
     fn reason(&self) -> &'static str {
         match self {
             AuthFailure::ReplayedNonce => "replayed_nonce",
-            AuthFailure::Signature(HttpSigError::Skew { .. }) => "clock_skew",
+            AuthFailure::Signature(HttpSigError::Skew { .. } | HttpSigError::DateSkew { .. }) => {
+                "clock_skew"
+            }
             AuthFailure::Signature(HttpSigError::BadSignature) => "bad_signature",
             AuthFailure::Signature(HttpSigError::DigestMismatch) => "digest_mismatch",
             AuthFailure::Signature(
@@ -333,6 +367,7 @@ impl AuthFailure {
                 | HttpSigError::Label
                 | HttpSigError::MissingComponent(_)
                 | HttpSigError::UnsupportedComponent(_)
+                | HttpSigError::MissingField(_)
                 | HttpSigError::MissingParam(_)
                 | HttpSigError::UnknownParam(_)
                 | HttpSigError::Alg
@@ -365,11 +400,22 @@ async fn verify(
     body: &[u8],
 ) -> Result<PublicKey, AuthFailure> {
     let signature_header = |name| header(request, name).map_err(AuthFailure::Signature);
+    let fields: Vec<(&str, &str)> = request
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    let (scheme, authority) = addressed_as(state, request);
     let incoming = IncomingRequest {
         target: RequestTarget {
             method: request.method().as_str(),
             path: request.uri().path(),
             query: request.uri().query().unwrap_or(""),
+        },
+        context: RequestContext {
+            scheme: Some(scheme),
+            authority,
+            fields: &fields,
         },
         signature_input: signature_header("signature-input")?,
         signature: signature_header("signature")?,

@@ -152,6 +152,7 @@ impl ApiError {
             ApiError::Unauthenticated(HttpSigError::Malformed { header, .. }) => {
                 Some((*header).to_owned())
             }
+            ApiError::Unauthenticated(HttpSigError::DateSkew { .. }) => Some("Date".to_owned()),
             ApiError::Unauthenticated(_) => Some("Signature-Input".to_owned()),
             ApiError::InvalidBody { .. }
             | ApiError::ReplayedNonce

@@ -232,7 +232,9 @@ async fn signature_parameters_in_another_order_are_accepted() {
         path: "/v1/inbox",
         query: "",
     };
-    let headers = httpsig::sign_with_params(&key, &target, None, &params);
+    let headers =
+        httpsig::sign_with_params(&key, &target, &httpsig::RequestContext::NONE, None, &params)
+            .expect("the profile's components resolve");
     prepared.headers.retain(|(name, _)| {
         !name.eq_ignore_ascii_case("signature-input") && !name.eq_ignore_ascii_case("signature")
     });
@@ -478,4 +480,73 @@ async fn the_relay_accepts_exactly_what_its_openapi_document_allows() {
         let status = post("/v1/challenges", body).await;
         assert_eq!(status, 400, "{count} targets");
     }
+}
+
+/// A GET /v1/inbox signed over the profile's components plus `@target-uri` as
+/// `https://relay.example/v1/inbox`, sent with `forwarded` headers; the relay's status.
+async fn inbox_signed_over_target_uri(relay: &RelayProcess, forwarded: &[(&str, &str)]) -> u16 {
+    use approvd_proto::httpsig::{self, RequestContext, RequestTarget};
+    let key = approvd_proto::generate_signing_key();
+    let client = RelayClient::new(&relay.url, key.clone()).expect("client");
+    let mut prepared = client.prepare("GET", "/v1/inbox", "", None);
+    let input = prepared
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("signature-input"))
+        .map(|(_, value)| value.clone())
+        .expect("signed");
+    let (_, mut params) = httpsig::parse_signature_input(&input).expect("parses");
+    params.components.push("@target-uri".to_owned());
+    let target = RequestTarget {
+        method: "GET",
+        path: "/v1/inbox",
+        query: "",
+    };
+    let as_the_client_saw_it = RequestContext {
+        scheme: Some("https"),
+        authority: Some("relay.example"),
+        fields: &[],
+    };
+    let headers = httpsig::sign_with_params(&key, &target, &as_the_client_saw_it, None, &params)
+        .expect("resolves");
+    prepared.headers.retain(|(name, _)| {
+        !name.eq_ignore_ascii_case("signature-input") && !name.eq_ignore_ascii_case("signature")
+    });
+    prepared
+        .headers
+        .push(("Signature-Input".to_owned(), headers.signature_input));
+    prepared
+        .headers
+        .push(("Signature".to_owned(), headers.signature));
+    for (name, value) in forwarded {
+        prepared
+            .headers
+            .push(((*name).to_owned(), (*value).to_owned()));
+    }
+    client.send(prepared).await.expect("sent").status().as_u16()
+}
+
+#[tokio::test]
+async fn a_covered_target_uri_is_the_one_the_trusted_proxy_reports() {
+    let proxied = [
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "relay.example"),
+    ];
+    let behind_proxy = RelayProcess::start(&["--trust-forwarded-for", "true"]);
+    assert_eq!(
+        inbox_signed_over_target_uri(&behind_proxy, &proxied).await,
+        204,
+        "the URL the client signed is the one the proxy reports"
+    );
+    assert_eq!(
+        inbox_signed_over_target_uri(&behind_proxy, &[]).await,
+        401,
+        "without the proxy's headers the relay resolves http://127.0.0.1:<port>/v1/inbox"
+    );
+    let direct = RelayProcess::start(&[]);
+    assert_eq!(
+        inbox_signed_over_target_uri(&direct, &proxied).await,
+        401,
+        "a relay that does not trust forwarded headers does not let a client choose its URL"
+    );
 }
