@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use approvd_proto::ids::{decode_fixed, encode_b64};
-use approvd_proto::pairing::PairingUri;
+use approvd_proto::totp::CodeSecret;
 use approvd_proto::DeviceId;
 use ed25519_dalek::SigningKey;
 
@@ -117,13 +117,16 @@ impl NasHome {
     }
 
     /// Record a newly paired device with its offline-code secret.
-    pub fn add_device(&self, device: PairedDevice, uri: &PairingUri) -> Result<(), ClientError> {
+    pub fn add_device(
+        &self,
+        device: PairedDevice,
+        code_secret: &CodeSecret,
+    ) -> Result<(), ClientError> {
         let mut devices = self.devices()?;
         devices.retain(|record| record.device.device_id != device.device_id);
-        let totp_secret = approvd_proto::totp::totp_secret(&uri.secret, &device.device_id);
         devices.push(DeviceRecord {
             device,
-            totp_secret: encode_b64(&totp_secret),
+            totp_secret: encode_b64(&code_secret.0),
             last_totp_step: None,
             push_gone: false,
             muted_until: None,
@@ -241,5 +244,11 @@ impl PhoneHome {
 
     pub fn phone(&self) -> Result<Phone, ClientError> {
         Phone::from_state(&self.state()?)
+    }
+
+    /// Persist what `phone` remembers about the challenges it showed and answered.
+    pub fn remember(&self, phone: &Phone) -> Result<(), ClientError> {
+        let state = self.state()?;
+        self.save(&phone.to_state(&state.nas_label, state.confirmed))
     }
 }

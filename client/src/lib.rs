@@ -10,6 +10,9 @@ pub mod phone;
 pub mod transport;
 
 pub use home::{DeviceRecord, NasHome, PhoneHome};
-pub use nas::{MailboxEvent, Nas, Outcome, PairedDevice, SentChallenge, VerifiedClaim};
-pub use phone::{Phone, PhoneState, ReceivedChallenge};
+pub use nas::{
+    ChallengeState, MailboxEvent, Nas, Outcome, PairedDevice, SentChallenge, VerifiedClaim,
+    NUMBER_DIGITS,
+};
+pub use phone::{Phone, PhoneState, PromptMemory, ReceivedChallenge, MAX_PROMPTS, PROMPT_WINDOW};
 pub use transport::{ClientError, Prepared, RelayClient};

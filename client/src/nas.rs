@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use approvd_proto::context::{self, ContextBinding, LoginContext};
 use approvd_proto::pairing::{self, PairingSecret, PairingUri};
+use approvd_proto::totp::{CodeSecret, CodeSecretBinding};
 use approvd_proto::wire::{
     ChallengeCreated, ChallengeTarget, CreateChallengeRequest, CreatePairingRequest, Mailbox,
-    MailboxAck, Notice, PairingClaimed, PairingConfirmation, PairingCreated, PushHandle, Sealed,
-    SignedVerdict,
+    MailboxAck, Notice, PairingAcceptance, PairingClaimed, PairingConfirmation, PairingCreated,
+    PushHandle, Sealed, SealedCodeSecret, SignedVerdict,
 };
 use approvd_proto::{
-    Challenge, Cid, Decision, DeviceId, Digest, NasId, PairConfirm, PairingId, PublicKey, SealKey,
-    SignedMessage as _,
+    Challenge, Cid, Decision, DeviceId, Digest, NasId, PairAccept, PairConfirm, PairingId,
+    PublicKey, SealKey, SignedMessage as _,
 };
 use ed25519_dalek::SigningKey;
 
@@ -35,12 +36,25 @@ pub struct PairedDevice {
     pub paired_at: u64,
 }
 
-/// A claim that passed every check, waiting for the user to compare the SAS.
+/// A claim that passed every check and that this NAS has committed to (`pair-accept` is
+/// posted): the phone now shows its 6-digit code, and the user types it here.
 #[derive(Debug, Clone)]
 pub struct VerifiedClaim {
     pub claimed: PairingClaimed,
-    /// The 6 digits to show; the phone shows the same.
-    pub sas: String,
+    /// The pairing secret from the QR code (for the code check), erased with this value.
+    secret: PairingSecret,
+}
+
+impl VerifiedClaim {
+    /// Whether `typed` is the code the phone shows (constant-time).
+    pub fn code_matches(&self, typed: &str) -> bool {
+        pairing::sas_matches(&self.secret, &self.claimed.claim, typed)
+    }
+
+    /// The code the phone shows, for interfaces that let the user compare instead of type.
+    pub fn code(&self) -> String {
+        pairing::sas(&self.secret, &self.claimed.claim)
+    }
 }
 
 /// A challenge this NAS sent: what it needs to judge the verdict.
@@ -84,6 +98,12 @@ pub enum Outcome {
     Denied {
         device_id: DeviceId,
     },
+    /// The phone approved with another number than the login page showed (or none): a deny
+    /// that counts toward the account's lockout like any failed sign-in — someone may be
+    /// approving requests they did not start.
+    WrongNumber {
+        device_id: DeviceId,
+    },
     FraudReported {
         device_id: DeviceId,
     },
@@ -95,11 +115,32 @@ pub enum Outcome {
     },
 }
 
-/// A NAS identity talking to one relay.
+/// Digits of the number shown for number matching (PROTOCOL.md §3.4: at least 3).
+pub const NUMBER_DIGITS: u32 = 3;
+
+/// Where a challenge this NAS sent stands. The NAS accepts one verdict per challenge and
+/// honours its own cancel, whatever the relay delivers later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeState {
+    Pending,
+    Decided,
+    Cancelled,
+}
+
+#[derive(Debug)]
+struct Live {
+    user: String,
+    number: Option<String>,
+    expires: u64,
+    state: ChallengeState,
+}
+
+/// A NAS identity talking to one relay. Clones share the record of live challenges.
 #[derive(Debug, Clone)]
 pub struct Nas {
     key: SigningKey,
     client: RelayClient,
+    live: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Cid, Live>>>,
 }
 
 impl Nas {
@@ -107,7 +148,47 @@ impl Nas {
         Ok(Self {
             client: RelayClient::new(relay_url, key.clone())?,
             key,
+            live: Default::default(),
         })
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Cid, Live>> {
+        // A panic while holding the lock leaves only this bookkeeping behind: keep using it.
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where challenge `cid` stands for this NAS (`None`: not sent by it, or forgotten after
+    /// expiry).
+    pub fn challenge_state(&self, cid: &Cid) -> Option<ChallengeState> {
+        self.live().get(cid).map(|live| live.state)
+    }
+
+    /// A number of [`NUMBER_DIGITS`] digits, uniform from the CSPRNG, different from the number
+    /// of every other live challenge of `user` (so that two prompts cannot be confused).
+    fn draw_number(&self, user: &str, now: u64) -> String {
+        let mut live = self.live();
+        live.retain(|_, challenge| challenge.expires + 60 > now);
+        let taken: Vec<&str> = live
+            .values()
+            .filter(|challenge| {
+                challenge.user == user && challenge.state == ChallengeState::Pending
+            })
+            .filter_map(|challenge| challenge.number.as_deref())
+            .collect();
+        let range = 10u32.pow(NUMBER_DIGITS);
+        loop {
+            let draw = u32::from_be_bytes(approvd_proto::random_bytes::<4>());
+            // Rejection sampling: values past the last whole multiple of `range` would bias.
+            if draw >= u32::MAX - u32::MAX % range {
+                continue;
+            }
+            let number = format!("{:0width$}", draw % range, width = NUMBER_DIGITS as usize);
+            if !taken.contains(&number.as_str()) {
+                return number;
+            }
+        }
     }
 
     pub fn nas_id(&self) -> NasId {
@@ -143,7 +224,9 @@ impl Nas {
         })
     }
 
-    /// Long-poll for the phone's claim and check it completely. `Ok(None)`: no claim yet.
+    /// Long-poll for the phone's claim, check it completely, and commit to it (`pair-accept`)
+    /// so that the phone shows its code. `Ok(None)`: no claim yet. The first valid claim is the
+    /// one this slot will confirm; no code is shown for any other.
     pub async fn wait_for_claim(
         &self,
         uri: &PairingUri,
@@ -159,8 +242,26 @@ impl Nas {
             return Ok(None);
         };
         self.verify_claim(uri, &claimed, unix_now())?;
-        let sas = pairing::sas(&uri.secret, &claimed.claim);
-        Ok(Some(VerifiedClaim { claimed, sas }))
+        let claim = &claimed.claim;
+        let accept = PairAccept {
+            pairing_id: claim.pairing_id,
+            nas_id: self.nas_id(),
+            device_id: claim.device_id,
+            claim_hash: claim.hash(),
+            accepted_at: unix_now(),
+        };
+        let body = PairingAcceptance {
+            sig: accept.sign(&self.key),
+            accept,
+        };
+        let path = format!("/v1/pairings/{}/accept", uri.pairing_id);
+        self.client
+            .call::<_, ()>("POST", &path, "", Some(&body))
+            .await?;
+        Ok(Some(VerifiedClaim {
+            claimed,
+            secret: uri.secret.clone(),
+        }))
     }
 
     /// The NAS's checks on a claim (PROTOCOL.md §5.1 step 4).
@@ -189,25 +290,55 @@ impl Nas {
         Ok(())
     }
 
-    /// Confirm a verified claim (after the user compared the SAS).
-    pub async fn confirm(&self, verified: &VerifiedClaim) -> Result<PairedDevice, ClientError> {
+    /// Confirm a verified claim once the user typed the phone's code: draws the offline-code
+    /// secret, seals it to the phone and posts `pair-confirm`. A wrong code confirms nothing
+    /// (start over with a new QR code). Returns the device to record and its code secret.
+    pub async fn confirm(
+        &self,
+        verified: &VerifiedClaim,
+        typed_code: &str,
+    ) -> Result<(PairedDevice, CodeSecret), ClientError> {
+        if !verified.code_matches(typed_code) {
+            return Err(verification(
+                "the code typed is not the one the phone shows: the phone is not paired",
+            ));
+        }
         let claim = &verified.claimed.claim;
+        let code_secret = CodeSecret::generate();
+        let sealed = approvd_proto::totp::seal_code_secret(
+            &code_secret,
+            &CodeSecretBinding {
+                pairing_id: claim.pairing_id,
+                nas_id: self.nas_id(),
+                device_id: claim.device_id,
+                claim_hash: claim.hash(),
+            },
+            &claim.seal_key,
+        )?;
+        let code_secret_sealed = SealedCodeSecret(
+            sealed
+                .as_slice()
+                .try_into()
+                .map_err(|_| unexpected("a sealed code secret of the wrong length"))?,
+        );
         let confirm = PairConfirm {
             pairing_id: claim.pairing_id,
             nas_id: self.nas_id(),
             device_id: claim.device_id,
             claim_hash: claim.hash(),
+            code_secret_hash: Digest::of(&sealed),
             confirmed_at: unix_now(),
         };
         let body = PairingConfirmation {
             sig: confirm.sign(&self.key),
             confirm,
+            code_secret: code_secret_sealed,
         };
         let path = format!("/v1/pairings/{}/confirm", claim.pairing_id);
         self.client
             .call::<_, ()>("POST", &path, "", Some(&body))
             .await?;
-        Ok(PairedDevice {
+        let device = PairedDevice {
             device_id: claim.device_id,
             sig_key: claim.sig_key,
             seal_key: claim.seal_key,
@@ -215,11 +346,13 @@ impl Nas {
             platform: claim.platform.clone(),
             push_handle: verified.claimed.push_handle.clone(),
             paired_at: unix_now(),
-        })
+        };
+        Ok((device, code_secret))
     }
 
     /// Seal `context` for each device, sign one `challenge` per device, and post them.
-    /// With `number_matching`, a 2-digit number is drawn: show it on the login page.
+    /// With `number_matching` (required for `login` and `passwordless`), a 3-digit number is
+    /// drawn: show it on the login page.
     pub async fn request_approval(
         &self,
         devices: &[PairedDevice],
@@ -244,6 +377,13 @@ impl Nas {
         number_matching: bool,
         lifetime: Duration,
     ) -> Result<(CreateChallengeRequest, SentChallenge), ClientError> {
+        if context.requires_number_matching() && !number_matching {
+            return Err(approvd_proto::Error::Invalid {
+                field: "number_matching",
+                reason: "a login or passwordless sign-in requires number matching",
+            }
+            .into());
+        }
         let cid = Cid::random();
         let created = unix_now();
         let expires = created + lifetime.as_secs();
@@ -276,10 +416,16 @@ impl Nas {
                 sealed: Sealed(sealed),
             });
         }
-        let number = number_matching.then(|| {
-            let draw = u16::from_be_bytes(approvd_proto::random_bytes::<2>()) % 90 + 10;
-            draw.to_string()
-        });
+        let number = number_matching.then(|| self.draw_number(&context.user, created));
+        self.live().insert(
+            cid,
+            Live {
+                user: context.user.clone(),
+                number: number.clone(),
+                expires,
+                state: ChallengeState::Pending,
+            },
+        );
         let request = CreateChallengeRequest {
             cid,
             created,
@@ -302,7 +448,9 @@ impl Nas {
         Ok((request, sent))
     }
 
-    /// Long-poll for the verdict and judge it. `Ok(None)`: still pending.
+    /// Long-poll for the verdict and judge it. `Ok(None)`: still pending. The first final
+    /// outcome is recorded: later verdicts for the same challenge, and any verdict after this
+    /// NAS cancelled it, are refused whatever the relay says.
     pub async fn wait_for_verdict(
         &self,
         sent: &SentChallenge,
@@ -316,7 +464,15 @@ impl Nas {
             .call::<(), SignedVerdict>("GET", &path, &query, None)
             .await
         {
-            Ok(Some(verdict)) => Ok(Some(self.judge(sent, devices, &verdict, unix_now()))),
+            Ok(Some(verdict)) => {
+                let outcome = self.judge(sent, devices, &verdict, unix_now());
+                if !matches!(outcome, Outcome::Invalid { .. }) {
+                    if let Some(live) = self.live().get_mut(&sent.cid) {
+                        live.state = ChallengeState::Decided;
+                    }
+                }
+                Ok(Some(outcome))
+            }
             Ok(None) => Ok(None),
             Err(error) => match error.problem_name() {
                 Some("challenge-expired") => Ok(Some(Outcome::Expired)),
@@ -326,7 +482,9 @@ impl Nas {
         }
     }
 
-    /// The NAS's checks on a verdict (PROTOCOL.md §11): only keys and hashes this NAS holds.
+    /// The NAS's checks on a verdict (PROTOCOL.md §11): only keys and hashes this NAS holds,
+    /// and its own record of the challenge (cancelled: [`Outcome::Cancelled`]; decided
+    /// already: invalid). Does not record anything ([`Nas::wait_for_verdict`] does).
     pub fn judge(
         &self,
         sent: &SentChallenge,
@@ -338,6 +496,13 @@ impl Nas {
         let invalid = |reason: &str| Outcome::Invalid {
             reason: reason.to_owned(),
         };
+        match self.challenge_state(&sent.cid) {
+            Some(ChallengeState::Cancelled) => return Outcome::Cancelled,
+            Some(ChallengeState::Decided) => {
+                return invalid("this challenge is decided already: one verdict per challenge")
+            }
+            Some(ChallengeState::Pending) | None => {}
+        }
         let Some(device) = devices
             .iter()
             .find(|device| device.device_id == verdict.device_id)
@@ -363,10 +528,18 @@ impl Nas {
         }
         match verdict.decision {
             Decision::Approve => {
-                if sent.number.is_some() && verdict.number != sent.number {
-                    return invalid(
-                        "approved with the wrong number: the user did not see the login page",
-                    );
+                let number_ok = match (&sent.number, &verdict.number) {
+                    (None, _) => true,
+                    (Some(expected), Some(typed)) => bool::from(subtle::ConstantTimeEq::ct_eq(
+                        expected.as_bytes(),
+                        typed.as_bytes(),
+                    )),
+                    (Some(_), None) => false,
+                };
+                if !number_ok {
+                    return Outcome::WrongNumber {
+                        device_id: device.device_id,
+                    };
                 }
                 Outcome::Approved {
                     device_id: device.device_id,
@@ -477,8 +650,12 @@ impl Nas {
         Ok(events)
     }
 
-    /// Cancel a challenge (e.g. the user signed in another way).
+    /// Cancel a challenge (e.g. the user signed in another way). From now on this NAS refuses
+    /// any verdict for it, even if the relay never learns of the cancel.
     pub async fn cancel(&self, cid: &Cid) -> Result<(), ClientError> {
+        if let Some(live) = self.live().get_mut(cid) {
+            live.state = ChallengeState::Cancelled;
+        }
         let path = format!("/v1/challenges/{cid}");
         self.client
             .call::<(), ()>("DELETE", &path, "", None)

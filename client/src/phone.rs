@@ -1,19 +1,23 @@
 //! The phone side of the protocol for one pairing: claim a slot from a pairing URI (fresh
-//! `D_api`, `D_sig`, `Dx`), verify the NAS's confirmation under the pinned key, fetch the
+//! `D_api`, `D_sig`, `Dx`), show the code only under the NAS's signed acceptance of this very
+//! claim (alarm otherwise), verify the NAS's confirmation under the pinned key and open the
+//! offline-code secret it sealed to `Dx`, erase the pairing secret, fetch the
 //! inbox and verify every challenge (signature under the pinned NAS key, expiry, sealed context),
 //! sign verdicts, and refresh push, mute or unpair. Keeps no files.
 
 use std::time::Duration;
 
 use approvd_proto::context::{self, ContextBinding, LoginContext, SealSecret};
-use approvd_proto::pairing::{self, PairingUri};
+use approvd_proto::pairing::{self, PairingSecret, PairingUri};
+use approvd_proto::totp::{CodeSecret, CodeSecretBinding};
 use approvd_proto::wire::{
-    ClaimMac, ClaimRequest, HandleIssued, Inbox, InboxEntry, PairingConfirmation, PushHandle,
-    PushRegistration, RefreshPushRequest, SignedMute, SignedUnpair, SignedVerdict,
+    ClaimMac, ClaimRequest, HandleIssued, Inbox, InboxEntry, PairingAcceptance,
+    PairingConfirmation, PushHandle, PushRegistration, RefreshPushRequest, SignedMute,
+    SignedUnpair, SignedVerdict,
 };
 use approvd_proto::{
-    Challenge, Decision, DeviceId, Mute, NasId, PairClaim, PublicKey, SignedMessage as _, Unpair,
-    Verdict,
+    Challenge, Cid, Decision, DeviceId, Digest, Mute, NasId, PairClaim, PublicKey,
+    SignedMessage as _, Unpair, Verdict,
 };
 use ed25519_dalek::SigningKey;
 
@@ -26,6 +30,59 @@ pub struct ReceivedChallenge {
     /// The exact message that was verified (its hash goes into the verdict).
     pub challenge: Challenge,
     pub context: LoginContext,
+}
+
+/// Most challenges one pairing may put in front of the user within [`PROMPT_WINDOW`]; more
+/// are held back and counted as suspicious (push bombing, or a relay re-delivering).
+pub const MAX_PROMPTS: usize = 10;
+/// The window of [`MAX_PROMPTS`], seconds.
+pub const PROMPT_WINDOW: u64 = 600;
+/// How long past a challenge's expiry an answered `cid` is remembered (clock skew).
+pub const REMEMBER_SKEW: u64 = 60;
+
+/// What a phone remembers about the challenges it saw (persisted with its state): a `cid` it
+/// answered is never shown again, whatever the relay re-delivers, and prompts are limited per
+/// pairing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PromptMemory {
+    /// `(cid, forget after)`: answered here; never prompt again.
+    #[serde(default)]
+    pub answered: Vec<(Cid, u64)>,
+    /// `(cid, first shown at)`: for the prompt limit.
+    #[serde(default)]
+    pub prompted: Vec<(Cid, u64)>,
+    /// `(cid, forget after)`: held back by the prompt limit.
+    #[serde(default)]
+    pub held_back: Vec<(Cid, u64)>,
+}
+
+impl PromptMemory {
+    fn forget_old(&mut self, now: u64) {
+        self.answered.retain(|(_, until)| *until > now);
+        self.held_back.retain(|(_, until)| *until > now);
+        self.prompted
+            .retain(|(_, at)| at.saturating_add(PROMPT_WINDOW) > now);
+    }
+
+    fn answered(&self, cid: &Cid) -> bool {
+        self.answered.iter().any(|(answered, _)| answered == cid)
+    }
+
+    /// Whether `entry` may be shown now; records it as shown (or held back).
+    fn admit(&mut self, entry: &InboxEntry, now: u64, limit: usize) -> bool {
+        if self.prompted.iter().any(|(cid, _)| *cid == entry.cid) {
+            return true;
+        }
+        if self.prompted.len() >= limit {
+            if !self.held_back.iter().any(|(cid, _)| *cid == entry.cid) {
+                self.held_back
+                    .push((entry.cid, entry.expires + REMEMBER_SKEW));
+            }
+            return false;
+        }
+        self.prompted.push((entry.cid, now));
+        true
+    }
 }
 
 /// One pairing of a phone with one NAS.
@@ -41,8 +98,13 @@ pub struct Phone {
     nas_id: NasId,
     claim: PairClaim,
     push_handle: PushHandle,
-    /// Offline-code secret derived from the pairing secret (PROTOCOL.md §5.5).
-    totp_secret: [u8; 32],
+    /// The QR code's secret `k`, kept only until the NAS confirmed (for the code).
+    pairing_secret: Option<PairingSecret>,
+    /// Offline-code secret the NAS sealed to `Dx` in its confirmation (PROTOCOL.md §5.5).
+    code_secret: Option<CodeSecret>,
+    memory: std::sync::Arc<std::sync::Mutex<PromptMemory>>,
+    /// [`MAX_PROMPTS`] unless changed with [`Phone::set_prompt_limit`].
+    prompt_limit: usize,
     client: RelayClient,
 }
 
@@ -54,10 +116,17 @@ pub struct PhoneState {
     pub api_secret: String,
     pub sig_secret: String,
     pub seal_secret: String,
-    pub totp_secret: String,
+    /// `k`, until the pairing is confirmed; then erased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing_secret: Option<String>,
+    /// The offline-code secret, once confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_secret: Option<String>,
     pub claim: PairClaim,
     pub push_handle: PushHandle,
     pub confirmed: bool,
+    #[serde(default)]
+    pub memory: PromptMemory,
 }
 
 impl std::fmt::Debug for PhoneState {
@@ -70,13 +139,14 @@ impl std::fmt::Debug for PhoneState {
 }
 
 impl Phone {
-    /// Create keys and claim the slot named by `uri`. Returns the phone and the SAS to show.
+    /// Create keys and claim the slot named by `uri`. Show no code yet: wait for the NAS to
+    /// accept this claim ([`Phone::wait_for_acceptance`]).
     pub async fn enroll(
         uri: &PairingUri,
         device_name: &str,
         platform: &str,
         push: Option<PushRegistration>,
-    ) -> Result<(Self, String), ClientError> {
+    ) -> Result<Self, ClientError> {
         Self::enroll_with_keys(
             uri,
             device_name,
@@ -89,7 +159,7 @@ impl Phone {
         .await
     }
 
-    /// [`Phone::enroll`] with given keys (a simple client may pass the same key twice).
+    /// [`Phone::enroll`] with given keys (`api_key` and `sig_key` must differ).
     pub async fn enroll_with_keys(
         uri: &PairingUri,
         device_name: &str,
@@ -98,7 +168,7 @@ impl Phone {
         api_key: SigningKey,
         sig_key: SigningKey,
         seal_secret: SealSecret,
-    ) -> Result<(Self, String), ClientError> {
+    ) -> Result<Self, ClientError> {
         if uri.expires_at <= unix_now() {
             return Err(ClientError::Verification(
                 "the pairing QR code has expired".to_owned(),
@@ -123,28 +193,33 @@ impl Phone {
             push,
         };
         let path = format!("/v1/pairings/{}/claim", uri.pairing_id);
-        let issued: HandleIssued = client
-            .call("POST", &path, "", Some(&request))
-            .await?
-            .ok_or_else(|| ClientError::Unexpected {
+        let issued: HandleIssued = match client.call("POST", &path, "", Some(&request)).await {
+            Ok(issued) => issued.ok_or_else(|| ClientError::Unexpected {
                 status: 204,
                 detail: "no handle in the claim answer".to_owned(),
-            })?;
-        let sas = pairing::sas(&uri.secret, &claim);
-        let totp_secret = approvd_proto::totp::totp_secret(&uri.secret, &claim.device_id);
-        Ok((
-            Self {
-                api_key,
-                sig_key,
-                seal_secret,
-                nas_id: uri.nas_id,
-                claim,
-                push_handle: issued.push_handle,
-                totp_secret,
-                client,
-            },
-            sas,
-        ))
+            })?,
+            Err(error) if error.problem_name() == Some("already-claimed") => {
+                return Err(ClientError::Alarm(
+                    "another device claimed this pairing code first: someone else has seen the \
+                     QR code. Do not pair; cancel on the NAS and start again."
+                        .to_owned(),
+                ))
+            }
+            Err(error) => return Err(error),
+        };
+        Ok(Self {
+            api_key,
+            sig_key,
+            seal_secret,
+            nas_id: uri.nas_id,
+            claim,
+            push_handle: issued.push_handle,
+            pairing_secret: Some(uri.secret.clone()),
+            code_secret: None,
+            memory: Default::default(),
+            prompt_limit: MAX_PROMPTS,
+            client,
+        })
     }
 
     /// The state to persist (with `confirmed` and the NAS label from the caller).
@@ -156,11 +231,38 @@ impl Phone {
             api_secret: encode_b64(&self.api_key.to_bytes()),
             sig_secret: encode_b64(&self.sig_key.to_bytes()),
             seal_secret: encode_b64(&self.seal_secret.to_bytes()),
-            totp_secret: encode_b64(&self.totp_secret),
+            pairing_secret: self.pairing_secret.as_ref().map(|k| encode_b64(&k.0)),
+            code_secret: self
+                .code_secret
+                .as_ref()
+                .map(|secret| encode_b64(&secret.0)),
             claim: self.claim.clone(),
             push_handle: self.push_handle.clone(),
             confirmed,
+            memory: self.memory().clone(),
         }
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, PromptMemory> {
+        // Only bookkeeping is behind the lock: keep using it after a panic elsewhere.
+        self.memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Show at most `limit` challenges per [`PROMPT_WINDOW`] (default [`MAX_PROMPTS`]); for
+    /// tests and tools that drive many challenges through one pairing on purpose.
+    pub fn set_prompt_limit(&mut self, limit: usize) {
+        self.prompt_limit = limit;
+    }
+
+    /// How many challenges the prompt limit is holding back (not yet expired): more than
+    /// [`MAX_PROMPTS`] in [`PROMPT_WINDOW`] from one NAS is suspicious — tell the user, and
+    /// offer to mute the NAS.
+    pub fn held_back_prompts(&self) -> usize {
+        let mut memory = self.memory();
+        memory.forget_old(unix_now());
+        memory.held_back.len()
     }
 
     /// Restore a phone from its persisted state.
@@ -178,6 +280,11 @@ impl Phone {
                 "the stored keys do not match the stored claim".to_owned(),
             ));
         }
+        let secret = |field, text: &Option<String>| {
+            text.as_deref()
+                .map(|text| decode_fixed::<32>(field, text))
+                .transpose()
+        };
         Ok(Self {
             client: RelayClient::new(&state.relay, api_key.clone())?,
             api_key,
@@ -186,13 +293,19 @@ impl Phone {
             nas_id: state.claim.nas_id,
             claim: state.claim.clone(),
             push_handle: state.push_handle.clone(),
-            totp_secret: decode_fixed::<32>("totp_secret", &state.totp_secret)?,
+            pairing_secret: secret("pairing_secret", &state.pairing_secret)?.map(PairingSecret),
+            code_secret: secret("code_secret", &state.code_secret)?.map(CodeSecret),
+            memory: std::sync::Arc::new(std::sync::Mutex::new(state.memory.clone())),
+            prompt_limit: MAX_PROMPTS,
         })
     }
 
-    /// The offline one-time code at `now` (for when the relay or push is unreachable).
-    pub fn offline_code(&self, now: u64) -> String {
-        approvd_proto::totp::code_at(&self.totp_secret, now)
+    /// The offline one-time code at `now` (for when the relay or push is unreachable); `None`
+    /// until the NAS confirmed the pairing.
+    pub fn offline_code(&self, now: u64) -> Option<String> {
+        self.code_secret
+            .as_ref()
+            .map(|secret| approvd_proto::totp::code_at(&secret.0, now))
     }
 
     pub fn device_id(&self) -> DeviceId {
@@ -211,8 +324,55 @@ impl Phone {
         &self.push_handle
     }
 
-    /// Long-poll for the NAS's confirmation; `Ok(true)` once it arrived and verified.
-    pub async fn wait_for_confirmation(&self, wait: Duration) -> Result<bool, ClientError> {
+    /// Long-poll for the NAS's acceptance. `Ok(Some(code))` once it arrived, verified under
+    /// the pinned NAS key, and names *this* claim: show the code and ask the user to type it on
+    /// the NAS. An acceptance of another claim is an [`ClientError::Alarm`]: someone else used
+    /// the QR code, and no code may be shown.
+    pub async fn wait_for_acceptance(&self, wait: Duration) -> Result<Option<String>, ClientError> {
+        let path = format!("/v1/pairings/{}/acceptance", self.claim.pairing_id);
+        let query = format!("wait={}", wait.as_secs());
+        let Some(acceptance) = self
+            .client
+            .call::<(), PairingAcceptance>("GET", &path, &query, None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.check_acceptance(&acceptance).map(Some)
+    }
+
+    /// The phone's checks on an acceptance (PROTOCOL.md §5.1 step 4): signed by the pinned NAS
+    /// key, for this slot, and naming exactly this phone's claim. Returns the code to show.
+    pub fn check_acceptance(&self, acceptance: &PairingAcceptance) -> Result<String, ClientError> {
+        let accept = &acceptance.accept;
+        accept
+            .verify(&self.nas_id.0, &acceptance.sig)
+            .map_err(|_| {
+                ClientError::Verification(
+                    "the acceptance is not signed by the NAS key from the QR code".to_owned(),
+                )
+            })?;
+        if accept.pairing_id != self.claim.pairing_id || accept.nas_id != self.nas_id {
+            return Err(ClientError::Verification(
+                "the acceptance is for another pairing".to_owned(),
+            ));
+        }
+        if accept.device_id != self.claim.device_id || accept.claim_hash != self.claim.hash() {
+            return Err(ClientError::Alarm(
+                "the NAS accepted another device's claim: someone else has seen the QR code. \
+                 Do not pair; cancel on the NAS and start again."
+                    .to_owned(),
+            ));
+        }
+        let secret = self.pairing_secret.as_ref().ok_or_else(|| {
+            ClientError::Verification("this pairing is already confirmed".to_owned())
+        })?;
+        Ok(pairing::sas(secret, &self.claim))
+    }
+
+    /// Long-poll for the NAS's confirmation; `Ok(true)` once it arrived, verified, and the
+    /// offline-code secret opened. The pairing secret is erased then.
+    pub async fn wait_for_confirmation(&mut self, wait: Duration) -> Result<bool, ClientError> {
         let path = format!("/v1/pairings/{}/confirmation", self.claim.pairing_id);
         let query = format!("wait={}", wait.as_secs());
         let Some(confirmation) = self
@@ -239,11 +399,31 @@ impl Phone {
                 "the confirmation does not confirm the claim this phone sent".to_owned(),
             ));
         }
+        let sealed = &confirmation.code_secret.0;
+        if confirm.code_secret_hash != Digest::of(sealed) {
+            return Err(ClientError::Verification(
+                "the sealed offline-code secret is not the one the NAS signed".to_owned(),
+            ));
+        }
+        let binding = CodeSecretBinding {
+            pairing_id: confirm.pairing_id,
+            nas_id: confirm.nas_id,
+            device_id: confirm.device_id,
+            claim_hash: confirm.claim_hash,
+        };
+        let code_secret =
+            approvd_proto::totp::open_code_secret(sealed, &binding, &self.seal_secret).map_err(
+                |_| ClientError::Verification("the offline-code secret does not open".to_owned()),
+            )?;
+        self.code_secret = Some(code_secret);
+        self.pairing_secret = None;
         Ok(true)
     }
 
     /// Fetch the inbox (long-poll up to `wait`) and verify each entry; entries that fail any
-    /// check are left out (they are garbage or forgeries, never shown to the user).
+    /// check are left out (they are garbage or forgeries, never shown to the user), and so are
+    /// challenges this phone answered already and those past the prompt limit
+    /// ([`Phone::held_back_prompts`]).
     pub async fn inbox(&self, wait: Duration) -> Result<Vec<ReceivedChallenge>, ClientError> {
         let query = format!("wait={}", wait.as_secs());
         let inbox = self
@@ -251,11 +431,17 @@ impl Phone {
             .call::<(), Inbox>("GET", "/v1/inbox", &query, None)
             .await?;
         let now = unix_now();
-        Ok(inbox
+        let verified: Vec<ReceivedChallenge> = inbox
             .map(|inbox| inbox.entries)
             .unwrap_or_default()
             .into_iter()
             .filter_map(|entry| self.verify_entry(entry, now).ok())
+            .collect();
+        let mut memory = self.memory();
+        memory.forget_old(now);
+        Ok(verified
+            .into_iter()
+            .filter(|received| memory.admit(&received.entry, now, self.prompt_limit))
             .collect())
     }
 
@@ -268,6 +454,11 @@ impl Phone {
         if entry.nas_id != self.nas_id {
             return Err(ClientError::Verification(
                 "from a NAS this pairing does not know".to_owned(),
+            ));
+        }
+        if self.memory().answered(&entry.cid) {
+            return Err(ClientError::Verification(
+                "answered already on this phone: a re-delivery is never shown again".to_owned(),
             ));
         }
         let challenge = entry.challenge(self.device_id());
@@ -293,6 +484,11 @@ impl Phone {
             number_matching: entry.number_matching,
         };
         let context = context::open(&entry.sealed.0, &binding, &self.seal_secret)?;
+        if context.requires_number_matching() && !entry.number_matching {
+            return Err(ClientError::Verification(
+                "a sign-in without number matching is refused (PROTOCOL.md §3.4)".to_owned(),
+            ));
+        }
         Ok(ReceivedChallenge {
             entry,
             challenge,
@@ -300,13 +496,18 @@ impl Phone {
         })
     }
 
-    /// Sign a verdict on a verified challenge. `number` is what the user typed.
+    /// Sign a verdict on a verified challenge. `number` is what the user typed. The phone
+    /// remembers the `cid` until it expires and never shows it again.
     pub fn answer(
         &self,
         received: &ReceivedChallenge,
         decision: Decision,
         number: Option<&str>,
     ) -> SignedVerdict {
+        let forget_after = received.entry.expires + REMEMBER_SKEW;
+        self.memory()
+            .answered
+            .push((received.entry.cid, forget_after));
         let verdict = Verdict {
             cid: received.entry.cid,
             nas_id: self.nas_id,

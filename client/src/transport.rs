@@ -32,6 +32,10 @@ pub enum ClientError {
     /// Something the relay handed over failed our own end-to-end checks.
     #[error("verification failed: {0}")]
     Verification(String),
+    /// A sign of an attack the user must be told about (e.g. someone else claimed the pairing
+    /// QR code first): stop, and do not pair or approve.
+    #[error("ALARM: {0}")]
+    Alarm(String),
     /// Bad input from the caller of this library.
     #[error("{0}")]
     Protocol(#[from] approvd_proto::Error),

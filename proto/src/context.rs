@@ -21,6 +21,8 @@ pub const AAD_LABEL: &str = "context-aad";
 pub const PAD_BLOCK: usize = 256;
 /// Largest plaintext (after padding) a sealer produces and an opener accepts.
 pub const MAX_PLAINTEXT: usize = 4096;
+/// Longest action text (`kind: action`), bytes.
+pub const MAX_ACTION: usize = 256;
 /// Largest sealed blob: `enc` (32) + plaintext + Poly1305 tag (16).
 pub const MAX_SEALED: usize = 32 + MAX_PLAINTEXT + 16;
 
@@ -58,6 +60,10 @@ pub struct LoginContext {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     pub kind: LoginKind,
+    /// For `kind: action`, what the user is asked to approve, shown verbatim (≤ 256 bytes),
+    /// e.g. "Delete the shared folder `photos`". Required for `action`, absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
     /// When the sign-in attempt happened (unix seconds).
     pub time: u64,
 }
@@ -71,7 +77,24 @@ impl LoginContext {
         check_opt("client_ip", &self.client_ip, 45)?;
         check_opt("user_agent", &self.user_agent, 256)?;
         check_opt("location", &self.location, 128)?;
-        Ok(())
+        match (self.kind, &self.action) {
+            (LoginKind::Action, None) => Err(Error::Invalid {
+                field: "action",
+                reason: "kind `action` must say which action (the phone shows it verbatim)",
+            }),
+            (LoginKind::Action, Some(action)) => check_text("action", action, MAX_ACTION, false),
+            (LoginKind::Login | LoginKind::Passwordless, Some(_)) => Err(Error::Invalid {
+                field: "action",
+                reason: "only kind `action` carries an action text",
+            }),
+            (LoginKind::Login | LoginKind::Passwordless, None) => Ok(()),
+        }
+    }
+
+    /// Whether this kind of sign-in requires number matching (PROTOCOL.md §4.1): everything
+    /// that signs someone in. An action by an already signed-in user may go without.
+    pub fn requires_number_matching(&self) -> bool {
+        matches!(self.kind, LoginKind::Login | LoginKind::Passwordless)
     }
 }
 
@@ -207,22 +230,56 @@ pub fn seal_with_rng<R: rand::CryptoRng + rand::RngCore>(
         });
     }
     plaintext.resize(padded_len, b' ');
+    let sealed = hpke_seal(recipient, &binding.info(), &binding.aad(), &plaintext, rng);
+    plaintext.zeroize();
+    sealed
+}
+
+/// RFC 9180 base-mode single-shot seal to `recipient` (the suite above): `enc || ciphertext`.
+/// Shared by the login context and the offline-code secret (`crate::totp`).
+pub(crate) fn hpke_seal<R: rand::CryptoRng + rand::RngCore>(
+    recipient: &SealKey,
+    info: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, Error> {
     let recipient = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(recipient.as_bytes())
         .map_err(|_| Error::InvalidKey { field: "seal_key" })?;
-    let (enc, ciphertext) =
-        hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
-            &OpModeS::Base,
-            &recipient,
-            &binding.info(),
-            &plaintext,
-            &binding.aad(),
-            rng,
-        )
-        .map_err(|_| Error::SealFailed)?;
-    plaintext.zeroize();
+    let (enc, ciphertext) = hpke::single_shot_seal::<
+        ChaCha20Poly1305,
+        HkdfSha256,
+        X25519HkdfSha256,
+        _,
+    >(&OpModeS::Base, &recipient, info, plaintext, aad, rng)
+    .map_err(|_| Error::SealFailed)?;
     let mut sealed = enc.to_bytes().to_vec();
     sealed.extend_from_slice(&ciphertext);
     Ok(sealed)
+}
+
+/// The inverse of [`hpke_seal`]; any change to `sealed`, `info` or `aad` fails.
+pub(crate) fn hpke_open(
+    sealed: &[u8],
+    info: &[u8],
+    aad: &[u8],
+    secret: &SealSecret,
+) -> Result<Vec<u8>, Error> {
+    if sealed.len() < 32 + 16 {
+        return Err(Error::OpenFailed);
+    }
+    let (enc, ciphertext) = sealed.split_at(32);
+    let enc = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(enc)
+        .map_err(|_| Error::OpenFailed)?;
+    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
+        &OpModeR::Base,
+        &secret.hpke_secret(),
+        &enc,
+        info,
+        ciphertext,
+        aad,
+    )
+    .map_err(|_| Error::OpenFailed)
 }
 
 /// Open a sealed context with the phone's secret. Fails if anything in `binding` differs from
@@ -239,21 +296,7 @@ pub fn open(
             got: sealed.len(),
         });
     }
-    if sealed.len() < 32 + 16 {
-        return Err(Error::OpenFailed);
-    }
-    let (enc, ciphertext) = sealed.split_at(32);
-    let enc = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(enc)
-        .map_err(|_| Error::OpenFailed)?;
-    let mut plaintext = hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
-        &OpModeR::Base,
-        &secret.hpke_secret(),
-        &enc,
-        &binding.info(),
-        ciphertext,
-        &binding.aad(),
-    )
-    .map_err(|_| Error::OpenFailed)?;
+    let mut plaintext = hpke_open(sealed, &binding.info(), &binding.aad(), secret)?;
     let parsed = serde_json::from_slice::<LoginContext>(&plaintext)
         .map_err(|error| Error::ContextJson(error.to_string()));
     plaintext.zeroize();

@@ -75,6 +75,8 @@ pub enum UriError {
     Encoding(&'static str),
     #[error("`r` must be an absolute http:// or https:// URL without query or fragment")]
     RelayUrl,
+    #[error("`r` must be https:// (plain http:// only to a loopback address, for development)")]
+    PlainHttp,
     #[error("`e` must be a decimal unix time")]
     Expiry,
     #[error("URI is longer than {max} bytes")]

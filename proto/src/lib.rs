@@ -18,7 +18,8 @@ pub mod wire;
 pub use error::{Error, HttpSigError, UriError};
 pub use ids::{Cid, DeviceId, Digest, NasId, PairingId, PublicKey, SealKey, Sig};
 pub use signed::{
-    Challenge, Decision, Mute, PairClaim, PairConfirm, SignedMessage, Tag, Unpair, Verdict,
+    Challenge, Decision, Mute, PairAccept, PairClaim, PairConfirm, SignedMessage, Tag, Unpair,
+    Verdict,
 };
 
 /// `N` random bytes from the thread-local CSPRNG (ChaCha, seeded and periodically reseeded

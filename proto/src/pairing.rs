@@ -1,10 +1,12 @@
-//! QR pairing: the `approvd://pair?...` URI, the claim MAC under the pairing secret `k`, and
-//! the 6-digit short authentication string (SAS) both screens show. Owns everything derived
-//! from `k`; the relay never sees `k`, so it can neither forge nor swap a claim.
+//! QR pairing: the `approvd://pair?...` URI, the claim MAC and the 6-digit short
+//! authentication string (SAS), each under its own subkey of the pairing secret `k`. Owns
+//! everything derived from `k`; the relay never sees `k`, so it can neither forge nor swap a
+//! claim. `k` lives only as long as the pairing: nothing after it is derived from it.
 
 use hmac::{Hmac, Mac as _};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::UriError;
@@ -22,8 +24,14 @@ pub const MAX_RELAY_URL: usize = 512;
 pub const MAX_LABEL: usize = 64;
 /// Longest a pairing slot may live, in seconds.
 pub const MAX_PAIRING_TTL: u64 = 600;
-/// Label of the SAS derivation.
+/// Label of the SAS input (an [`Encoder`] label) and of its subkey.
 pub const SAS_LABEL: &str = "sas";
+/// HKDF salt of the subkeys of `k`.
+pub const SUBKEY_SALT: &[u8] = b"approvd/v1/pairing";
+/// HKDF `info` of the claim-MAC subkey.
+pub const MAC_KEY_LABEL: &[u8] = b"claim-mac";
+/// HKDF `info` of the SAS subkey.
+pub const SAS_KEY_LABEL: &[u8] = b"sas";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -42,6 +50,23 @@ impl PairingSecret {
     /// A fresh random secret.
     pub fn generate() -> Self {
         Self(crate::random_bytes())
+    }
+
+    /// `HKDF-SHA256(salt = "approvd/v1/pairing", ikm = k, info = label)`, 32 bytes: one key per
+    /// purpose, so that `k` itself is never used as a key.
+    pub fn subkey(&self, label: &[u8]) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(Some(SUBKEY_SALT), &self.0)
+            .expand(label, &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        key
+    }
+
+    fn hmac(&self, label: &[u8]) -> HmacSha256 {
+        let mut key = self.subkey(label);
+        let mac = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
+        key.zeroize();
+        mac
     }
 }
 
@@ -148,7 +173,10 @@ fn decode_value(field: &'static str, raw: &str) -> Result<String, Error> {
         .map_err(|_| UriError::Encoding(field).into())
 }
 
-/// A relay base URL: `http://` or `https://`, a non-empty host, no query, fragment or spaces.
+/// A relay base URL: `https://`, or `http://` to a loopback address (`localhost`, `127.0.0.0/8`,
+/// `[::1]`: a relay on the same machine, for development); a non-empty host; no query, fragment
+/// or spaces. Everything on the wire is signed and the context sealed, but plain HTTP across a
+/// network would still show who talks to which relay when, and let anyone on the path drop it.
 pub fn check_relay_url(url: &str) -> Result<(), Error> {
     if url.len() > MAX_RELAY_URL {
         return Err(Error::TooLong {
@@ -157,21 +185,37 @@ pub fn check_relay_url(url: &str) -> Result<(), Error> {
             got: url.len(),
         });
     }
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or(UriError::RelayUrl)?;
-    let host = rest.split('/').next().unwrap_or("");
+    let (rest, plain) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        (None, None) => return Err(UriError::RelayUrl.into()),
+    };
+    let authority = rest.split('/').next().unwrap_or("");
     let bad_char = |c: char| c.is_whitespace() || c.is_control() || c == '?' || c == '#';
-    if host.is_empty() || rest.contains(bad_char) {
+    if authority.is_empty() || rest.contains(bad_char) {
         return Err(UriError::RelayUrl.into());
+    }
+    if plain && !is_loopback(authority) {
+        return Err(UriError::PlainHttp.into());
     }
     Ok(())
 }
 
-/// The claim MAC: `HMAC-SHA256(k, pair-claim signed bytes)`.
+/// Whether `authority` (host with an optional port) names this machine.
+fn is_loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<core::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The claim MAC: `HMAC-SHA256(k_mac, pair-claim signed bytes)`.
 pub fn claim_mac(secret: &PairingSecret, claim: &PairClaim) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(&secret.0).expect("HMAC takes any key length");
+    let mut mac = secret.hmac(MAC_KEY_LABEL);
     mac.update(&claim.signed_bytes());
     mac.finalize().into_bytes().into()
 }
@@ -182,14 +226,15 @@ pub fn verify_claim_mac(
     claim: &PairClaim,
     mac_bytes: &[u8],
 ) -> Result<(), Error> {
-    let mut mac = HmacSha256::new_from_slice(&secret.0).expect("HMAC takes any key length");
+    let mut mac = secret.hmac(MAC_KEY_LABEL);
     mac.update(&claim.signed_bytes());
     mac.verify_slice(mac_bytes).map_err(|_| Error::BadMac)
 }
 
-/// The 6-digit SAS shown on both screens:
-/// `HMAC-SHA256(k, "approvd/v1/sas" || 0x00 || LP(N) || LP(D_api) || LP(D_sig) || LP(Dx))`,
-/// first 8 bytes as u64 big-endian, modulo 1 000 000, zero-padded to 6 digits.
+/// The 6-digit SAS:
+/// `HMAC-SHA256(k_sas, "approvd/v1/sas" || 0x00 || LP(N) || LP(D_api) || LP(D_sig) || LP(Dx))`,
+/// first 8 bytes as u64 big-endian, modulo 1 000 000, zero-padded to 6 digits. The phone shows
+/// it once the NAS has accepted (committed to) its claim; the user types it into the NAS.
 pub fn sas(secret: &PairingSecret, claim: &PairClaim) -> String {
     let input = Encoder::new(SAS_LABEL)
         .bytes(claim.nas_id.as_bytes())
@@ -197,9 +242,15 @@ pub fn sas(secret: &PairingSecret, claim: &PairClaim) -> String {
         .bytes(claim.sig_key.as_bytes())
         .bytes(claim.seal_key.as_bytes())
         .finish();
-    let mut mac = HmacSha256::new_from_slice(&secret.0).expect("HMAC takes any key length");
+    let mut mac = secret.hmac(SAS_KEY_LABEL);
     mac.update(&input);
     let digest = mac.finalize().into_bytes();
     let head: [u8; 8] = digest[..8].try_into().expect("HMAC-SHA256 is 32 bytes");
     format!("{:06}", u64::from_be_bytes(head) % 1_000_000)
+}
+
+/// Whether `typed` is the SAS of `claim` (what the phone shows), compared in constant time.
+pub fn sas_matches(secret: &PairingSecret, claim: &PairClaim, typed: &str) -> bool {
+    let expected = sas(secret, claim);
+    bool::from(expected.as_bytes().ct_eq(typed.trim().as_bytes()))
 }

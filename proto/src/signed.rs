@@ -16,7 +16,11 @@ pub const DOMAIN: &[u8] = b"approvd/v1/";
 pub enum Tag {
     /// Phone → NAS, signed by `D_sig`: "these are my keys for this pairing slot".
     PairClaim,
-    /// NAS → phone, signed by `N`: "I accepted exactly that claim".
+    /// NAS → phone, signed by `N`: "this is the claim I will confirm" — a commitment made
+    /// before any code is shown, so that no claim can be ground to match the phone's code.
+    PairAccept,
+    /// NAS → phone, signed by `N`: "the user confirmed that claim; here is your offline-code
+    /// secret" (bound by the hash of its sealed blob).
     PairConfirm,
     /// NAS → phone, signed by `N`: "approve this sign-in" (binds the sealed context by hash).
     Challenge,
@@ -30,8 +34,9 @@ pub enum Tag {
 
 impl Tag {
     /// Every tag, for tests and tools that iterate.
-    pub const ALL: [Tag; 6] = [
+    pub const ALL: [Tag; 7] = [
         Tag::PairClaim,
+        Tag::PairAccept,
         Tag::PairConfirm,
         Tag::Challenge,
         Tag::Verdict,
@@ -43,6 +48,7 @@ impl Tag {
     pub fn as_str(self) -> &'static str {
         match self {
             Tag::PairClaim => "pair-claim",
+            Tag::PairAccept => "pair-accept",
             Tag::PairConfirm => "pair-confirm",
             Tag::Challenge => "challenge",
             Tag::Verdict => "verdict",
@@ -234,8 +240,35 @@ impl SignedMessage for PairClaim {
     }
 }
 
-/// `pair-confirm`: the NAS accepted the claim whose signed bytes hash to `claim_hash`.
-/// Signed by `N`.
+/// `pair-accept`: the NAS commits to the claim whose signed bytes hash to `claim_hash` before
+/// either screen shows a code. Signed by `N`. The phone shows its code only under an acceptance
+/// of its own claim, so a claim made (or ground) by someone else cannot be confirmed by a
+/// matching code.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PairAccept {
+    pub pairing_id: PairingId,
+    pub nas_id: NasId,
+    pub device_id: DeviceId,
+    pub claim_hash: Digest,
+    pub accepted_at: u64,
+}
+
+impl SignedMessage for PairAccept {
+    const TAG: Tag = Tag::PairAccept;
+    fn encode_fields(&self, encoder: Encoder) -> Encoder {
+        encoder
+            .bytes(self.pairing_id.as_bytes())
+            .bytes(self.nas_id.as_bytes())
+            .bytes(self.device_id.as_bytes())
+            .bytes(self.claim_hash.as_bytes())
+            .u64(self.accepted_at)
+    }
+}
+
+/// `pair-confirm`: the user confirmed the accepted claim (`claim_hash`); `code_secret_hash` is
+/// SHA-256 of the sealed offline-code secret that travels next to it. Signed by `N`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -244,6 +277,7 @@ pub struct PairConfirm {
     pub nas_id: NasId,
     pub device_id: DeviceId,
     pub claim_hash: Digest,
+    pub code_secret_hash: Digest,
     pub confirmed_at: u64,
 }
 
@@ -255,6 +289,7 @@ impl SignedMessage for PairConfirm {
             .bytes(self.nas_id.as_bytes())
             .bytes(self.device_id.as_bytes())
             .bytes(self.claim_hash.as_bytes())
+            .bytes(self.code_secret_hash.as_bytes())
             .u64(self.confirmed_at)
     }
 }

@@ -1,30 +1,112 @@
 //! Offline one-time codes (RFC 6238 TOTP with HMAC-SHA256, 30 s steps, 6 digits) for when the
-//! relay or push is unreachable. Both sides derive the per-pairing TOTP secret from the pairing
-//! secret `k` at pairing time, so there is no extra enrollment step. Owns the derivation, code
-//! computation and the ±1-step, use-once check; callers persist the last used step.
+//! relay or push is unreachable. The code secret is 32 random bytes the NAS draws once the user
+//! has confirmed the pairing and seals to the phone's `Dx` (HPKE, bound to the claim it
+//! confirms); `pair-confirm` signs the sealed blob's hash. Nothing public or printed in the QR
+//! code goes into it. Owns the secret, its sealing, code computation and the use-once check
+//! (callers persist the last accepted step).
 
-use hkdf::Hkdf;
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::ids::DeviceId;
-use crate::pairing::PairingSecret;
+use crate::context::{hpke_open, hpke_seal, SealSecret};
+use crate::ids::{DeviceId, Digest, NasId, PairingId, SealKey};
+use crate::signed::Encoder;
+use crate::Error;
 
 /// Seconds per step.
 pub const STEP: u64 = 30;
 /// Digits per code.
 pub const DIGITS: u32 = 6;
-/// HKDF salt of the TOTP secret derivation.
-pub const SALT: &[u8] = b"approvd/v1/totp";
+/// Label of the HPKE `info` of the sealed code secret.
+pub const INFO_LABEL: &str = "code-secret-info";
+/// Label of the HPKE `aad` of the sealed code secret.
+pub const AAD_LABEL: &str = "code-secret-aad";
+/// Length of the sealed code secret: `enc` (32) + secret (32) + tag (16).
+pub const SEALED_LEN: usize = 32 + 32 + 16;
 
-/// `HKDF-SHA256(salt = "approvd/v1/totp", ikm = k, info = device_id bytes)`, 32 bytes.
-pub fn totp_secret(pairing_secret: &PairingSecret, device_id: &DeviceId) -> [u8; 32] {
-    let hkdf = Hkdf::<Sha256>::new(Some(SALT), &pairing_secret.0);
-    let mut secret = [0u8; 32];
-    hkdf.expand(device_id.as_bytes(), &mut secret)
-        .expect("32 bytes is a valid HKDF-SHA256 output length");
-    secret
+/// The per-pairing offline-code secret.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct CodeSecret(pub [u8; 32]);
+
+impl CodeSecret {
+    /// A fresh random secret (the NAS draws one per confirmed pairing).
+    pub fn generate() -> Self {
+        Self(crate::random_bytes())
+    }
+}
+
+impl std::fmt::Debug for CodeSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CodeSecret(<redacted>)")
+    }
+}
+
+/// What a sealed code secret is bound to: the pairing slot, the device, the NAS and the exact
+/// claim being confirmed. Opening under any other binding fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeSecretBinding {
+    pub pairing_id: PairingId,
+    pub nas_id: NasId,
+    pub device_id: DeviceId,
+    pub claim_hash: Digest,
+}
+
+impl CodeSecretBinding {
+    /// HPKE `info`: `"approvd/v1/code-secret-info" || 0x00 || LP(pairing_id) || LP(device_id)`.
+    pub fn info(&self) -> Vec<u8> {
+        Encoder::new(INFO_LABEL)
+            .bytes(self.pairing_id.as_bytes())
+            .bytes(self.device_id.as_bytes())
+            .finish()
+    }
+
+    /// HPKE `aad`: `"approvd/v1/code-secret-aad" || 0x00 || LP(claim_hash) || LP(nas_id)`.
+    pub fn aad(&self) -> Vec<u8> {
+        Encoder::new(AAD_LABEL)
+            .bytes(self.claim_hash.as_bytes())
+            .bytes(self.nas_id.as_bytes())
+            .finish()
+    }
+}
+
+/// Seal `secret` to the phone's `Dx` under `binding` ([`SEALED_LEN`] bytes).
+pub fn seal_code_secret(
+    secret: &CodeSecret,
+    binding: &CodeSecretBinding,
+    recipient: &SealKey,
+) -> Result<Vec<u8>, Error> {
+    seal_code_secret_with_rng(secret, binding, recipient, &mut rand::rng())
+}
+
+/// [`seal_code_secret`] with a caller-chosen RNG (test vectors use a fixed `ikmE`).
+pub fn seal_code_secret_with_rng<R: rand::CryptoRng + rand::RngCore>(
+    secret: &CodeSecret,
+    binding: &CodeSecretBinding,
+    recipient: &SealKey,
+    rng: &mut R,
+) -> Result<Vec<u8>, Error> {
+    hpke_seal(recipient, &binding.info(), &binding.aad(), &secret.0, rng)
+}
+
+/// Open a sealed code secret with the phone's `Dx` secret.
+pub fn open_code_secret(
+    sealed: &[u8],
+    binding: &CodeSecretBinding,
+    secret: &SealSecret,
+) -> Result<CodeSecret, Error> {
+    if sealed.len() != SEALED_LEN {
+        return Err(Error::Length {
+            field: "code_secret",
+            expected: SEALED_LEN,
+            got: sealed.len(),
+        });
+    }
+    let mut plaintext = hpke_open(sealed, &binding.info(), &binding.aad(), secret)?;
+    let opened: Result<[u8; 32], _> = plaintext.as_slice().try_into();
+    plaintext.zeroize();
+    opened.map(CodeSecret).map_err(|_| Error::OpenFailed)
 }
 
 /// The RFC 6238 code for time step `counter` with `digits` digits (HMAC-SHA256, RFC 4226
@@ -53,7 +135,8 @@ pub fn code_at(secret: &[u8], now: u64) -> String {
 }
 
 /// Check `code` at `now`, accepting the previous, current and next step, but only steps after
-/// `last_used_step` (each code works once). Returns the matched step to remember.
+/// `last_used_step` (each code works once, and never one older than the last one accepted).
+/// Returns the matched step to remember.
 pub fn verify(secret: &[u8], code: &str, now: u64, last_used_step: Option<u64>) -> Option<u64> {
     let current = now / STEP;
     let mut matched = None;
@@ -91,42 +174,53 @@ mod tests {
     }
 
     #[test]
-    fn codes_work_within_one_step_and_only_once() {
-        let keys = crate::vectors::Keys::fixed();
-        let secret = totp_secret(&PairingSecret([1; 32]), &keys.device_id());
+    fn codes_work_within_one_step_and_only_once_and_never_older() {
+        let secret = CodeSecret::generate();
         let now = 1_800_000_015;
-        let code = code_at(&secret, now);
+        let code = code_at(&secret.0, now);
         assert_eq!(code.len(), 6);
-        let step = verify(&secret, &code, now, None).expect("valid now");
+        let step = verify(&secret.0, &code, now, None).expect("valid now");
+        assert_eq!(verify(&secret.0, &code, now + STEP, None), Some(step));
+        assert_eq!(verify(&secret.0, &code, now - STEP, None), Some(step));
+        assert_eq!(verify(&secret.0, &code, now + 2 * STEP, None), None);
+        assert_eq!(verify(&secret.0, &code, now, Some(step)), None, "used once");
+        let next = code_at(&secret.0, now + STEP);
         assert_eq!(
-            verify(&secret, &code, now + STEP, None),
-            Some(step),
-            "a step late is fine"
-        );
-        assert_eq!(
-            verify(&secret, &code, now - STEP, None),
-            Some(step),
-            "a step early is fine"
-        );
-        assert_eq!(
-            verify(&secret, &code, now + 2 * STEP, None),
+            verify(&secret.0, &code, now, Some(step + 1)),
             None,
-            "two steps late is not"
+            "a code older than the last accepted one is refused"
         );
-        assert_eq!(verify(&secret, &code, now, Some(step)), None, "used once");
-        assert_eq!(verify(&secret, "000000x", now, None), None);
+        assert_eq!(verify(&secret.0, &next, now, Some(step)), Some(step + 1));
+        assert_eq!(verify(&secret.0, "000000x", now, None), None);
     }
 
     #[test]
-    fn the_secret_depends_on_pairing_secret_and_device() {
+    fn the_sealed_secret_opens_only_for_its_phone_and_claim() {
         let keys = crate::vectors::Keys::fixed();
-        let a = totp_secret(&PairingSecret([1; 32]), &keys.device_id());
-        let b = totp_secret(&PairingSecret([2; 32]), &keys.device_id());
-        let c = totp_secret(
-            &PairingSecret([1; 32]),
-            &DeviceId(crate::PublicKey::from(&keys.nas)),
+        let binding = CodeSecretBinding {
+            pairing_id: PairingId([7; 16]),
+            nas_id: keys.nas_id(),
+            device_id: keys.device_id(),
+            claim_hash: Digest([9; 32]),
+        };
+        let secret = CodeSecret::generate();
+        let sealed =
+            seal_code_secret(&secret, &binding, &keys.device_seal.public_key()).expect("seals");
+        assert_eq!(sealed.len(), SEALED_LEN);
+        let opened = open_code_secret(&sealed, &binding, &keys.device_seal).expect("opens");
+        assert_eq!(opened, secret);
+        let other_claim = CodeSecretBinding {
+            claim_hash: Digest([8; 32]),
+            ..binding
+        };
+        assert_eq!(
+            open_code_secret(&sealed, &other_claim, &keys.device_seal),
+            Err(Error::OpenFailed)
         );
-        assert_ne!(a, b);
-        assert_ne!(a, c);
+        let other_phone = SealSecret::generate();
+        assert_eq!(
+            open_code_secret(&sealed, &binding, &other_phone),
+            Err(Error::OpenFailed)
+        );
     }
 }

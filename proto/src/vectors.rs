@@ -10,8 +10,9 @@ use crate::httpsig::{self, RequestTarget};
 use crate::ids::{encode_b64, Cid, DeviceId, Digest, NasId, PairingId, PublicKey, Sig};
 use crate::pairing::{self, PairingSecret, PairingUri};
 use crate::signed::{
-    Challenge, Decision, Mute, PairClaim, PairConfirm, SignedMessage, Unpair, Verdict,
+    Challenge, Decision, Mute, PairAccept, PairClaim, PairConfirm, SignedMessage, Unpair, Verdict,
 };
+use crate::totp::{CodeSecret, CodeSecretBinding};
 
 /// A fixed 32-byte seed: SHA-256 of `"approvd test vector: " || name`.
 pub fn seed(name: &str) -> [u8; 32] {
@@ -102,6 +103,11 @@ pub struct Examples {
     pub keys: Keys,
     pub pairing_uri: PairingUri,
     pub claim: PairClaim,
+    pub accept: PairAccept,
+    pub code_secret: CodeSecret,
+    pub code_binding: CodeSecretBinding,
+    pub code_ikm_e: [u8; 32],
+    pub sealed_code_secret: Vec<u8>,
     pub confirm: PairConfirm,
     pub context: LoginContext,
     pub binding: ContextBinding,
@@ -135,11 +141,34 @@ impl Examples {
             platform: "ios".to_owned(),
             claimed_at: NOW + 5,
         };
+        let accept = PairAccept {
+            pairing_id,
+            nas_id: keys.nas_id(),
+            device_id: keys.device_id(),
+            claim_hash: claim.hash(),
+            accepted_at: NOW + 7,
+        };
+        let code_secret = CodeSecret(seed("offline code secret"));
+        let code_binding = CodeSecretBinding {
+            pairing_id,
+            nas_id: keys.nas_id(),
+            device_id: keys.device_id(),
+            claim_hash: claim.hash(),
+        };
+        let code_ikm_e = seed("code secret ikmE");
+        let sealed_code_secret = crate::totp::seal_code_secret_with_rng(
+            &code_secret,
+            &code_binding,
+            &keys.device_seal.public_key(),
+            &mut FixedRng::new(code_ikm_e.to_vec()),
+        )
+        .expect("the example secret seals");
         let confirm = PairConfirm {
             pairing_id,
             nas_id: keys.nas_id(),
             device_id: keys.device_id(),
             claim_hash: claim.hash(),
+            code_secret_hash: Digest::of(&sealed_code_secret),
             confirmed_at: NOW + 12,
         };
         let cid = Cid(seed("cid")[..16].try_into().expect("16"));
@@ -159,6 +188,7 @@ impl Examples {
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0".to_owned()),
             location: Some("Berlin, DE".to_owned()),
             kind: LoginKind::Login,
+            action: None,
             time: NOW + 99,
         };
         let ikm_e = seed("hpke ikmE");
@@ -184,7 +214,7 @@ impl Examples {
             device_id: keys.device_id(),
             challenge_hash: challenge.hash(),
             decision: Decision::Approve,
-            number: Some("42".to_owned()),
+            number: Some("427".to_owned()),
             decided_at: NOW + 110,
         };
         let unpair = Unpair {
@@ -202,6 +232,11 @@ impl Examples {
             keys,
             pairing_uri,
             claim,
+            accept,
+            code_secret,
+            code_binding,
+            code_ikm_e,
+            sealed_code_secret,
             confirm,
             context,
             binding,
@@ -251,6 +286,7 @@ fn signed_messages(examples: &Examples) -> Value {
         "keys": keys_json(keys),
         "messages": [
             signed_vector(&examples.claim, "D_sig", &keys.device_sig),
+            signed_vector(&examples.accept, "N", &keys.nas),
             signed_vector(&examples.confirm, "N", &keys.nas),
             signed_vector(&examples.challenge, "N", &keys.nas),
             signed_vector(&examples.verdict, "D_sig", &keys.device_sig),
@@ -262,8 +298,9 @@ fn signed_messages(examples: &Examples) -> Value {
 
 fn pairing(examples: &Examples) -> Value {
     let uri = &examples.pairing_uri;
+    let code = &examples.code_binding;
     json!({
-        "description": "A pairing URI, the claim MAC (HMAC-SHA256 under k over the pair-claim message bytes), the SAS, and the offline TOTP secret (HKDF-SHA256, salt \"approvd/v1/totp\", ikm k, info device_id bytes) with its RFC 6238 HMAC-SHA256 6-digit code at totp_time. Parse `uri` at `now`; it must yield `fields`.",
+        "description": "A pairing URI; the subkeys of k (HKDF-SHA256, salt \"approvd/v1/pairing\", ikm k, info \"claim-mac\" / \"sas\"); the claim MAC (HMAC-SHA256 under k_mac over the pair-claim message bytes); the SAS (HMAC-SHA256 under k_sas over sas_input); the offline-code secret sealed to Dx (HPKE as for the context, ephemeral DeriveKeyPair(code_ikmE)) with its RFC 6238 HMAC-SHA256 6-digit code at totp_time. Parse `uri` at `now`; it must yield `fields`.",
         "now": NOW,
         "uri": uri.to_uri(),
         "fields": {
@@ -275,6 +312,8 @@ fn pairing(examples: &Examples) -> Value {
             "a": uri.label,
             "e": uri.expires_at,
         },
+        "k_mac_hex": hex::encode(uri.secret.subkey(pairing::MAC_KEY_LABEL)),
+        "k_sas_hex": hex::encode(uri.secret.subkey(pairing::SAS_KEY_LABEL)),
         "claim": examples.claim,
         "claim_message_hex": hex::encode(examples.claim.signed_bytes()),
         "mac_hex": hex::encode(pairing::claim_mac(&uri.secret, &examples.claim)),
@@ -287,9 +326,20 @@ fn pairing(examples: &Examples) -> Value {
                 .finish()
         ),
         "sas": pairing::sas(&uri.secret, &examples.claim),
-        "totp_secret_hex": hex::encode(crate::totp::totp_secret(&uri.secret, &examples.claim.device_id)),
+        "code_secret_hex": hex::encode(examples.code_secret.0),
+        "code_binding": {
+            "pairing_id": code.pairing_id,
+            "nas_id": code.nas_id,
+            "device_id": code.device_id,
+            "claim_hash": code.claim_hash,
+        },
+        "code_info_hex": hex::encode(code.info()),
+        "code_aad_hex": hex::encode(code.aad()),
+        "code_ikmE_hex": hex::encode(examples.code_ikm_e),
+        "code_secret_sealed": encode_b64(&examples.sealed_code_secret),
+        "code_secret_hash_hex": hex::encode(Digest::of(&examples.sealed_code_secret).0),
         "totp_time": NOW + 15,
-        "totp_code": crate::totp::code_at(&crate::totp::totp_secret(&uri.secret, &examples.claim.device_id), NOW + 15),
+        "totp_code": crate::totp::code_at(&examples.code_secret.0, NOW + 15),
     })
 }
 

@@ -4,7 +4,7 @@
 
 use crate::context::MAX_SEALED;
 use crate::ids::{decode_b64, encode_b64, fixed_bytes, Cid, DeviceId, NasId, PairingId, Sig};
-use crate::signed::{Challenge, Mute, PairClaim, PairConfirm, Unpair, Verdict};
+use crate::signed::{Challenge, Mute, PairAccept, PairClaim, PairConfirm, Unpair, Verdict};
 use crate::Error;
 
 /// Largest request body the relay accepts, bytes.
@@ -25,6 +25,8 @@ pub const MAX_TOPIC: usize = 255;
 pub const MAX_DEVICE_NAME: usize = 64;
 /// Longest platform string, bytes.
 pub const MAX_PLATFORM: usize = 16;
+/// Shortest typed number (number matching), digits: a blind guess of 3 digits wins 1 in 1000.
+pub const MIN_NUMBER: usize = 3;
 /// Longest typed number (number matching), digits.
 pub const MAX_NUMBER: usize = 8;
 /// Most notice ids in one mailbox acknowledgement.
@@ -88,8 +90,12 @@ blob!(
     Sealed, MAX_SEALED, "sealed"
 );
 fixed_bytes!(
-    /// HMAC-SHA256 of a pairing claim under the pairing secret.
+    /// HMAC-SHA256 of a pairing claim under the pairing secret's MAC subkey.
     ClaimMac, 32, "mac"
+);
+fixed_bytes!(
+    /// The offline-code secret sealed to the phone's `Dx`: `enc || ciphertext` (see `totp`).
+    SealedCodeSecret, 80, "code_secret"
 );
 
 /// Which push service a token belongs to.
@@ -205,8 +211,16 @@ impl Validate for ClaimRequest {
     }
 }
 
-/// Field limits of a claim.
+/// Field limits of a claim, and one rule: `D_api` and `D_sig` are different keys, so that the
+/// key that signs every HTTP request (and may sit outside the phone's user-verification gate)
+/// cannot sign approvals.
 pub fn validate_claim(claim: &PairClaim) -> Result<(), Error> {
+    if claim.device_id.0 == claim.sig_key {
+        return Err(Error::Invalid {
+            field: "claim.sig_key",
+            reason: "must differ from device_id (D_sig and D_api are separate keys)",
+        });
+    }
     crate::context::check_text(
         "claim.device_name",
         &claim.device_name,
@@ -229,6 +243,17 @@ pub struct PairingClaimed {
     pub push_handle: PushHandle,
 }
 
+/// `POST /v1/pairings/{pairing_id}/accept` (NAS), and the answer to
+/// `GET /v1/pairings/{pairing_id}/acceptance` (phone): the NAS's commitment to one claim.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PairingAcceptance {
+    pub accept: PairAccept,
+    /// `pair-accept` signature by `N`.
+    pub sig: Sig,
+}
+
 /// `POST /v1/pairings/{pairing_id}/confirm` (NAS), and the answer to
 /// `GET /v1/pairings/{pairing_id}/confirmation` (phone).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -238,6 +263,8 @@ pub struct PairingConfirmation {
     pub confirm: PairConfirm,
     /// `pair-confirm` signature by `N`.
     pub sig: Sig,
+    /// The offline-code secret sealed to the phone; `confirm.code_secret_hash` is its SHA-256.
+    pub code_secret: SealedCodeSecret,
 }
 
 // ---------------------------------------------------------------- challenges
@@ -413,13 +440,12 @@ pub struct SignedVerdict {
 impl Validate for SignedVerdict {
     fn validate(&self) -> Result<(), Error> {
         if let Some(number) = &self.verdict.number {
-            if number.is_empty()
-                || number.len() > MAX_NUMBER
+            if !(MIN_NUMBER..=MAX_NUMBER).contains(&number.len())
                 || !number.bytes().all(|b| b.is_ascii_digit())
             {
                 return Err(Error::Invalid {
                     field: "verdict.number",
-                    reason: "must be 1 to 8 decimal digits, or absent",
+                    reason: "must be 3 to 8 decimal digits, or absent",
                 });
             }
         }
@@ -565,6 +591,13 @@ impl Validate for MailboxAck {
 }
 
 impl Validate for PairingConfirmation {
+    /// Nothing beyond its JSON shape: every field is fixed-length.
+    fn validate(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl Validate for PairingAcceptance {
     /// Nothing beyond its JSON shape: every field is fixed-length.
     fn validate(&self) -> Result<(), Error> {
         Ok(())

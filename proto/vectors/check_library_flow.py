@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from requests_http_signature import HTTPSignatureAuth, algorithms
 
 from check_vectors import (b64u, b64u_encode, check, ed_public, fields_for, hpke_open, hpke_seal, lp,
-                           message, strict_verify, u64, x_public)
+                           message, strict_verify, subkey, u64, x_public)
 import check_vectors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ def start_relay(data_dir):
 def sas(k, claim):
     sas_input = b"approvd/v1/sas\x00" + b"".join(
         lp(b64u(claim[f])) for f in ["nas_id", "device_id", "sig_key", "seal_key"])
-    h = hmac.new(k, sas_input, hashlib.sha256).digest()
+    h = hmac.new(subkey(k, b"sas"), sas_input, hashlib.sha256).digest()
     return "%06d" % (int.from_bytes(h[:8], "big") % 1_000_000)
 
 
@@ -127,7 +127,7 @@ def flow(base_url):
              "device_name": "Python phone", "platform": "android", "claimed_at": now}
     claim_bytes = message("pair-claim", fields_for("pair-claim", claim))
     claimed = expect(phone.request("POST", f"/v1/pairings/{pairing_id}/claim", {
-        "claim": claim, "mac": b64u_encode(hmac.new(k, claim_bytes, hashlib.sha256).digest()),
+        "claim": claim, "mac": b64u_encode(hmac.new(subkey(k, b"claim-mac"), claim_bytes, hashlib.sha256).digest()),
         "sig": b64u_encode(Ed25519PrivateKey.from_private_bytes(phone_sig).sign(claim_bytes))}),
         200, "phone claims the slot")
 
@@ -136,20 +136,44 @@ def flow(base_url):
     if claimed is None or got is None:
         return
     got_bytes = message("pair-claim", fields_for("pair-claim", got["claim"]))
-    check(hmac.compare_digest(hmac.new(k, got_bytes, hashlib.sha256).digest(), b64u(got["mac"])),
+    check(hmac.compare_digest(hmac.new(subkey(k, b"claim-mac"), got_bytes, hashlib.sha256).digest(),
+                              b64u(got["mac"])),
           "NAS: claim MAC verifies under k")
     check(strict_verify(b64u(got["claim"]["sig_key"]), got_bytes, b64u(got["sig"])), "NAS: claim signature")
     check(got["claim"]["nas_id"] == nas.id and got["claim"]["pairing_id"] == pairing_id, "NAS: its slot")
-    check(sas(k, got["claim"]) == sas(k, claim), "both sides show the same SAS")
     push_handle = got["push_handle"]
     check(push_handle == claimed["push_handle"], "NAS and phone hold the same push handle")
+    claim_hash = b64u_encode(hashlib.sha256(got_bytes).digest())
 
-    # Step 5: the NAS confirms; the phone verifies the confirmation under the pinned N.
-    confirm = {"pairing_id": pairing_id, "nas_id": nas.id, "device_id": phone.id,
-               "claim_hash": b64u_encode(hashlib.sha256(got_bytes).digest()), "confirmed_at": now}
+    # The NAS commits to this claim before any code is shown (§5.1 step 4).
+    accept = {"pairing_id": pairing_id, "nas_id": nas.id, "device_id": phone.id, "claim_hash": claim_hash,
+              "accepted_at": now}
+    accept_bytes = message("pair-accept", fields_for("pair-accept", accept))
+    expect(nas.request("POST", f"/v1/pairings/{pairing_id}/accept",
+                       {"accept": accept, "sig": b64u_encode(nas.sign(accept_bytes))}),
+           204, "NAS accepts the claim")
+    acceptance = expect(phone.request("GET", f"/v1/pairings/{pairing_id}/acceptance?wait=5"),
+                        200, "phone fetches the acceptance")
+    if acceptance is None:
+        return
+    seen = message("pair-accept", fields_for("pair-accept", acceptance["accept"]))
+    check(strict_verify(nas.public, seen, b64u(acceptance["sig"])), "phone: acceptance signed by pinned N")
+    check(b64u(acceptance["accept"]["claim_hash"]) == hashlib.sha256(claim_bytes).digest(),
+          "phone: the NAS committed to the claim it sent, so it shows its code")
+    typed = sas(k, claim)  # the user reads the phone's code and types it on the NAS
+    check(hmac.compare_digest(typed, sas(k, got["claim"])), "NAS: the typed code matches")
+
+    # Step 5: a fresh offline-code secret sealed to Dx, its hash signed in pair-confirm.
+    code_secret = secrets.token_bytes(32)
+    info = b"approvd/v1/code-secret-info\x00" + lp(b64u(pairing_id)) + lp(b64u(phone.id))
+    aad = b"approvd/v1/code-secret-aad\x00" + lp(b64u(claim_hash)) + lp(nas.public)
+    sealed_secret = hpke_seal(b64u(got["claim"]["seal_key"]), secrets.token_bytes(32), info, aad, code_secret)
+    confirm = {"pairing_id": pairing_id, "nas_id": nas.id, "device_id": phone.id, "claim_hash": claim_hash,
+               "code_secret_hash": b64u_encode(hashlib.sha256(sealed_secret).digest()), "confirmed_at": now}
     confirm_bytes = message("pair-confirm", fields_for("pair-confirm", confirm))
     expect(nas.request("POST", f"/v1/pairings/{pairing_id}/confirm",
-                       {"confirm": confirm, "sig": b64u_encode(nas.sign(confirm_bytes))}),
+                       {"confirm": confirm, "sig": b64u_encode(nas.sign(confirm_bytes)),
+                        "code_secret": b64u_encode(sealed_secret)}),
            204, "NAS confirms the pairing")
     confirmation = expect(phone.request("GET", f"/v1/pairings/{pairing_id}/confirmation?wait=5"),
                           200, "phone fetches the confirmation")
@@ -159,6 +183,10 @@ def flow(base_url):
     check(strict_verify(nas.public, seen, b64u(confirmation["sig"])), "phone: confirmation signed by pinned N")
     check(b64u(confirmation["confirm"]["claim_hash"]) == hashlib.sha256(claim_bytes).digest(),
           "phone: the confirmation names the claim it sent")
+    got_secret = b64u(confirmation["code_secret"])
+    check(b64u(confirmation["confirm"]["code_secret_hash"]) == hashlib.sha256(got_secret).digest(),
+          "phone: the sealed code secret is the one the NAS signed")
+    check(hpke_open(phone_seal, got_secret, info, aad) == code_secret, "phone: the code secret opens with Dx")
 
     # §8.2: the NAS asks for approval, sealing the context to Dx (§4).
     cid = b64u_encode(secrets.token_bytes(16))
@@ -194,7 +222,7 @@ def flow(base_url):
     # The user types the number shown on the login page and approves.
     verdict = {"cid": cid, "nas_id": nas.id, "device_id": phone.id,
                "challenge_hash": b64u_encode(hashlib.sha256(seen_bytes).digest()), "decision": "approve",
-               "number": "42", "decided_at": int(time.time())}
+               "number": "427", "decided_at": int(time.time())}
     verdict_bytes = message("verdict", fields_for("verdict", verdict))
     expect(phone.request("POST", f"/v1/challenges/{cid}/verdict", {
         "verdict": verdict, "sig": b64u_encode(Ed25519PrivateKey.from_private_bytes(phone_sig).sign(verdict_bytes))}),
@@ -209,7 +237,7 @@ def flow(base_url):
           "NAS: verdict signed by the recorded D_sig")
     check(b64u(answer["verdict"]["challenge_hash"]) == hashlib.sha256(challenge_bytes).digest(),
           "NAS: the verdict answers the challenge it signed")
-    check(answer["verdict"]["decision"] == "approve" and answer["verdict"]["number"] == "42", "NAS: approved, 42")
+    check(answer["verdict"]["decision"] == "approve" and answer["verdict"]["number"] == "427", "NAS: approved, 427")
 
     refusals(nas)
 

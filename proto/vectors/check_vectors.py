@@ -65,9 +65,12 @@ def fields_for(tag, j, context_hash=None):
     if tag == "pair-claim":
         return [b64u(j["pairing_id"]), b64u(j["nas_id"]), b64u(j["device_id"]), b64u(j["sig_key"]),
                 b64u(j["seal_key"]), j["device_name"].encode(), j["platform"].encode(), u64(j["claimed_at"])]
+    if tag == "pair-accept":
+        return [b64u(j["pairing_id"]), b64u(j["nas_id"]), b64u(j["device_id"]), b64u(j["claim_hash"]),
+                u64(j["accepted_at"])]
     if tag == "pair-confirm":
         return [b64u(j["pairing_id"]), b64u(j["nas_id"]), b64u(j["device_id"]), b64u(j["claim_hash"]),
-                u64(j["confirmed_at"])]
+                b64u(j["code_secret_hash"]), u64(j["confirmed_at"])]
     if tag == "challenge":
         return [b64u(j["cid"]), b64u(j["nas_id"]), b64u(j["device_id"]), u64(j["created"]), u64(j["expires"]),
                 bytes([1 if j["number_matching"] else 0]), context_hash]
@@ -202,6 +205,7 @@ def check_signed_messages():
         check(strict_verify(ed_public(signer), built, sig), f"{tag}: verifies")
     by_tag = {m["tag"]: m for m in data["messages"]}
     claim_hash = hashlib.sha256(bytes.fromhex(by_tag["pair-claim"]["message_hex"])).digest()
+    check(b64u(by_tag["pair-accept"]["fields"]["claim_hash"]) == claim_hash, "accept commits to the claim")
     check(b64u(by_tag["pair-confirm"]["fields"]["claim_hash"]) == claim_hash, "confirm binds the claim")
     challenge_hash = hashlib.sha256(bytes.fromhex(by_tag["challenge"]["message_hex"])).digest()
     check(b64u(by_tag["verdict"]["fields"]["challenge_hash"]) == challenge_hash, "verdict binds the challenge")
@@ -223,19 +227,39 @@ def check_pairing():
     claim_bytes = message("pair-claim", fields_for("pair-claim", claim))
     check(claim_bytes.hex() == data["claim_message_hex"], "claim bytes")
     k = bytes.fromhex(fields["k_hex"])
-    mac = hmac.new(k, claim_bytes, hashlib.sha256).digest()
-    check(mac.hex() == data["mac_hex"], "claim MAC")
+    k_mac, k_sas = subkey(k, b"claim-mac"), subkey(k, b"sas")
+    check(k_mac.hex() == data["k_mac_hex"] and k_sas.hex() == data["k_sas_hex"], "subkeys of k (HKDF)")
+    mac = hmac.new(k_mac, claim_bytes, hashlib.sha256).digest()
+    check(mac.hex() == data["mac_hex"], "claim MAC under k_mac")
     sas_input = b"approvd/v1/sas\x00" + b"".join(
         lp(b64u(claim[f])) for f in ["nas_id", "device_id", "sig_key", "seal_key"])
     check(sas_input.hex() == data["sas_input_hex"], "SAS input")
-    h = hmac.new(k, sas_input, hashlib.sha256).digest()
-    check("%06d" % (int.from_bytes(h[:8], "big") % 1_000_000) == data["sas"], "SAS")
-    totp_secret = hkdf_expand(hkdf_extract(b"approvd/v1/totp", k), b64u(claim["device_id"]), 32)
-    check(totp_secret.hex() == data["totp_secret_hex"], "TOTP secret (HKDF)")
-    mac = hmac.new(totp_secret, struct.pack(">Q", data["totp_time"] // 30), hashlib.sha256).digest()
+    h = hmac.new(k_sas, sas_input, hashlib.sha256).digest()
+    check("%06d" % (int.from_bytes(h[:8], "big") % 1_000_000) == data["sas"], "SAS under k_sas")
+    # The offline-code secret: random, sealed to Dx, bound to the claim (PROTOCOL.md §5.5).
+    b = data["code_binding"]
+    check(b64u(b["claim_hash"]) == hashlib.sha256(claim_bytes).digest(), "code secret bound to the claim")
+    info = b"approvd/v1/code-secret-info\x00" + lp(b64u(b["pairing_id"])) + lp(b64u(b["device_id"]))
+    aad = b"approvd/v1/code-secret-aad\x00" + lp(b64u(b["claim_hash"])) + lp(b64u(b["nas_id"]))
+    check(info.hex() == data["code_info_hex"] and aad.hex() == data["code_aad_hex"], "code secret info, aad")
+    dx = seed("device Dx")
+    sealed = b64u(data["code_secret_sealed"])
+    secret = hpke_open(dx, sealed, info, aad)
+    check(secret.hex() == data["code_secret_hex"] and len(sealed) == 80, "code secret opens with Dx")
+    check(hpke_seal(x_public(dx), bytes.fromhex(data["code_ikmE_hex"]), info, aad, secret) == sealed,
+          "re-sealing the code secret with code_ikmE reproduces it")
+    check(hashlib.sha256(sealed).hexdigest() == data["code_secret_hash_hex"], "code secret hash")
+    confirm = {m["tag"]: m for m in json.loads((DIR / "signed-messages.json").read_text())["messages"]}["pair-confirm"]
+    check(b64u(confirm["fields"]["code_secret_hash"]).hex() == data["code_secret_hash_hex"],
+          "pair-confirm signs the sealed code secret's hash")
+    mac = hmac.new(secret, struct.pack(">Q", data["totp_time"] // 30), hashlib.sha256).digest()
     offset = mac[-1] & 0x0F
     code = (int.from_bytes(mac[offset:offset + 4], "big") & 0x7FFFFFFF) % 1_000_000
     check("%06d" % code == data["totp_code"], "TOTP code (RFC 6238, HMAC-SHA256)")
+
+
+def subkey(k, label):
+    return hkdf_expand(hkdf_extract(b"approvd/v1/pairing", k), label, 32)
 
 
 def check_context():

@@ -213,8 +213,18 @@ pub fn shared_handle_keys(dir: &TempDir) -> String {
     path.display().to_string()
 }
 
-/// A login context for tests.
+/// A context for tests of the relay's behaviour: an action approval, which (unlike a sign-in)
+/// may go without number matching. [`login`] is a sign-in.
 pub fn context(user: &str) -> LoginContext {
+    LoginContext {
+        kind: LoginKind::Action,
+        action: Some(format!("Approve the test request of {user}")),
+        ..login(user)
+    }
+}
+
+/// A sign-in context for tests (number matching required).
+pub fn login(user: &str) -> LoginContext {
     LoginContext {
         user: user.to_owned(),
         service: "DSM".to_owned(),
@@ -223,6 +233,7 @@ pub fn context(user: &str) -> LoginContext {
         user_agent: Some("Mozilla/5.0 (test)".to_owned()),
         location: Some("Lisbon, PT".to_owned()),
         kind: LoginKind::Login,
+        action: None,
         time: approvd_client::transport::unix_now(),
     }
 }
@@ -259,7 +270,7 @@ pub async fn pair(nas: &Nas, name: &str, push: Option<PushRegistration>) -> (Pho
         .start_pairing("test-nas", Duration::from_secs(120))
         .await
         .expect("start pairing");
-    let (phone, phone_sas) = Phone::enroll(&uri, name, "ios", push)
+    let mut phone = Phone::enroll(&uri, name, "ios", push)
         .await
         .expect("enroll");
     let verified = nas
@@ -267,8 +278,17 @@ pub async fn pair(nas: &Nas, name: &str, push: Option<PushRegistration>) -> (Pho
         .await
         .expect("claim poll")
         .expect("claim arrived");
-    assert_eq!(verified.sas, phone_sas, "both screens show the same SAS");
-    let device = nas.confirm(&verified).await.expect("confirm");
+    let code = phone
+        .wait_for_acceptance(Duration::from_secs(5))
+        .await
+        .expect("acceptance poll")
+        .expect("the NAS accepted this claim");
+    assert_eq!(
+        verified.code(),
+        code,
+        "the NAS expects the code the phone shows"
+    );
+    let (device, _code_secret) = nas.confirm(&verified, &code).await.expect("confirm");
     assert!(
         phone
             .wait_for_confirmation(Duration::from_secs(5))

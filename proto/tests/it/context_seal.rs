@@ -158,6 +158,7 @@ fn a_sealed_blob_that_is_not_a_context_is_refused() {
         user_agent: None,
         location: None,
         kind: LoginKind::Action,
+        action: Some("Delete the shared folder `photos`".into()),
         time: 0,
     };
     let sealed = context::seal(&wrong, &binding, &recipient).expect("seals");
@@ -170,4 +171,46 @@ fn a_sealed_blob_that_is_not_a_context_is_refused() {
             ..
         })
     ));
+}
+
+#[test]
+fn an_action_must_say_which_and_only_an_action_may() {
+    let (examples, context, binding) = example();
+    let recipient = examples.keys.device_seal.public_key();
+    let unnamed = LoginContext {
+        kind: LoginKind::Action,
+        action: None,
+        ..context.clone()
+    };
+    assert!(matches!(
+        context::seal(&unnamed, &binding, &recipient),
+        Err(Error::Invalid {
+            field: "action",
+            ..
+        })
+    ));
+    let login_with_action = LoginContext {
+        action: Some("Delete everything".into()),
+        ..context.clone()
+    };
+    assert!(matches!(
+        context::seal(&login_with_action, &binding, &recipient),
+        Err(Error::Invalid {
+            field: "action",
+            ..
+        })
+    ));
+    let named = LoginContext {
+        kind: LoginKind::Action,
+        action: Some("Delete the shared folder `photos`".into()),
+        ..context.clone()
+    };
+    let sealed = context::seal(&named, &binding, &recipient).expect("seals");
+    let opened = context::open(&sealed, &binding, &examples.keys.device_seal).expect("opens");
+    assert_eq!(
+        opened.action.as_deref(),
+        Some("Delete the shared folder `photos`")
+    );
+    assert!(!opened.requires_number_matching());
+    assert!(context.requires_number_matching());
 }

@@ -110,6 +110,29 @@ fn duplicate_unknown_and_bad_parameters_are_refused() {
             "{relay}"
         );
     }
+    for relay in [
+        "http%3A%2F%2Frelay.example.com",
+        "http%3A%2F%2F192.168.1.5%3A8080",
+        "http%3A%2F%2F127.0.0.1.example.com",
+        "http%3A%2F%2F%5B2001%3Adb8%3A%3A1%5D",
+    ] {
+        assert_eq!(
+            PairingUri::parse(&with_param("r", Some(relay)), NOW),
+            Err(Error::Uri(UriError::PlainHttp)),
+            "{relay}: plain http only to this machine"
+        );
+    }
+    for relay in [
+        "http%3A%2F%2F127.0.0.1%3A8080",
+        "http%3A%2F%2Flocalhost",
+        "http%3A%2F%2F%5B%3A%3A1%5D%3A8080",
+        "https%3A%2F%2F192.168.1.5%3A8443",
+    ] {
+        assert!(
+            PairingUri::parse(&with_param("r", Some(relay)), NOW).is_ok(),
+            "{relay}"
+        );
+    }
     let long = format!("{text}&{}", "a".repeat(1100));
     assert_eq!(
         PairingUri::parse(&long, NOW),

@@ -22,6 +22,7 @@ fn signed_examples() -> Vec<(Tag, Vec<u8>, PublicKey, Sig)> {
     }
     vec![
         one(&examples.claim, &keys.device_sig),
+        one(&examples.accept, &keys.nas),
         one(&examples.confirm, &keys.nas),
         one(&examples.challenge, &keys.nas),
         one(&examples.verdict, &keys.device_sig),

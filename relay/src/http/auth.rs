@@ -296,9 +296,6 @@ async fn authenticate<R: Role>(
     payload: Payload,
 ) -> Result<(PublicKey, Vec<u8>), ApiError> {
     let ip = client_ip(state, request);
-    if let Some(ip) = ip {
-        access::check_ip(&state.deps, ip).await?;
-    }
     let limit = approvd_proto::wire::MAX_BODY;
     let declared = request
         .headers()
@@ -327,7 +324,11 @@ async fn authenticate<R: Role>(
                 .auth_failures
                 .with_label_values(&[failure.reason()])
                 .inc();
+            // Failures count against the source address, and past its budget they are answered
+            // 429. A request that verifies is never refused for what others behind the same
+            // address (a carrier NAT, an office) did: its own key's budget applies instead.
             if let Some(ip) = ip {
+                access::check_ip(&state.deps, ip).await?;
                 access::record_failure(&state.deps, ip).await?;
             }
             return Err(failure.into());

@@ -36,6 +36,8 @@ impl Modify for HttpSignatures {
         pairings::create_pairing,
         pairings::claim_pairing,
         pairings::get_claim,
+        pairings::accept_pairing,
+        pairings::get_acceptance,
         pairings::confirm_pairing,
         pairings::get_confirmation,
         challenges::create_challenge,
@@ -69,6 +71,7 @@ fn bounds() -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)
     use approvd_proto::pairing::MAX_PAIRING_TTL;
     use approvd_proto::wire::{
         MAX_ACK, MAX_DEVICE_NAME, MAX_NUMBER, MAX_PLATFORM, MAX_PUSH_TOKEN, MAX_TARGETS, MAX_TOPIC,
+        MIN_NUMBER,
     };
     use serde_json::json;
     let printable = json!("^[\\x21-\\x7e]+$");
@@ -113,7 +116,7 @@ fn bounds() -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)
             "Verdict",
             "number",
             "pattern",
-            json!(format!("^[0-9]{{1,{MAX_NUMBER}}}$")),
+            json!(format!("^[0-9]{{{MIN_NUMBER},{MAX_NUMBER}}}$")),
         ),
     ]
 }

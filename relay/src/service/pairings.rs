@@ -1,19 +1,20 @@
 //! Pairing: the NAS registers a slot, the phone claims it, the NAS waits for the claim and
-//! confirms, the phone waits for the confirmation. The relay checks what it can (caller keys,
+//! accepts it (its commitment, before any code is shown), then confirms once the user typed the
+//! phone's code; the phone waits for the acceptance and then the confirmation. The relay checks what it can (caller keys,
 //! the claim's signature, slot ownership, single use, expiry) and mints the pairing's handle;
 //! the MAC under the pairing secret is checked by the NAS, which alone knows the secret.
 
 use std::time::Duration;
 
 use approvd_proto::wire::{
-    ClaimRequest, CreatePairingRequest, HandleIssued, PairingClaimed, PairingConfirmation,
-    PairingCreated,
+    ClaimRequest, CreatePairingRequest, HandleIssued, PairingAcceptance, PairingClaimed,
+    PairingConfirmation, PairingCreated,
 };
-use approvd_proto::{DeviceId, NasId, PairingId, SignedMessage as _};
+use approvd_proto::{DeviceId, Digest, NasId, PairClaim, PairingId, SignedMessage as _};
 
 use super::{check_signature, Deps, Error};
 use crate::handle::HandleContents;
-use crate::store::{ClaimOutcome, ConfirmOutcome, PairingSlot, PairingState, Topic};
+use crate::store::{ClaimOutcome, PairingSlot, PairingState, PairingStep, StepOutcome, Topic};
 
 /// Slots are kept this long past their expiry so late pollers learn "expired", not "unknown".
 const PAIRING_GRACE: Duration = Duration::from_secs(60);
@@ -124,41 +125,99 @@ pub async fn await_claim(
     .await
 }
 
-/// The slot's owner confirms the device that claimed it.
+/// The slot's owner accepts the claim it will confirm (PROTOCOL.md §5.1 step 4).
+pub async fn accept(
+    deps: &Deps,
+    nas_id: NasId,
+    id: PairingId,
+    request: &PairingAcceptance,
+) -> Result<(), Error> {
+    let accept = &request.accept;
+    let claim = owned_claim(deps, nas_id, id, accept.pairing_id, accept.nas_id).await?;
+    if accept.device_id != claim.device_id || accept.claim_hash != claim.hash() {
+        return Err(Error::field(
+            "accept.claim_hash",
+            "must be the hash of the claim stored for this slot (and device_id its device)",
+        ));
+    }
+    check_signature(accept, &nas_id.0, &request.sig, "sig", "the caller's key")?;
+    let step = PairingStep::Accept(request.clone());
+    match deps.store.advance_pairing(&id, &step).await? {
+        StepOutcome::Stored => Ok(()),
+        StepOutcome::AlreadyDone => Err(Error::Conflict(
+            "this slot's claim is accepted already; the first acceptance stands",
+        )),
+        StepOutcome::NotReady => Err(Error::Conflict(NOT_CLAIMED)),
+        StepOutcome::Missing => Err(Error::NotFound("pairing")),
+    }
+}
+
+/// The slot's owner confirms the device whose claim it accepted.
 pub async fn confirm(
     deps: &Deps,
     nas_id: NasId,
     id: PairingId,
     request: &PairingConfirmation,
 ) -> Result<(), Error> {
-    let pairing = live_slot(deps, &id).await?;
-    if pairing.slot.nas_id != nas_id {
-        return Err(Error::NotOwner("this pairing slot belongs to another NAS"));
-    }
-    let not_claimed = Error::Conflict("nothing to confirm: the slot has not been claimed yet");
-    let claimed = pairing.claimed.ok_or(not_claimed)?;
     let confirm = &request.confirm;
-    if confirm.pairing_id != id || confirm.nas_id != nas_id {
-        return Err(Error::field(
-            "confirm",
-            "pairing_id and nas_id must name this slot and its NAS",
-        ));
-    }
-    if confirm.device_id != claimed.claim.device_id || confirm.claim_hash != claimed.claim.hash() {
+    let claim = owned_claim(deps, nas_id, id, confirm.pairing_id, confirm.nas_id).await?;
+    if confirm.device_id != claim.device_id || confirm.claim_hash != claim.hash() {
         return Err(Error::field(
             "confirm.claim_hash",
             "must be the hash of the claim stored for this slot (and device_id its device)",
         ));
     }
-    check_signature(confirm, &nas_id.0, &request.sig, "sig", "the caller's key")?;
-    match deps.store.confirm_pairing(&id, request).await? {
-        ConfirmOutcome::Stored => Ok(()),
-        ConfirmOutcome::AlreadyConfirmed => Err(Error::AlreadyConfirmed),
-        ConfirmOutcome::NotClaimed => Err(Error::Conflict(
-            "nothing to confirm: the slot has not been claimed yet",
-        )),
-        ConfirmOutcome::Missing => Err(Error::NotFound("pairing")),
+    if confirm.code_secret_hash != Digest::of(&request.code_secret.0) {
+        return Err(Error::field(
+            "confirm.code_secret_hash",
+            "must be the SHA-256 of `code_secret`",
+        ));
     }
+    check_signature(confirm, &nas_id.0, &request.sig, "sig", "the caller's key")?;
+    let step = PairingStep::Confirm(request.clone());
+    match deps.store.advance_pairing(&id, &step).await? {
+        StepOutcome::Stored => Ok(()),
+        StepOutcome::AlreadyDone => Err(Error::AlreadyConfirmed),
+        StepOutcome::NotReady => Err(Error::Conflict(
+            "nothing to confirm: accept the claim first (POST .../accept), then show the code",
+        )),
+        StepOutcome::Missing => Err(Error::NotFound("pairing")),
+    }
+}
+
+const NOT_CLAIMED: &str = "nothing to accept or confirm: the slot has not been claimed yet";
+
+/// The claim stored in `nas_id`'s live slot `id`, after checking that the message names this
+/// slot and its NAS.
+async fn owned_claim(
+    deps: &Deps,
+    nas_id: NasId,
+    id: PairingId,
+    named_slot: PairingId,
+    named_nas: NasId,
+) -> Result<PairClaim, Error> {
+    let pairing = live_slot(deps, &id).await?;
+    if pairing.slot.nas_id != nas_id {
+        return Err(Error::NotOwner("this pairing slot belongs to another NAS"));
+    }
+    let claimed = pairing.claimed.ok_or(Error::Conflict(NOT_CLAIMED))?;
+    if named_slot != id || named_nas != nas_id {
+        return Err(Error::field(
+            "pairing_id",
+            "pairing_id and nas_id must name this slot and its NAS",
+        ));
+    }
+    Ok(claimed.claim)
+}
+
+/// The device that claimed the slot waits up to `wait` for the NAS's acceptance.
+pub async fn await_acceptance(
+    deps: &Deps,
+    device_id: DeviceId,
+    id: PairingId,
+    wait: Duration,
+) -> Result<Option<PairingAcceptance>, Error> {
+    await_nas_step(deps, device_id, id, wait, |pairing| pairing.acceptance).await
 }
 
 /// The device that claimed the slot waits up to `wait` for the NAS's confirmation.
@@ -168,6 +227,17 @@ pub async fn await_confirmation(
     id: PairingId,
     wait: Duration,
 ) -> Result<Option<PairingConfirmation>, Error> {
+    await_nas_step(deps, device_id, id, wait, |pairing| pairing.confirmation).await
+}
+
+/// The claimant long-polls for what `step` picks out of the slot.
+async fn await_nas_step<T>(
+    deps: &Deps,
+    device_id: DeviceId,
+    id: PairingId,
+    wait: Duration,
+    step: fn(PairingState) -> Option<T>,
+) -> Result<Option<T>, Error> {
     let first = live_slot(deps, &id).await?;
     let claimant = first
         .claimed
@@ -180,7 +250,7 @@ pub async fn await_confirmation(
     }
     let wait = wait.min(until_expiry(deps, &first));
     deps.long_poll(Topic::Pairing(id), wait, || async {
-        Ok(live_slot(deps, &id).await?.confirmation)
+        Ok(step(live_slot(deps, &id).await?))
     })
     .await
 }
@@ -190,8 +260,8 @@ mod tests {
     use super::*;
     use crate::service::testing::deps;
     use approvd_proto::ids::{Digest, PublicKey};
-    use approvd_proto::wire::ClaimMac;
-    use approvd_proto::{PairClaim, PairConfirm, SealKey};
+    use approvd_proto::wire::{ClaimMac, SealedCodeSecret};
+    use approvd_proto::{PairAccept, PairClaim, PairConfirm, SealKey};
     use ed25519_dalek::SigningKey;
 
     const NOW: u64 = 1_800_000_000;
@@ -255,26 +325,70 @@ mod tests {
             .expect("claimed");
         assert_eq!(claimed.claim, request.claim);
 
-        let mut confirm = PairConfirm {
+        let sealed = SealedCodeSecret([5; 80]);
+        let confirm = PairConfirm {
+            pairing_id: id,
+            nas_id,
+            device_id: phone_id,
+            claim_hash: request.claim.hash(),
+            code_secret_hash: Digest::of(&sealed.0),
+            confirmed_at: NOW,
+        };
+        let right = PairingConfirmation {
+            sig: confirm.sign(&nas_key),
+            confirm: confirm.clone(),
+            code_secret: sealed,
+        };
+        assert!(
+            matches!(
+                super::confirm(&deps, nas_id, id, &right).await,
+                Err(Error::Conflict(_))
+            ),
+            "no confirmation before the NAS accepted the claim"
+        );
+        let mut accept = PairAccept {
             pairing_id: id,
             nas_id,
             device_id: phone_id,
             claim_hash: Digest([0; 32]),
-            confirmed_at: NOW,
+            accepted_at: NOW,
         };
-        let wrong = PairingConfirmation {
-            sig: confirm.sign(&nas_key),
-            confirm: confirm.clone(),
+        let wrong = PairingAcceptance {
+            sig: accept.sign(&nas_key),
+            accept: accept.clone(),
         };
-        match super::confirm(&deps, nas_id, id, &wrong).await {
-            Err(Error::InvalidField { field, .. }) => assert_eq!(field, "confirm.claim_hash"),
+        match super::accept(&deps, nas_id, id, &wrong).await {
+            Err(Error::InvalidField { field, .. }) => assert_eq!(field, "accept.claim_hash"),
             other => panic!("expected the claim hash refused, got {other:?}"),
         }
-        confirm.claim_hash = request.claim.hash();
-        let right = PairingConfirmation {
-            sig: confirm.sign(&nas_key),
-            confirm,
+        accept.claim_hash = request.claim.hash();
+        let acceptance = PairingAcceptance {
+            sig: accept.sign(&nas_key),
+            accept,
         };
+        super::accept(&deps, nas_id, id, &acceptance)
+            .await
+            .expect("accepted");
+        assert!(matches!(
+            super::accept(&deps, nas_id, id, &acceptance).await,
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(
+            await_acceptance(&deps, phone_id, id, Duration::ZERO)
+                .await
+                .expect("poll"),
+            Some(acceptance)
+        );
+        let tampered = PairingConfirmation {
+            code_secret: SealedCodeSecret([6; 80]),
+            ..right.clone()
+        };
+        match super::confirm(&deps, nas_id, id, &tampered).await {
+            Err(Error::InvalidField { field, .. }) => {
+                assert_eq!(field, "confirm.code_secret_hash")
+            }
+            other => panic!("expected the sealed secret's hash refused, got {other:?}"),
+        }
         super::confirm(&deps, nas_id, id, &right)
             .await
             .expect("confirmed");

@@ -8,15 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use approvd_proto::wire::{
-    InboxEntry, MailboxEntry, Notice, PairingClaimed, PairingConfirmation, SignedVerdict,
-    TargetDelivery,
+    InboxEntry, MailboxEntry, Notice, PairingClaimed, SignedVerdict, TargetDelivery,
 };
 use approvd_proto::{Cid, DeviceId, NasId, PairingId};
 use tokio::time::Instant;
 
 use super::{
-    gcra, Bucket, CancelOutcome, ChallengeState, ClaimOutcome, ConfirmOutcome, CreateOutcome,
-    DecideOutcome, Nonce, Notifier, PairingSlot, PairingState, Rate, RateDecision, Store,
+    gcra, Bucket, CancelOutcome, ChallengeState, ClaimOutcome, CreateOutcome, DecideOutcome, Nonce,
+    Notifier, PairingSlot, PairingState, PairingStep, Rate, RateDecision, StepOutcome, Store,
     StoreError, StoredChallenge, Topic, Watch, MAILBOX_CAP,
 };
 
@@ -195,6 +194,7 @@ impl Store for MemoryStore {
             let pairing = PairingState {
                 slot: slot.clone(),
                 claimed: None,
+                acceptance: None,
                 confirmation: None,
             };
             state
@@ -235,25 +235,37 @@ impl Store for MemoryStore {
         Ok(outcome)
     }
 
-    async fn confirm_pairing(
+    async fn advance_pairing(
         &self,
         pairing_id: &PairingId,
-        confirmation: &PairingConfirmation,
-    ) -> Result<ConfirmOutcome, StoreError> {
+        step: &PairingStep,
+    ) -> Result<StepOutcome, StoreError> {
         let outcome = self.with(|state, now| {
-            match state.pairings.get_mut(pairing_id).filter(|p| p.live(now)) {
-                None => ConfirmOutcome::Missing,
-                Some(pairing) if pairing.value.claimed.is_none() => ConfirmOutcome::NotClaimed,
-                Some(pairing) if pairing.value.confirmation.is_some() => {
-                    ConfirmOutcome::AlreadyConfirmed
+            let Some(pairing) = state.pairings.get_mut(pairing_id).filter(|p| p.live(now)) else {
+                return StepOutcome::Missing;
+            };
+            let pairing = &mut pairing.value;
+            let (ready, done) = match step {
+                PairingStep::Accept(_) => (pairing.claimed.is_some(), pairing.acceptance.is_some()),
+                PairingStep::Confirm(_) => {
+                    (pairing.acceptance.is_some(), pairing.confirmation.is_some())
                 }
-                Some(pairing) => {
-                    pairing.value.confirmation = Some(confirmation.clone());
-                    ConfirmOutcome::Stored
+            };
+            if !ready {
+                return StepOutcome::NotReady;
+            }
+            if done {
+                return StepOutcome::AlreadyDone;
+            }
+            match step {
+                PairingStep::Accept(acceptance) => pairing.acceptance = Some(acceptance.clone()),
+                PairingStep::Confirm(confirmation) => {
+                    pairing.confirmation = Some(confirmation.clone())
                 }
             }
+            StepOutcome::Stored
         });
-        if outcome == ConfirmOutcome::Stored {
+        if outcome == StepOutcome::Stored {
             self.notifier.notify(&Topic::Pairing(*pairing_id));
         }
         Ok(outcome)

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use approvd_proto::ids::{Digest, PublicKey, Sig};
 use approvd_proto::wire::{
-    InboxEntry, MailboxEntry, Notice, PairingClaimed, PairingConfirmation, Sealed, SignedVerdict,
-    TargetDelivery,
+    InboxEntry, MailboxEntry, Notice, PairingAcceptance, PairingClaimed, PairingConfirmation,
+    Sealed, SignedVerdict, TargetDelivery,
 };
 use approvd_proto::{Cid, DeviceId, NasId, PairingId};
 
@@ -63,6 +63,7 @@ pub struct PairingSlot {
 pub struct PairingState {
     pub slot: PairingSlot,
     pub claimed: Option<PairingClaimed>,
+    pub acceptance: Option<PairingAcceptance>,
     pub confirmation: Option<PairingConfirmation>,
 }
 
@@ -74,12 +75,22 @@ pub enum ClaimOutcome {
     Missing,
 }
 
-/// Outcome of [`Store::confirm_pairing`].
+/// What a slot's NAS adds after the claim, in this order: its acceptance of one claim (before
+/// any code is shown), then its confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairingStep {
+    Accept(PairingAcceptance),
+    Confirm(PairingConfirmation),
+}
+
+/// Outcome of [`Store::advance_pairing`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfirmOutcome {
+pub enum StepOutcome {
     Stored,
-    AlreadyConfirmed,
-    NotClaimed,
+    /// This step was stored before (first one wins).
+    AlreadyDone,
+    /// The step before it is missing (no claim to accept, no acceptance to confirm).
+    NotReady,
     Missing,
 }
 
@@ -201,12 +212,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         pairing_id: &PairingId,
         claimed: &PairingClaimed,
     ) -> Result<ClaimOutcome, StoreError>;
-    /// Store the confirmation of a claimed slot; notifies [`Topic::Pairing`].
-    async fn confirm_pairing(
+    /// Store the acceptance of a claimed slot, or the confirmation of an accepted one, once
+    /// each; notifies [`Topic::Pairing`].
+    async fn advance_pairing(
         &self,
         pairing_id: &PairingId,
-        confirmation: &PairingConfirmation,
-    ) -> Result<ConfirmOutcome, StoreError>;
+        step: &PairingStep,
+    ) -> Result<StepOutcome, StoreError>;
 
     /// Store a challenge and an inbox entry for each target with `in_inbox`, all living `ttl`;
     /// notifies each such target's [`Topic::Inbox`]. Returns the existing challenge if the

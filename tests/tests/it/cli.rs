@@ -88,34 +88,36 @@ fn the_readme_quickstart_works_as_written() {
     let mut pair_out = BufReader::new(pair.stdout.take().expect("stdout"));
     let uri = read_until(&mut pair_out, |line| line.starts_with("approvd://pair?"));
     assert!(readme().contains("approvd phone enroll 'approvd://pair?v=1&r=...'"));
-    let enroll = Command::new(approvd_binary())
+    let mut enroll = Command::new(approvd_binary())
         .args(["phone", "enroll", &uri])
         .current_dir(&dir.0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn enroll");
-    let code_line = read_until(&mut pair_out, |line| line.starts_with("Security code:"));
+    let mut enroll_out = BufReader::new(enroll.stdout.take().expect("stdout"));
+    read_until(&mut pair_out, |line| line.contains("wants to pair"));
+    let code_line = read_until(&mut enroll_out, |line| line.starts_with("Security code:"));
+    let phone_code = code_line
+        .split_whitespace()
+        .nth(2)
+        .expect("code")
+        .to_owned();
+    assert_eq!(phone_code.len(), 6, "{code_line}");
     pair.stdin
         .take()
         .expect("stdin")
-        .write_all(b"y\n")
-        .expect("answer y");
-    assert!(pair.wait().expect("pair").success());
-    let enrolled = enroll.wait_with_output().expect("enroll");
-    let enroll_text = text(&enrolled);
-    assert!(enrolled.status.success(), "{enroll_text}");
-    let nas_code = code_line.split_whitespace().nth(2).expect("code");
-    assert!(
-        enroll_text.contains(&format!("Security code: {nas_code}")),
-        "same code on both: {enroll_text}"
-    );
-    assert!(enroll_text.contains("NAS signature verified"));
-
+        .write_all(format!("{phone_code}\n").as_bytes())
+        .expect("type the phone's code on the NAS");
+    let paired = pair.wait_with_output().expect("pair");
+    assert!(paired.status.success(), "{}", text(&paired));
+    let paired_line = read_until(&mut enroll_out, |line| line.starts_with("paired with"));
+    assert!(paired_line.contains("NAS signature verified"));
+    assert!(enroll.wait().expect("enroll").success());
     let mut request = spawn(
         &dir,
         &args(
-            "approvd nas request --user alice --ip 203.0.113.7 --number-matching",
+            "approvd nas request --user alice --ip 203.0.113.7",
             &relay.url,
         ),
     );
@@ -141,9 +143,9 @@ fn the_readme_quickstart_works_as_written() {
         "{inbox_text}"
     );
 
-    let approve_args = args("approvd phone approve <cid> --number <NN>", &relay.url)
+    let approve_args = args("approvd phone approve <cid> --number <NNN>", &relay.url)
         .into_iter()
-        .map(|arg| arg.replace("<cid>", &cid).replace("<NN>", &number))
+        .map(|arg| arg.replace("<cid>", &cid).replace("<NNN>", &number))
         .collect::<Vec<_>>();
     let approve = run(&dir, &approve_args);
     assert!(approve.status.success(), "{}", text(&approve));
@@ -157,7 +159,8 @@ fn the_readme_quickstart_works_as_written() {
     );
     assert!(readme().contains("APPROVED by approvd phone (signature verified)"));
 
-    // A denial exits 1; a wrong number is refused by the NAS even though the relay accepts it.
+    // A denial exits 1; so does an approval with the wrong number, which the NAS counts as a
+    // denial even though the relay accepts it.
     let mut denied = spawn(
         &dir,
         &[
@@ -198,7 +201,7 @@ fn the_readme_quickstart_works_as_written() {
         .next()
         .expect("n")
         .to_owned();
-    let wrong_number = if number == "10" { "11" } else { "10" };
+    let wrong_number = if number == "100" { "101" } else { "100" };
     assert!(run(
         &dir,
         &[
@@ -211,11 +214,15 @@ fn the_readme_quickstart_works_as_written() {
     )
     .status
     .success());
+    let wrong_exit = wrong.wait().expect("request").code();
+    let mut wrong_rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut wrong_out, &mut wrong_rest);
     assert_eq!(
-        wrong.wait().expect("request").code(),
-        Some(3),
-        "an approval with the wrong number is INVALID"
+        wrong_exit,
+        Some(1),
+        "an approval with the wrong number is a denial: {wrong_rest}"
     );
+    assert!(wrong_rest.contains("wrong number"), "{wrong_rest}");
 
     // Offline codes work once.
     let otp = run(&dir, &["phone".into(), "otp".into()]);
@@ -294,7 +301,7 @@ fn the_demo_verifies_everything_and_exits_0() {
     let shown = text(&output);
     assert!(output.status.success(), "{shown}");
     for expected in [
-        "security codes match",
+        "the phone's code typed and matched",
         "APPROVED by Alice's iPhone",
         "already decided",
         "INVALID to the NAS",

@@ -128,8 +128,11 @@ async fn first_answer_wins_when_two_phones_answer_at_once() {
         "100000",
     ]);
     let nas = relay.nas();
-    let (phone_a, device_a) = pair(&nas, "a", None).await;
-    let (phone_b, device_b) = pair(&nas, "b", None).await;
+    let (mut phone_a, device_a) = pair(&nas, "a", None).await;
+    let (mut phone_b, device_b) = pair(&nas, "b", None).await;
+    // A hundred prompts in a minute is what the phone's prompt limit exists to stop.
+    phone_a.set_prompt_limit(usize::MAX);
+    phone_b.set_prompt_limit(usize::MAX);
     let devices = [device_a.clone(), device_b.clone()];
     for iteration in 0..100 {
         let sent = nas

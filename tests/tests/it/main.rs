@@ -8,6 +8,7 @@ mod flow;
 mod fuzz_http;
 mod hardening;
 mod lifecycle;
+mod protocol_revision;
 mod push;
 mod push_fcm;
 mod replicas;

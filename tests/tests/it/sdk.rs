@@ -120,7 +120,7 @@ async fn a_claim_whose_mac_fails_is_refused_by_the_nas() {
     // Someone who saw the slot id but not the QR code's secret claims it.
     let mut guessed = uri.clone();
     guessed.secret = approvd_proto::pairing::PairingSecret([9; 32]);
-    let (_impostor, _sas) = Phone::enroll(&guessed, "impostor", "ios", None)
+    let _impostor = Phone::enroll(&guessed, "impostor", "ios", None)
         .await
         .expect("the relay cannot tell");
     let error = nas

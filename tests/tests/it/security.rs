@@ -161,20 +161,22 @@ async fn forged_and_tampered_verdicts_are_refused_by_relay_and_nas() {
         ),
         "relay-signed"
     );
-    let wrong_number = phone.answer(&received, Decision::Approve, Some("00"));
-    assert!(
-        matches!(
-            nas.judge(&sent, &devices, &wrong_number, now),
-            Outcome::Invalid { .. }
-        ),
+    // An approval with another number (or none) is a deny that counts toward the lockout, never
+    // an approval.
+    let wrong_number = phone.answer(&received, Decision::Approve, Some("000"));
+    assert_eq!(
+        nas.judge(&sent, &devices, &wrong_number, now),
+        Outcome::WrongNumber {
+            device_id: device.device_id
+        },
         "wrong number"
     );
     let no_number = phone.answer(&received, Decision::Approve, None);
-    assert!(
-        matches!(
-            nas.judge(&sent, &devices, &no_number, now),
-            Outcome::Invalid { .. }
-        ),
+    assert_eq!(
+        nas.judge(&sent, &devices, &no_number, now),
+        Outcome::WrongNumber {
+            device_id: device.device_id
+        },
         "no number"
     );
     assert!(
@@ -206,7 +208,7 @@ async fn swapped_pairing_keys_are_caught() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
     let uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
-    let (_phone, _sas) = approvd_client::Phone::enroll(&uri, "phone", "ios", None)
+    let _phone = approvd_client::Phone::enroll(&uri, "phone", "ios", None)
         .await
         .expect("enroll");
     let verified = nas
@@ -229,18 +231,21 @@ async fn swapped_pairing_keys_are_caught() {
 
     // The relay itself refuses a claim whose signature is not by claim.sig_key, and a second claim.
     let uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
-    let (phone, _) = approvd_client::Phone::enroll(&uri, "first", "ios", None)
+    let phone = approvd_client::Phone::enroll(&uri, "first", "ios", None)
         .await
         .expect("first claim");
     let second = approvd_client::Phone::enroll(&uri, "second", "ios", None).await;
-    assert_eq!(problem(second.map(|_| ())), "already-claimed");
+    assert!(
+        matches!(second, Err(approvd_client::ClientError::Alarm(_))),
+        "a phone that finds its QR code claimed already raises the alarm: {second:?}"
+    );
     // Another NAS may not poll or confirm the slot; another device may not poll the confirmation.
     let other_nas = relay.nas();
     assert_eq!(
         problem(other_nas.wait_for_claim(&uri, Duration::ZERO).await),
         "not-owner"
     );
-    let (stranger, _) = {
+    let stranger = {
         let stranger_uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
         approvd_client::Phone::enroll(&stranger_uri, "stranger", "ios", None)
             .await

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use approvd_proto::ids::{Digest, PublicKey, Sig};
 use approvd_proto::wire::{
-    ClaimMac, Delivery, Notice, PairingClaimed, PairingConfirmation, PushHandle, Sealed,
-    SignedVerdict, TargetDelivery,
+    ClaimMac, Delivery, Notice, PairingAcceptance, PairingClaimed, PairingConfirmation, PushHandle,
+    Sealed, SealedCodeSecret, SignedVerdict, TargetDelivery,
 };
 use approvd_proto::{Cid, DeviceId, NasId, PairingId, SignedMessage as _};
 
 use approvd_relay::store::{
-    Bucket, CancelOutcome, ChallengeState, ClaimOutcome, ConfirmOutcome, CreateOutcome,
-    DecideOutcome, MemoryStore, Nonce, PairingSlot, Rate, RedisStore, RedisTarget, Store,
+    Bucket, CancelOutcome, ChallengeState, ClaimOutcome, CreateOutcome, DecideOutcome, MemoryStore,
+    Nonce, PairingSlot, PairingStep, Rate, RedisStore, RedisTarget, StepOutcome, Store,
     StoredChallenge, StoredTarget, Topic, Watch, MAILBOX_CAP,
 };
 use approvd_tests::redis::{RedisCluster, RedisServer};
@@ -193,7 +193,7 @@ async fn rate_limit_allows_a_burst_then_denies_with_retry_after(store: &dyn Stor
     assert!(later.allowed);
 }
 
-async fn pairing_first_claim_wins_and_confirm_needs_a_claim(store: &dyn Store) {
+async fn pairing_first_claim_wins_then_acceptance_then_confirmation(store: &dyn Store) {
     let nas_id = new_nas();
     let slot = PairingSlot {
         pairing_id: PairingId::random(),
@@ -211,22 +211,33 @@ async fn pairing_first_claim_wins_and_confirm_needs_a_claim(store: &dyn Store) {
     assert!(state.claimed.is_none() && state.confirmation.is_none());
 
     let claimed = sample_claim(id, nas_id);
-    let confirmation = PairingConfirmation {
+    let accept = PairingStep::Accept(PairingAcceptance {
+        accept: approvd_proto::PairAccept {
+            pairing_id: id,
+            nas_id,
+            device_id: claimed.claim.device_id,
+            claim_hash: claimed.claim.hash(),
+            accepted_at: now(),
+        },
+        sig: Sig([3; 64]),
+    });
+    let confirm = PairingStep::Confirm(PairingConfirmation {
         confirm: approvd_proto::PairConfirm {
             pairing_id: id,
             nas_id,
             device_id: claimed.claim.device_id,
             claim_hash: claimed.claim.hash(),
+            code_secret_hash: approvd_proto::Digest([4; 32]),
             confirmed_at: now(),
         },
         sig: Sig([2; 64]),
-    };
+        code_secret: SealedCodeSecret([5; 80]),
+    });
+    let advance = |step| async move { store.advance_pairing(&id, step).await.expect("store") };
     assert_eq!(
-        store
-            .confirm_pairing(&id, &confirmation)
-            .await
-            .expect("store"),
-        ConfirmOutcome::NotClaimed
+        advance(&accept).await,
+        StepOutcome::NotReady,
+        "nothing claimed"
     );
     let mut watch = store.watch(Topic::Pairing(id)).await.expect("store");
     assert_eq!(
@@ -249,19 +260,23 @@ async fn pairing_first_claim_wins_and_confirm_needs_a_claim(store: &dyn Store) {
         Some(claimed)
     );
     assert_eq!(
-        store
-            .confirm_pairing(&id, &confirmation)
-            .await
-            .expect("store"),
-        ConfirmOutcome::Stored
+        advance(&confirm).await,
+        StepOutcome::NotReady,
+        "nothing accepted"
     );
+    assert_eq!(advance(&accept).await, StepOutcome::Stored);
     expect_woken(&mut watch).await;
+    assert_eq!(advance(&accept).await, StepOutcome::AlreadyDone);
+    assert_eq!(advance(&confirm).await, StepOutcome::Stored);
+    expect_woken(&mut watch).await;
+    assert_eq!(advance(&confirm).await, StepOutcome::AlreadyDone);
+    let state = store.pairing(&id).await.expect("store").expect("exists");
     assert_eq!(
-        store
-            .confirm_pairing(&id, &confirmation)
-            .await
-            .expect("store"),
-        ConfirmOutcome::AlreadyConfirmed
+        (
+            state.acceptance.map(PairingStep::Accept),
+            state.confirmation.map(PairingStep::Confirm)
+        ),
+        (Some(accept.clone()), Some(confirm.clone()))
     );
     let missing = PairingId::random();
     assert_eq!(
@@ -273,10 +288,10 @@ async fn pairing_first_claim_wins_and_confirm_needs_a_claim(store: &dyn Store) {
     );
     assert_eq!(
         store
-            .confirm_pairing(&missing, &confirmation)
+            .advance_pairing(&missing, &confirm)
             .await
             .expect("store"),
-        ConfirmOutcome::Missing
+        StepOutcome::Missing
     );
 }
 
@@ -682,7 +697,7 @@ macro_rules! conformance {
 
             check!(nonce_is_remembered_once_until_it_expires);
             check!(rate_limit_allows_a_burst_then_denies_with_retry_after);
-            check!(pairing_first_claim_wins_and_confirm_needs_a_claim);
+            check!(pairing_first_claim_wins_then_acceptance_then_confirmation);
             check!(pairing_slot_expires);
             check!(challenge_create_is_exclusive_and_fills_inboxes);
             check!(inbox_is_oldest_first_and_hides_expired_challenges);

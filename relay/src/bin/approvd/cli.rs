@@ -33,6 +33,9 @@ pub fn describe(context: &LoginContext) -> String {
         format!("  service:   {} on {}", context.service, context.nas_label),
         format!("  kind:      {:?}", context.kind),
     ];
+    if let Some(action) = &context.action {
+        lines.push(format!("  action:    {action}"));
+    }
     if let Some(ip) = &context.client_ip {
         lines.push(format!("  from:      {ip}"));
     }

@@ -129,25 +129,28 @@ async fn walk_through(url: &str) -> Result<(), ClientError> {
             .start_pairing("home-nas", Duration::from_secs(120))
             .await?;
         println!("    QR code: {}", uri.to_uri());
-        let (phone, phone_sas) = Phone::enroll(&uri, name, "ios", push).await?;
+        let mut phone = Phone::enroll(&uri, name, "ios", push).await?;
         let verified = nas
             .wait_for_claim(&uri, Duration::from_secs(5))
             .await?
             .ok_or_else(|| ClientError::Verification("no claim arrived".to_owned()))?;
-        println!("    phone shows {phone_sas}, NAS shows {}", verified.sas);
+        let phone_code = phone
+            .wait_for_acceptance(Duration::from_secs(5))
+            .await?
+            .ok_or_else(|| ClientError::Verification("the NAS did not accept".to_owned()))?;
+        println!(
+            "    the NAS committed to this claim; the phone shows {phone_code}, typed on the NAS"
+        );
+        let (device, code_secret) = nas.confirm(&verified, &phone_code).await?;
         check(
-            phone_sas == verified.sas,
-            "security codes match; claim MAC and signature verified by the NAS",
+            true,
+            "claim MAC and signature verified by the NAS, the phone's code typed and matched",
         )?;
-        let device = nas.confirm(&verified).await?;
         check(
             phone.wait_for_confirmation(Duration::from_secs(5)).await?,
-            "phone verified the NAS's confirmation under the key from the QR code",
+            "phone verified the NAS's confirmation and opened its offline-code secret",
         )?;
-        secrets.push(approvd_proto::totp::totp_secret(
-            &uri.secret,
-            &device.device_id,
-        ));
+        secrets.push(code_secret);
         phones.push(phone);
         devices.push(device);
     }
@@ -161,6 +164,7 @@ async fn walk_through(url: &str) -> Result<(), ClientError> {
         user_agent: Some("Firefox 140 on Linux".to_owned()),
         location: Some("Berlin, DE".to_owned()),
         kind: LoginKind::Login,
+        action: None,
         time: unix_now(),
     };
     let sent = nas
@@ -229,15 +233,17 @@ async fn walk_through(url: &str) -> Result<(), ClientError> {
 
     step.next("Offline code (relay unreachable)");
     let now = unix_now();
-    let code = phones[0].offline_code(now);
+    let code = phones[0]
+        .offline_code(now)
+        .ok_or_else(|| ClientError::Verification("the phone has no code secret".to_owned()))?;
     println!("    the iPhone shows {code}");
-    let first = approvd_proto::totp::verify(&secrets[0], &code, now, None);
+    let first = approvd_proto::totp::verify(&secrets[0].0, &code, now, None);
     check(
         first.is_some(),
-        "the NAS accepts it (derived from the pairing secret; no extra enrollment)",
+        "the NAS accepts it (a random secret it sealed to the phone at pairing)",
     )?;
     check(
-        approvd_proto::totp::verify(&secrets[0], &code, now, first).is_none(),
+        approvd_proto::totp::verify(&secrets[0].0, &code, now, first).is_none(),
         "the same code is refused the second time",
     )?;
     Ok(())

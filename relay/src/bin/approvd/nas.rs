@@ -17,7 +17,7 @@ use crate::cli::{fail, qr};
 /// Act as a NAS (a login server asking for approvals).
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  approvd nas init --relay http://127.0.0.1:8080 --label home-nas\n  approvd nas pair\n  approvd nas request --user alice --ip 203.0.113.7 --number-matching"
+    after_help = "Examples:\n  approvd nas init --relay http://127.0.0.1:8080 --label home-nas\n  approvd nas pair\n  approvd nas request --user alice --ip 203.0.113.7"
 )]
 pub struct NasArgs {
     /// Directory holding this NAS's key and device list.
@@ -38,14 +38,12 @@ pub enum NasCommand {
         #[arg(long, default_value = "approvd NAS")]
         label: String,
     },
-    /// Pair a phone: show a QR code, wait for the phone, compare the 6-digit code, confirm.
+    /// Pair a phone: show a QR code, wait for the phone's claim, commit to it, then type the
+    /// 6-digit code the phone shows (read from standard input) to confirm.
     Pair {
         /// How long the QR code stays valid, in seconds (at most 600).
         #[arg(long, default_value_t = 300)]
         ttl: u64,
-        /// Confirm without asking (only when you compare the codes another way).
-        #[arg(long)]
-        yes: bool,
     },
     /// List paired devices.
     Devices,
@@ -67,12 +65,17 @@ pub enum NasCommand {
         /// A coarse location, e.g. "Berlin, DE".
         #[arg(long)]
         location: Option<String>,
-        /// Show a 2-digit number that the user must type on the phone.
+        /// Show a 3-digit number that the user must type on the phone. Always on for sign-ins
+        /// (PROTOCOL.md §3.4); this flag adds it to an `--action` request.
         #[arg(long)]
         number_matching: bool,
         /// A passwordless sign-in (the approval is the only factor).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "action")]
         passwordless: bool,
+        /// Not a sign-in but an action to approve, shown verbatim on the phone, e.g.
+        /// "Delete the shared folder photos".
+        #[arg(long)]
+        action: Option<String>,
         /// Seconds the phone has to answer (at most 120).
         #[arg(long, default_value_t = 60)]
         lifetime: u64,
@@ -124,7 +127,7 @@ async fn run_with_home(home: &NasHome, command: NasCommand) -> ExitCode {
         let nas = home.nas()?;
         match command {
             NasCommand::Init { .. } => unreachable!("handled above"),
-            NasCommand::Pair { ttl, yes } => pair(home, &nas, ttl, yes).await,
+            NasCommand::Pair { ttl } => pair(home, &nas, ttl).await,
             NasCommand::Devices => {
                 let devices = home.devices()?;
                 if devices.is_empty() {
@@ -160,6 +163,7 @@ async fn run_with_home(home: &NasHome, command: NasCommand) -> ExitCode {
                 location,
                 number_matching,
                 passwordless,
+                action,
                 lifetime,
             } => {
                 let settings = home.settings()?;
@@ -170,13 +174,15 @@ async fn run_with_home(home: &NasHome, command: NasCommand) -> ExitCode {
                     client_ip: ip,
                     user_agent,
                     location,
-                    kind: if passwordless {
-                        LoginKind::Passwordless
-                    } else {
-                        LoginKind::Login
+                    kind: match (&action, passwordless) {
+                        (Some(_), _) => LoginKind::Action,
+                        (None, true) => LoginKind::Passwordless,
+                        (None, false) => LoginKind::Login,
                     },
+                    action,
                     time: unix_now(),
                 };
+                let number_matching = number_matching || context.requires_number_matching();
                 request(home, &nas, &context, number_matching, lifetime).await
             }
             NasCommand::Cancel { cid } => {
@@ -223,7 +229,6 @@ async fn pair(
     home: &NasHome,
     nas: &approvd_client::Nas,
     ttl: u64,
-    yes: bool,
 ) -> Result<ExitCode, approvd_client::ClientError> {
     let settings = home.settings()?;
     let uri = nas
@@ -247,20 +252,24 @@ async fn pair(
         }
     };
     let claim = &verified.claimed.claim;
-    println!("Phone \"{}\" ({}) wants to pair.\nSecurity code: {}  — it must match the code on the phone.", claim.device_name, claim.platform, verified.sas);
-    if !yes {
-        print!("Do the codes match? [y/N] ");
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("not confirmed; the phone will not be paired");
+    println!(
+        "Phone \"{}\" ({}) wants to pair; this NAS has committed to it.",
+        claim.device_name, claim.platform
+    );
+    print!("Type the 6-digit security code the phone shows: ");
+    let _ = std::io::stdout().flush();
+    let mut typed = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut typed);
+    let (device, code_secret) = match nas.confirm(&verified, typed.trim()).await {
+        Ok(paired) => paired,
+        Err(approvd_client::ClientError::Verification(reason)) => {
+            println!("\n{reason}; start again with a new QR code");
             return Ok(ExitCode::from(1));
         }
-    }
-    let device = nas.confirm(&verified).await?;
+        Err(error) => return Err(error),
+    };
     println!("paired {} ({})", device.name, device.device_id);
-    home.add_device(device, &uri)?;
+    home.add_device(device, &code_secret)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -318,6 +327,13 @@ async fn request(
             }
             Outcome::Denied { device_id } => {
                 println!("DENIED by {}", name(&device_id));
+                ExitCode::from(1)
+            }
+            Outcome::WrongNumber { device_id } => {
+                println!(
+                    "DENIED: {} approved with the wrong number (count it as a failed sign-in)",
+                    name(&device_id)
+                );
                 ExitCode::from(1)
             }
             Outcome::FraudReported { device_id } => {

@@ -18,7 +18,7 @@ use crate::cli::{describe, fail};
 /// Act as a phone (the user's authenticator app).
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  approvd phone enroll 'approvd://pair?v=1&r=…'\n  approvd phone inbox --wait 30\n  approvd phone approve <cid> --number 42"
+    after_help = "Examples:\n  approvd phone enroll 'approvd://pair?v=1&r=…'\n  approvd phone inbox --wait 30\n  approvd phone approve <cid> --number 427"
 )]
 pub struct PhoneArgs {
     /// Directory holding this phone's keys for one pairing.
@@ -143,12 +143,16 @@ pub async fn run(args: PhoneArgs) -> ExitCode {
         }
         PhoneCommand::Otp => home.phone().map(|phone| {
             let now = unix_now();
-            println!(
-                "{}  (valid about {} s)",
-                phone.offline_code(now),
-                30 - now % 30
-            );
-            ExitCode::SUCCESS
+            match phone.offline_code(now) {
+                Some(code) => {
+                    println!("{code}  (valid about {} s)", 30 - now % 30);
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("no offline code: the NAS has not confirmed this pairing");
+                    ExitCode::from(2)
+                }
+            }
         }),
     };
     result.unwrap_or_else(|error| fail(&error))
@@ -194,18 +198,37 @@ async fn enroll(
         }),
         _ => None,
     };
-    let (phone, sas) = Phone::enroll(&uri, name, platform, push).await?;
+    let mut phone = Phone::enroll(&uri, name, platform, push).await?;
     home.save(&phone.to_state(&uri.label, false))?;
     println!(
-        "Pairing with \"{}\". Security code: {sas}  — confirm on the NAS that it shows the same.",
+        "Claimed the pairing with \"{}\"; waiting for the NAS to accept it.",
         uri.label
     );
+    let abandon = |what: &str| {
+        println!("the NAS did not {what} in time; pairing abandoned");
+        let _ = std::fs::remove_file(home_file(home));
+        Ok(ExitCode::from(2))
+    };
+    let code = loop {
+        let remaining = uri.expires_at.saturating_sub(unix_now());
+        if remaining == 0 {
+            return abandon("accept");
+        }
+        let wait = Duration::from_secs(remaining.min(25));
+        match phone.wait_for_acceptance(wait).await {
+            Ok(Some(code)) => break code,
+            Ok(None) => continue,
+            Err(error) => {
+                let _ = std::fs::remove_file(home_file(home));
+                return Err(error);
+            }
+        }
+    };
+    println!("Security code: {code}  — type it on the NAS.");
     loop {
         let remaining = uri.expires_at.saturating_sub(unix_now());
         if remaining == 0 {
-            println!("the NAS did not confirm in time; pairing abandoned");
-            let _ = std::fs::remove_file(home_file(home));
-            return Ok(ExitCode::from(2));
+            return abandon("confirm");
         }
         if phone
             .wait_for_confirmation(Duration::from_secs(remaining.min(25)))
@@ -226,8 +249,17 @@ fn home_file(home: &PhoneHome) -> PathBuf {
 async fn inbox(home: &PhoneHome, wait: u64) -> Result<ExitCode, ClientError> {
     let phone = home.phone()?;
     let received = phone.inbox(Duration::from_secs(wait)).await?;
+    home.remember(&phone)?;
     if received.is_empty() {
         println!("no pending requests");
+    }
+    let held_back = phone.held_back_prompts();
+    if held_back > 0 {
+        println!(
+            "warning: {held_back} more requests held back — this NAS sent more than {} in {} minutes; if you did not start them, `approvd phone mute`",
+            approvd_client::MAX_PROMPTS,
+            approvd_client::PROMPT_WINDOW / 60
+        );
     }
     for challenge in received {
         let entry = &challenge.entry;
@@ -260,12 +292,12 @@ async fn answer(
         return Ok(ExitCode::from(2));
     };
     if decision == Decision::Approve && challenge.entry.number_matching && number.is_none() {
-        eprintln!("this request needs the number shown on the login page: --number NN");
+        eprintln!("this request needs the number shown on the login page: --number NNN");
         return Ok(ExitCode::from(3));
     }
-    phone
-        .submit(&phone.answer(challenge, decision, number))
-        .await?;
+    let verdict = phone.answer(challenge, decision, number);
+    home.remember(&phone)?;
+    phone.submit(&verdict).await?;
     println!("{} sent", decision.as_str());
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/pairings"),
     ("POST", "/v1/pairings/{pairing_id}/claim"),
     ("GET", "/v1/pairings/{pairing_id}/claim"),
+    ("POST", "/v1/pairings/{pairing_id}/accept"),
+    ("GET", "/v1/pairings/{pairing_id}/acceptance"),
     ("POST", "/v1/pairings/{pairing_id}/confirm"),
     ("GET", "/v1/pairings/{pairing_id}/confirmation"),
     ("POST", "/v1/challenges"),
@@ -48,6 +50,14 @@ pub(super) fn register(config: &mut web::ServiceConfig) {
             resource("/v1/pairings/{pairing_id}/claim")
                 .route(web::post().to(pairings::claim_pairing))
                 .route(web::get().to(pairings::get_claim)),
+        )
+        .service(
+            resource("/v1/pairings/{pairing_id}/accept")
+                .route(web::post().to(pairings::accept_pairing)),
+        )
+        .service(
+            resource("/v1/pairings/{pairing_id}/acceptance")
+                .route(web::get().to(pairings::get_acceptance)),
         )
         .service(
             resource("/v1/pairings/{pairing_id}/confirm")

@@ -3,8 +3,8 @@
 
 use actix_web::{web, HttpResponse};
 use approvd_proto::wire::{
-    ClaimRequest, CreatePairingRequest, HandleIssued, PairingClaimed, PairingConfirmation,
-    PairingCreated,
+    ClaimRequest, CreatePairingRequest, HandleIssued, PairingAcceptance, PairingClaimed,
+    PairingConfirmation, PairingCreated,
 };
 
 use crate::http::auth::{DeviceCaller, Json, NasCaller, NoBody, Signed, Wait};
@@ -77,6 +77,54 @@ pub async fn get_claim(
     let Wait(wait) = request.query;
     let claimed = pairings::await_claim(&state.deps, request.caller.0, id, wait).await?;
     Ok(poll_response(claimed, wait))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/pairings/{pairing_id}/accept",
+    tag = "pairing",
+    request_body = PairingAcceptance,
+    params(("pairing_id" = approvd_proto::PairingId, Path, description = "base64url pairing slot id (16 bytes)")),
+    responses(
+        (status = 204, description = "Acceptance stored: the phone may now show its code"),
+        ApiErrors,
+    ),
+    security(("httpsig" = []))
+)]
+/// Handle `POST /v1/pairings/{pairing_id}/accept` (NAS): commit to the claim it will confirm.
+pub async fn accept_pairing(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    request: Signed<NasCaller, Json<PairingAcceptance>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::pairing_id(&path)?;
+    pairings::accept(&state.deps, request.caller.0, id, &request.body.0).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/pairings/{pairing_id}/acceptance",
+    tag = "pairing",
+    params(("pairing_id" = approvd_proto::PairingId, Path, description = "base64url pairing slot id (16 bytes)"), ("wait" = Option<u64>, Query, description = "Seconds to hold the request open for an answer (long-poll; capped by the relay, default cap 30)")),
+    responses(
+        (status = 200, description = "The NAS's acceptance of a claim", body = PairingAcceptance),
+        (status = 204, description = "Not accepted yet"),
+        ApiErrors,
+    ),
+    security(("httpsig" = []))
+)]
+/// Handle `GET /v1/pairings/{pairing_id}/acceptance` (phone): long-poll for the NAS's
+/// acceptance.
+pub async fn get_acceptance(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    request: Signed<DeviceCaller, NoBody, Wait>,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::pairing_id(&path)?;
+    let Wait(wait) = request.query;
+    let acceptance = pairings::await_acceptance(&state.deps, request.caller.0, id, wait).await?;
+    Ok(poll_response(acceptance, wait))
 }
 
 #[utoipa::path(

@@ -25,6 +25,7 @@ pub(super) fn rate(bucket: &Bucket) -> String {
 pub(super) struct PairingKeys {
     pub slot: String,
     pub claim: String,
+    pub accept: String,
     pub confirm: String,
 }
 
@@ -32,6 +33,7 @@ pub(super) fn pairing(id: &PairingId) -> PairingKeys {
     let slot = format!("approvd:pairing:{{{id}}}");
     PairingKeys {
         claim: format!("{slot}:claim"),
+        accept: format!("{slot}:accept"),
         confirm: format!("{slot}:confirm"),
         slot,
     }
@@ -129,6 +131,7 @@ mod tests {
         let PairingKeys {
             slot,
             claim,
+            accept,
             confirm,
         } = pairing(&pairing_id);
         let ChallengeKeys {
@@ -148,6 +151,7 @@ mod tests {
             rate(&Bucket::DeviceRefreshes(device)),
             slot,
             claim,
+            accept,
             confirm,
             record,
             state,

@@ -13,7 +13,8 @@
 //! | `approvd:rate:<limit>:<id>` | string | until the bucket refills | GCRA theoretical arrival time (µs), Lua; `<limit>` is `authfail`, `caller`, `challenges` or `refresh` |
 //! | `approvd:pairing:{<pairing_id>}` | string | slot lifetime + 60 s | slot JSON |
 //! | `approvd:pairing:{<pairing_id>}:claim` | string | the slot's remaining TTL | first claim (`SET NX` in Lua) |
-//! | `approvd:pairing:{<pairing_id>}:confirm` | string | the slot's remaining TTL | confirmation (`SET NX` in Lua) |
+//! | `approvd:pairing:{<pairing_id>}:accept` | string | the slot's remaining TTL | the NAS's acceptance of the claim (`SET NX` in Lua, after the claim) |
+//! | `approvd:pairing:{<pairing_id>}:confirm` | string | the slot's remaining TTL | confirmation (`SET NX` in Lua, after the acceptance) |
 //! | `approvd:ch:{<cid>}` | string | expiry + grace | challenge JSON (targets, body hash) |
 //! | `approvd:ch:{<cid>}:state` | string | same | `pending` / `cancelled` / `d<verdict>`: the first-verdict-wins script flips it once |
 //! | `approvd:ch:{<cid>}:deliveries` | string | same | delivery report |
@@ -35,8 +36,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use approvd_proto::wire::{
-    InboxEntry, MailboxEntry, Notice, PairingClaimed, PairingConfirmation, SignedVerdict,
-    TargetDelivery,
+    InboxEntry, MailboxEntry, Notice, PairingClaimed, SignedVerdict, TargetDelivery,
 };
 use approvd_proto::{Cid, DeviceId, NasId, PairingId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -44,8 +44,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::{
-    Bucket, CancelOutcome, ChallengeState, ClaimOutcome, ConfirmOutcome, CreateOutcome,
-    DecideOutcome, Nonce, Notifier, PairingSlot, PairingState, Rate, RateDecision, Store,
+    Bucket, CancelOutcome, ChallengeState, ClaimOutcome, CreateOutcome, DecideOutcome, Nonce,
+    Notifier, PairingSlot, PairingState, PairingStep, Rate, RateDecision, StepOutcome, Store,
     StoreError, StoredChallenge, Topic, Watch, MAILBOX_CAP,
 };
 use pubsub::{publish, PubSub};
@@ -107,7 +107,7 @@ impl ConnectionLike for Conn {
 struct Scripts {
     rate: Script,
     claim: Script,
-    confirm: Script,
+    step: Script,
     create: Script,
     decide: Script,
     cancel: Script,
@@ -120,7 +120,7 @@ impl Scripts {
         Self {
             rate: Script::new(include_str!("lua/rate.lua")),
             claim: Script::new(include_str!("lua/claim.lua")),
-            confirm: Script::new(include_str!("lua/confirm.lua")),
+            step: Script::new(include_str!("lua/pairing_step.lua")),
             create: Script::new(include_str!("lua/create.lua")),
             decide: Script::new(include_str!("lua/decide.lua")),
             cancel: Script::new(include_str!("lua/cancel.lua")),
@@ -359,11 +359,18 @@ impl Store for RedisStore {
 
     async fn pairing(&self, pairing_id: &PairingId) -> Result<Option<PairingState>, StoreError> {
         let keys = keys::pairing(pairing_id);
-        let (slot, claim, confirm): (Option<String>, Option<String>, Option<String>) = self
+        type Values = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let (slot, claim, accept, confirm): Values = self
             .query(
                 redis::cmd("MGET")
                     .arg(&keys.slot)
                     .arg(&keys.claim)
+                    .arg(&keys.accept)
                     .arg(&keys.confirm),
             )
             .await?;
@@ -371,6 +378,7 @@ impl Store for RedisStore {
         Ok(Some(PairingState {
             slot: from_json(&slot)?,
             claimed: claim.as_deref().map(from_json).transpose()?,
+            acceptance: accept.as_deref().map(from_json).transpose()?,
             confirmation: confirm.as_deref().map(from_json).transpose()?,
         }))
     }
@@ -399,28 +407,30 @@ impl Store for RedisStore {
         }
     }
 
-    async fn confirm_pairing(
+    async fn advance_pairing(
         &self,
         pairing_id: &PairingId,
-        confirmation: &PairingConfirmation,
-    ) -> Result<ConfirmOutcome, StoreError> {
+        step: &PairingStep,
+    ) -> Result<StepOutcome, StoreError> {
         let keys = keys::pairing(pairing_id);
+        let (before, key, value) = match step {
+            PairingStep::Accept(acceptance) => (&keys.claim, &keys.accept, to_json(acceptance)),
+            PairingStep::Confirm(confirmation) => {
+                (&keys.accept, &keys.confirm, to_json(confirmation))
+            }
+        };
         let outcome: String = self
-            .run(
-                &self.scripts.confirm,
-                &[&keys.slot, &keys.claim, &keys.confirm],
-                &[&to_json(confirmation)],
-            )
+            .run(&self.scripts.step, &[&keys.slot, before, key], &[&value])
             .await?;
         match outcome.as_str() {
             "stored" => {
                 publish(&self.conn, &Topic::Pairing(*pairing_id)).await;
-                Ok(ConfirmOutcome::Stored)
+                Ok(StepOutcome::Stored)
             }
-            "confirmed" => Ok(ConfirmOutcome::AlreadyConfirmed),
-            "not_claimed" => Ok(ConfirmOutcome::NotClaimed),
-            "missing" => Ok(ConfirmOutcome::Missing),
-            other => Err(unexpected("confirm", other)),
+            "done" => Ok(StepOutcome::AlreadyDone),
+            "not_ready" => Ok(StepOutcome::NotReady),
+            "missing" => Ok(StepOutcome::Missing),
+            other => Err(unexpected("pairing step", other)),
         }
     }
 
