@@ -140,6 +140,8 @@ struct Live {
 pub struct Nas {
     key: SigningKey,
     client: RelayClient,
+    /// Approvals must carry `user_verified` ([`Nas::require_user_verification`]).
+    require_user_verification: bool,
     live: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Cid, Live>>>,
 }
 
@@ -149,7 +151,15 @@ impl Nas {
             client: RelayClient::new(relay_url, key.clone())?,
             key,
             live: Default::default(),
+            require_user_verification: false,
         })
+    }
+
+    /// Accept an approval only when the phone says the user unlocked its approval key with
+    /// biometrics or a passcode (`verdict.user_verified`): a phone left unlocked on a desk then
+    /// cannot approve by a tap alone. Off by default (not every phone can gate the key).
+    pub fn require_user_verification(&mut self, required: bool) {
+        self.require_user_verification = required;
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Cid, Live>> {
@@ -540,6 +550,9 @@ impl Nas {
                     return Outcome::WrongNumber {
                         device_id: device.device_id,
                     };
+                }
+                if self.require_user_verification && !verdict.user_verified {
+                    return invalid("approved without user verification, which this NAS requires");
                 }
                 Outcome::Approved {
                     device_id: device.device_id,

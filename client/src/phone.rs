@@ -105,6 +105,9 @@ pub struct Phone {
     memory: std::sync::Arc<std::sync::Mutex<PromptMemory>>,
     /// [`MAX_PROMPTS`] unless changed with [`Phone::set_prompt_limit`].
     prompt_limit: usize,
+    /// Whether `D_sig` signs only after the user's biometrics or passcode (see
+    /// [`Phone::set_user_verified_signing`]).
+    user_verified_signing: bool,
     client: RelayClient,
 }
 
@@ -218,6 +221,7 @@ impl Phone {
             code_secret: None,
             memory: Default::default(),
             prompt_limit: MAX_PROMPTS,
+            user_verified_signing: false,
             client,
         })
     }
@@ -248,6 +252,14 @@ impl Phone {
         self.memory
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Declare that every verdict this phone signs was unlocked by the user's biometrics or
+    /// passcode (the platform gates `D_sig`: Secure Enclave / StrongBox with user presence);
+    /// verdicts then carry `user_verified: true`, which a NAS may require. An app MUST NOT set
+    /// this unless the platform enforces it.
+    pub fn set_user_verified_signing(&mut self, enforced: bool) {
+        self.user_verified_signing = enforced;
     }
 
     /// Show at most `limit` challenges per [`PROMPT_WINDOW`] (default [`MAX_PROMPTS`]); for
@@ -297,6 +309,7 @@ impl Phone {
             code_secret: secret("code_secret", &state.code_secret)?.map(CodeSecret),
             memory: std::sync::Arc::new(std::sync::Mutex::new(state.memory.clone())),
             prompt_limit: MAX_PROMPTS,
+            user_verified_signing: false,
         })
     }
 
@@ -515,6 +528,7 @@ impl Phone {
             challenge_hash: received.challenge.hash(),
             decision,
             number: number.map(str::to_owned),
+            user_verified: self.user_verified_signing,
             decided_at: unix_now(),
         };
         SignedVerdict {

@@ -325,6 +325,8 @@ impl SignedMessage for Challenge {
 
 /// `verdict`: a phone's decision on the challenge whose signed bytes hash to `challenge_hash`.
 /// Signed by `D_sig`. `number` is the number the user typed (number matching), absent otherwise.
+/// `user_verified`: the phone asserts that signing needed the user's biometrics or passcode
+/// (`D_sig` is gated by the platform), so a NAS may require it for approvals.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -336,6 +338,7 @@ pub struct Verdict {
     pub decision: Decision,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<String>,
+    pub user_verified: bool,
     pub decided_at: u64,
 }
 
@@ -349,6 +352,7 @@ impl SignedMessage for Verdict {
             .bytes(self.challenge_hash.as_bytes())
             .str(self.decision.as_str())
             .opt_str(self.number.as_deref())
+            .bool(self.user_verified)
             .u64(self.decided_at)
     }
 }

@@ -215,6 +215,7 @@ impl Examples {
             challenge_hash: challenge.hash(),
             decision: Decision::Approve,
             number: Some("427".to_owned()),
+            user_verified: true,
             decided_at: NOW + 110,
         };
         let unpair = Unpair {

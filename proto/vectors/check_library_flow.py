@@ -222,7 +222,7 @@ def flow(base_url):
     # The user types the number shown on the login page and approves.
     verdict = {"cid": cid, "nas_id": nas.id, "device_id": phone.id,
                "challenge_hash": b64u_encode(hashlib.sha256(seen_bytes).digest()), "decision": "approve",
-               "number": "427", "decided_at": int(time.time())}
+               "number": "427", "user_verified": False, "decided_at": int(time.time())}
     verdict_bytes = message("verdict", fields_for("verdict", verdict))
     expect(phone.request("POST", f"/v1/challenges/{cid}/verdict", {
         "verdict": verdict, "sig": b64u_encode(Ed25519PrivateKey.from_private_bytes(phone_sig).sign(verdict_bytes))}),

@@ -76,7 +76,8 @@ def fields_for(tag, j, context_hash=None):
                 bytes([1 if j["number_matching"] else 0]), context_hash]
     if tag == "verdict":
         return [b64u(j["cid"]), b64u(j["nas_id"]), b64u(j["device_id"]), b64u(j["challenge_hash"]),
-                j["decision"].encode(), j.get("number", "").encode(), u64(j["decided_at"])]
+                j["decision"].encode(), j.get("number", "").encode(), bytes([1 if j["user_verified"] else 0]),
+                u64(j["decided_at"])]
     if tag == "unpair":
         return [b64u(j["nas_id"]), b64u(j["device_id"]), u64(j["unpaired_at"])]
     if tag == "mute":

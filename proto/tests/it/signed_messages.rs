@@ -155,6 +155,10 @@ fn changing_any_verdict_field_invalidates_the_signature() {
             ..original.clone()
         },
         Verdict {
+            user_verified: !original.user_verified,
+            ..original.clone()
+        },
+        Verdict {
             decided_at: original.decided_at + 1,
             ..original.clone()
         },

@@ -84,6 +84,8 @@ pub struct LimitsConfig {
     pub requests_per_caller: Rate,
     pub challenges_per_device: Rate,
     pub refreshes_per_device: Rate,
+    pub creations_per_ip: Rate,
+    pub creations_global: Rate,
 }
 
 impl LimitsConfig {
@@ -94,6 +96,8 @@ impl LimitsConfig {
             Limit::RequestsPerCaller => self.requests_per_caller,
             Limit::ChallengesPerDevice => self.challenges_per_device,
             Limit::RefreshesPerDevice => self.refreshes_per_device,
+            Limit::CreationsPerIp => self.creations_per_ip,
+            Limit::CreationsGlobal => self.creations_global,
         }
     }
 }
@@ -294,6 +298,8 @@ fn limits(options: &Options) -> Result<LimitsConfig, ConfigError> {
             "rate-auth-failures-per-ip",
             options.rate_auth_failures_per_ip,
         )?,
+        creations_per_ip: rate("rate-creations-per-ip", options.rate_creations_per_ip)?,
+        creations_global: rate("rate-creations-global", options.rate_creations_global)?,
     })
 }
 

@@ -206,6 +206,12 @@ options! {
     rate_requests_per_caller: u32 = "120", "rate-requests-per-caller", "APPROVD_RATE_REQUESTS_PER_CALLER", "N";
     /// Failed authentications per source IP per minute before that IP gets 429.
     rate_auth_failures_per_ip: u32 = "30", "rate-auth-failures-per-ip", "APPROVD_RATE_AUTH_FAILURES_PER_IP", "N";
+    /// Pairing slots plus challenges created per source IP per minute (keys are free to make,
+    /// so this bounds what one client can create; raise it for a proxy without
+    /// --trust-forwarded-for, or for many NASes behind one address).
+    rate_creations_per_ip: u32 = "600", "rate-creations-per-ip", "APPROVD_RATE_CREATIONS_PER_IP", "N";
+    /// Pairing slots plus challenges created per minute on this relay (all replicas together).
+    rate_creations_global: u32 = "60000", "rate-creations-global", "APPROVD_RATE_CREATIONS_GLOBAL", "N";
     /// How long a challenge-create request waits for push results before answering `pending`
     /// for the rest, in milliseconds.
     push_budget_ms: u64 = "2000", "push-budget-ms", "APPROVD_PUSH_BUDGET_MS", "MS";

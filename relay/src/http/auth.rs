@@ -167,6 +167,8 @@ pub struct Signed<R, B, Q = AnyQuery> {
     pub query: Q,
     /// SHA-256 of the raw body (idempotency of challenge creation).
     pub body_digest: Digest,
+    /// The client address per-IP limits count ([`client_ip`]).
+    pub ip: Option<IpAddr>,
 }
 
 impl<R: Role, B: BodyKind, Q: QueryKind> FromRequest for Signed<R, B, Q> {
@@ -182,6 +184,7 @@ impl<R: Role, B: BodyKind, Q: QueryKind> FromRequest for Signed<R, B, Q> {
                 .ok_or(ApiError::Internal)?
                 .clone();
             let (key, body) = authenticate::<R>(&state, &request, payload).await?;
+            let ip = client_ip(&state, &request);
             let parsed = B::parse(&body)?;
             let query = Q::parse(request.query_string(), &state)?;
             Ok(Signed {
@@ -189,6 +192,7 @@ impl<R: Role, B: BodyKind, Q: QueryKind> FromRequest for Signed<R, B, Q> {
                 body: parsed,
                 query,
                 body_digest: Digest::of(&body),
+                ip,
             })
         })
     }

@@ -57,6 +57,15 @@ pub async fn first_use(
         .await?)
 }
 
+/// Count one pairing slot or challenge created from `ip` (when known) and on the relay as a
+/// whole: per-key budgets alone cost an attacker nothing, who can make a key per request.
+pub async fn take_creation(deps: &Deps, ip: Option<IpAddr>) -> Result<(), Error> {
+    if let Some(ip) = ip {
+        deps.take(&Bucket::CreationsFrom(ip)).await?;
+    }
+    deps.take(&Bucket::Creations).await
+}
+
 /// Count one authenticated request against the caller's budget.
 pub async fn take_request(deps: &Deps, key: PublicKey) -> Result<(), Error> {
     deps.take(&Bucket::Caller(key)).await

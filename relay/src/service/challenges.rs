@@ -495,6 +495,7 @@ mod tests {
                 challenge_hash: challenge.hash(),
                 decision,
                 number: None,
+                user_verified: false,
                 decided_at: NOW,
             };
             SignedVerdict {
@@ -781,6 +782,7 @@ mod tests {
             challenge_hash: challenge.hash(),
             decision: Decision::Approve,
             number: None,
+            user_verified: false,
             decided_at: NOW,
         };
         let signed = SignedVerdict {

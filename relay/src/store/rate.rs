@@ -18,6 +18,11 @@ pub enum Limit {
     ChallengesPerDevice,
     /// Push-registration refreshes per device (each one posts a mailbox notice).
     RefreshesPerDevice,
+    /// Pairing slots and challenges created per source IP: keys cost nothing to make, so
+    /// per-key limits alone do not bound what one client can create.
+    CreationsPerIp,
+    /// Pairing slots and challenges created by everyone together: the relay's ceiling.
+    CreationsGlobal,
 }
 
 impl Limit {
@@ -28,6 +33,8 @@ impl Limit {
             Limit::RequestsPerCaller => "requests_per_caller",
             Limit::ChallengesPerDevice => "challenges_per_device",
             Limit::RefreshesPerDevice => "refreshes_per_device",
+            Limit::CreationsPerIp => "creations_per_ip",
+            Limit::CreationsGlobal => "creations_global",
         }
     }
 
@@ -38,6 +45,8 @@ impl Limit {
             Limit::RequestsPerCaller => "requests per caller",
             Limit::ChallengesPerDevice => "challenges per device",
             Limit::RefreshesPerDevice => "push refreshes per device",
+            Limit::CreationsPerIp => "pairings and challenges created per IP",
+            Limit::CreationsGlobal => "pairings and challenges created on this relay",
         }
     }
 }
@@ -49,6 +58,8 @@ pub enum Bucket {
     Caller(PublicKey),
     DeviceChallenges(DeviceId),
     DeviceRefreshes(DeviceId),
+    CreationsFrom(IpAddr),
+    Creations,
 }
 
 impl Bucket {
@@ -59,6 +70,8 @@ impl Bucket {
             Bucket::Caller(_) => Limit::RequestsPerCaller,
             Bucket::DeviceChallenges(_) => Limit::ChallengesPerDevice,
             Bucket::DeviceRefreshes(_) => Limit::RefreshesPerDevice,
+            Bucket::CreationsFrom(_) => Limit::CreationsPerIp,
+            Bucket::Creations => Limit::CreationsGlobal,
         }
     }
 }
@@ -179,6 +192,8 @@ mod tests {
             Bucket::Caller(key),
             Bucket::DeviceChallenges(DeviceId(key)),
             Bucket::DeviceRefreshes(DeviceId(key)),
+            Bucket::CreationsFrom([192, 0, 2, 1].into()),
+            Bucket::Creations,
         ];
         let labels: Vec<&str> = buckets
             .iter()
@@ -190,7 +205,9 @@ mod tests {
                 "auth_failures_per_ip",
                 "requests_per_caller",
                 "challenges_per_device",
-                "refreshes_per_device"
+                "refreshes_per_device",
+                "creations_per_ip",
+                "creations_global"
             ]
         );
     }

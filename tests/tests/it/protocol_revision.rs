@@ -417,3 +417,98 @@ async fn the_nas_accepts_one_verdict_per_challenge_and_honours_its_own_cancel() 
         Outcome::Invalid { .. }
     ));
 }
+
+/// `POST /v1/pairings` by a fresh NAS key; the status.
+async fn create_slot_with_a_new_key(relay: &RelayProcess, forwarded_for: Option<&str>) -> u16 {
+    let client = approvd_client::transport::RelayClient::new(
+        &relay.url,
+        approvd_proto::generate_signing_key(),
+    )
+    .expect("client");
+    let body = serde_json::to_vec(&approvd_proto::wire::CreatePairingRequest {
+        pairing_id: approvd_proto::PairingId::random(),
+        ttl_secs: 60,
+    })
+    .expect("json");
+    let mut prepared = client.prepare("POST", "/v1/pairings", "", Some(body));
+    if let Some(address) = forwarded_for {
+        prepared
+            .headers
+            .push(("X-Forwarded-For".to_owned(), address.to_owned()));
+    }
+    client.send(prepared).await.expect("sent").status().as_u16()
+}
+
+#[tokio::test]
+async fn self_made_keys_do_not_escape_the_creation_quotas() {
+    // Per IP: every request below is signed by a new key, so per-key limits never bite.
+    let relay = RelayProcess::start(&["--rate-creations-per-ip", "3"]);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(create_slot_with_a_new_key(&relay, None).await);
+    }
+    assert_eq!(statuses, [201, 201, 201, 429, 429]);
+
+    // Relay-wide: clients at different addresses share one ceiling.
+    let relay = RelayProcess::start(&[
+        "--trust-forwarded-for",
+        "true",
+        "--rate-creations-global",
+        "2",
+    ]);
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        let address = format!("198.51.100.{n}");
+        statuses.push(create_slot_with_a_new_key(&relay, Some(&address)).await);
+    }
+    assert_eq!(statuses, [201, 201, 429]);
+}
+
+#[tokio::test]
+async fn a_nas_may_require_that_approvals_were_unlocked_by_the_user() {
+    use approvd_client::Outcome;
+    use approvd_proto::Decision;
+    use approvd_tests::{pair, request_one};
+
+    let relay = RelayProcess::start(&[]);
+    let mut nas = relay.nas();
+    nas.require_user_verification(true);
+    let (mut phone, device) = pair(&nas, "phone", None).await;
+    let devices = std::slice::from_ref(&device);
+
+    let sent = request_one(&nas, &device, "a").await;
+    let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
+    let tap_only = phone.answer(&received, Decision::Approve, None);
+    assert!(!tap_only.verdict.user_verified);
+    assert!(matches!(
+        nas.judge(&sent, devices, &tap_only, unix_now()),
+        Outcome::Invalid { reason } if reason.contains("user verification")
+    ));
+    // Claiming it after signing breaks the signature: the flag is signed.
+    let mut claimed = tap_only.clone();
+    claimed.verdict.user_verified = true;
+    assert!(matches!(
+        nas.judge(&sent, devices, &claimed, unix_now()),
+        Outcome::Invalid { .. }
+    ));
+
+    phone.set_user_verified_signing(true);
+    let verified = phone.answer(&received, Decision::Approve, None);
+    assert_eq!(
+        nas.judge(&sent, devices, &verified, unix_now()),
+        Outcome::Approved {
+            device_id: device.device_id
+        }
+    );
+    // A denial needs no verification: anyone holding the phone may refuse.
+    let deny = {
+        phone.set_user_verified_signing(false);
+        phone.answer(&received, Decision::Deny, None)
+    };
+    assert_eq!(
+        nas.judge(&sent, devices, &deny, unix_now()),
+        Outcome::Denied {
+            device_id: device.device_id
+        }
+    );
+}

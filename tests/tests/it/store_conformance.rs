@@ -87,6 +87,7 @@ fn sample_verdict(challenge: &StoredChallenge, device_id: DeviceId) -> SignedVer
         challenge_hash: Digest([5; 32]),
         decision: approvd_proto::Decision::Approve,
         number: None,
+        user_verified: false,
         decided_at: now(),
     };
     SignedVerdict {

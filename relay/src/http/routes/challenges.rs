@@ -7,7 +7,7 @@ use approvd_proto::wire::{ChallengeCreated, CreateChallengeRequest, SignedVerdic
 use crate::http::auth::{DeviceCaller, Json, NasCaller, NoBody, Signed, Wait};
 use crate::http::problem::{ApiError, ApiErrors};
 use crate::http::{poll_response, AppState};
-use crate::service::challenges;
+use crate::service::{access, challenges};
 
 #[utoipa::path(
     post,
@@ -26,6 +26,7 @@ pub async fn create_challenge(
     state: web::Data<AppState>,
     request: Signed<NasCaller, Json<CreateChallengeRequest>>,
 ) -> Result<HttpResponse, ApiError> {
+    access::take_creation(&state.deps, request.ip).await?;
     let created = challenges::create(
         &state.deps,
         request.caller.0,

@@ -10,7 +10,7 @@ use approvd_proto::wire::{
 use crate::http::auth::{DeviceCaller, Json, NasCaller, NoBody, Signed, Wait};
 use crate::http::problem::{ApiError, ApiErrors};
 use crate::http::{poll_response, AppState};
-use crate::service::pairings;
+use crate::service::{access, pairings};
 
 #[utoipa::path(
     post,
@@ -28,6 +28,7 @@ pub async fn create_pairing(
     state: web::Data<AppState>,
     request: Signed<NasCaller, Json<CreatePairingRequest>>,
 ) -> Result<HttpResponse, ApiError> {
+    access::take_creation(&state.deps, request.ip).await?;
     let created = pairings::create(&state.deps, request.caller.0, &request.body.0).await?;
     Ok(HttpResponse::Created().json(created))
 }

@@ -18,6 +18,8 @@ pub(super) fn rate(bucket: &Bucket) -> String {
         Bucket::Caller(key) => format!("approvd:rate:caller:{key}"),
         Bucket::DeviceChallenges(device) => format!("approvd:rate:challenges:{device}"),
         Bucket::DeviceRefreshes(device) => format!("approvd:rate:refresh:{device}"),
+        Bucket::CreationsFrom(ip) => format!("approvd:rate:create:{ip}"),
+        Bucket::Creations => "approvd:rate:create:all".to_owned(),
     }
 }
 
@@ -149,6 +151,8 @@ mod tests {
             rate(&Bucket::Caller(key)),
             rate(&Bucket::DeviceChallenges(device)),
             rate(&Bucket::DeviceRefreshes(device)),
+            rate(&Bucket::CreationsFrom([192, 0, 2, 1].into())),
+            rate(&Bucket::Creations),
             slot,
             claim,
             accept,

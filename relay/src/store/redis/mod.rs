@@ -10,7 +10,7 @@
 //! | key | type | TTL | holds |
 //! |---|---|---|---|
 //! | `approvd:nonce:<keyid>:<nonce>` | string | signature expiry + skew | a seen request nonce (`SET NX PX`) |
-//! | `approvd:rate:<limit>:<id>` | string | until the bucket refills | GCRA theoretical arrival time (µs), Lua; `<limit>` is `authfail`, `caller`, `challenges` or `refresh` |
+//! | `approvd:rate:<limit>:<id>` | string | until the bucket refills | GCRA theoretical arrival time (µs), Lua; `<limit>` is `authfail`, `caller`, `challenges`, `refresh` or `create` (`<id>` an IP, or `all` for the relay-wide quota) |
 //! | `approvd:pairing:{<pairing_id>}` | string | slot lifetime + 60 s | slot JSON |
 //! | `approvd:pairing:{<pairing_id>}:claim` | string | the slot's remaining TTL | first claim (`SET NX` in Lua) |
 //! | `approvd:pairing:{<pairing_id>}:accept` | string | the slot's remaining TTL | the NAS's acceptance of the claim (`SET NX` in Lua, after the claim) |
