@@ -41,6 +41,8 @@ pub struct PairedDevice {
 #[derive(Debug, Clone)]
 pub struct VerifiedClaim {
     pub claimed: PairingClaimed,
+    /// The phone's name and platform, opened with the QR code's secret.
+    pub device: pairing::DeviceInfo,
     /// The pairing secret from the QR code (for the code check), erased with this value.
     secret: PairingSecret,
 }
@@ -251,7 +253,7 @@ impl Nas {
         else {
             return Ok(None);
         };
-        self.verify_claim(uri, &claimed, unix_now())?;
+        let device = self.verify_claim(uri, &claimed, unix_now())?;
         let claim = &claimed.claim;
         let accept = PairAccept {
             pairing_id: claim.pairing_id,
@@ -270,17 +272,19 @@ impl Nas {
             .await?;
         Ok(Some(VerifiedClaim {
             claimed,
+            device,
             secret: uri.secret.clone(),
         }))
     }
 
-    /// The NAS's checks on a claim (PROTOCOL.md §5.1 step 4).
+    /// The NAS's checks on a claim (PROTOCOL.md §5.1 step 4); returns the phone's name and
+    /// platform, which only the holder of the QR code's secret can read.
     pub fn verify_claim(
         &self,
         uri: &PairingUri,
         claimed: &PairingClaimed,
         now: u64,
-    ) -> Result<(), ClientError> {
+    ) -> Result<pairing::DeviceInfo, ClientError> {
         let claim = &claimed.claim;
         pairing::verify_claim_mac(&uri.secret, claim, &claimed.mac.0).map_err(|_| {
             verification(
@@ -297,7 +301,9 @@ impl Nas {
             return Err(verification("the pairing slot has expired"));
         }
         approvd_proto::wire::validate_claim(claim)?;
-        Ok(())
+        pairing::open_device_info(&uri.secret, claim).map_err(|_| {
+            verification("the claim's device name does not open with this QR code's secret")
+        })
     }
 
     /// Confirm a verified claim once the user typed the phone's code: draws the offline-code
@@ -352,8 +358,8 @@ impl Nas {
             device_id: claim.device_id,
             sig_key: claim.sig_key,
             seal_key: claim.seal_key,
-            name: claim.device_name.clone(),
-            platform: claim.platform.clone(),
+            name: verified.device.name.clone(),
+            platform: verified.device.platform.clone(),
             push_handle: verified.claimed.push_handle.clone(),
             paired_at: unix_now(),
         };

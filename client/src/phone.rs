@@ -178,14 +178,23 @@ impl Phone {
             ));
         }
         let client = RelayClient::new(&uri.relay, api_key.clone())?;
+        let device_id = DeviceId(PublicKey::from(&api_key));
+        let info = pairing::DeviceInfo {
+            name: device_name.to_owned(),
+            platform: platform.to_owned(),
+        };
         let claim = PairClaim {
             pairing_id: uri.pairing_id,
             nas_id: uri.nas_id,
-            device_id: DeviceId(PublicKey::from(&api_key)),
+            device_id,
             sig_key: PublicKey::from(&sig_key),
             seal_key: seal_secret.public_key(),
-            device_name: device_name.to_owned(),
-            platform: platform.to_owned(),
+            device_info: pairing::seal_device_info(
+                &uri.secret,
+                &uri.pairing_id,
+                &device_id,
+                &info,
+            )?,
             claimed_at: unix_now(),
         };
         approvd_proto::wire::validate_claim(&claim)?;

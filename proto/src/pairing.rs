@@ -32,6 +32,15 @@ pub const SUBKEY_SALT: &[u8] = b"approvd/v1/pairing";
 pub const MAC_KEY_LABEL: &[u8] = b"claim-mac";
 /// HKDF `info` of the SAS subkey.
 pub const SAS_KEY_LABEL: &[u8] = b"sas";
+/// HKDF `info` of the device-info subkey.
+pub const INFO_KEY_LABEL: &[u8] = b"device-info";
+/// Label of the device-info AEAD's associated data.
+pub const INFO_AAD_LABEL: &str = "device-info";
+/// The device-info plaintext is padded with spaces to this many bytes, so its sealed size says
+/// nothing about the name's length.
+pub const DEVICE_INFO_PLAINTEXT: usize = 128;
+/// Length of the sealed device info: nonce (12) + padded plaintext + tag (16).
+pub const SEALED_DEVICE_INFO: usize = 12 + DEVICE_INFO_PLAINTEXT + 16;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -253,4 +262,121 @@ pub fn sas(secret: &PairingSecret, claim: &PairClaim) -> String {
 pub fn sas_matches(secret: &PairingSecret, claim: &PairClaim, typed: &str) -> bool {
     let expected = sas(secret, claim);
     bool::from(expected.as_bytes().ct_eq(typed.trim().as_bytes()))
+}
+
+crate::ids::fixed_bytes!(
+    /// A device's name and platform sealed under the pairing secret's device-info subkey
+    /// ([`seal_device_info`]): `nonce (12) || ChaCha20-Poly1305 ciphertext`.
+    SealedDeviceInfo, SEALED_DEVICE_INFO, "device_info"
+);
+
+/// The phone's name and platform as the NAS will show and record them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceInfo {
+    /// Non-empty, at most [`crate::wire::MAX_DEVICE_NAME`] bytes of UTF-8.
+    pub name: String,
+    /// e.g. `ios`, `android`: printable ASCII, at most [`crate::wire::MAX_PLATFORM`] bytes.
+    pub platform: String,
+}
+
+impl DeviceInfo {
+    /// Check the field limits.
+    pub fn validate(&self) -> Result<(), Error> {
+        crate::context::check_text("name", &self.name, crate::wire::MAX_DEVICE_NAME, false)?;
+        crate::context::check_text("platform", &self.platform, crate::wire::MAX_PLATFORM, false)?;
+        if !self.platform.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(Error::Invalid {
+                field: "platform",
+                reason: "must be printable ASCII",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// AEAD associated data: `"approvd/v1/device-info" || 0x00 || LP(pairing_id) || LP(device_id)`.
+fn device_info_aad(
+    pairing_id: &crate::ids::PairingId,
+    device_id: &crate::ids::DeviceId,
+) -> Vec<u8> {
+    Encoder::new(INFO_AAD_LABEL)
+        .bytes(pairing_id.as_bytes())
+        .bytes(device_id.as_bytes())
+        .finish()
+}
+
+/// Seal `info` for the NAS: the JSON object `{"name":…,"platform":…}` padded with spaces to
+/// [`DEVICE_INFO_PLAINTEXT`] bytes, under ChaCha20-Poly1305 with `k_info` and a random nonce,
+/// bound to the slot and the device.
+pub fn seal_device_info(
+    secret: &PairingSecret,
+    pairing_id: &crate::ids::PairingId,
+    device_id: &crate::ids::DeviceId,
+    info: &DeviceInfo,
+) -> Result<SealedDeviceInfo, Error> {
+    seal_device_info_with_nonce(secret, pairing_id, device_id, info, crate::random_bytes())
+}
+
+/// [`seal_device_info`] with a given nonce (test vectors; production uses a random one).
+pub fn seal_device_info_with_nonce(
+    secret: &PairingSecret,
+    pairing_id: &crate::ids::PairingId,
+    device_id: &crate::ids::DeviceId,
+    info: &DeviceInfo,
+    nonce: [u8; 12],
+) -> Result<SealedDeviceInfo, Error> {
+    use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
+    info.validate()?;
+    let mut plaintext =
+        serde_json::to_vec(info).map_err(|error| Error::ContextJson(error.to_string()))?;
+    if plaintext.len() > DEVICE_INFO_PLAINTEXT {
+        return Err(Error::TooLong {
+            field: "device_info",
+            max: DEVICE_INFO_PLAINTEXT,
+            got: plaintext.len(),
+        });
+    }
+    plaintext.resize(DEVICE_INFO_PLAINTEXT, b' ');
+    let mut key = secret.subkey(INFO_KEY_LABEL);
+    let cipher = chacha20poly1305::ChaCha20Poly1305::new((&key).into());
+    key.zeroize();
+    let aad = device_info_aad(pairing_id, device_id);
+    let ciphertext = cipher
+        .encrypt(
+            (&nonce).into(),
+            Payload {
+                msg: &plaintext,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| Error::SealFailed)?;
+    let mut sealed = [0u8; SEALED_DEVICE_INFO];
+    sealed[..12].copy_from_slice(&nonce);
+    sealed[12..].copy_from_slice(&ciphertext);
+    Ok(SealedDeviceInfo(sealed))
+}
+
+/// Open a claim's device info with the pairing secret (the NAS). Fails unless it was sealed
+/// under this QR code's secret for this slot and device.
+pub fn open_device_info(secret: &PairingSecret, claim: &PairClaim) -> Result<DeviceInfo, Error> {
+    use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
+    let (nonce, ciphertext) = claim.device_info.0.split_at(12);
+    let mut key = secret.subkey(INFO_KEY_LABEL);
+    let cipher = chacha20poly1305::ChaCha20Poly1305::new((&key).into());
+    key.zeroize();
+    let aad = device_info_aad(&claim.pairing_id, &claim.device_id);
+    let plaintext = cipher
+        .decrypt(
+            nonce.into(),
+            Payload {
+                msg: ciphertext,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| Error::OpenFailed)?;
+    let info: DeviceInfo = serde_json::from_slice(&plaintext)
+        .map_err(|error| Error::ContextJson(error.to_string()))?;
+    info.validate()?;
+    Ok(info)
 }

@@ -5,6 +5,7 @@
 use ed25519_dalek::{Signer as _, SigningKey};
 
 use crate::ids::{Cid, DeviceId, Digest, NasId, PairingId, PublicKey, SealKey, Sig};
+use crate::pairing::SealedDeviceInfo;
 use crate::Error;
 
 /// The domain prefix of every approvd signed message (and HPKE `info`/`aad`).
@@ -220,8 +221,9 @@ pub struct PairClaim {
     pub sig_key: PublicKey,
     /// `Dx`, the X25519 key the NAS seals login contexts to.
     pub seal_key: SealKey,
-    pub device_name: String,
-    pub platform: String,
+    /// The device's name and platform, sealed to the NAS under a subkey of `k`
+    /// ([`crate::pairing::seal_device_info`]): the relay never reads them.
+    pub device_info: SealedDeviceInfo,
     pub claimed_at: u64,
 }
 
@@ -234,8 +236,7 @@ impl SignedMessage for PairClaim {
             .bytes(self.device_id.as_bytes())
             .bytes(self.sig_key.as_bytes())
             .bytes(self.seal_key.as_bytes())
-            .str(&self.device_name)
-            .str(&self.platform)
+            .bytes(&self.device_info.0)
             .u64(self.claimed_at)
     }
 }

@@ -137,8 +137,14 @@ impl Examples {
             device_id: keys.device_id(),
             sig_key: keys.sig_key(),
             seal_key: keys.device_seal.public_key(),
-            device_name: "Alice's iPhone".to_owned(),
-            platform: "ios".to_owned(),
+            device_info: pairing::seal_device_info_with_nonce(
+                &pairing_uri.secret,
+                &pairing_id,
+                &keys.device_id(),
+                &example_device_info(),
+                seed("device info nonce")[..12].try_into().expect("12"),
+            )
+            .expect("the example device info seals"),
             claimed_at: NOW + 5,
         };
         let accept = PairAccept {
@@ -251,6 +257,14 @@ impl Examples {
     }
 }
 
+/// The phone's name and platform in the example claim.
+pub fn example_device_info() -> pairing::DeviceInfo {
+    pairing::DeviceInfo {
+        name: "Alice's iPhone".to_owned(),
+        platform: "ios".to_owned(),
+    }
+}
+
 fn signed_vector<M: SignedMessage + serde::Serialize>(
     message: &M,
     signer_name: &str,
@@ -301,7 +315,7 @@ fn pairing(examples: &Examples) -> Value {
     let uri = &examples.pairing_uri;
     let code = &examples.code_binding;
     json!({
-        "description": "A pairing URI; the subkeys of k (HKDF-SHA256, salt \"approvd/v1/pairing\", ikm k, info \"claim-mac\" / \"sas\"); the claim MAC (HMAC-SHA256 under k_mac over the pair-claim message bytes); the SAS (HMAC-SHA256 under k_sas over sas_input); the offline-code secret sealed to Dx (HPKE as for the context, ephemeral DeriveKeyPair(code_ikmE)) with its RFC 6238 HMAC-SHA256 6-digit code at totp_time. Parse `uri` at `now`; it must yield `fields`.",
+        "description": "A pairing URI; the subkeys of k (HKDF-SHA256, salt \"approvd/v1/pairing\", ikm k, info \"claim-mac\" / \"sas\" / \"device-info\"); the claim's device_info (nonce || ChaCha20-Poly1305 under k_info with device_info_aad_hex, of the compact JSON padded with spaces to 128 bytes); the claim MAC (HMAC-SHA256 under k_mac over the pair-claim message bytes); the SAS (HMAC-SHA256 under k_sas over sas_input); the offline-code secret sealed to Dx (HPKE as for the context, ephemeral DeriveKeyPair(code_ikmE)) with its RFC 6238 HMAC-SHA256 6-digit code at totp_time. Parse `uri` at `now`; it must yield `fields`.",
         "now": NOW,
         "uri": uri.to_uri(),
         "fields": {
@@ -315,6 +329,14 @@ fn pairing(examples: &Examples) -> Value {
         },
         "k_mac_hex": hex::encode(uri.secret.subkey(pairing::MAC_KEY_LABEL)),
         "k_sas_hex": hex::encode(uri.secret.subkey(pairing::SAS_KEY_LABEL)),
+        "k_info_hex": hex::encode(uri.secret.subkey(pairing::INFO_KEY_LABEL)),
+        "device_info": example_device_info(),
+        "device_info_aad_hex": hex::encode(
+            crate::signed::Encoder::new(pairing::INFO_AAD_LABEL)
+                .bytes(examples.claim.pairing_id.as_bytes())
+                .bytes(examples.claim.device_id.as_bytes())
+                .finish()
+        ),
         "claim": examples.claim,
         "claim_message_hex": hex::encode(examples.claim.signed_bytes()),
         "mac_hex": hex::encode(pairing::claim_mac(&uri.secret, &examples.claim)),

@@ -33,6 +33,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from requests_http_signature import HTTPSignatureAuth, algorithms
 
 from check_vectors import (b64u, b64u_encode, check, ed_public, fields_for, hpke_open, hpke_seal, lp,
@@ -122,9 +123,14 @@ def flow(base_url):
         return
 
     # Step 2: the phone claims it (it pinned N from the QR code).
+    info = json.dumps({"name": "Python phone", "platform": "android"}, separators=(",", ":")).encode()
+    info_aad = b"approvd/v1/device-info\x00" + lp(b64u(pairing_id)) + lp(phone.public)
+    nonce = secrets.token_bytes(12)
+    device_info = nonce + ChaCha20Poly1305(subkey(k, b"device-info")).encrypt(
+        nonce, info + b" " * (128 - len(info)), info_aad)
     claim = {"pairing_id": pairing_id, "nas_id": nas.id, "device_id": phone.id,
              "sig_key": b64u_encode(ed_public(phone_sig)), "seal_key": b64u_encode(x_public(phone_seal)),
-             "device_name": "Python phone", "platform": "android", "claimed_at": now}
+             "device_info": b64u_encode(device_info), "claimed_at": now}
     claim_bytes = message("pair-claim", fields_for("pair-claim", claim))
     claimed = expect(phone.request("POST", f"/v1/pairings/{pairing_id}/claim", {
         "claim": claim, "mac": b64u_encode(hmac.new(subkey(k, b"claim-mac"), claim_bytes, hashlib.sha256).digest()),
@@ -141,6 +147,10 @@ def flow(base_url):
           "NAS: claim MAC verifies under k")
     check(strict_verify(b64u(got["claim"]["sig_key"]), got_bytes, b64u(got["sig"])), "NAS: claim signature")
     check(got["claim"]["nas_id"] == nas.id and got["claim"]["pairing_id"] == pairing_id, "NAS: its slot")
+    sealed_info = b64u(got["claim"]["device_info"])
+    opened_info = ChaCha20Poly1305(subkey(k, b"device-info")).decrypt(sealed_info[:12], sealed_info[12:], info_aad)
+    check(json.loads(opened_info) == {"name": "Python phone", "platform": "android"},
+          "NAS: the device's name opens with k (the relay never read it)")
     push_handle = got["push_handle"]
     check(push_handle == claimed["push_handle"], "NAS and phone hold the same push handle")
     claim_hash = b64u_encode(hashlib.sha256(got_bytes).digest())

@@ -64,7 +64,7 @@ def fields_for(tag, j, context_hash=None):
     """PROTOCOL.md §3.1-§3.6 field tables, in order."""
     if tag == "pair-claim":
         return [b64u(j["pairing_id"]), b64u(j["nas_id"]), b64u(j["device_id"]), b64u(j["sig_key"]),
-                b64u(j["seal_key"]), j["device_name"].encode(), j["platform"].encode(), u64(j["claimed_at"])]
+                b64u(j["seal_key"]), b64u(j["device_info"]), u64(j["claimed_at"])]
     if tag == "pair-accept":
         return [b64u(j["pairing_id"]), b64u(j["nas_id"]), b64u(j["device_id"]), b64u(j["claim_hash"]),
                 u64(j["accepted_at"])]
@@ -228,8 +228,17 @@ def check_pairing():
     claim_bytes = message("pair-claim", fields_for("pair-claim", claim))
     check(claim_bytes.hex() == data["claim_message_hex"], "claim bytes")
     k = bytes.fromhex(fields["k_hex"])
-    k_mac, k_sas = subkey(k, b"claim-mac"), subkey(k, b"sas")
-    check(k_mac.hex() == data["k_mac_hex"] and k_sas.hex() == data["k_sas_hex"], "subkeys of k (HKDF)")
+    k_mac, k_sas, k_info = subkey(k, b"claim-mac"), subkey(k, b"sas"), subkey(k, b"device-info")
+    check(k_mac.hex() == data["k_mac_hex"] and k_sas.hex() == data["k_sas_hex"]
+          and k_info.hex() == data["k_info_hex"], "subkeys of k (HKDF)")
+    # The device's name and platform, sealed to the NAS under k_info (PROTOCOL.md §3.1).
+    aad = b"approvd/v1/device-info\x00" + lp(b64u(claim["pairing_id"])) + lp(b64u(claim["device_id"]))
+    check(aad.hex() == data["device_info_aad_hex"], "device info aad")
+    sealed_info = b64u(claim["device_info"])
+    info = ChaCha20Poly1305(k_info).decrypt(sealed_info[:12], sealed_info[12:], aad)
+    check(len(info) == 128 and json.loads(info) == data["device_info"], "device info opens with k_info")
+    check(ChaCha20Poly1305(k_info).encrypt(sealed_info[:12], info, aad) == sealed_info[12:],
+          "device info re-seals byte for byte")
     mac = hmac.new(k_mac, claim_bytes, hashlib.sha256).digest()
     check(mac.hex() == data["mac_hex"], "claim MAC under k_mac")
     sas_input = b"approvd/v1/sas\x00" + b"".join(

@@ -139,15 +139,16 @@ fn pairing_and_claim_limits() {
         }),
     };
     assert_eq!(claim.validate(), Ok(()));
-    claim.claim.device_name = "x".repeat(65);
+    let sig_key = claim.claim.sig_key;
+    claim.claim.sig_key = claim.claim.device_id.0;
     assert!(matches!(
         claim.validate(),
-        Err(Error::TooLong {
-            field: "claim.device_name",
+        Err(Error::Invalid {
+            field: "claim.sig_key",
             ..
         })
     ));
-    claim.claim.device_name = "ok".into();
+    claim.claim.sig_key = sig_key;
     claim.push.as_mut().expect("push").token = "has space".into();
     assert!(matches!(
         claim.validate(),

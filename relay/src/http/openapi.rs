@@ -70,8 +70,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 fn bounds() -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)> {
     use approvd_proto::pairing::MAX_PAIRING_TTL;
     use approvd_proto::wire::{
-        MAX_ACK, MAX_DEVICE_NAME, MAX_NUMBER, MAX_PLATFORM, MAX_PUSH_TOKEN, MAX_TARGETS, MAX_TOPIC,
-        MIN_NUMBER,
+        MAX_ACK, MAX_NUMBER, MAX_PUSH_TOKEN, MAX_TARGETS, MAX_TOPIC, MIN_NUMBER,
     };
     use serde_json::json;
     let printable = json!("^[\\x21-\\x7e]+$");
@@ -101,17 +100,7 @@ fn bounds() -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)
         ("PushRegistration", "token", "pattern", printable.clone()),
         ("PushRegistration", "topic", "minLength", json!(1)),
         ("PushRegistration", "topic", "maxLength", json!(MAX_TOPIC)),
-        ("PushRegistration", "topic", "pattern", printable.clone()),
-        ("PairClaim", "device_name", "minLength", json!(1)),
-        (
-            "PairClaim",
-            "device_name",
-            "maxLength",
-            json!(MAX_DEVICE_NAME),
-        ),
-        ("PairClaim", "platform", "minLength", json!(1)),
-        ("PairClaim", "platform", "maxLength", json!(MAX_PLATFORM)),
-        ("PairClaim", "platform", "pattern", printable),
+        ("PushRegistration", "topic", "pattern", printable),
         (
             "Verdict",
             "number",

@@ -260,6 +260,7 @@ mod tests {
     use super::*;
     use crate::service::testing::deps;
     use approvd_proto::ids::{Digest, PublicKey};
+    use approvd_proto::pairing::SealedDeviceInfo;
     use approvd_proto::wire::{ClaimMac, SealedCodeSecret};
     use approvd_proto::{PairAccept, PairClaim, PairConfirm, SealKey};
     use ed25519_dalek::SigningKey;
@@ -278,8 +279,7 @@ mod tests {
             device_id: DeviceId(PublicKey::from(device)),
             sig_key: PublicKey::from(&verdict_key),
             seal_key: SealKey([9; 32]),
-            device_name: "phone".into(),
-            platform: "ios".into(),
+            device_info: SealedDeviceInfo([3; approvd_proto::pairing::SEALED_DEVICE_INFO]),
             claimed_at: NOW,
         };
         ClaimRequest {
@@ -423,7 +423,7 @@ mod tests {
         let phone = key();
         let phone_id = DeviceId(PublicKey::from(&phone));
         let mut forged = claim_request(id, nas_id, &phone);
-        forged.claim.device_name = "renamed after signing".into();
+        forged.claim.device_info.0[0] ^= 1;
         match claim(&deps, phone_id, id, &forged).await {
             Err(Error::InvalidSignature { field, detail }) => {
                 assert_eq!(field, "sig");

@@ -167,8 +167,9 @@ async fn problems_point_at_the_offending_field() {
             "device_id": valid_key,
             "sig_key": "AAAA",
             "seal_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            "device_name": "phone",
-            "platform": "ios",
+            "device_info": approvd_proto::ids::encode_b64(
+                &[0; approvd_proto::pairing::SEALED_DEVICE_INFO]
+            ),
             "claimed_at": 1
         },
         "mac": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",

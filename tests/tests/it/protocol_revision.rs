@@ -194,8 +194,16 @@ async fn one_key_for_requests_and_approvals_is_refused() {
         device_id: DeviceId(PublicKey::from(&key)),
         sig_key: PublicKey::from(&key),
         seal_key: SealSecret::generate().public_key(),
-        device_name: "phone".to_owned(),
-        platform: "ios".to_owned(),
+        device_info: approvd_proto::pairing::seal_device_info(
+            &uri.secret,
+            &uri.pairing_id,
+            &DeviceId(PublicKey::from(&key)),
+            &approvd_proto::pairing::DeviceInfo {
+                name: "phone".to_owned(),
+                platform: "ios".to_owned(),
+            },
+        )
+        .expect("sealed"),
         claimed_at: unix_now(),
     };
     let request = ClaimRequest {
@@ -510,5 +518,43 @@ async fn a_nas_may_require_that_approvals_were_unlocked_by_the_user() {
         Outcome::Denied {
             device_id: device.device_id
         }
+    );
+}
+
+#[tokio::test]
+async fn the_relay_never_reads_the_device_name() {
+    let relay = RelayProcess::start(&[]);
+    let nas = relay.nas();
+    let uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
+    let name = "Alice's phone 7f3e";
+    let _phone = Phone::enroll(&uri, name, "android", None)
+        .await
+        .expect("enroll");
+    // What the relay holds and hands out: no name, no platform.
+    let path = format!("/v1/pairings/{}/claim", uri.pairing_id);
+    let raw: serde_json::Value = nas
+        .client()
+        .call::<(), serde_json::Value>("GET", &path, "", None)
+        .await
+        .expect("poll")
+        .expect("claimed");
+    let text = raw.to_string();
+    assert!(
+        !text.contains("7f3e") && !text.contains("android"),
+        "{text}"
+    );
+    // The NAS, holding the QR code's secret, reads both.
+    let verified = nas
+        .wait_for_claim(&uri, WAIT)
+        .await
+        .expect("poll")
+        .expect("claim");
+    assert_eq!(verified.device.name, name);
+    assert_eq!(verified.device.platform, "android");
+    // Someone without the secret cannot.
+    let mut other = uri.clone();
+    other.secret = approvd_proto::pairing::PairingSecret([1; 32]);
+    assert!(
+        approvd_proto::pairing::open_device_info(&other.secret, &verified.claimed.claim).is_err()
     );
 }

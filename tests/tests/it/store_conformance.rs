@@ -104,8 +104,9 @@ fn sample_claim(pairing_id: PairingId, nas_id: NasId) -> PairingClaimed {
         device_id: new_device(),
         sig_key: PublicKey::from(&key),
         seal_key: approvd_proto::SealKey([9; 32]),
-        device_name: "phone".into(),
-        platform: "ios".into(),
+        device_info: approvd_proto::pairing::SealedDeviceInfo(
+            [7; approvd_proto::pairing::SEALED_DEVICE_INFO],
+        ),
         claimed_at: now(),
     };
     PairingClaimed {

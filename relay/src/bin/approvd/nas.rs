@@ -251,10 +251,9 @@ async fn pair(
             break verified;
         }
     };
-    let claim = &verified.claimed.claim;
     println!(
         "Phone \"{}\" ({}) wants to pair; this NAS has committed to it.",
-        claim.device_name, claim.platform
+        verified.device.name, verified.device.platform
     );
     print!("Type the 6-digit security code the phone shows: ");
     let _ = std::io::stdout().flush();
