@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod connections;
 pub mod openapi;
+pub mod parse_errors;
 pub mod problem;
 pub mod routes;
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpResponse};
 
 use crate::config::HttpConfig;
 use crate::metrics;
@@ -127,23 +128,53 @@ pub async fn run(
         "accepting connections"
     );
     let app_state = state.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(app_state.clone())
-            .wrap(from_fn(track))
-            .configure(configure)
-            .default_service(web::to(no_route))
-    })
-    .workers(workers)
-    .max_connections(per_worker)
-    .client_request_timeout(http.request_timeout)
-    .on_connect(move |connection, extensions| limiter.on_connect(connection, extensions))
-    // A long-poll whose client went away must be dropped at once (freeing its waiter).
-    .h1_allow_half_closed(false)
-    .disable_signals()
-    .shutdown_timeout(2)
-    .listen(listener)?
-    .run();
+    let request_timeout = http.request_timeout;
+    let local_addr = listener.local_addr()?;
+    // Fired when the listener stops (after the drain window): idle keep-alives close then.
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let stopping_signal = stopping.clone();
+    // What `actix_web::HttpServer` builds, by hand, so that each connection is wrapped in
+    // `ProblemIo` (the parser's own error answers become problem+json).
+    let server = actix_server::Server::build()
+        .workers(workers)
+        .max_concurrent_connections(per_worker)
+        .disable_signals()
+        .shutdown_timeout(2)
+        .listen("approvd", listener, move || {
+            let app = App::new()
+                .app_data(app_state.clone())
+                .wrap(from_fn(track))
+                .configure(configure)
+                .default_service(web::to(no_route));
+            let limiter = limiter.clone();
+            let stopping = stopping_signal.clone();
+            let h1 = actix_http::HttpService::build()
+                .client_request_timeout(request_timeout)
+                // A long-poll whose client went away must be dropped at once (freeing its waiter).
+                .h1_allow_half_closed(false)
+                .local_addr(local_addr)
+                // Idle keep-alive connections close when the listener stops.
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.cancelled().await }
+                })
+                .on_connect_ext(move |io: &parse_errors::ProblemIo, extensions| {
+                    limiter.on_connect(io.get_ref(), extensions)
+                })
+                .h1(actix_service::map_config(app, move |()| {
+                    actix_web::dev::AppConfig::default()
+                }));
+            use actix_service::ServiceFactoryExt as _;
+            actix_service::fn_service(|stream: actix_web::rt::net::TcpStream| {
+                let peer = stream.peer_addr().ok();
+                std::future::ready(Ok::<_, actix_http::error::DispatchError>((
+                    parse_errors::ProblemIo::new(stream),
+                    peer,
+                )))
+            })
+            .and_then(h1)
+        })?
+        .run();
     let handle = server.handle();
     let token = state.deps.shutdown.clone();
     let drain = http.shutdown_drain;
@@ -159,6 +190,7 @@ pub async fn run(
         // while load balancers move away; then stop accepting and let requests in flight
         // finish. At least a moment, so cancelled polls write their 503 first.
         tokio::time::sleep(drain.max(Duration::from_millis(100))).await;
+        stopping.cancel();
         handle.stop(true).await;
     };
     let (served, ()) = tokio::join!(server, stopper);

@@ -365,9 +365,10 @@ async fn stalled_bodies_cannot_exhaust_file_descriptors() {
     assert!(!log.contains("Too many open files"), "{log}");
 }
 
-/// Junk that the HTTP parser refuses is answered 400/431, counted, and not logged line by line.
+/// Junk that the HTTP parser refuses is answered 400/431 with a problem document, counted, and
+/// not logged line by line.
 #[tokio::test]
-async fn malformed_requests_are_counted_not_logged() {
+async fn malformed_requests_get_problems_and_are_counted_not_logged() {
     let relay = RelayProcess::start(&[]);
     let junk: [&[u8]; 5] = [
         b"GARBAGE\r\n\r\n",
@@ -379,10 +380,23 @@ async fn malformed_requests_are_counted_not_logged() {
     for request in junk {
         let answer = raw_exchange_within(&relay, request, Duration::from_secs(5));
         assert!(
-            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
-            "{request:?} → {answer:.60}"
+            answer.starts_with("HTTP/1.1 400 ")
+                && answer.contains("content-type: application/problem+json")
+                && answer.contains("\"type\":\"urn:approvd:problem:malformed-request\""),
+            "{request:?} → {answer}"
         );
     }
+    let mut huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for n in 0..20_000 {
+        huge.extend_from_slice(format!("X-Filler-{n}: {}\r\n", "y".repeat(40)).as_bytes());
+    }
+    huge.extend_from_slice(b"\r\n");
+    let answer = raw_exchange_within(&relay, &huge, Duration::from_secs(5));
+    assert!(
+        answer.starts_with("HTTP/1.1 431 ")
+            && answer.contains("\"type\":\"urn:approvd:problem:headers-too-large\""),
+        "a 1 MB header block → {answer}"
+    );
     let counted = relay
         .metric("approvd_http_malformed_requests_total")
         .await
@@ -549,5 +563,20 @@ async fn a_covered_target_uri_is_the_one_the_trusted_proxy_reports() {
         inbox_signed_over_target_uri(&direct, &proxied).await,
         401,
         "a relay that does not trust forwarded headers does not let a client choose its URL"
+    );
+}
+
+#[test]
+fn a_request_head_that_never_ends_gets_a_408_problem() {
+    let relay = RelayProcess::start(&["--request-timeout-secs", "1"]);
+    let answer = raw_exchange_within(
+        &relay,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 408 ")
+            && answer.contains("\"type\":\"urn:approvd:problem:request-timeout\""),
+        "{answer}"
     );
 }

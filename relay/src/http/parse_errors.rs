@@ -1,0 +1,214 @@
+//! Answers to requests the HTTP/1.1 parser refuses, as problem+json. actix-http writes those
+//! answers itself — a bare `400`, `431` or `408` with an empty body, before any of our code
+//! runs — so this module owns the one place they can still be reached: the connection's write
+//! side. [`ProblemIo`] wraps every accepted socket and replaces such a bodiless error response
+//! with the same status carrying a problem document. Our own responses always have a body, so
+//! a bodiless 400/408/431 can only be the parser's.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::rt::net::TcpStream;
+use approvd_proto::wire::{Problem, PROBLEM_TYPE_PREFIX};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A connection whose bodiless parser-error responses become problem+json.
+#[derive(Debug)]
+pub struct ProblemIo<T = TcpStream> {
+    inner: T,
+    /// A replacement response still being written, and how much of it was.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl<T> ProblemIo<T> {
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            pending: None,
+        }
+    }
+
+    /// The wrapped connection.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: AsyncWrite + Unpin> ProblemIo<T> {
+    /// Write what is left of a replacement; `Ready(Ok)` once it is all out.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, written)) = &mut self.pending {
+            if *written == bytes.len() {
+                self.pending = None;
+                break;
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ProblemIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ProblemIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.poll_pending(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        if let Some(replacement) = replacement_for(buf) {
+            // The parser's response is taken in full; ours goes out in its place (now, or on
+            // the flush or shutdown that follows).
+            this.pending = Some((replacement, 0));
+            let _ = this.poll_pending(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.poll_pending(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.poll_pending(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+/// The parser's errors this module rewrites: status, problem type, title, what to fix.
+const PARSER_ERRORS: [(u16, &str, &str, &str); 3] = [
+    (
+        400,
+        "malformed-request",
+        "Malformed HTTP request",
+        "the request is not valid HTTP/1.1 (request line, header syntax, Content-Length with \
+         chunked, NUL or folded header lines); the connection is closed",
+    ),
+    (
+        431,
+        "headers-too-large",
+        "Request header fields too large",
+        "the request head is larger than the relay accepts; the connection is closed",
+    ),
+    (
+        408,
+        "request-timeout",
+        "Request timeout",
+        "the request head did not arrive within the relay's deadline; the connection is closed",
+    ),
+];
+
+/// If `buf` is a complete bodiless 400/431/408 response head, the problem+json response to send
+/// instead.
+fn replacement_for(buf: &[u8]) -> Option<Vec<u8>> {
+    let end = buf.windows(4).position(|window| window == b"\r\n\r\n")?;
+    if end + 4 != buf.len() {
+        return None; // something follows the head: a body, so not the parser's answer
+    }
+    let head = buf[..end].to_ascii_lowercase();
+    let status_line = head.split(|&b| b == b'\r').next()?;
+    let status: u16 = std::str::from_utf8(status_line.strip_prefix(b"http/1.")?.get(2..5)?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let bodiless = contains(&head, b"\r\ncontent-length: 0") && !contains(&head, b"content-type:");
+    let &(status, kind, title, detail) = PARSER_ERRORS.iter().find(|(code, ..)| *code == status)?;
+    if !bodiless {
+        return None;
+    }
+    let problem = Problem {
+        type_uri: format!("{PROBLEM_TYPE_PREFIX}{kind}"),
+        title: title.to_owned(),
+        status,
+        detail: detail.to_owned(),
+        field: None,
+    };
+    let body = serde_json::to_vec(&problem).ok()?;
+    let reason = match status {
+        400 => "Bad Request",
+        431 => "Request Header Fields Too Large",
+        _ => "Request Timeout",
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    Some(response)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parsers_bodiless_errors_become_problems_and_nothing_else_changes() {
+        let bare = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\ndate: Sat, 28 Nov 2026 12:00:00 GMT\r\n\r\n";
+        let replaced = String::from_utf8(replacement_for(bare).expect("rewritten")).expect("utf8");
+        assert!(
+            replaced.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{replaced}"
+        );
+        assert!(replaced.contains("content-type: application/problem+json"));
+        let body = replaced.split("\r\n\r\n").nth(1).expect("body");
+        let problem: Problem = serde_json::from_str(body).expect("a problem document");
+        assert_eq!(problem.type_uri, "urn:approvd:problem:malformed-request");
+        assert_eq!(problem.status, 400);
+
+        let too_large =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        assert!(
+            String::from_utf8(replacement_for(too_large).expect("rewritten"))
+                .expect("utf8")
+                .contains("headers-too-large")
+        );
+
+        // Our own responses carry bodies; other statuses and partial heads pass unchanged.
+        let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\ncontent-type: application/problem+json\r\n\r\n";
+        assert_eq!(replacement_for(ours), None);
+        let with_body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\nx";
+        assert_eq!(replacement_for(with_body), None);
+        assert_eq!(
+            replacement_for(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            replacement_for(b"HTTP/1.1 400 Bad Request\r\ncontent-len"),
+            None
+        );
+    }
+}
