@@ -351,16 +351,24 @@ impl Phone {
     /// the NAS. An acceptance of another claim is an [`ClientError::Alarm`]: someone else used
     /// the QR code, and no code may be shown.
     pub async fn wait_for_acceptance(&self, wait: Duration) -> Result<Option<String>, ClientError> {
-        let path = format!("/v1/pairings/{}/acceptance", self.claim.pairing_id);
-        let query = format!("wait={}", wait.as_secs());
         let Some(acceptance) = self
-            .client
-            .call::<(), PairingAcceptance>("GET", &path, &query, None)
+            .poll_slot::<PairingAcceptance>("acceptance", wait)
             .await?
         else {
             return Ok(None);
         };
         self.check_acceptance(&acceptance).map(Some)
+    }
+
+    /// Long-poll `/v1/pairings/{pairing_id}/{what}` of this phone's slot.
+    async fn poll_slot<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        wait: Duration,
+    ) -> Result<Option<T>, ClientError> {
+        let path = format!("/v1/pairings/{}/{what}", self.claim.pairing_id);
+        let query = format!("wait={}", wait.as_secs());
+        self.client.call::<(), T>("GET", &path, &query, None).await
     }
 
     /// The phone's checks on an acceptance (PROTOCOL.md §5.1 step 4): signed by the pinned NAS
@@ -395,11 +403,8 @@ impl Phone {
     /// Long-poll for the NAS's confirmation; `Ok(true)` once it arrived, verified, and the
     /// offline-code secret opened. The pairing secret is erased then.
     pub async fn wait_for_confirmation(&mut self, wait: Duration) -> Result<bool, ClientError> {
-        let path = format!("/v1/pairings/{}/confirmation", self.claim.pairing_id);
-        let query = format!("wait={}", wait.as_secs());
         let Some(confirmation) = self
-            .client
-            .call::<(), PairingConfirmation>("GET", &path, &query, None)
+            .poll_slot::<PairingConfirmation>("confirmation", wait)
             .await?
         else {
             return Ok(false);

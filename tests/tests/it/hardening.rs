@@ -206,6 +206,22 @@ async fn problems_point_at_the_offending_field() {
     );
 }
 
+/// Swap `prepared`'s signature headers for `headers`.
+fn replace_signature(
+    prepared: &mut approvd_client::Prepared,
+    headers: approvd_proto::httpsig::SignedHeaders,
+) {
+    prepared.headers.retain(|(name, _)| {
+        !name.eq_ignore_ascii_case("signature-input") && !name.eq_ignore_ascii_case("signature")
+    });
+    prepared
+        .headers
+        .push(("Signature-Input".to_owned(), headers.signature_input));
+    prepared
+        .headers
+        .push(("Signature".to_owned(), headers.signature));
+}
+
 #[tokio::test]
 async fn signature_parameters_in_another_order_are_accepted() {
     use approvd_proto::httpsig::{self, Param, RequestTarget};
@@ -236,15 +252,7 @@ async fn signature_parameters_in_another_order_are_accepted() {
     let headers =
         httpsig::sign_with_params(&key, &target, &httpsig::RequestContext::NONE, None, &params)
             .expect("the profile's components resolve");
-    prepared.headers.retain(|(name, _)| {
-        !name.eq_ignore_ascii_case("signature-input") && !name.eq_ignore_ascii_case("signature")
-    });
-    prepared
-        .headers
-        .push(("Signature-Input".to_owned(), headers.signature_input));
-    prepared
-        .headers
-        .push(("Signature".to_owned(), headers.signature));
+    replace_signature(&mut prepared, headers);
     let status = client.send(prepared).await.expect("sent").status().as_u16();
     assert_eq!(
         status, 204,
@@ -524,15 +532,7 @@ async fn inbox_signed_over_target_uri(relay: &RelayProcess, forwarded: &[(&str, 
     };
     let headers = httpsig::sign_with_params(&key, &target, &as_the_client_saw_it, None, &params)
         .expect("resolves");
-    prepared.headers.retain(|(name, _)| {
-        !name.eq_ignore_ascii_case("signature-input") && !name.eq_ignore_ascii_case("signature")
-    });
-    prepared
-        .headers
-        .push(("Signature-Input".to_owned(), headers.signature_input));
-    prepared
-        .headers
-        .push(("Signature".to_owned(), headers.signature));
+    replace_signature(&mut prepared, headers);
     for (name, value) in forwarded {
         prepared
             .headers
