@@ -14,16 +14,31 @@ use crate::nas::{MailboxEvent, Nas, PairedDevice};
 use crate::phone::{Phone, PhoneState};
 use crate::transport::ClientError;
 
+/// Phones one account may pair unless `nas init --max-phones` says otherwise (Synology
+/// Secure SignIn's limit).
+pub const DEFAULT_MAX_PHONES: usize = 20;
+/// The format of `devices.json` this version reads and writes.
+pub const STATE_FORMAT: u32 = 2;
+
 /// A NAS's settings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NasSettings {
     pub relay: String,
     pub label: String,
+    /// Most phones one account may pair.
+    #[serde(default = "default_max_phones")]
+    pub max_phones_per_account: usize,
 }
 
-/// One paired device as the NAS stores it.
+fn default_max_phones() -> usize {
+    DEFAULT_MAX_PHONES
+}
+
+/// One paired device as the NAS stores it: a phone of one account.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceRecord {
+    /// The account (user name on the NAS) this phone approves sign-ins for.
+    pub account: String,
     #[serde(flatten)]
     pub device: PairedDevice,
     /// base64url offline-code secret (PROTOCOL.md §5.5).
@@ -36,7 +51,27 @@ pub struct DeviceRecord {
     pub muted_until: Option<u64>,
 }
 
-/// `<dir>/nas.key` (0600), `<dir>/nas.json`, `<dir>/devices.json` (0600: offline-code secrets).
+/// Everything in `devices.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NasState {
+    /// [`STATE_FORMAT`]; a file without it predates accounts and is refused.
+    pub format: u32,
+    pub devices: Vec<DeviceRecord>,
+}
+
+impl NasState {
+    /// The devices of `account`.
+    pub fn of(&self, account: &str) -> impl Iterator<Item = &DeviceRecord> {
+        let account = account.to_owned();
+        self.devices
+            .iter()
+            .filter(move |record| record.account == account)
+    }
+}
+
+/// `<dir>/nas.key` (0600), `<dir>/nas.json`, `<dir>/devices.json` (0600: offline-code secrets),
+/// `<dir>/devices.lock` (held while the device state is read or changed).
 #[derive(Debug, Clone)]
 pub struct NasHome {
     dir: PathBuf,
@@ -53,6 +88,16 @@ impl NasHome {
 
     /// Create a NAS identity in `dir` (refuses to overwrite one).
     pub fn init(dir: &Path, relay: &str, label: &str) -> Result<Self, ClientError> {
+        Self::init_with(dir, relay, label, DEFAULT_MAX_PHONES)
+    }
+
+    /// [`NasHome::init`] with a limit of phones per account.
+    pub fn init_with(
+        dir: &Path,
+        relay: &str,
+        label: &str,
+        max_phones_per_account: usize,
+    ) -> Result<Self, ClientError> {
         let home = Self {
             dir: dir.to_owned(),
         };
@@ -75,10 +120,18 @@ impl NasHome {
             &NasSettings {
                 relay: relay.to_owned(),
                 label: label.to_owned(),
+                max_phones_per_account,
             },
             false,
         )?;
-        write_json(&home.devices_path(), &Vec::<DeviceRecord>::new(), true)?;
+        write_json(
+            &home.devices_path(),
+            &NasState {
+                format: STATE_FORMAT,
+                devices: Vec::new(),
+            },
+            true,
+        )?;
         Ok(home)
     }
 
@@ -108,97 +161,211 @@ impl NasHome {
         Nas::new(&self.settings()?.relay, key)
     }
 
+    /// Hold the state lock (exclusive for a change, shared for a read) while `f` runs: two
+    /// processes (the CLI, an agent) never interleave a read-modify-write of the devices.
+    fn locked<R>(
+        &self,
+        exclusive: bool,
+        f: impl FnOnce(&Path) -> Result<R, ClientError>,
+    ) -> Result<R, ClientError> {
+        let path = self.dir.join("devices.lock");
+        let storage = |error: std::io::Error| ClientError::Storage {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(storage)?;
+        if exclusive {
+            lock.lock().map_err(storage)?;
+        } else {
+            lock.lock_shared().map_err(storage)?;
+        }
+        let result = f(&self.devices_path());
+        drop(lock); // closing the file releases the lock
+        result
+    }
+
+    fn read_state(path: &Path) -> Result<NasState, ClientError> {
+        let value: serde_json::Value = read_json(path, true)?;
+        if value.get("format").and_then(serde_json::Value::as_u64) != Some(STATE_FORMAT.into()) {
+            return Err(ClientError::Storage {
+                path: path.display().to_string(),
+                message: format!(
+                    "this device list was written by an approvd without accounts (format \
+                     {STATE_FORMAT} expected): phones now belong to accounts. Move the file \
+                     away and pair each phone again with `approvd nas pair --user NAME`"
+                ),
+            });
+        }
+        serde_json::from_value(value).map_err(|error| ClientError::Storage {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        })
+    }
+
+    /// The device state (under a shared lock).
+    pub fn state(&self) -> Result<NasState, ClientError> {
+        self.locked(false, Self::read_state)
+    }
+
+    /// Change the device state under the exclusive lock; `f`'s error leaves it unchanged.
+    pub fn update<R>(
+        &self,
+        f: impl FnOnce(&mut NasState) -> Result<R, ClientError>,
+    ) -> Result<R, ClientError> {
+        self.locked(true, |path| {
+            let mut state = Self::read_state(path)?;
+            let result = f(&mut state)?;
+            write_json(path, &state, true)?;
+            Ok(result)
+        })
+    }
+
+    /// Every paired device (all accounts).
     pub fn devices(&self) -> Result<Vec<DeviceRecord>, ClientError> {
-        read_json(&self.devices_path(), true)
+        Ok(self.state()?.devices)
     }
 
-    pub fn save_devices(&self, devices: &[DeviceRecord]) -> Result<(), ClientError> {
-        write_json(&self.devices_path(), &devices, true)
+    /// The devices of `account`.
+    pub fn account_devices(&self, account: &str) -> Result<Vec<PairedDevice>, ClientError> {
+        Ok(self
+            .state()?
+            .of(account)
+            .map(|record| record.device.clone())
+            .collect())
     }
 
-    /// Record a newly paired device with its offline-code secret.
+    /// Whether `account` may pair one more phone.
+    pub fn check_room(&self, account: &str) -> Result<(), ClientError> {
+        let max = self.settings()?.max_phones_per_account;
+        if self.state()?.of(account).count() >= max {
+            return Err(too_many(account, max));
+        }
+        Ok(())
+    }
+
+    /// Record a newly paired device of `account` with its offline-code secret.
     pub fn add_device(
         &self,
+        account: &str,
         device: PairedDevice,
         code_secret: &CodeSecret,
     ) -> Result<(), ClientError> {
-        let mut devices = self.devices()?;
-        devices.retain(|record| record.device.device_id != device.device_id);
-        devices.push(DeviceRecord {
-            device,
-            totp_secret: encode_b64(&code_secret.0),
-            last_totp_step: None,
-            push_gone: false,
-            muted_until: None,
-        });
-        self.save_devices(&devices)
+        let max = self.settings()?.max_phones_per_account;
+        self.update(|state| {
+            state
+                .devices
+                .retain(|record| record.device.device_id != device.device_id);
+            if state.of(account).count() >= max {
+                return Err(too_many(account, max));
+            }
+            state.devices.push(DeviceRecord {
+                account: account.to_owned(),
+                device,
+                totp_secret: encode_b64(&code_secret.0),
+                last_totp_step: None,
+                push_gone: false,
+                muted_until: None,
+            });
+            Ok(())
+        })
+    }
+
+    /// Forget `device_id` of `account`; `false` if it was not there.
+    pub fn remove_device(&self, account: &str, device_id: &DeviceId) -> Result<bool, ClientError> {
+        self.update(|state| {
+            let before = state.devices.len();
+            state.devices.retain(|record| {
+                !(record.account == account && record.device.device_id == *device_id)
+            });
+            Ok(state.devices.len() != before)
+        })
     }
 
     /// Apply verified mailbox events to the device list.
     pub fn apply(&self, events: &[MailboxEvent]) -> Result<(), ClientError> {
-        let mut devices = self.devices()?;
-        for event in events {
-            match event {
-                MailboxEvent::HandleRefreshed {
-                    device_id,
-                    push_handle,
-                } => {
-                    for record in devices
-                        .iter_mut()
-                        .filter(|r| r.device.device_id == *device_id)
-                    {
-                        record.device.push_handle = push_handle.clone();
-                        record.push_gone = false;
+        self.update(|state| {
+            let devices = &mut state.devices;
+            for event in events {
+                match event {
+                    MailboxEvent::HandleRefreshed {
+                        device_id,
+                        push_handle,
+                    } => {
+                        for record in devices
+                            .iter_mut()
+                            .filter(|r| r.device.device_id == *device_id)
+                        {
+                            record.device.push_handle = push_handle.clone();
+                            record.push_gone = false;
+                        }
                     }
-                }
-                MailboxEvent::PushGone { device_id } => {
-                    for record in devices
-                        .iter_mut()
-                        .filter(|r| r.device.device_id == *device_id)
-                    {
-                        record.push_gone = true;
+                    MailboxEvent::PushGone { device_id } => {
+                        for record in devices
+                            .iter_mut()
+                            .filter(|r| r.device.device_id == *device_id)
+                        {
+                            record.push_gone = true;
+                        }
                     }
-                }
-                MailboxEvent::Unpaired { device_id } => {
-                    devices.retain(|record| record.device.device_id != *device_id);
-                }
-                MailboxEvent::Muted { device_id, until } => {
-                    for record in devices
-                        .iter_mut()
-                        .filter(|r| r.device.device_id == *device_id)
-                    {
-                        record.muted_until = Some(*until);
+                    MailboxEvent::Unpaired { device_id } => {
+                        devices.retain(|record| record.device.device_id != *device_id);
                     }
+                    MailboxEvent::Muted { device_id, until } => {
+                        for record in devices
+                            .iter_mut()
+                            .filter(|r| r.device.device_id == *device_id)
+                        {
+                            record.muted_until = Some(*until);
+                        }
+                    }
+                    MailboxEvent::Ignored { .. } => {}
                 }
-                MailboxEvent::Ignored { .. } => {}
             }
-        }
-        self.save_devices(&devices)
+            Ok(())
+        })
     }
 
-    /// Check an offline code against every device (±1 step, each code once). Returns the device
-    /// whose code it is, and remembers the step so the code cannot be used again.
+    /// Check an offline code against `account`'s phones only (±1 step, each code once, never
+    /// a step older than the last accepted). Returns the device whose code it is, and
+    /// remembers the step — under the exclusive lock, so two concurrent checks of one code
+    /// cannot both succeed.
     pub fn check_offline_code(
         &self,
+        account: &str,
         code: &str,
         now: u64,
     ) -> Result<Option<DeviceId>, ClientError> {
-        let mut devices = self.devices()?;
-        let mut matched = None;
-        for record in &mut devices {
-            let secret = decode_fixed::<32>("totp_secret", &record.totp_secret)?;
-            if let Some(step) =
-                approvd_proto::totp::verify(&secret, code, now, record.last_totp_step)
+        self.update(|state| {
+            for record in state
+                .devices
+                .iter_mut()
+                .filter(|record| record.account == account)
             {
-                record.last_totp_step = Some(step);
-                matched = Some(record.device.device_id);
-                break;
+                let secret = decode_fixed::<32>("totp_secret", &record.totp_secret)?;
+                if let Some(step) =
+                    approvd_proto::totp::verify(&secret, code, now, record.last_totp_step)
+                {
+                    record.last_totp_step = Some(step);
+                    return Ok(Some(record.device.device_id));
+                }
             }
-        }
-        if matched.is_some() {
-            self.save_devices(&devices)?;
-        }
-        Ok(matched)
+            Ok(None)
+        })
+    }
+}
+
+fn too_many(account: &str, max: usize) -> ClientError {
+    ClientError::Storage {
+        path: "devices.json".to_owned(),
+        message: format!(
+            "account `{account}` has {max} phones already (the limit): remove one first \
+             (`approvd nas remove --user {account} DEVICE_ID`)"
+        ),
     }
 }
 

@@ -211,12 +211,14 @@ impl Nas {
         &self.client
     }
 
-    /// Register a pairing slot and return the URI to show as a QR code.
+    /// Register a pairing slot for `account` and return the URI to show as a QR code.
     pub async fn start_pairing(
         &self,
         label: &str,
+        account: &str,
         ttl: Duration,
     ) -> Result<PairingUri, ClientError> {
+        approvd_proto::context::check_text("account", account, pairing::MAX_ACCOUNT, false)?;
         let request = CreatePairingRequest {
             pairing_id: PairingId::random(),
             ttl_secs: ttl.as_secs(),
@@ -232,6 +234,7 @@ impl Nas {
             secret: PairingSecret::generate(),
             nas_id: self.nas_id(),
             label: label.to_owned(),
+            account: account.to_owned(),
             expires_at: created.expires_at,
         })
     }

@@ -22,6 +22,8 @@ pub const MAX_URI: usize = 1024;
 pub const MAX_RELAY_URL: usize = 512;
 /// Longest NAS label.
 pub const MAX_LABEL: usize = 64;
+/// Longest account name.
+pub const MAX_ACCOUNT: usize = 64;
 /// Longest a pairing slot may live, in seconds.
 pub const MAX_PAIRING_TTL: u64 = 600;
 /// Label of the SAS input (an [`Encoder`] label) and of its subkey.
@@ -98,20 +100,24 @@ pub struct PairingUri {
     pub nas_id: NasId,
     /// Human label of the NAS (`a`).
     pub label: String,
+    /// The account on the NAS this phone will approve sign-ins for (`u`), shown to the user
+    /// before the phone claims the slot.
+    pub account: String,
     /// Unix time after which the slot is gone (`e`).
     pub expires_at: u64,
 }
 
 impl PairingUri {
-    /// Render as `approvd://pair?v=1&r=…&p=…&k=…&n=…&a=…&e=…`.
+    /// Render as `approvd://pair?v=1&r=…&p=…&k=…&n=…&a=…&u=…&e=…`.
     pub fn to_uri(&self) -> String {
         format!(
-            "{URI_PREFIX}v=1&r={}&p={}&k={}&n={}&a={}&e={}",
+            "{URI_PREFIX}v=1&r={}&p={}&k={}&n={}&a={}&u={}&e={}",
             utf8_percent_encode(&self.relay, VALUE),
             self.pairing_id,
             encode_b64(&self.secret.0),
             self.nas_id,
             utf8_percent_encode(&self.label, VALUE),
+            utf8_percent_encode(&self.account, VALUE),
             self.expires_at
         )
     }
@@ -125,8 +131,8 @@ impl PairingUri {
             return Err(UriError::TooLong { max: MAX_URI }.into());
         }
         let query = uri.strip_prefix(URI_PREFIX).ok_or(UriError::Scheme)?;
-        const NAMES: [&str; 7] = ["v", "r", "p", "k", "n", "a", "e"];
-        let mut values: [Option<&str>; 7] = [None; 7];
+        const NAMES: [&str; 8] = ["v", "r", "p", "k", "n", "a", "u", "e"];
+        let mut values: [Option<&str>; 8] = [None; 8];
         for pair in query.split('&') {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let index = NAMES
@@ -149,7 +155,9 @@ impl PairingUri {
         let nas_id = NasId(crate::ids::PublicKey::parse("n", get(4)?)?);
         let label = decode_value("a", get(5)?)?;
         crate::context::check_text("a", &label, MAX_LABEL, false)?;
-        let expiry_text = get(6)?;
+        let account = decode_value("u", get(6)?)?;
+        crate::context::check_text("u", &account, MAX_ACCOUNT, false)?;
+        let expiry_text = get(7)?;
         if expiry_text.is_empty() || !expiry_text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(UriError::Expiry.into());
         }
@@ -166,6 +174,7 @@ impl PairingUri {
             secret,
             nas_id,
             label,
+            account,
             expires_at,
         })
     }

@@ -129,6 +129,7 @@ impl Examples {
             secret: PairingSecret(seed("pairing secret k")),
             nas_id: keys.nas_id(),
             label: "home-nas (DS923+)".to_owned(),
+            account: "alice".to_owned(),
             expires_at: NOW + 600,
         };
         let claim = PairClaim {
@@ -325,6 +326,7 @@ fn pairing(examples: &Examples) -> Value {
             "k_hex": hex::encode(uri.secret.0),
             "n": uri.nas_id,
             "a": uri.label,
+            "u": uri.account,
             "e": uri.expires_at,
         },
         "k_mac_hex": hex::encode(uri.secret.subkey(pairing::MAC_KEY_LABEL)),

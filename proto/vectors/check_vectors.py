@@ -220,8 +220,9 @@ def check_pairing():
     check(all(len(v) == 1 for v in params.values()), "no duplicate parameters")
     params = {k: v[0] for k, v in params.items()}
     fields = data["fields"]
-    check(sorted(params) == sorted(["v", "r", "p", "k", "n", "a", "e"]), "exactly the seven parameters")
+    check(sorted(params) == sorted(["v", "r", "p", "k", "n", "a", "u", "e"]), "exactly the eight parameters")
     check(params["v"] == "1" and params["r"] == fields["r"] and params["a"] == fields["a"], "v, r, a")
+    check(params["u"] == fields["u"] and 0 < len(params["u"].encode()) <= 64, "u: the account")
     check(b64u(params["k"]).hex() == fields["k_hex"] and params["p"] == fields["p"], "k, p")
     check(params["n"] == fields["n"] and int(params["e"]) == fields["e"] > data["now"], "n, e")
     claim = data["claim"]

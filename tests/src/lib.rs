@@ -263,11 +263,22 @@ pub async fn request_one(
     .expect("challenge")
 }
 
-/// Pair a new phone with `nas` through the relay (full flow, every check). Returns the phone
-/// and the device record the NAS keeps.
+/// Pair a new phone with `nas` through the relay (full flow, every check) for the account
+/// `alice`. Returns the phone and the device record the NAS keeps.
 pub async fn pair(nas: &Nas, name: &str, push: Option<PushRegistration>) -> (Phone, PairedDevice) {
+    let (phone, device, _) = pair_for(nas, "alice", name, push).await;
+    (phone, device)
+}
+
+/// [`pair`] for `account`; also returns the offline-code secret the NAS keeps.
+pub async fn pair_for(
+    nas: &Nas,
+    account: &str,
+    name: &str,
+    push: Option<PushRegistration>,
+) -> (Phone, PairedDevice, approvd_proto::totp::CodeSecret) {
     let uri = nas
-        .start_pairing("test-nas", Duration::from_secs(120))
+        .start_pairing("test-nas", account, Duration::from_secs(120))
         .await
         .expect("start pairing");
     let mut phone = Phone::enroll(&uri, name, "ios", push)
@@ -288,7 +299,7 @@ pub async fn pair(nas: &Nas, name: &str, push: Option<PushRegistration>) -> (Pho
         code,
         "the NAS expects the code the phone shows"
     );
-    let (device, _code_secret) = nas.confirm(&verified, &code).await.expect("confirm");
+    let (device, code_secret) = nas.confirm(&verified, &code).await.expect("confirm");
     assert!(
         phone
             .wait_for_confirmation(Duration::from_secs(5))
@@ -296,7 +307,7 @@ pub async fn pair(nas: &Nas, name: &str, push: Option<PushRegistration>) -> (Pho
             .expect("confirmation poll"),
         "confirmation arrived"
     );
-    (phone, device)
+    (phone, device, code_secret)
 }
 
 /// Run `poll` (a request that waits: a long-poll, a held verdict poll) while `act` starts after

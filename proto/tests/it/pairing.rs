@@ -36,7 +36,7 @@ fn uri_round_trips() {
 
 #[test]
 fn every_missing_parameter_is_named() {
-    for name in ["v", "r", "p", "k", "n", "a", "e"] {
+    for name in ["v", "r", "p", "k", "n", "a", "u", "e"] {
         let text = with_param(name, None);
         assert_eq!(
             PairingUri::parse(&text, NOW),
@@ -97,6 +97,20 @@ fn duplicate_unknown_and_bad_parameters_are_refused() {
     assert_eq!(
         PairingUri::parse(&with_param("a", Some("")), NOW),
         Err(Error::Empty { field: "a" })
+    );
+    assert_eq!(
+        PairingUri::parse(&with_param("u", Some("")), NOW),
+        Err(Error::Empty { field: "u" })
+    );
+    assert!(matches!(
+        PairingUri::parse(&with_param("u", Some(&"x".repeat(65))), NOW),
+        Err(Error::TooLong { field: "u", .. })
+    ));
+    assert_eq!(
+        PairingUri::parse(&with_param("u", Some("J%C3%BCrgen")), NOW)
+            .expect("percent-encoded UTF-8")
+            .account,
+        "Jürgen"
     );
     for relay in [
         "ftp%3A%2F%2Fx",

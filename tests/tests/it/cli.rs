@@ -84,12 +84,13 @@ fn the_readme_quickstart_works_as_written() {
     );
     assert!(init.status.success(), "{}", text(&init));
 
-    let mut pair = spawn(&dir, &args("approvd nas pair", &relay.url));
+    let mut pair = spawn(&dir, &args("approvd nas pair --user alice", &relay.url));
     let mut pair_out = BufReader::new(pair.stdout.take().expect("stdout"));
     let uri = read_until(&mut pair_out, |line| line.starts_with("approvd://pair?"));
-    assert!(readme().contains("approvd phone enroll 'approvd://pair?v=1&r=...'"));
+    assert!(readme()
+        .contains("approvd phone enroll --name \"Alice's laptop\" 'approvd://pair?v=1&r=...'"));
     let mut enroll = Command::new(approvd_binary())
-        .args(["phone", "enroll", &uri])
+        .args(["phone", "enroll", "--name", "Alice's laptop", &uri])
         .current_dir(&dir.0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -154,10 +155,10 @@ fn the_readme_quickstart_works_as_written() {
     let _ = std::io::Read::read_to_string(&mut request_out, &mut rest);
     assert_eq!(outcome.status.code(), Some(0), "{rest}");
     assert!(
-        rest.contains("APPROVED by approvd phone (signature verified)"),
+        rest.contains("APPROVED by Alice's laptop (signature verified)"),
         "{rest}"
     );
-    assert!(readme().contains("APPROVED by approvd phone (signature verified)"));
+    assert!(readme().contains("APPROVED by Alice's laptop (signature verified)"));
 
     // A denial exits 1; so does an approval with the wrong number, which the NAS counts as a
     // denial even though the relay accepts it.
@@ -167,7 +168,7 @@ fn the_readme_quickstart_works_as_written() {
             "nas".to_owned(),
             "request".to_owned(),
             "--user".to_owned(),
-            "bob".to_owned(),
+            "alice".to_owned(),
         ],
     );
     let mut denied_out = BufReader::new(denied.stdout.take().expect("stdout"));
@@ -186,7 +187,7 @@ fn the_readme_quickstart_works_as_written() {
             "nas".into(),
             "request".into(),
             "--user".into(),
-            "carol".into(),
+            "alice".into(),
             "--number-matching".into(),
         ],
     );
@@ -232,13 +233,33 @@ fn the_readme_quickstart_works_as_written() {
         .expect("code")
         .to_owned();
     assert_eq!(
-        run(&dir, &["nas".into(), "otp".into(), code.clone()])
-            .status
-            .code(),
+        run(
+            &dir,
+            &[
+                "nas".into(),
+                "otp".into(),
+                "--user".into(),
+                "alice".into(),
+                code.clone()
+            ]
+        )
+        .status
+        .code(),
         Some(0)
     );
     assert_eq!(
-        run(&dir, &["nas".into(), "otp".into(), code]).status.code(),
+        run(
+            &dir,
+            &[
+                "nas".into(),
+                "otp".into(),
+                "--user".into(),
+                "alice".into(),
+                code
+            ]
+        )
+        .status
+        .code(),
         Some(1),
         "used once"
     );

@@ -380,7 +380,7 @@ async fn a_phone_that_enrolls_with_an_expired_uri_is_stopped_locally() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
     let mut uri = nas
-        .start_pairing("nas", Duration::from_secs(60))
+        .start_pairing("nas", "alice", Duration::from_secs(60))
         .await
         .expect("slot");
     uri.expires_at = 1;

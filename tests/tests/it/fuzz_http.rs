@@ -137,7 +137,7 @@ async fn mutated_signed_requests_never_cause_a_server_error() {
     let nas = relay.nas();
     let (phone, device) = pair(&nas, "phone", None).await;
     let uri = nas
-        .start_pairing("nas", Duration::from_secs(120))
+        .start_pairing("nas", "alice", Duration::from_secs(120))
         .await
         .expect("slot");
     let (request, _) = nas

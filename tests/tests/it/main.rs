@@ -2,6 +2,7 @@
 //! per file): real `approvd` processes over real HTTP, real `redis-server`s, a local FCM mock.
 //! Each module is one area; shared harness code lives in `approvd_tests` (`tests/src/`).
 
+mod accounts;
 mod auth_and_input;
 mod cli;
 mod flow;

@@ -29,7 +29,10 @@ fn code_from_qr_and_device_id(k: &[u8; 32], device: &DeviceId, now: u64) -> Stri
 async fn offline_codes_come_from_a_secret_sealed_at_confirmation_not_from_the_qr_code() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
-    let uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
+    let uri = nas
+        .start_pairing("nas", "alice", MINUTE)
+        .await
+        .expect("slot");
     let mut phone = Phone::enroll(&uri, "phone", "ios", None)
         .await
         .expect("enroll");
@@ -78,7 +81,10 @@ async fn offline_codes_come_from_a_secret_sealed_at_confirmation_not_from_the_qr
 async fn a_claim_made_with_a_seen_qr_code_gets_no_code_and_the_real_phone_raises_the_alarm() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
-    let uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
+    let uri = nas
+        .start_pairing("nas", "alice", MINUTE)
+        .await
+        .expect("slot");
     // An attacker who saw the QR code claims first, with its own keys and a valid MAC.
     let mut attacker = Phone::enroll(&uri, "attacker", "ios", None)
         .await
@@ -116,7 +122,10 @@ async fn a_phone_shows_no_code_under_an_acceptance_of_another_claim() {
     let relay = RelayProcess::start(&[]);
     let nas_key = approvd_proto::generate_signing_key();
     let nas = approvd_client::Nas::new(&relay.url, nas_key.clone()).expect("nas");
-    let uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
+    let uri = nas
+        .start_pairing("nas", "alice", MINUTE)
+        .await
+        .expect("slot");
     let phone = Phone::enroll(&uri, "phone", "ios", None)
         .await
         .expect("enroll");
@@ -169,7 +178,10 @@ fn phone_claim(phone: &Phone) -> PairClaim {
 async fn one_key_for_requests_and_approvals_is_refused() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
-    let uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
+    let uri = nas
+        .start_pairing("nas", "alice", MINUTE)
+        .await
+        .expect("slot");
     let key = approvd_proto::generate_signing_key();
     let refused = Phone::enroll_with_keys(
         &uri,
@@ -525,7 +537,10 @@ async fn a_nas_may_require_that_approvals_were_unlocked_by_the_user() {
 async fn the_relay_never_reads_the_device_name() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
-    let uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
+    let uri = nas
+        .start_pairing("nas", "alice", MINUTE)
+        .await
+        .expect("slot");
     let name = "Alice's phone 7f3e";
     let _phone = Phone::enroll(&uri, name, "android", None)
         .await

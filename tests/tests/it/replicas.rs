@@ -27,7 +27,7 @@ fn replicas(store_args: &[&str], extra: &[&str]) -> (RelayProcess, RelayProcess,
 /// Pair a phone whose NAS talks to `nas_relay` while the phone talks to `phone_relay`.
 async fn pair_across(nas: &Nas, phone_relay: &RelayProcess, name: &str) -> (Phone, PairedDevice) {
     let mut uri = nas
-        .start_pairing("nas", Duration::from_secs(120))
+        .start_pairing("nas", "alice", Duration::from_secs(120))
         .await
         .expect("slot on A");
     uri.relay = phone_relay.url.clone();

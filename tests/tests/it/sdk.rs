@@ -116,7 +116,10 @@ async fn a_verdict_after_expiry_is_judged_expired() {
 async fn a_claim_whose_mac_fails_is_refused_by_the_nas() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
-    let uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
+    let uri = nas
+        .start_pairing("nas", "alice", MINUTE)
+        .await
+        .expect("slot");
     // Someone who saw the slot id but not the QR code's secret claims it.
     let mut guessed = uri.clone();
     guessed.secret = approvd_proto::pairing::PairingSecret([9; 32]);

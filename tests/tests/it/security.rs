@@ -207,7 +207,10 @@ async fn forged_and_tampered_verdicts_are_refused_by_relay_and_nas() {
 async fn swapped_pairing_keys_are_caught() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
-    let uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
+    let uri = nas
+        .start_pairing("nas", "alice", MINUTE)
+        .await
+        .expect("slot");
     let _phone = approvd_client::Phone::enroll(&uri, "phone", "ios", None)
         .await
         .expect("enroll");
@@ -230,7 +233,10 @@ async fn swapped_pairing_keys_are_caught() {
     assert!(nas.verify_claim(&uri, &swapped_seal, unix_now()).is_err());
 
     // The relay itself refuses a claim whose signature is not by claim.sig_key, and a second claim.
-    let uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
+    let uri = nas
+        .start_pairing("nas", "alice", MINUTE)
+        .await
+        .expect("slot");
     let phone = approvd_client::Phone::enroll(&uri, "first", "ios", None)
         .await
         .expect("first claim");
@@ -246,7 +252,10 @@ async fn swapped_pairing_keys_are_caught() {
         "not-owner"
     );
     let stranger = {
-        let stranger_uri = nas.start_pairing("nas", MINUTE).await.expect("slot");
+        let stranger_uri = nas
+            .start_pairing("nas", "alice", MINUTE)
+            .await
+            .expect("slot");
         approvd_client::Phone::enroll(&stranger_uri, "stranger", "ios", None)
             .await
             .expect("enroll")
@@ -265,7 +274,7 @@ async fn an_expired_pairing_slot_cannot_be_claimed() {
     let relay = RelayProcess::start(&[]);
     let nas = relay.nas();
     let uri = nas
-        .start_pairing("nas", Duration::from_secs(1))
+        .start_pairing("nas", "alice", Duration::from_secs(1))
         .await
         .expect("slot");
     tokio::time::sleep(Duration::from_millis(2100)).await;

@@ -126,7 +126,7 @@ async fn walk_through(url: &str) -> Result<(), ClientError> {
             }
         ));
         let uri = nas
-            .start_pairing("home-nas", Duration::from_secs(120))
+            .start_pairing("home-nas", "alice", Duration::from_secs(120))
             .await?;
         println!("    QR code: {}", uri.to_uri());
         let mut phone = Phone::enroll(&uri, name, "ios", push).await?;

@@ -17,7 +17,7 @@ use crate::cli::{fail, qr};
 /// Act as a NAS (a login server asking for approvals).
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  approvd nas init --relay http://127.0.0.1:8080 --label home-nas\n  approvd nas pair\n  approvd nas request --user alice --ip 203.0.113.7"
+    after_help = "Examples:\n  approvd nas init --relay http://127.0.0.1:8080 --label home-nas\n  approvd nas pair --user alice\n  approvd nas request --user alice --ip 203.0.113.7\n\nEvery phone belongs to one account: requests and offline codes of `--user alice` reach only alice's phones."
 )]
 pub struct NasArgs {
     /// Directory holding this NAS's key and device list.
@@ -37,22 +37,44 @@ pub enum NasCommand {
         /// The name phones show for this NAS.
         #[arg(long, default_value = "approvd NAS")]
         label: String,
+        /// Most phones one account may pair.
+        #[arg(long, default_value_t = approvd_client::home::DEFAULT_MAX_PHONES)]
+        max_phones: usize,
     },
-    /// Pair a phone: show a QR code, wait for the phone's claim, commit to it, then type the
-    /// 6-digit code the phone shows (read from standard input) to confirm.
+    /// Pair a phone for an account: show a QR code, wait for the phone's claim, commit to it,
+    /// then type the 6-digit code the phone shows (read from standard input) to confirm.
     Pair {
+        /// The account whose sign-ins this phone will approve.
+        #[arg(long)]
+        user: String,
         /// How long the QR code stays valid, in seconds (at most 600).
         #[arg(long, default_value_t = 300)]
         ttl: u64,
     },
-    /// List paired devices.
-    Devices,
-    /// Ask the user's phones to approve a sign-in and wait for the verified answer.
-    /// Exit code: 0 approved, 1 denied or reported as fraud, 2 expired or cancelled, 3 error.
-    Request {
-        /// The account signing in.
+    /// List paired devices (of one account, or of all).
+    Devices {
+        /// Only this account's phones.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Forget one of an account's phones (it gets no more requests; its codes stop working).
+    Remove {
+        /// The account.
         #[arg(long)]
         user: String,
+        /// The device id `devices` shows (base64url, so it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
+        device_id: String,
+    },
+    /// Ask the account's phones to approve a sign-in and wait for the verified answer.
+    /// Exit code: 0 approved, 1 denied or reported as fraud, 2 expired or cancelled, 3 error.
+    Request {
+        /// The account signing in: only its phones are asked.
+        #[arg(long)]
+        user: String,
+        /// Ask only these of the account's phones (device ids; repeatable).
+        #[arg(long = "device", allow_hyphen_values = true)]
+        devices: Vec<String>,
         /// The service signed in to.
         #[arg(long, default_value = "DSM")]
         service: String,
@@ -92,8 +114,12 @@ pub enum NasCommand {
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
-    /// Check an offline code shown by a phone (`approvd phone otp`). Exit code 0 if valid.
+    /// Check an offline code shown by one of the account's phones (`approvd phone otp`).
+    /// Exit code 0 if valid.
     Otp {
+        /// The account signing in: only its phones' codes count.
+        #[arg(long)]
+        user: String,
         /// The 6-digit code.
         code: String,
     },
@@ -101,7 +127,11 @@ pub enum NasCommand {
 
 pub async fn run(args: NasArgs) -> ExitCode {
     match args.command {
-        NasCommand::Init { relay, label } => match NasHome::init(&args.home, &relay, &label) {
+        NasCommand::Init {
+            relay,
+            label,
+            max_phones,
+        } => match NasHome::init_with(&args.home, &relay, &label, max_phones) {
             Ok(home) => {
                 let nas_id = home
                     .nas()
@@ -127,11 +157,28 @@ async fn run_with_home(home: &NasHome, command: NasCommand) -> ExitCode {
         let nas = home.nas()?;
         match command {
             NasCommand::Init { .. } => unreachable!("handled above"),
-            NasCommand::Pair { ttl } => pair(home, &nas, ttl).await,
-            NasCommand::Devices => {
-                let devices = home.devices()?;
+            NasCommand::Pair { user, ttl } => pair(home, &nas, &user, ttl).await,
+            NasCommand::Remove { user, device_id } => {
+                let device_id = approvd_proto::DeviceId(approvd_proto::PublicKey::parse(
+                    "device_id",
+                    &device_id,
+                )?);
+                if home.remove_device(&user, &device_id)? {
+                    println!("removed {device_id} from {user}");
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    eprintln!("{user} has no device {device_id}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+            NasCommand::Devices { user } => {
+                let devices: Vec<_> = home
+                    .devices()?
+                    .into_iter()
+                    .filter(|record| user.as_ref().is_none_or(|user| record.account == *user))
+                    .collect();
                 if devices.is_empty() {
-                    println!("no paired devices; run `approvd nas pair`");
+                    println!("no paired devices; run `approvd nas pair --user NAME`");
                 }
                 for record in devices {
                     let device = &record.device;
@@ -146,7 +193,8 @@ async fn run_with_home(home: &NasHome, command: NasCommand) -> ExitCode {
                         ));
                     }
                     println!(
-                        "{}  {} ({})  {}",
+                        "{}  {}  {} ({})  {}",
+                        record.account,
                         device.device_id,
                         device.name,
                         device.platform,
@@ -157,6 +205,7 @@ async fn run_with_home(home: &NasHome, command: NasCommand) -> ExitCode {
             }
             NasCommand::Request {
                 user,
+                devices,
                 service,
                 ip,
                 user_agent,
@@ -183,7 +232,7 @@ async fn run_with_home(home: &NasHome, command: NasCommand) -> ExitCode {
                     time: unix_now(),
                 };
                 let number_matching = number_matching || context.requires_number_matching();
-                request(home, &nas, &context, number_matching, lifetime).await
+                request(home, &nas, &context, &devices, number_matching, lifetime).await
             }
             NasCommand::Cancel { cid } => {
                 let cid = approvd_proto::Cid::parse(&cid)?;
@@ -209,16 +258,18 @@ async fn run_with_home(home: &NasHome, command: NasCommand) -> ExitCode {
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            NasCommand::Otp { code } => match home.check_offline_code(code.trim(), unix_now())? {
-                Some(device_id) => {
-                    println!("valid offline code from device {device_id}");
-                    Ok(ExitCode::SUCCESS)
+            NasCommand::Otp { user, code } => {
+                match home.check_offline_code(&user, code.trim(), unix_now())? {
+                    Some(device_id) => {
+                        println!("valid offline code from device {device_id}");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    None => {
+                        println!("invalid (wrong, too old, or already used)");
+                        Ok(ExitCode::from(1))
+                    }
                 }
-                None => {
-                    println!("invalid (wrong, too old, or already used)");
-                    Ok(ExitCode::from(1))
-                }
-            },
+            }
         }
     }
     .await;
@@ -228,11 +279,13 @@ async fn run_with_home(home: &NasHome, command: NasCommand) -> ExitCode {
 async fn pair(
     home: &NasHome,
     nas: &approvd_client::Nas,
+    account: &str,
     ttl: u64,
 ) -> Result<ExitCode, approvd_client::ClientError> {
     let settings = home.settings()?;
+    home.check_room(account)?;
     let uri = nas
-        .start_pairing(&settings.label, Duration::from_secs(ttl.min(600)))
+        .start_pairing(&settings.label, account, Duration::from_secs(ttl.min(600)))
         .await?;
     let text = uri.to_uri();
     println!(
@@ -267,8 +320,11 @@ async fn pair(
         }
         Err(error) => return Err(error),
     };
-    println!("paired {} ({})", device.name, device.device_id);
-    home.add_device(device, &code_secret)?;
+    println!(
+        "paired {} ({}) for {account}",
+        device.name, device.device_id
+    );
+    home.add_device(account, device, &code_secret)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -276,16 +332,26 @@ async fn request(
     home: &NasHome,
     nas: &approvd_client::Nas,
     context: &LoginContext,
+    only: &[String],
     number_matching: bool,
     lifetime: u64,
 ) -> Result<ExitCode, approvd_client::ClientError> {
     let devices: Vec<_> = home
-        .devices()?
+        .account_devices(&context.user)?
         .into_iter()
-        .map(|record| record.device)
+        .filter(|device| only.is_empty() || only.contains(&device.device_id.to_string()))
         .collect();
     if devices.is_empty() {
-        eprintln!("no paired devices; run `approvd nas pair` first");
+        eprintln!(
+            "{} has no paired phones{}; run `approvd nas pair --user {}` first",
+            context.user,
+            if only.is_empty() {
+                ""
+            } else {
+                " with those ids"
+            },
+            context.user
+        );
         return Ok(ExitCode::from(3));
     }
     let sent = nas

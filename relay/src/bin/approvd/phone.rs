@@ -35,8 +35,9 @@ pub enum PhoneCommand {
     Enroll {
         /// The `approvd://pair?...` URI.
         uri: String,
-        /// The name the NAS shows for this phone.
-        #[arg(long, default_value = "approvd phone")]
+        /// The name the NAS shows for this phone, e.g. "Alice's laptop" (so that an account's
+        /// phones can be told apart).
+        #[arg(long)]
         name: String,
         /// Platform reported to the NAS.
         #[arg(long, default_value = "cli")]
@@ -198,12 +199,13 @@ async fn enroll(
         }),
         _ => None,
     };
+    println!(
+        "Pairing with \"{}\" for the account \"{}\".",
+        uri.label, uri.account
+    );
     let mut phone = Phone::enroll(&uri, name, platform, push).await?;
     home.save(&phone.to_state(&uri.label, false))?;
-    println!(
-        "Claimed the pairing with \"{}\"; waiting for the NAS to accept it.",
-        uri.label
-    );
+    println!("Claimed; waiting for the NAS to accept this phone.");
     let abandon = |what: &str| {
         println!("the NAS did not {what} in time; pairing abandoned");
         let _ = std::fs::remove_file(home_file(home));
