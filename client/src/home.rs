@@ -51,6 +51,44 @@ pub struct DeviceRecord {
     pub muted_until: Option<u64>,
 }
 
+/// Wrong offline or recovery codes an account may enter before it is locked out.
+pub const FREE_FAILURES: u32 = 5;
+/// The first lockout, seconds; each further failure doubles it, up to [`MAX_LOCKOUT`].
+pub const FIRST_LOCKOUT: u64 = 60;
+/// The longest lockout, seconds.
+pub const MAX_LOCKOUT: u64 = 24 * 3600;
+/// Recovery codes per set.
+pub const RECOVERY_CODES: usize = 10;
+
+/// An account's record of wrong codes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attempts {
+    /// Wrong codes since the last right one.
+    pub failures: u32,
+    /// No code is accepted before this time (unix seconds).
+    pub locked_until: u64,
+}
+
+/// An account's recovery codes, stored only as salted hashes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecoveryCodes {
+    /// base64url random salt of this set.
+    pub salt: String,
+    /// base64url SHA-256(salt || account || 0x00 || code) of the codes not used yet.
+    pub unused: Vec<String>,
+}
+
+/// What a code check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// The code is right (an offline code names the device whose code it is).
+    Accepted { device_id: Option<DeviceId> },
+    /// Wrong, too old, or used already; `failures` so far.
+    Rejected { failures: u32 },
+    /// Too many wrong codes: none is accepted, right or wrong, before `until`.
+    LockedOut { until: u64 },
+}
+
 /// Everything in `devices.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +96,79 @@ pub struct NasState {
     /// [`STATE_FORMAT`]; a file without it predates accounts and is refused.
     pub format: u32,
     pub devices: Vec<DeviceRecord>,
+    /// Per account: wrong offline and recovery codes.
+    #[serde(default)]
+    pub attempts: std::collections::BTreeMap<String, Attempts>,
+    /// Per account: recovery codes for a lost phone.
+    #[serde(default)]
+    pub recovery: std::collections::BTreeMap<String, RecoveryCodes>,
+}
+
+impl NasState {
+    /// Run a code check for `account` within its attempt limit: refused unseen while locked
+    /// out; a wrong code counts, and past [`FREE_FAILURES`] locks the account for a time that
+    /// doubles with every further one; a right code clears the count.
+    fn guarded(
+        &mut self,
+        account: &str,
+        now: u64,
+        check: impl FnOnce(&mut Self) -> Option<Option<DeviceId>>,
+    ) -> CodeCheck {
+        let locked_until = self
+            .attempts
+            .get(account)
+            .map_or(0, |attempts| attempts.locked_until);
+        if locked_until > now {
+            return CodeCheck::LockedOut {
+                until: locked_until,
+            };
+        }
+        match check(self) {
+            Some(device_id) => {
+                self.attempts.remove(account);
+                CodeCheck::Accepted { device_id }
+            }
+            None => {
+                let attempts = self.attempts.entry(account.to_owned()).or_default();
+                attempts.failures += 1;
+                if attempts.failures >= FREE_FAILURES {
+                    let doublings = (attempts.failures - FREE_FAILURES).min(20);
+                    let lockout = (FIRST_LOCKOUT << doublings).min(MAX_LOCKOUT);
+                    attempts.locked_until = now + lockout;
+                }
+                CodeCheck::Rejected {
+                    failures: attempts.failures,
+                }
+            }
+        }
+    }
+}
+
+fn recovery_hash(salt: &str, account: &str, code: &str) -> String {
+    use sha2::Digest as _;
+    let normalized: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(salt.as_bytes());
+    hasher.update(account.as_bytes());
+    hasher.update([0]);
+    hasher.update(normalized.as_bytes());
+    encode_b64(&hasher.finalize())
+}
+
+/// A recovery code: 10 characters of a 32-letter alphabet without look-alikes (50 bits), shown
+/// as `xxxxx-xxxxx`.
+fn new_recovery_code() -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghjkmnpqrstuvwxyz123456789";
+    let bytes = approvd_proto::random_bytes::<10>();
+    let letters: String = bytes
+        .iter()
+        .map(|byte| char::from(ALPHABET[usize::from(byte % 32)]))
+        .collect();
+    format!("{}-{}", &letters[..5], &letters[5..])
 }
 
 impl NasState {
@@ -128,7 +239,7 @@ impl NasHome {
             &home.devices_path(),
             &NasState {
                 format: STATE_FORMAT,
-                devices: Vec::new(),
+                ..NasState::default()
             },
             true,
         )?;
@@ -331,30 +442,84 @@ impl NasHome {
     }
 
     /// Check an offline code against `account`'s phones only (±1 step, each code once, never
-    /// a step older than the last accepted). Returns the device whose code it is, and
-    /// remembers the step — under the exclusive lock, so two concurrent checks of one code
-    /// cannot both succeed.
+    /// a step older than the last accepted), within the account's attempt limit. Remembers the
+    /// step — under the exclusive lock, so two concurrent checks of one code cannot both
+    /// succeed.
     pub fn check_offline_code(
         &self,
         account: &str,
         code: &str,
         now: u64,
-    ) -> Result<Option<DeviceId>, ClientError> {
+    ) -> Result<CodeCheck, ClientError> {
         self.update(|state| {
+            let mut secrets = Vec::new();
             for record in state
                 .devices
-                .iter_mut()
+                .iter()
                 .filter(|record| record.account == account)
             {
-                let secret = decode_fixed::<32>("totp_secret", &record.totp_secret)?;
-                if let Some(step) =
-                    approvd_proto::totp::verify(&secret, code, now, record.last_totp_step)
-                {
-                    record.last_totp_step = Some(step);
-                    return Ok(Some(record.device.device_id));
-                }
+                secrets.push(decode_fixed::<32>("totp_secret", &record.totp_secret)?);
             }
-            Ok(None)
+            Ok(state.guarded(account, now, |state| {
+                let records = state
+                    .devices
+                    .iter_mut()
+                    .filter(|record| record.account == account);
+                for (record, secret) in records.zip(&secrets) {
+                    if let Some(step) =
+                        approvd_proto::totp::verify(secret, code, now, record.last_totp_step)
+                    {
+                        record.last_totp_step = Some(step);
+                        return Some(Some(record.device.device_id));
+                    }
+                }
+                None
+            }))
+        })
+    }
+
+    /// A new set of [`RECOVERY_CODES`] recovery codes for `account`, replacing (voiding) any
+    /// old set. Shown once: only salted hashes are stored.
+    pub fn new_recovery_codes(&self, account: &str) -> Result<Vec<String>, ClientError> {
+        self.update(|state| {
+            let salt = encode_b64(&approvd_proto::random_bytes::<16>());
+            let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+            let unused = codes
+                .iter()
+                .map(|code| recovery_hash(&salt, account, code))
+                .collect();
+            state
+                .recovery
+                .insert(account.to_owned(), RecoveryCodes { salt, unused });
+            Ok(codes)
+        })
+    }
+
+    /// Whether `account` has recovery codes left.
+    pub fn has_recovery_codes(&self, account: &str) -> Result<bool, ClientError> {
+        Ok(self
+            .state()?
+            .recovery
+            .get(account)
+            .is_some_and(|set| !set.unused.is_empty()))
+    }
+
+    /// Use one of `account`'s recovery codes (each works once), within the same attempt limit
+    /// as offline codes.
+    pub fn use_recovery_code(
+        &self,
+        account: &str,
+        code: &str,
+        now: u64,
+    ) -> Result<CodeCheck, ClientError> {
+        self.update(|state| {
+            Ok(state.guarded(account, now, |state| {
+                let set = state.recovery.get_mut(account)?;
+                let hash = recovery_hash(&set.salt, account, code);
+                let position = set.unused.iter().position(|unused| *unused == hash)?;
+                set.unused.remove(position);
+                Some(None)
+            }))
         })
     }
 }

@@ -9,7 +9,7 @@ pub mod nas;
 pub mod phone;
 pub mod transport;
 
-pub use home::{DeviceRecord, NasHome, PhoneHome};
+pub use home::{CodeCheck, DeviceRecord, NasHome, PhoneHome};
 pub use nas::{
     ChallengeState, MailboxEvent, Nas, Outcome, PairedDevice, SentChallenge, VerifiedClaim,
     NUMBER_DIGITS,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use approvd_client::transport::unix_now;
-use approvd_client::{NasHome, Outcome};
+use approvd_client::{CodeCheck, NasHome, Outcome};
 use approvd_proto::Decision;
 use approvd_tests::{context, pair_for, RelayProcess, TempDir};
 
@@ -61,18 +61,29 @@ async fn bobs_phone_never_receives_decides_or_signs_in_for_alice() {
     assert_eq!(
         home.check_offline_code("alice", &bob_code, now)
             .expect("checked"),
-        None
+        CodeCheck::Rejected { failures: 1 }
     );
     assert_eq!(
         home.check_offline_code("bob", &bob_code, now)
             .expect("checked"),
-        Some(bob_device.device_id)
+        CodeCheck::Accepted {
+            device_id: Some(bob_device.device_id)
+        }
     );
     let alice_code = alice_phone.offline_code(now).expect("code");
     assert_eq!(
         home.check_offline_code("alice", &alice_code, now)
             .expect("checked"),
-        Some(alice_device.device_id)
+        CodeCheck::Accepted {
+            device_id: Some(alice_device.device_id)
+        }
+    );
+    // So do bob's recovery codes.
+    let bob_recovery = home.new_recovery_codes("bob").expect("codes");
+    assert_eq!(
+        home.use_recovery_code("alice", &bob_recovery[0], now)
+            .expect("checked"),
+        CodeCheck::Rejected { failures: 1 }
     );
 
     // Removing is per account.
@@ -111,21 +122,7 @@ async fn an_account_pairs_at_most_its_limit_of_phones() {
 #[test]
 fn two_checks_of_one_offline_code_at_once_accept_it_once() {
     let dir = TempDir::new("lock");
-    let home =
-        NasHome::init_with(&dir.0.join("nas"), "http://127.0.0.1:9", "nas", 20).expect("init");
-    let secret = approvd_proto::totp::CodeSecret::generate();
-    let device = approvd_client::PairedDevice {
-        device_id: approvd_proto::DeviceId(approvd_proto::PublicKey::from(
-            &approvd_proto::generate_signing_key(),
-        )),
-        sig_key: approvd_proto::PublicKey::from(&approvd_proto::generate_signing_key()),
-        seal_key: approvd_proto::context::SealSecret::generate().public_key(),
-        name: "phone".to_owned(),
-        platform: "ios".to_owned(),
-        push_handle: approvd_proto::wire::PushHandle(vec![1]),
-        paired_at: 0,
-    };
-    home.add_device("alice", device, &secret).expect("recorded");
+    let (home, secret) = home_with_one_phone(&dir);
     let start = 1_800_000_000;
     for round in 0..40u64 {
         let now = start + round * approvd_proto::totp::STEP * 3;
@@ -136,9 +133,11 @@ fn two_checks_of_one_offline_code_at_once_accept_it_once() {
                     let home = home.clone();
                     let code = code.clone();
                     scope.spawn(move || {
-                        home.check_offline_code("alice", &code, now)
-                            .expect("checked")
-                            .is_some()
+                        matches!(
+                            home.check_offline_code("alice", &code, now)
+                                .expect("checked"),
+                            CodeCheck::Accepted { .. }
+                        )
                     })
                 })
                 .collect();
@@ -163,5 +162,137 @@ fn a_device_list_from_before_accounts_is_refused_with_what_to_do() {
     assert!(
         error.contains("without accounts") && error.contains("approvd nas pair --user"),
         "{error}"
+    );
+}
+
+fn home_with_one_phone(dir: &TempDir) -> (NasHome, approvd_proto::totp::CodeSecret) {
+    let home =
+        NasHome::init_with(&dir.0.join("nas"), "http://127.0.0.1:9", "nas", 20).expect("init");
+    let secret = approvd_proto::totp::CodeSecret::generate();
+    let device = approvd_client::PairedDevice {
+        device_id: approvd_proto::DeviceId(approvd_proto::PublicKey::from(
+            &approvd_proto::generate_signing_key(),
+        )),
+        sig_key: approvd_proto::PublicKey::from(&approvd_proto::generate_signing_key()),
+        seal_key: approvd_proto::context::SealSecret::generate().public_key(),
+        name: "phone".to_owned(),
+        platform: "ios".to_owned(),
+        push_handle: approvd_proto::wire::PushHandle(vec![1]),
+        paired_at: 0,
+    };
+    home.add_device("alice", device, &secret).expect("recorded");
+    (home, secret)
+}
+
+#[test]
+fn guessing_codes_locks_the_account_for_longer_each_time() {
+    use approvd_client::home::{FIRST_LOCKOUT, FREE_FAILURES};
+    let dir = TempDir::new("guessing");
+    let (home, secret) = home_with_one_phone(&dir);
+    let now = 1_800_000_000;
+    let right = approvd_proto::totp::code_at(&secret.0, now);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for failure in 1..=FREE_FAILURES {
+        assert_eq!(
+            home.check_offline_code("alice", wrong, now)
+                .expect("checked"),
+            CodeCheck::Rejected { failures: failure }
+        );
+    }
+    // Locked: even the right code is refused, unchecked, until the lockout ends.
+    let locked = CodeCheck::LockedOut {
+        until: now + FIRST_LOCKOUT,
+    };
+    assert_eq!(
+        home.check_offline_code("alice", &right, now + 1)
+            .expect("checked"),
+        locked
+    );
+    let recovery = home.new_recovery_codes("alice").expect("codes");
+    assert_eq!(
+        home.use_recovery_code("alice", &recovery[0], now + 1)
+            .expect("checked"),
+        locked,
+        "recovery codes share the limit"
+    );
+    // Another account is not affected.
+    assert_eq!(
+        home.check_offline_code("bob", wrong, now).expect("checked"),
+        CodeCheck::Rejected { failures: 1 }
+    );
+    // After the lockout, one more wrong code locks for twice as long.
+    let later = now + FIRST_LOCKOUT;
+    assert_eq!(
+        home.check_offline_code("alice", wrong, later)
+            .expect("checked"),
+        CodeCheck::Rejected {
+            failures: FREE_FAILURES + 1
+        }
+    );
+    assert_eq!(
+        home.check_offline_code("alice", wrong, later + 1)
+            .expect("checked"),
+        CodeCheck::LockedOut {
+            until: later + 2 * FIRST_LOCKOUT
+        }
+    );
+    // A right code after it clears the count.
+    let after = later + 2 * FIRST_LOCKOUT;
+    let right = approvd_proto::totp::code_at(&secret.0, after);
+    assert!(matches!(
+        home.check_offline_code("alice", &right, after)
+            .expect("checked"),
+        CodeCheck::Accepted { .. }
+    ));
+    assert_eq!(
+        home.check_offline_code("alice", wrong, after)
+            .expect("checked"),
+        CodeCheck::Rejected { failures: 1 }
+    );
+}
+
+#[test]
+fn recovery_codes_work_once_and_a_new_set_voids_the_old() {
+    let dir = TempDir::new("recovery");
+    let (home, _) = home_with_one_phone(&dir);
+    let now = 1_800_000_000;
+    assert!(!home.has_recovery_codes("alice").expect("state"));
+    let codes = home.new_recovery_codes("alice").expect("codes");
+    assert_eq!(codes.len(), approvd_client::home::RECOVERY_CODES);
+    let distinct: std::collections::BTreeSet<&String> = codes.iter().collect();
+    assert_eq!(distinct.len(), codes.len());
+    assert!(codes
+        .iter()
+        .all(|code| code.len() == 11 && code.as_bytes()[5] == b'-'));
+    // Only hashes are stored.
+    let stored = std::fs::read_to_string(dir.0.join("nas/devices.json")).expect("state");
+    assert!(codes.iter().all(|code| !stored.contains(code.as_str())));
+    // Each works once (typed with other case and spacing too).
+    let typed = codes[0].to_uppercase().replace('-', " ");
+    assert_eq!(
+        home.use_recovery_code("alice", &typed, now)
+            .expect("checked"),
+        CodeCheck::Accepted { device_id: None }
+    );
+    assert_eq!(
+        home.use_recovery_code("alice", &codes[0], now)
+            .expect("checked"),
+        CodeCheck::Rejected { failures: 1 }
+    );
+    // A new set voids the old one.
+    let fresh = home.new_recovery_codes("alice").expect("codes");
+    assert!(matches!(
+        home.use_recovery_code("alice", &codes[1], now)
+            .expect("checked"),
+        CodeCheck::Rejected { .. }
+    ));
+    assert_eq!(
+        home.use_recovery_code("alice", &fresh[1], now)
+            .expect("checked"),
+        CodeCheck::Accepted { device_id: None }
     );
 }

@@ -115,12 +115,28 @@ pub enum NasCommand {
         wait: u64,
     },
     /// Check an offline code shown by one of the account's phones (`approvd phone otp`).
-    /// Exit code 0 if valid.
+    /// Exit code 0 if valid, 1 if not, 4 while the account is locked out after too many
+    /// wrong codes.
     Otp {
         /// The account signing in: only its phones' codes count.
         #[arg(long)]
         user: String,
         /// The 6-digit code.
+        code: String,
+    },
+    /// Make a new set of 10 recovery codes for an account (for a lost phone), voiding the old
+    /// set. They are shown once; only their hashes are kept.
+    RecoveryCodes {
+        /// The account.
+        #[arg(long)]
+        user: String,
+    },
+    /// Sign in with a recovery code (each works once). Exit codes as for `otp`.
+    Recover {
+        /// The account.
+        #[arg(long)]
+        user: String,
+        /// The recovery code, e.g. `abcde-fghjk`.
         code: String,
     },
 }
@@ -258,22 +274,58 @@ async fn run_with_home(home: &NasHome, command: NasCommand) -> ExitCode {
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            NasCommand::Otp { user, code } => {
-                match home.check_offline_code(&user, code.trim(), unix_now())? {
-                    Some(device_id) => {
-                        println!("valid offline code from device {device_id}");
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    None => {
-                        println!("invalid (wrong, too old, or already used)");
-                        Ok(ExitCode::from(1))
-                    }
+            NasCommand::Otp { user, code } => Ok(report_code(
+                home.check_offline_code(&user, code.trim(), unix_now())?,
+                "offline code",
+            )),
+            NasCommand::RecoveryCodes { user } => {
+                let codes = home.new_recovery_codes(&user)?;
+                println!(
+                    "Recovery codes for {user} (each works once; the old set no longer works). \
+                     Keep them somewhere safe — they are not shown again:"
+                );
+                for code in codes {
+                    println!("  {code}");
                 }
+                Ok(ExitCode::SUCCESS)
             }
+            NasCommand::Recover { user, code } => Ok(report_code(
+                home.use_recovery_code(&user, code.trim(), unix_now())?,
+                "recovery code",
+            )),
         }
     }
     .await;
     result.unwrap_or_else(|error| fail(&error))
+}
+
+/// Print the result of a code check; the exit code says it too.
+fn report_code(check: approvd_client::CodeCheck, what: &str) -> ExitCode {
+    use approvd_client::CodeCheck;
+    match check {
+        CodeCheck::Accepted { device_id } => {
+            match device_id {
+                Some(device_id) => println!("valid {what} from device {device_id}"),
+                None => println!("valid {what} (it is used up now)"),
+            }
+            ExitCode::SUCCESS
+        }
+        CodeCheck::Rejected { failures } => {
+            println!(
+                "invalid {what} (wrong, too old, or already used); {failures} wrong in a row — \
+                 after {} the account is locked for a while",
+                approvd_client::home::FREE_FAILURES
+            );
+            ExitCode::from(1)
+        }
+        CodeCheck::LockedOut { until } => {
+            println!(
+                "locked out after too many wrong codes: try again in {} s (this code was not checked)",
+                until.saturating_sub(unix_now())
+            );
+            ExitCode::from(4)
+        }
+    }
 }
 
 async fn pair(
@@ -325,6 +377,15 @@ async fn pair(
         device.name, device.device_id
     );
     home.add_device(account, device, &code_secret)?;
+    if !home.has_recovery_codes(account)? {
+        println!(
+            "Recovery codes for {account}, for when the phone is lost (each works once; shown \
+             only now — `approvd nas recovery-codes --user {account}` makes a new set):"
+        );
+        for code in home.new_recovery_codes(account)? {
+            println!("  {code}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
