@@ -232,7 +232,7 @@ fn the_readme_quickstart_works_as_written() {
         .next()
         .expect("code")
         .to_owned();
-    assert_eq!(
+    let nas_otp = |code: &str| {
         run(
             &dir,
             &[
@@ -240,29 +240,14 @@ fn the_readme_quickstart_works_as_written() {
                 "otp".into(),
                 "--user".into(),
                 "alice".into(),
-                code.clone()
-            ]
+                code.to_owned(),
+            ],
         )
         .status
-        .code(),
-        Some(0)
-    );
-    assert_eq!(
-        run(
-            &dir,
-            &[
-                "nas".into(),
-                "otp".into(),
-                "--user".into(),
-                "alice".into(),
-                code
-            ]
-        )
-        .status
-        .code(),
-        Some(1),
-        "used once"
-    );
+        .code()
+    };
+    assert_eq!(nas_otp(&code), Some(0));
+    assert_eq!(nas_otp(&code), Some(1), "used once");
 
     // Mute and unpair reach the NAS's device list through the mailbox.
     assert!(run(
