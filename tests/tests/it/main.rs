@@ -3,6 +3,7 @@
 //! Each module is one area; shared harness code lives in `approvd_tests` (`tests/src/`).
 
 mod accounts;
+mod agent;
 mod auth_and_input;
 mod cli;
 mod flow;

@@ -3,6 +3,7 @@
 //! from a terminal, state in a `--home` directory) and `demo` (a whole flow in one process).
 //! Owns argument definitions, terminal output and exit codes.
 
+mod agent;
 mod cli;
 mod demo;
 mod nas;
@@ -40,6 +41,9 @@ enum Command {
     Serve(ServeArgs),
     /// Act as a NAS: pair phones and request approvals (state in --home).
     Nas(nas::NasArgs),
+    /// Run the NAS agent: apply mailbox notices as they arrive and serve the local approval
+    /// API on a Unix socket, for login systems that are not written in Rust.
+    Agent(agent::AgentArgs),
     /// Act as a phone: enroll, read requests, approve or deny (state in --home).
     Phone(phone::PhoneArgs),
     /// Run the whole protocol in one process: a relay, a NAS, two phones; prints every step.
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
         Command::Nas(args) => client(nas::run(args)),
+        Command::Agent(args) => client(agent::run(args)),
         Command::Phone(args) => client(phone::run(args)),
         Command::Demo => client(demo::run()),
     }
