@@ -59,8 +59,9 @@ impl VerifiedClaim {
     }
 }
 
-/// A challenge this NAS sent: what it needs to judge the verdict.
-#[derive(Debug, Clone)]
+/// A challenge this NAS sent: what it needs to judge the verdict (serializable, so a daemon
+/// can keep judging it after a restart).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SentChallenge {
     pub cid: Cid,
     pub created: u64,

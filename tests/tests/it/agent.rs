@@ -20,6 +20,18 @@ const WAIT: Duration = Duration::from_secs(10);
 struct AgentProcess {
     child: Child,
     socket: PathBuf,
+    /// `127.0.0.1:<port>` when started with `--listen`.
+    tcp: Option<String>,
+}
+
+impl AgentProcess {
+    /// SIGTERM, then wait for the exit.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("exit")
+    }
 }
 
 impl Drop for AgentProcess {
@@ -30,20 +42,32 @@ impl Drop for AgentProcess {
 }
 
 fn start_agent(home: &Path) -> AgentProcess {
+    start_agent_with(home, &[])
+}
+
+fn start_agent_with(home: &Path, extra: &[&str]) -> AgentProcess {
     let socket = home.join("agent.sock");
     let mut child = Command::new(approvd_binary())
         .args(["agent", "--home"])
         .arg(home)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(home.join("agent.log")).expect("log"))
         .spawn()
         .expect("spawn agent");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
+    stdout.read_line(&mut line).expect("first line");
     assert!(line.starts_with("approvd agent listening on"), "{line}");
-    AgentProcess { child, socket }
+    let tcp = extra.contains(&"--listen").then(|| {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("second line");
+        line.trim()
+            .strip_prefix("approvd agent listening on http://")
+            .expect("the TCP address")
+            .to_owned()
+    });
+    AgentProcess { child, socket, tcp }
 }
 
 /// One HTTP/1.1 exchange over the agent's socket: status and JSON body.
@@ -155,6 +179,25 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     let (_, outcome) = call(&agent, "GET", &format!("/v1/requests/{id}"), None);
     assert_eq!(outcome["status"], "cancelled", "{outcome}");
 
+    // The API describes itself, and every route it documents is served.
+    let (status, document) = call(&agent, "GET", "/openapi.json", None);
+    assert_eq!(status, 200);
+    let paths = document["paths"].as_object().expect("paths");
+    assert_eq!(paths.len(), 9, "{document}");
+    for (path, item) in paths {
+        for method in item.as_object().expect("methods").keys() {
+            let concrete = path
+                .replace("{id}", "AAAAAAAAAAAAAAAAAAAAAA")
+                .replace("{user}", "nobody");
+            let body = (method == "post").then(|| serde_json::json!({}));
+            let (_, answer) = call(&agent, &method.to_uppercase(), &concrete, body);
+            assert_ne!(
+                answer["type"], "urn:approvd:problem:no-route",
+                "{method} {path}"
+            );
+        }
+    }
+
     // Bad input is a problem, never a crash.
     let (status, problem) = call(
         &agent,
@@ -221,4 +264,256 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
         "the agent logs what it applied: {log}"
     );
     drop(device);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_pair_for_an_account_through_the_agent() {
+    use approvd_client::Phone;
+    use approvd_proto::pairing::PairingUri;
+
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("agent-pairing");
+    let path = dir.0.join("nas");
+    NasHome::init(&path, &relay.url, "home-nas").expect("init");
+    let agent = start_agent(&path);
+
+    let (status, started) = call(
+        &agent,
+        "POST",
+        "/v1/pairings",
+        Some(serde_json::json!({"user": "carol", "ttl_secs": 120})),
+    );
+    assert_eq!(status, 201, "{started}");
+    assert!(started["qr_svg"]
+        .as_str()
+        .is_some_and(|svg| svg.contains("<svg")));
+    let id = started["pairing_id"].as_str().expect("id").to_owned();
+    let uri = PairingUri::parse(started["uri"].as_str().expect("uri"), unix_now()).expect("uri");
+    assert_eq!(uri.account, "carol");
+    let (_, waiting) = call(&agent, "GET", &format!("/v1/pairings/{id}"), None);
+    assert_eq!(waiting["status"], "waiting");
+
+    let mut phone = Phone::enroll(&uri, "Carol's phone", "android", None)
+        .await
+        .expect("enroll");
+    let code = phone
+        .wait_for_acceptance(WAIT)
+        .await
+        .expect("poll")
+        .expect("the agent committed to the claim");
+    let (_, claimed) = call(&agent, "GET", &format!("/v1/pairings/{id}"), None);
+    assert_eq!(claimed["status"], "claimed", "{claimed}");
+    assert_eq!(claimed["device_name"], "Carol's phone");
+    let (status, paired) = call(
+        &agent,
+        "POST",
+        &format!("/v1/pairings/{id}/confirm"),
+        Some(serde_json::json!({ "code": code })),
+    );
+    assert_eq!(status, 200, "{paired}");
+    assert_eq!(
+        paired["recovery_codes"].as_array().map(Vec::len),
+        Some(approvd_client::home::RECOVERY_CODES),
+        "the account's first phone comes with recovery codes"
+    );
+    assert!(phone.wait_for_confirmation(WAIT).await.expect("poll"));
+    let (_, listed) = call(&agent, "GET", "/v1/accounts/carol/devices", None);
+    assert_eq!(listed["devices"][0]["name"], "Carol's phone");
+
+    // A wrong code confirms nothing, and the pairing has to start over.
+    let (_, started) = call(
+        &agent,
+        "POST",
+        "/v1/pairings",
+        Some(serde_json::json!({"user": "carol"})),
+    );
+    let id = started["pairing_id"].as_str().expect("id").to_owned();
+    let uri = PairingUri::parse(started["uri"].as_str().expect("uri"), unix_now()).expect("uri");
+    let second = Phone::enroll(&uri, "Carol's tablet", "android", None)
+        .await
+        .expect("enroll");
+    let code = second
+        .wait_for_acceptance(WAIT)
+        .await
+        .expect("poll")
+        .expect("accepted");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (status, problem) = call(
+        &agent,
+        "POST",
+        &format!("/v1/pairings/{id}/confirm"),
+        Some(serde_json::json!({ "code": wrong })),
+    );
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["type"], "urn:approvd:problem:wrong-code");
+    let (_, failed) = call(&agent, "GET", &format!("/v1/pairings/{id}"), None);
+    assert_eq!(failed["status"], "failed");
+    let (status, _) = call(
+        &agent,
+        "POST",
+        &format!("/v1/pairings/{id}/confirm"),
+        Some(serde_json::json!({ "code": code })),
+    );
+    assert_eq!(status, 409, "the right code after a wrong one is too late");
+    let (_, listed) = call(&agent, "GET", "/v1/accounts/carol/devices", None);
+    assert_eq!(listed["devices"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn over_tcp_the_agent_wants_its_token() {
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("agent-tcp");
+    let path = dir.0.join("nas");
+    NasHome::init(&path, &relay.url, "home-nas").expect("init");
+    let token_file = dir.0.join("token");
+    approvd_client::files::write_atomic(&token_file, b"s3cret-token-0123456789\n", true)
+        .expect("token");
+    let token_arg = token_file.display().to_string();
+    let agent = start_agent_with(
+        &path,
+        &["--listen", "127.0.0.1:0", "--token-file", &token_arg],
+    );
+    let url = format!(
+        "http://{}/v1/accounts/alice/devices",
+        agent.tcp.as_deref().expect("tcp")
+    );
+    let http = reqwest::Client::new();
+    let status = |request: reqwest::RequestBuilder| async move {
+        request.send().await.expect("sent").status().as_u16()
+    };
+    assert_eq!(status(http.get(&url)).await, 401, "no token");
+    assert_eq!(
+        status(http.get(&url).bearer_auth("wrong-token-0123456789")).await,
+        401
+    );
+    assert_eq!(
+        status(http.get(&url).bearer_auth("s3cret-token-0123456789")).await,
+        200
+    );
+    // The Unix socket needs no token: its mode (0600) decides who may connect.
+    assert_eq!(
+        call(&agent, "GET", "/v1/accounts/alice/devices", None).0,
+        200
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&agent.socket)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "socket mode {mode:o}");
+    // Only loopback addresses are served.
+    let refused = Command::new(approvd_binary())
+        .args(["agent", "--home"])
+        .arg(&path)
+        .args(["--socket"])
+        .arg(dir.0.join("other.sock"))
+        .args(["--listen", "0.0.0.0:0", "--token-file", &token_arg])
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_still_judges_what_was_pending_and_sigterm_ends_held_polls() {
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("agent-restart");
+    let path = dir.0.join("nas");
+    let home = NasHome::init(&path, &relay.url, "home-nas").expect("init");
+    let nas = home.nas().expect("nas");
+    let (phone, device, secret) = pair_for(&nas, "alice", "Alice's phone", None).await;
+    home.add_device("alice", device, &secret).expect("recorded");
+    let mut agent = start_agent(&path);
+    let (_, created) = call(
+        &agent,
+        "POST",
+        "/v1/requests",
+        Some(serde_json::json!({"user": "alice"})),
+    );
+    let id = created["request_id"].as_str().expect("id").to_owned();
+    let number = created["number"].as_str().expect("number").to_owned();
+
+    // A held poll is answered 503 at SIGTERM, not cut off.
+    let held = {
+        let socket = agent.socket.clone();
+        let id = id.clone();
+        std::thread::spawn(move || {
+            let probe = AgentProcess {
+                child: Command::new("true").spawn().expect("placeholder"),
+                socket,
+                tcp: None,
+            };
+            call(&probe, "GET", &format!("/v1/requests/{id}?wait=20"), None)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    assert!(agent.terminate().success());
+    let (status, problem) = held.join().expect("held poll");
+    assert_eq!(status, 503, "{problem}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // The phone answers while the agent is down; the restarted agent judges the answer.
+    let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
+    phone
+        .submit(&phone.answer(&received, Decision::Approve, Some(&number)))
+        .await
+        .expect("approved");
+    let agent = start_agent(&path);
+    let (_, outcome) = call(&agent, "GET", &format!("/v1/requests/{id}?wait=10"), None);
+    assert_eq!(outcome["status"], "approved", "{outcome}");
+}
+
+/// The README's `curl` lines, with the socket and request id of this test.
+fn readme_curl(socket: &Path, request_id: &str) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
+    readme
+        .lines()
+        .filter(|line| line.starts_with("curl -s --unix-socket approvd-nas/agent.sock"))
+        .map(|line| {
+            line.replace("approvd-nas/agent.sock", &socket.display().to_string())
+                .replace("<request_id>", request_id)
+        })
+        .collect()
+}
+
+fn sh(command: &str) -> serde_json::Value {
+    let output = Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .expect("sh");
+    assert!(output.status.success(), "{command}");
+    serde_json::from_slice(&output.stdout).expect("JSON from curl")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_curl_example_asks_and_gets_the_answer() {
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("agent-readme");
+    let path = dir.0.join("nas");
+    let home = NasHome::init(&path, &relay.url, "home-nas").expect("init");
+    let nas = home.nas().expect("nas");
+    let (phone, device, secret) = pair_for(&nas, "alice", "Alice's laptop", None).await;
+    home.add_device("alice", device, &secret).expect("recorded");
+    let agent = start_agent(&path);
+
+    let commands = readme_curl(&agent.socket, "");
+    assert_eq!(
+        commands.len(),
+        2,
+        "the README shows the request and the poll"
+    );
+    let created = sh(&commands[0]);
+    let id = created["request_id"].as_str().expect("request_id");
+    let number = created["number"].as_str().expect("number");
+    let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
+    assert_eq!(received.context.client_ip.as_deref(), Some("203.0.113.7"));
+    phone
+        .submit(&phone.answer(&received, Decision::Approve, Some(number)))
+        .await
+        .expect("approved");
+    let outcome = sh(&readme_curl(&agent.socket, id)[1]);
+    assert_eq!(outcome["status"], "approved", "{outcome}");
+    assert_eq!(outcome["device_name"], "Alice's laptop");
 }
