@@ -104,16 +104,46 @@ fn call(
     (status, json)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
+/// A relay, a NAS home in a temporary directory, and alice's phone paired and recorded.
+struct Setup {
+    relay: RelayProcess,
+    dir: TempDir,
+    path: PathBuf,
+    home: NasHome,
+    phone: approvd_client::Phone,
+    device: approvd_client::PairedDevice,
+}
+
+async fn with_alices_phone(label: &str, phone_name: &str) -> Setup {
     let relay = RelayProcess::start(&[]);
-    let dir = TempDir::new("agent");
+    let dir = TempDir::new(label);
     let path = dir.0.join("nas");
     let home = NasHome::init(&path, &relay.url, "home-nas").expect("init");
     let nas = home.nas().expect("nas");
-    let (phone, device, secret) = pair_for(&nas, "alice", "Alice's phone", None).await;
+    let (phone, device, secret) = pair_for(&nas, "alice", phone_name, None).await;
     home.add_device("alice", device.clone(), &secret)
         .expect("recorded");
+    Setup {
+        relay,
+        dir,
+        path,
+        home,
+        phone,
+        device,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
+    let Setup {
+        relay: _relay,
+        dir: _dir,
+        path,
+        home,
+        phone,
+        device,
+    } = with_alices_phone("agent", "Alice's phone").await;
+    let nas = home.nas().expect("nas");
     let (bob_phone, bob_device, bob_secret) = pair_for(&nas, "bob", "Bob's phone", None).await;
     home.add_device("bob", bob_device, &bob_secret)
         .expect("recorded");
@@ -415,13 +445,13 @@ async fn over_tcp_the_agent_wants_its_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_still_judges_what_was_pending_and_sigterm_ends_held_polls() {
-    let relay = RelayProcess::start(&[]);
-    let dir = TempDir::new("agent-restart");
-    let path = dir.0.join("nas");
-    let home = NasHome::init(&path, &relay.url, "home-nas").expect("init");
-    let nas = home.nas().expect("nas");
-    let (phone, device, secret) = pair_for(&nas, "alice", "Alice's phone", None).await;
-    home.add_device("alice", device, &secret).expect("recorded");
+    let Setup {
+        relay: _relay,
+        dir: _dir,
+        path,
+        phone,
+        ..
+    } = with_alices_phone("agent-restart", "Alice's phone").await;
     let mut agent = start_agent(&path);
     let (_, created) = call(
         &agent,
@@ -489,13 +519,13 @@ fn sh(command: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_curl_example_asks_and_gets_the_answer() {
-    let relay = RelayProcess::start(&[]);
-    let dir = TempDir::new("agent-readme");
-    let path = dir.0.join("nas");
-    let home = NasHome::init(&path, &relay.url, "home-nas").expect("init");
-    let nas = home.nas().expect("nas");
-    let (phone, device, secret) = pair_for(&nas, "alice", "Alice's laptop", None).await;
-    home.add_device("alice", device, &secret).expect("recorded");
+    let Setup {
+        relay: _relay,
+        dir: _dir,
+        path,
+        phone,
+        ..
+    } = with_alices_phone("agent-readme", "Alice's laptop").await;
     let agent = start_agent(&path);
 
     let commands = readme_curl(&agent.socket, "");
