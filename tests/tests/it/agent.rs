@@ -213,7 +213,7 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     let (status, document) = call(&agent, "GET", "/openapi.json", None);
     assert_eq!(status, 200);
     let paths = document["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 9, "{document}");
+    assert_eq!(paths.len(), 10, "{document}");
     for (path, item) in paths {
         for method in item.as_object().expect("methods").keys() {
             let concrete = path
@@ -227,6 +227,32 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
             );
         }
     }
+
+    // Fraud, and a request nobody answers.
+    let (_, created) = call(
+        &agent,
+        "POST",
+        "/v1/requests",
+        Some(serde_json::json!({"user": "alice"})),
+    );
+    let id = created["request_id"].as_str().expect("id").to_owned();
+    let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
+    phone
+        .submit(&phone.answer(&received, Decision::Fraud, None))
+        .await
+        .expect("fraud");
+    let (_, outcome) = call(&agent, "GET", &format!("/v1/requests/{id}?wait=10"), None);
+    assert_eq!(outcome["status"], "fraud", "{outcome}");
+    let (_, created) = call(
+        &agent,
+        "POST",
+        "/v1/requests",
+        Some(serde_json::json!({"user": "alice", "lifetime_secs": 1})),
+    );
+    let id = created["request_id"].as_str().expect("id").to_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, outcome) = call(&agent, "GET", &format!("/v1/requests/{id}?wait=5"), None);
+    assert_eq!(outcome["status"], "expired", "{outcome}");
 
     // Bad input is a problem, never a crash.
     let (status, problem) = call(
@@ -349,6 +375,17 @@ async fn phones_pair_for_an_account_through_the_agent() {
     assert!(phone.wait_for_confirmation(WAIT).await.expect("poll"));
     let (_, listed) = call(&agent, "GET", "/v1/accounts/carol/devices", None);
     assert_eq!(listed["devices"][0]["name"], "Carol's phone");
+
+    // The user may refuse a phone that is not theirs.
+    let (_, started) = call(
+        &agent,
+        "POST",
+        "/v1/pairings",
+        Some(serde_json::json!({"user": "carol"})),
+    );
+    let id = started["pairing_id"].as_str().expect("id").to_owned();
+    let (status, rejected) = call(&agent, "POST", &format!("/v1/pairings/{id}/reject"), None);
+    assert_eq!((status, rejected["status"].as_str()), (200, Some("failed")));
 
     // A wrong code confirms nothing, and the pairing has to start over.
     let (_, started) = call(

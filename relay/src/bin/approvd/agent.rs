@@ -51,6 +51,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/v1/pairings", "Start pairing a phone for an account: {user, ttl_secs?} → {pairing_id, uri, qr_svg, expires_at}"),
     ("get", "/v1/pairings/{id}", "Pairing status: waiting, claimed (ask for the phone's code), paired, expired, failed"),
     ("post", "/v1/pairings/{id}/confirm", "Confirm with the code the phone shows: {code} → the paired device (and recovery codes for an account's first phone)"),
+    ("post", "/v1/pairings/{id}/reject", "The user refuses the phone (it is not theirs): the pairing ends, nothing is recorded"),
     ("post", "/v1/requests", "Ask an account's phones to approve: {user, service?, client_ip?, user_agent?, location?, kind?, action?, number_matching?, lifetime_secs?, devices?} → {request_id, number, expires, deliveries}"),
     ("get", "/v1/requests/{id}", "The verified outcome (?wait=N long-polls up to 25 s): pending, approved, denied, wrong_number, fraud, expired, cancelled"),
     ("delete", "/v1/requests/{id}", "Cancel a request"),
@@ -253,6 +254,7 @@ pub async fn run(args: AgentArgs) -> ExitCode {
                 .route("/v1/pairings", web::post().to(start_pairing))
                 .route("/v1/pairings/{id}", web::get().to(pairing_status))
                 .route("/v1/pairings/{id}/confirm", web::post().to(confirm_pairing))
+                .route("/v1/pairings/{id}/reject", web::post().to(reject_pairing))
                 .route("/v1/requests", web::post().to(create_request))
                 .route("/v1/requests/{id}", web::get().to(request_outcome))
                 .route("/v1/requests/{id}", web::delete().to(cancel_request))
@@ -805,6 +807,22 @@ async fn pairing_status(agent: web::Data<Agent>, path: web::Path<String>) -> Htt
     match agent.pairings().get(&id) {
         Some(session) => HttpResponse::Ok().json(pairing_json(session)),
         None => problem(404, "not-found", "no such pairing"),
+    }
+}
+
+async fn reject_pairing(agent: web::Data<Agent>, path: web::Path<String>) -> HttpResponse {
+    let Ok(id) = approvd_proto::PairingId::parse(&path) else {
+        return problem(404, "not-found", "no such pairing");
+    };
+    match agent.pairings().get_mut(&id) {
+        None => problem(404, "not-found", "no such pairing"),
+        Some(session) if matches!(session.state, Pairing::Paired { .. }) => {
+            problem(409, "conflict", "paired already: remove the device instead")
+        }
+        Some(session) => {
+            session.state = Pairing::Failed("rejected".to_owned());
+            HttpResponse::Ok().json(pairing_json(session))
+        }
     }
 }
 

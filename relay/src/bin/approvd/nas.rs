@@ -17,7 +17,7 @@ use crate::cli::{fail, qr};
 /// Act as a NAS (a login server asking for approvals).
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  approvd nas init --relay http://127.0.0.1:8080 --label home-nas\n  approvd nas pair --user alice\n  approvd nas request --user alice --ip 203.0.113.7\n\nEvery phone belongs to one account: requests and offline codes of `--user alice` reach only alice's phones."
+    after_help = "Examples:\n  approvd nas init --relay http://127.0.0.1:8080 --label home-nas\n  approvd nas pair --user alice\n  approvd nas request --user alice --ip 203.0.113.7\n\nEvery phone belongs to one account: requests and offline codes of `--user alice` reach only alice's phones.\nFor a login system, run `approvd agent` instead: it keeps the mailbox applied and serves the same actions as a local API. Both take the same lock on the NAS state, so they can run side by side."
 )]
 pub struct NasArgs {
     /// Directory holding this NAS's key and device list.
