@@ -133,6 +133,28 @@ async fn with_alices_phone(label: &str, phone_name: &str) -> Setup {
     }
 }
 
+/// Ask alice's phones through the agent; the request id.
+fn ask(agent: &AgentProcess, body: serde_json::Value) -> String {
+    let (status, created) = call(agent, "POST", "/v1/requests", Some(body));
+    assert_eq!(status, 201, "{created}");
+    created["request_id"].as_str().expect("id").to_owned()
+}
+
+/// The phone answers `decision` to its first pending request; the outcome the agent reports.
+async fn answered(
+    agent: &AgentProcess,
+    phone: &approvd_client::Phone,
+    id: &str,
+    decision: Decision,
+) -> serde_json::Value {
+    let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
+    phone
+        .submit(&phone.answer(&received, decision, None))
+        .await
+        .expect("answered");
+    call(agent, "GET", &format!("/v1/requests/{id}?wait=10"), None).1
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     let Setup {
@@ -181,27 +203,10 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     assert_eq!(outcome["device_name"], "Alice's phone");
 
     // Deny, and cancel.
-    let (_, created) = call(
-        &agent,
-        "POST",
-        "/v1/requests",
-        Some(serde_json::json!({"user": "alice"})),
-    );
-    let id = created["request_id"].as_str().expect("id").to_owned();
-    let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
-    phone
-        .submit(&phone.answer(&received, Decision::Deny, None))
-        .await
-        .expect("denied");
-    let (_, outcome) = call(&agent, "GET", &format!("/v1/requests/{id}?wait=10"), None);
+    let id = ask(&agent, serde_json::json!({"user": "alice"}));
+    let outcome = answered(&agent, &phone, &id, Decision::Deny).await;
     assert_eq!(outcome["status"], "denied", "{outcome}");
-    let (_, created) = call(
-        &agent,
-        "POST",
-        "/v1/requests",
-        Some(serde_json::json!({"user": "alice"})),
-    );
-    let id = created["request_id"].as_str().expect("id").to_owned();
+    let id = ask(&agent, serde_json::json!({"user": "alice"}));
     assert_eq!(
         call(&agent, "DELETE", &format!("/v1/requests/{id}"), None).0,
         204
@@ -229,27 +234,13 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     }
 
     // Fraud, and a request nobody answers.
-    let (_, created) = call(
-        &agent,
-        "POST",
-        "/v1/requests",
-        Some(serde_json::json!({"user": "alice"})),
-    );
-    let id = created["request_id"].as_str().expect("id").to_owned();
-    let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
-    phone
-        .submit(&phone.answer(&received, Decision::Fraud, None))
-        .await
-        .expect("fraud");
-    let (_, outcome) = call(&agent, "GET", &format!("/v1/requests/{id}?wait=10"), None);
+    let id = ask(&agent, serde_json::json!({"user": "alice"}));
+    let outcome = answered(&agent, &phone, &id, Decision::Fraud).await;
     assert_eq!(outcome["status"], "fraud", "{outcome}");
-    let (_, created) = call(
+    let id = ask(
         &agent,
-        "POST",
-        "/v1/requests",
-        Some(serde_json::json!({"user": "alice", "lifetime_secs": 1})),
+        serde_json::json!({"user": "alice", "lifetime_secs": 1}),
     );
-    let id = created["request_id"].as_str().expect("id").to_owned();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, outcome) = call(&agent, "GET", &format!("/v1/requests/{id}?wait=5"), None);
     assert_eq!(outcome["status"], "expired", "{outcome}");

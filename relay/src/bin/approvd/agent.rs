@@ -682,13 +682,7 @@ async fn offline_code(
     path: web::Path<String>,
     body: web::Json<CodeBody>,
 ) -> HttpResponse {
-    match agent
-        .home
-        .check_offline_code(&path, body.code.trim(), unix_now())
-    {
-        Ok(check) => code_json(&check),
-        Err(error) => client_problem(&error),
-    }
+    check_code(&agent, &path, &body.code, NasHome::check_offline_code)
 }
 
 async fn recovery_code(
@@ -696,11 +690,18 @@ async fn recovery_code(
     path: web::Path<String>,
     body: web::Json<CodeBody>,
 ) -> HttpResponse {
-    match agent
-        .home
-        .use_recovery_code(&path, body.code.trim(), unix_now())
-    {
-        Ok(check) => code_json(&check),
+    check_code(&agent, &path, &body.code, NasHome::use_recovery_code)
+}
+
+/// Run one of the home's code checks for `account` and answer its result.
+fn check_code(
+    agent: &Agent,
+    account: &str,
+    code: &str,
+    check: fn(&NasHome, &str, &str, u64) -> Result<CodeCheck, approvd_client::ClientError>,
+) -> HttpResponse {
+    match check(&agent.home, account, code.trim(), unix_now()) {
+        Ok(result) => code_json(&result),
         Err(error) => client_problem(&error),
     }
 }
