@@ -167,7 +167,7 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     } = with_alices_phone("agent", "Alice's phone").await;
     let nas = home.nas().expect("nas");
     let (bob_phone, bob_device, bob_secret) = pair_for(&nas, "bob", "Bob's phone", None).await;
-    home.add_device("bob", bob_device, &bob_secret)
+    home.add_device("bob", bob_device.clone(), &bob_secret)
         .expect("recorded");
     let agent = start_agent(&path);
 
@@ -218,11 +218,12 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     let (status, document) = call(&agent, "GET", "/openapi.json", None);
     assert_eq!(status, 200);
     let paths = document["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 10, "{document}");
+    assert_eq!(paths.len(), 12, "{document}");
     for (path, item) in paths {
         for method in item.as_object().expect("methods").keys() {
             let concrete = path
                 .replace("{id}", "AAAAAAAAAAAAAAAAAAAAAA")
+                .replace("{device_id}", "AAAAAAAAAAAAAAAAAAAAAA")
                 .replace("{user}", "nobody");
             let body = (method == "post").then(|| serde_json::json!({}));
             let (_, answer) = call(&agent, &method.to_uppercase(), &concrete, body);
@@ -280,14 +281,43 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
         Some(serde_json::json!({"code": code})),
     );
     assert_eq!(checked["result"], "accepted", "{checked}");
-    let recovery = home.new_recovery_codes("alice").expect("codes");
+    let (status, issued) = call(&agent, "POST", "/v1/accounts/alice/recovery-codes", None);
+    assert_eq!(status, 201, "{issued}");
     let (_, checked) = call(
         &agent,
         "POST",
         "/v1/accounts/alice/recovery-code",
-        Some(serde_json::json!({"code": recovery[0]})),
+        Some(serde_json::json!({"code": issued["recovery_codes"][0]})),
     );
     assert_eq!(checked["result"], "accepted", "{checked}");
+    let log = std::fs::read_to_string(path.join("agent.log")).unwrap_or_default();
+    assert!(
+        log.contains("alice: wrong code") || log.contains("bob: wrong code"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&code),
+        "failed and accepted codes are logged without the code"
+    );
+
+    // Removing is per account.
+    let bob_id = bob_device.device_id.to_string();
+    let (status, _) = call(
+        &agent,
+        "DELETE",
+        &format!("/v1/accounts/alice/devices/{bob_id}"),
+        None,
+    );
+    assert_eq!(status, 404, "bob's phone is not alice's to remove");
+    let (status, _) = call(
+        &agent,
+        "DELETE",
+        &format!("/v1/accounts/bob/devices/{bob_id}"),
+        None,
+    );
+    assert_eq!(status, 204);
+    let (_, listed) = call(&agent, "GET", "/v1/accounts/bob/devices", None);
+    assert_eq!(listed["devices"].as_array().map(Vec::len), Some(0));
 
     // The phone unpairs; the agent's mailbox loop drops it without being asked.
     let (_, listed) = call(&agent, "GET", "/v1/accounts/alice/devices", None);

@@ -56,6 +56,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/v1/requests/{id}", "The verified outcome (?wait=N long-polls up to 25 s): pending, approved, denied, wrong_number, fraud, expired, cancelled"),
     ("delete", "/v1/requests/{id}", "Cancel a request"),
     ("get", "/v1/accounts/{user}/devices", "An account's phones"),
+    ("delete", "/v1/accounts/{user}/devices/{device_id}", "Forget one of the account's phones (no more requests; its codes stop working)"),
+    ("post", "/v1/accounts/{user}/recovery-codes", "A new set of recovery codes for the account, shown once; the old set stops working"),
     ("post", "/v1/accounts/{user}/offline-code", "Check an offline code: {code} → accepted, rejected or locked_out"),
     ("post", "/v1/accounts/{user}/recovery-code", "Use a recovery code: {code} → accepted, rejected or locked_out"),
     ("get", "/openapi.json", "This document"),
@@ -259,6 +261,14 @@ pub async fn run(args: AgentArgs) -> ExitCode {
                 .route("/v1/requests/{id}", web::get().to(request_outcome))
                 .route("/v1/requests/{id}", web::delete().to(cancel_request))
                 .route("/v1/accounts/{user}/devices", web::get().to(devices))
+                .route(
+                    "/v1/accounts/{user}/devices/{device_id}",
+                    web::delete().to(remove_device),
+                )
+                .route(
+                    "/v1/accounts/{user}/recovery-codes",
+                    web::post().to(new_recovery_codes),
+                )
                 .route(
                     "/v1/accounts/{user}/offline-code",
                     web::post().to(offline_code),
@@ -693,7 +703,8 @@ async fn recovery_code(
     check_code(&agent, &path, &body.code, NasHome::use_recovery_code)
 }
 
-/// Run one of the home's code checks for `account` and answer its result.
+/// Run one of the home's code checks for `account` and answer its result. Failures are logged
+/// (never the code itself).
 fn check_code(
     agent: &Agent,
     account: &str,
@@ -701,7 +712,47 @@ fn check_code(
     check: fn(&NasHome, &str, &str, u64) -> Result<CodeCheck, approvd_client::ClientError>,
 ) -> HttpResponse {
     match check(&agent.home, account, code.trim(), unix_now()) {
-        Ok(result) => code_json(&result),
+        Ok(result) => {
+            match &result {
+                CodeCheck::Accepted { .. } => log(format_args!("{account}: code accepted")),
+                CodeCheck::Rejected { failures } => {
+                    log(format_args!("{account}: wrong code ({failures} in a row)"))
+                }
+                CodeCheck::LockedOut { until } => log(format_args!(
+                    "{account}: code refused, locked out for {} s more",
+                    until.saturating_sub(unix_now())
+                )),
+            }
+            code_json(&result)
+        }
+        Err(error) => client_problem(&error),
+    }
+}
+
+async fn remove_device(agent: web::Data<Agent>, path: web::Path<(String, String)>) -> HttpResponse {
+    let (account, device_id) = path.into_inner();
+    let Ok(key) = approvd_proto::PublicKey::parse("device_id", &device_id) else {
+        return problem(404, "not-found", "no such device");
+    };
+    match agent
+        .home
+        .remove_device(&account, &approvd_proto::DeviceId(key))
+    {
+        Ok(true) => {
+            log(format_args!("{account}: removed device {device_id}"));
+            HttpResponse::NoContent().finish()
+        }
+        Ok(false) => problem(404, "not-found", "the account has no such device"),
+        Err(error) => client_problem(&error),
+    }
+}
+
+async fn new_recovery_codes(agent: web::Data<Agent>, path: web::Path<String>) -> HttpResponse {
+    match agent.home.new_recovery_codes(&path) {
+        Ok(codes) => {
+            log(format_args!("{}: new recovery codes issued", path.as_str()));
+            HttpResponse::Created().json(serde_json::json!({ "recovery_codes": codes }))
+        }
         Err(error) => client_problem(&error),
     }
 }
