@@ -127,18 +127,19 @@ const PARSER_ERRORS: [(u16, &str, &str, &str); 3] = [
 /// If `buf` is a complete bodiless 400/431/408 response head, the problem+json response to send
 /// instead.
 fn replacement_for(buf: &[u8]) -> Option<Vec<u8>> {
+    // Every response passes here: look at the status first (`HTTP/1.x NNN `) and only scan
+    // heads that carry one of the parser's error codes.
+    if !buf.starts_with(b"HTTP/1.") {
+        return None;
+    }
+    let status: u16 = std::str::from_utf8(buf.get(9..12)?).ok()?.parse().ok()?;
+    let &(status, kind, title, detail) = PARSER_ERRORS.iter().find(|(code, ..)| *code == status)?;
     let end = buf.windows(4).position(|window| window == b"\r\n\r\n")?;
     if end + 4 != buf.len() {
         return None; // something follows the head: a body, so not the parser's answer
     }
     let head = buf[..end].to_ascii_lowercase();
-    let status_line = head.split(|&b| b == b'\r').next()?;
-    let status: u16 = std::str::from_utf8(status_line.strip_prefix(b"http/1.")?.get(2..5)?)
-        .ok()?
-        .parse()
-        .ok()?;
     let bodiless = contains(&head, b"\r\ncontent-length: 0") && !contains(&head, b"content-type:");
-    let &(status, kind, title, detail) = PARSER_ERRORS.iter().find(|(code, ..)| *code == status)?;
     if !bodiless {
         return None;
     }

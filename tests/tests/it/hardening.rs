@@ -206,6 +206,19 @@ async fn problems_point_at_the_offending_field() {
     );
 }
 
+/// The signature parameters `prepared` was signed with.
+fn signed_params(prepared: &approvd_client::Prepared) -> approvd_proto::httpsig::SignatureParams {
+    let input = prepared
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("signature-input"))
+        .map(|(_, value)| value.clone())
+        .expect("signed");
+    approvd_proto::httpsig::parse_signature_input(&input)
+        .expect("parses")
+        .1
+}
+
 /// Swap `prepared`'s signature headers for `headers`.
 fn replace_signature(
     prepared: &mut approvd_client::Prepared,
@@ -229,13 +242,7 @@ async fn signature_parameters_in_another_order_are_accepted() {
     let key = approvd_proto::generate_signing_key();
     let client = RelayClient::new(&relay.url, key.clone()).expect("client");
     let mut prepared = client.prepare("GET", "/v1/inbox", "", None);
-    let input = prepared
-        .headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("signature-input"))
-        .map(|(_, value)| value.clone())
-        .expect("signed");
-    let (_, mut params) = httpsig::parse_signature_input(&input).expect("parses");
+    let mut params = signed_params(&prepared);
     params.order = vec![
         Param::KeyId,
         Param::Alg,
@@ -512,13 +519,7 @@ async fn inbox_signed_over_target_uri(relay: &RelayProcess, forwarded: &[(&str, 
     let key = approvd_proto::generate_signing_key();
     let client = RelayClient::new(&relay.url, key.clone()).expect("client");
     let mut prepared = client.prepare("GET", "/v1/inbox", "", None);
-    let input = prepared
-        .headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("signature-input"))
-        .map(|(_, value)| value.clone())
-        .expect("signed");
-    let (_, mut params) = httpsig::parse_signature_input(&input).expect("parses");
+    let mut params = signed_params(&prepared);
     params.components.push("@target-uri".to_owned());
     let target = RequestTarget {
         method: "GET",
