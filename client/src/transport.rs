@@ -23,7 +23,7 @@ pub enum ClientError {
     Tls(String),
     /// The relay answered with a problem document.
     #[error("relay answered {status} {}: {}", problem.type_uri, problem.detail)]
-    Relay { status: u16, problem: Problem },
+    Relay { status: u16, problem: Box<Problem> },
     /// The relay answered something that is not what the protocol says.
     #[error("unexpected answer {status}: {detail}")]
     Unexpected { status: u16, detail: String },
@@ -239,7 +239,10 @@ pub async fn decode<T: DeserializeOwned>(
             });
     }
     match serde_json::from_slice::<Problem>(&bytes) {
-        Ok(problem) => Err(ClientError::Relay { status, problem }),
+        Ok(problem) => Err(ClientError::Relay {
+            status,
+            problem: Box::new(problem),
+        }),
         Err(_) => Err(ClientError::Unexpected {
             status,
             detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),

@@ -631,4 +631,7 @@ pub struct Problem {
     /// For validation errors: the offending field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The request's id (`X-Request-Id`), to quote when asking an operator about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }

@@ -63,6 +63,8 @@ mod tests {
         let config = |filter: &str| LogConfig {
             filter: filter.to_owned(),
             format: LogFormat::Text,
+            access_log: true,
+            client_ip: false,
         };
         assert_eq!(
             filter(&config("info")).to_string(),

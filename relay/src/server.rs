@@ -24,7 +24,7 @@ use crate::push::retry::RetryPolicy;
 use crate::push::{DispatchLimits, Dispatcher, LogSender, PushRoutes, PushSender};
 use crate::service::mailbox::MAILBOX_TTL;
 use crate::service::Deps;
-use crate::store::{MemoryStore, RedisStore, Store};
+use crate::store::{MemoryStore, MeteredStore, RedisStore, Store};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,8 @@ fn apns_routes(
             }
         }
         .map_err(|message| StartError::Push { option, message })?;
-        let sender: Arc<dyn PushSender> = Arc::new(ApnsSender::new(Arc::new(client), retry));
+        let sender: Arc<dyn PushSender> =
+            Arc::new(ApnsSender::new(Arc::new(client), retry.clone()));
         for topic in topics {
             routes.route(PushProvider::Apns, topic, Arc::clone(&sender));
         }
@@ -139,17 +140,18 @@ fn fcm_routes(
 }
 
 /// The push routes the configuration asks for (log-only when it names no credentials).
-fn push_routes(push: &PushConfig) -> Result<PushRoutes, StartError> {
-    let retry = RetryPolicy {
+fn push_routes(push: &PushConfig, metrics: &Metrics) -> Result<PushRoutes, StartError> {
+    let retry = |provider: &str| RetryPolicy {
         max_tries: push.max_tries,
+        retries: Some(metrics.push_retries.with_label_values(&[provider])),
         ..RetryPolicy::default()
     };
     let mut routes = PushRoutes::default();
     if let Some(apns) = &push.apns {
-        apns_routes(apns, push, retry, &mut routes)?;
+        apns_routes(apns, push, retry("apns"), &mut routes)?;
     }
     if let Some(fcm) = &push.fcm {
-        fcm_routes(fcm, push, retry, &mut routes)?;
+        fcm_routes(fcm, push, retry("fcm"), &mut routes)?;
     }
     if routes.is_empty() {
         tracing::info!("push: no APNs/FCM credentials configured; pushes are logged, not sent");
@@ -185,10 +187,13 @@ pub async fn build_state(config: &Config, metrics: Metrics) -> Result<AppState, 
              (pass --handle-key-file in production)"
         );
     }
-    let store = connect_store(&config.store).await?;
+    let store: Arc<dyn Store> = Arc::new(MeteredStore::new(
+        connect_store(&config.store).await?,
+        metrics.clone(),
+    ));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let push = Dispatcher::new(
-        push_routes(&config.push)?,
+        push_routes(&config.push, &metrics)?,
         Arc::clone(&store),
         metrics.clone(),
         Arc::clone(&clock),
@@ -222,6 +227,8 @@ pub async fn build_state(config: &Config, metrics: Metrics) -> Result<AppState, 
         trust_forwarded_for: config.http.trust_forwarded_for,
         body_timeout: config.http.request_timeout,
         admission,
+        access_log: config.log.access_log,
+        log_client_ip: config.log.client_ip,
     })
 }
 

@@ -173,6 +173,10 @@ pub struct LogConfig {
     /// `tracing` filter directive.
     pub filter: String,
     pub format: LogFormat,
+    /// One line per request at target `approvd::access`.
+    pub access_log: bool,
+    /// Access-log lines name the client IP.
+    pub client_ip: bool,
 }
 
 /// A refusal naming the flag to fix.
@@ -257,6 +261,8 @@ impl Config {
             log: LogConfig {
                 filter: options.log,
                 format: options.log_format,
+                access_log: options.access_log,
+                client_ip: options.log_client_ip,
             },
         })
     }

@@ -269,6 +269,11 @@ options! {
     log: String = "info", "log", "APPROVD_LOG", "FILTER";
     /// Log format: `text` or `json`.
     log_format: LogFormat = "text", "log-format", "APPROVD_LOG_FORMAT", "FORMAT";
+    /// Write one access-log line per request (method, route pattern, status, duration, request
+    /// id; long-polls once, when they end), at target `approvd::access`.
+    access_log: bool = "true", "access-log", "APPROVD_ACCESS_LOG", "BOOL";
+    /// Add the client IP address to access-log lines (off by default: it is personal data).
+    log_client_ip: bool = "false", "log-client-ip", "APPROVD_LOG_CLIENT_IP", "BOOL";
 }
 
 /// The `serve` flags as given on the command line (only those present).

@@ -1,4 +1,4 @@
-//! The HTTP server: application state, the metrics middleware, the long-poll response helper,
+//! The HTTP server: application state, the request middleware (ids, metrics, access log), the long-poll response helper,
 //! and the server lifecycle (serve, graceful shutdown that answers held polls). Handlers live in
 //! `routes/` (extract, call a `service` use case, respond); authentication and body/query
 //! parsing in `auth`; error mapping in `problem`.
@@ -34,6 +34,10 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// The operator's admission check, when configured.
     pub admission: Option<auth::Admission>,
+    /// Write an access-log line per request.
+    pub access_log: bool,
+    /// Name the client IP in access-log lines.
+    pub log_client_ip: bool,
 }
 
 /// Marks a response whose request waited on a long-poll (kept out of the latency histogram).
@@ -45,55 +49,108 @@ pub fn configure(config: &mut web::ServiceConfig) {
     routes::register(config);
 }
 
-/// Count requests by route pattern and time those that did not wait.
+/// Longest `X-Request-Id` taken from a client; a longer or odd one is replaced.
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// The request's id: the client's `X-Request-Id` when it is 1–64 characters of
+/// `[A-Za-z0-9._:-]`, else a fresh random one (so logs never carry arbitrary client text).
+fn request_id(request: &ServiceRequest) -> String {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID
+                && id
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"._:-".contains(&byte))
+        })
+        .map_or_else(
+            || approvd_proto::ids::encode_b64(&approvd_proto::random_bytes::<12>()),
+            str::to_owned,
+        )
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Per request: take or make its id and echo it (also as a problem's `instance`); count it by
+/// route pattern, time it unless it waited on a long-poll, and write its access-log line.
 async fn track(
     request: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let method = metrics::method_label(request.method());
+    let id = request_id(&request);
+    let client_ip = state
+        .as_ref()
+        .filter(|state| state.log_client_ip)
+        .and_then(|state| auth::client_ip(state, request.request()));
     let response = next.call(request).await?;
-    let mut response = response;
-    if let Some(state) = state {
-        if state.deps.shutdown.is_cancelled() {
-            // Draining: this connection will not be reused; the client reconnects elsewhere.
-            response
-                .response_mut()
-                .head_mut()
-                .set_connection_type(actix_web::http::ConnectionType::Close);
-        }
-        let route = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
-        let status = response.status().as_u16().to_string();
-        let store_failed = response
-            .response()
-            .error()
-            .and_then(|error| error.as_error::<ApiError>())
-            .is_some_and(ApiError::is_store_failure);
-        if store_failed {
-            state.deps.metrics.store_errors.inc();
-        }
+    // A failed request's problem document names the request.
+    let rebuilt = response
+        .response()
+        .error()
+        .and_then(|error| error.as_error::<ApiError>())
+        .map(|error| error.response_for(&id));
+    let mut response = match rebuilt {
+        Some(problem) => response.into_response(problem).map_into_right_body(),
+        None => response.map_into_left_body(),
+    };
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(REQUEST_ID),
+            value,
+        );
+    }
+    let Some(state) = state else {
+        return Ok(response);
+    };
+    if state.deps.shutdown.is_cancelled() {
+        // Draining: this connection will not be reused; the client reconnects elsewhere.
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .deps
+        .metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), method, status.to_string().as_str()])
+        .inc();
+    let waited = response
+        .response()
+        .extensions()
+        .get::<LongPolled>()
+        .is_some();
+    if !waited {
         state
             .deps
             .metrics
-            .http_requests
-            .with_label_values(&[route.as_str(), method, status.as_str()])
-            .inc();
-        if response
-            .response()
-            .extensions()
-            .get::<LongPolled>()
-            .is_none()
-        {
-            state
-                .deps
-                .metrics
-                .http_duration
-                .with_label_values(&[route.as_str()])
-                .observe(started.elapsed().as_secs_f64());
+            .http_duration
+            .with_label_values(&[route.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+    if state.access_log {
+        let duration_ms = elapsed.as_secs_f64() * 1e3;
+        match client_ip {
+            Some(client_ip) => tracing::info!(
+                target: "approvd::access", method, route, status, duration_ms, waited,
+                request_id = id, %client_ip, "request"
+            ),
+            None => tracing::info!(
+                target: "approvd::access", method, route, status, duration_ms, waited,
+                request_id = id, "request"
+            ),
         }
     }
     Ok(response)

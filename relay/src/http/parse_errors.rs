@@ -149,6 +149,7 @@ fn replacement_for(buf: &[u8]) -> Option<Vec<u8>> {
         status,
         detail: detail.to_owned(),
         field: None,
+        instance: None,
     };
     let body = serde_json::to_vec(&problem).ok()?;
     let reason = match status {

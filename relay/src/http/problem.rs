@@ -204,11 +204,6 @@ impl ApiError {
         }
     }
 
-    /// Did the store fail (counted in `approvd_store_errors_total`)?
-    pub fn is_store_failure(&self) -> bool {
-        matches!(self, ApiError::Service(service::Error::Store(_)))
-    }
-
     /// The problem document.
     pub fn problem(&self) -> Problem {
         Problem {
@@ -217,7 +212,32 @@ impl ApiError {
             status: self.status_code().as_u16(),
             detail: self.to_string(),
             field: self.field_name(),
+            instance: None,
         }
+    }
+
+    /// The problem response for the request with id `request_id` (named as its `instance`).
+    pub fn response_for(&self, request_id: &str) -> HttpResponse {
+        self.respond(Some(request_id))
+    }
+
+    fn respond(&self, request_id: Option<&str>) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type("application/problem+json");
+        if let Some(seconds) = self.retry_after_secs() {
+            response.insert_header(("Retry-After", seconds.max(1).to_string()));
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.insert_header(("Allow", allow.as_str()));
+        }
+        if let ApiError::RequestTimeout { .. } = self {
+            response.force_close();
+        }
+        let problem = Problem {
+            instance: request_id.map(str::to_owned),
+            ..self.problem()
+        };
+        response.body(serde_json::to_string(&problem).expect("problems serialize"))
     }
 }
 
@@ -252,6 +272,8 @@ impl ResponseError for ApiError {
         }
     }
 
+    /// Logs store failures (once: the request-id middleware rebuilds this response with
+    /// `response_for`, which does not log).
     fn error_response(&self) -> HttpResponse {
         if let ApiError::Service(service::Error::Store(error)) = self {
             match error {
@@ -259,18 +281,7 @@ impl ResponseError for ApiError {
                 StoreError::Data(reason) => tracing::error!(%reason, "store data error"),
             }
         }
-        let mut response = HttpResponse::build(self.status_code());
-        response.content_type("application/problem+json");
-        if let Some(seconds) = self.retry_after_secs() {
-            response.insert_header(("Retry-After", seconds.max(1).to_string()));
-        }
-        if let ApiError::MethodNotAllowed { allow } = self {
-            response.insert_header(("Allow", allow.as_str()));
-        }
-        if let ApiError::RequestTimeout { .. } = self {
-            response.force_close();
-        }
-        response.body(serde_json::to_string(&self.problem()).expect("problems serialize"))
+        self.respond(None)
     }
 }
 

@@ -369,6 +369,7 @@ mod tests {
                 max_tries: 4,
                 base_delay: std::time::Duration::from_millis(1),
                 time_scale: 1.0,
+                retries: None,
             },
         );
         let registration = PushRegistration {

@@ -241,7 +241,13 @@ impl Dispatcher {
                 Some(sender) => {
                     // The semaphore is never closed.
                     let _permit = in_flight.acquire_owned().await;
-                    (sender.name(), sender.send(&job.registration, &message).await)
+                    let started = std::time::Instant::now();
+                    let result = sender.send(&job.registration, &message).await;
+                    metrics
+                        .push_duration
+                        .with_label_values(&[sender.name()])
+                        .observe(started.elapsed().as_secs_f64());
+                    (sender.name(), result)
                 }
                 None => (
                     "none",
@@ -267,7 +273,6 @@ impl Dispatcher {
                 };
                 let at = clock.now();
                 if let Err(error) = store.post_notice(&nas_id, &notice, at, mailbox_ttl).await {
-                    metrics.store_errors.inc();
                     tracing::warn!(%error, "could not record a dead push token");
                 }
             }

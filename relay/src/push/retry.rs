@@ -20,7 +20,7 @@ pub enum Attempt {
 }
 
 /// Bounded retries with backoff.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Tries in total (first + retries).
     pub max_tries: u32,
@@ -28,6 +28,8 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Multiplies every delay (1.0 in production; tests shrink time with it).
     pub time_scale: f64,
+    /// Counts each retry (`approvd_push_retries_total` for the provider using this policy).
+    pub retries: Option<prometheus::IntCounter>,
 }
 
 impl Default for RetryPolicy {
@@ -36,6 +38,7 @@ impl Default for RetryPolicy {
             max_tries: 4,
             base_delay: Duration::from_millis(250),
             time_scale: 1.0,
+            retries: None,
         }
     }
 }
@@ -85,6 +88,9 @@ impl RetryPolicy {
                             alarm: false,
                         };
                     }
+                    if let Some(retries) = &self.retries {
+                        retries.inc();
+                    }
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -106,6 +112,7 @@ mod tests {
             max_tries: 3,
             base_delay: Duration::from_millis(10),
             time_scale: 1.0,
+            retries: None,
         }
     }
 
@@ -153,6 +160,7 @@ mod tests {
             max_tries: 5,
             base_delay: Duration::from_millis(100),
             time_scale: 1.0,
+            retries: None,
         };
         for retry in 0..4 {
             let delay = policy.delay(retry, None);

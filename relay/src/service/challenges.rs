@@ -10,9 +10,10 @@ use approvd_proto::wire::{
     ChallengeCreated, CreateChallengeRequest, Delivery, Inbox, PushRegistration, SignedVerdict,
     TargetDelivery,
 };
-use approvd_proto::{Cid, DeviceId, NasId, SignedMessage as _};
+use approvd_proto::{Cid, Decision, DeviceId, NasId, SignedMessage as _};
 
 use super::{check_signature, Deps, Error};
+use crate::metrics::Ended;
 use crate::push::{PushJob, PushKind, PushMessage};
 use crate::store::{
     Bucket, CancelOutcome, ChallengeState, CreateOutcome, DecideOutcome, Limit, StoredChallenge,
@@ -279,7 +280,10 @@ async fn owned_challenge(deps: &Deps, cid: &Cid, nas_id: NasId) -> Result<Stored
 pub async fn cancel(deps: &Deps, nas_id: NasId, cid: Cid) -> Result<(), Error> {
     let challenge = owned_challenge(deps, &cid, nas_id).await?;
     match deps.store.cancel(&cid).await? {
-        CancelOutcome::Cancelled => dismiss_others(deps, &challenge, None).await,
+        CancelOutcome::Cancelled => {
+            deps.metrics.challenge_ended(Ended::Cancelled, None);
+            dismiss_others(deps, &challenge, None).await
+        }
         CancelOutcome::AlreadyCancelled => Ok(()),
         CancelOutcome::AlreadyDecided => Err(Error::AlreadyDecided),
         CancelOutcome::Missing => Err(Error::NotFound("challenge")),
@@ -306,6 +310,9 @@ pub async fn await_verdict(
             ChallengeState::Decided { verdict } => Ok(Some(*verdict)),
             ChallengeState::Cancelled => Err(Error::ChallengeCancelled),
             ChallengeState::Pending if challenge.expires <= deps.clock.now() => {
+                // Counted here, where its NAS learns it (an SDK stops polling then); a
+                // challenge nobody polls for leaves no trace, as the store only lets it lapse.
+                deps.metrics.challenge_ended(Ended::Expired, None);
                 Err(Error::ChallengeExpired)
             }
             ChallengeState::Pending => Ok(None),
@@ -377,6 +384,14 @@ pub async fn submit_verdict(
                 .verdicts
                 .with_label_values(&[verdict.decision.as_str()])
                 .inc();
+            let ended = match verdict.decision {
+                Decision::Approve => Ended::Approved,
+                Decision::Deny => Ended::Denied,
+                Decision::Fraud => Ended::Fraud,
+            };
+            let latency = deps.clock.now().saturating_sub(challenge.created);
+            deps.metrics
+                .challenge_ended(ended, Some(Duration::from_secs(latency)));
             dismiss_others(deps, &challenge, Some(device_id)).await
         }
         DecideOutcome::AlreadyDecided => Err(Error::AlreadyDecided),

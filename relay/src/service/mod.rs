@@ -26,6 +26,7 @@ use crate::config::LimitsConfig;
 use crate::handle::HandleKeys;
 use crate::metrics::Metrics;
 use crate::push::Dispatcher;
+use crate::store::notify::unix_now_us;
 use crate::store::{Bucket, RateDecision, Store, Topic};
 
 /// What the use cases run on, shared by every request.
@@ -78,8 +79,11 @@ impl Deps {
         Ok(())
     }
 
-    /// The Prometheus text exposition, with the long-poll waiters gauge read now.
-    pub fn metrics_text(&self) -> String {
+    /// The Prometheus text exposition, with the long-poll waiters gauge read now and the store
+    /// pinged (so `approvd_store_up` is current even when no request has used the store).
+    pub async fn metrics_text(&self) -> String {
+        // The outcome lands in `approvd_store_up` (the store is metered).
+        let _ = self.store.ping().await;
         let waiters = i64::try_from(self.store.notifier().waiters()).unwrap_or(i64::MAX);
         self.metrics.longpoll_waiters.set(waiters);
         self.metrics.render()
@@ -118,7 +122,15 @@ impl Deps {
                 return Ok(None);
             };
             tokio::select! {
-                () = watch.changed() => {}
+                wake = watch.changed() => {
+                    let source = wake.source.label();
+                    self.metrics.longpoll_wakeups.with_label_values(&[source]).inc();
+                    let latency_us = unix_now_us().saturating_sub(wake.written_us);
+                    self.metrics
+                        .wake_latency
+                        .with_label_values(&[source])
+                        .observe(latency_us as f64 / 1e6);
+                }
                 // One last read: state can change with time alone (a challenge expiring).
                 () = tokio::time::sleep_until(deadline) => return read().await,
                 () = self.shutdown.cancelled() => return Err(Error::ShuttingDown),

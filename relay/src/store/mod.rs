@@ -8,6 +8,7 @@
 //! The store knows nothing of HTTP; handlers turn its outcomes into responses.
 
 pub mod memory;
+pub mod metered;
 pub mod notify;
 pub mod rate;
 pub mod redis;
@@ -23,6 +24,7 @@ use approvd_proto::{Cid, DeviceId, NasId, PairingId};
 
 pub use self::redis::{RedisStore, RedisTarget};
 pub use memory::MemoryStore;
+pub use metered::MeteredStore;
 pub use notify::{Notifier, Topic, Watch};
 pub use rate::{gcra, Bucket, Limit, Rate, RateDecision};
 

@@ -33,12 +33,52 @@ impl std::fmt::Display for Topic {
     }
 }
 
+/// Where a wakeup came from (the `source` label of the wakeup metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WakeSource {
+    /// A write in this process.
+    #[default]
+    Local,
+    /// A write on another replica, announced through Redis pub/sub.
+    Redis,
+    /// The pub/sub connection dropped and came back: every waiter re-reads.
+    Reconnect,
+}
+
+impl WakeSource {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Redis => "redis",
+            Self::Reconnect => "reconnect",
+        }
+    }
+}
+
+/// The latest wakeup of a topic: what a woken waiter learns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wake {
+    version: u64,
+    /// When the write happened, unix µs (for redis: as the writing replica stamped it).
+    pub written_us: u64,
+    pub source: WakeSource,
+}
+
+/// Now, in unix µs.
+pub fn unix_now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+        })
+}
+
 /// The registry of waiters, shared by a store and all its [`Watch`]es.
 #[derive(Debug, Default)]
 pub struct Notifier {
-    /// One version counter per watched topic; removed when its last waiter goes.
+    /// The latest wakeup per watched topic; removed when its last waiter goes.
     /// A std mutex: held only for map operations, never across an await.
-    topics: Mutex<HashMap<Topic, watch::Sender<u64>>>,
+    topics: Mutex<HashMap<Topic, watch::Sender<Wake>>>,
 }
 
 impl Notifier {
@@ -51,7 +91,7 @@ impl Notifier {
         let mut topics = self.topics.lock().expect("notifier lock");
         let sender = topics
             .entry(topic.clone())
-            .or_insert_with(|| watch::channel(0).0);
+            .or_insert_with(|| watch::channel(Wake::default()).0);
         Watch {
             receiver: sender.subscribe(),
             topic,
@@ -59,20 +99,26 @@ impl Notifier {
         }
     }
 
-    /// Wake every waiter of `topic` (after the write that concerns them).
+    /// Wake every waiter of `topic` (after the write in this process that concerns them).
     pub fn notify(&self, topic: &Topic) {
+        self.notify_from(topic, WakeSource::Local, unix_now_us());
+    }
+
+    /// Wake every waiter of `topic` for a write made at `written_us` (unix µs) seen via `source`.
+    pub fn notify_from(&self, topic: &Topic, source: WakeSource, written_us: u64) {
         let topics = self.topics.lock().expect("notifier lock");
         if let Some(sender) = topics.get(topic) {
-            sender.send_modify(|version| *version = version.wrapping_add(1));
+            sender.send_modify(|wake| wake.bump(source, written_us));
         }
     }
 
     /// Wake every waiter of every topic (used when a store reconnects and may have missed
     /// messages: waiters re-read, which is always safe).
     pub fn notify_all(&self) {
+        let now = unix_now_us();
         let topics = self.topics.lock().expect("notifier lock");
         for sender in topics.values() {
-            sender.send_modify(|version| *version = version.wrapping_add(1));
+            sender.send_modify(|wake| wake.bump(WakeSource::Reconnect, now));
         }
     }
 
@@ -89,21 +135,32 @@ impl Notifier {
     }
 }
 
+impl Wake {
+    fn bump(&mut self, source: WakeSource, written_us: u64) {
+        *self = Self {
+            version: self.version.wrapping_add(1),
+            written_us,
+            source,
+        };
+    }
+}
+
 /// One registered waiter. Dropping it unregisters it.
 #[derive(Debug)]
 pub struct Watch {
-    receiver: watch::Receiver<u64>,
+    receiver: watch::Receiver<Wake>,
     topic: Topic,
     notifier: Arc<Notifier>,
 }
 
 impl Watch {
     /// Resolves when the topic was notified after this watch was registered (or after the last
-    /// `changed` returned).
-    pub async fn changed(&mut self) {
+    /// `changed` returned), with that wakeup.
+    pub async fn changed(&mut self) -> Wake {
         // The sender lives in the registry as long as this receiver exists, so this only
         // errors if the registry were dropped; treat that as a wakeup (the caller re-reads).
         let _ = self.receiver.changed().await;
+        *self.receiver.borrow_and_update()
     }
 
     pub fn topic(&self) -> &Topic {

@@ -378,7 +378,15 @@ async fn phones_pair_for_an_account_through_the_agent() {
         .await
         .expect("poll")
         .expect("the agent committed to the claim");
-    let (_, claimed) = call(&agent, "GET", &format!("/v1/pairings/{id}"), None);
+    // The agent records the claim a moment after the phone can see its acceptance.
+    let mut claimed = serde_json::Value::Null;
+    for _ in 0..40 {
+        claimed = call(&agent, "GET", &format!("/v1/pairings/{id}"), None).1;
+        if claimed["status"] != "waiting" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(claimed["status"], "claimed", "{claimed}");
     assert_eq!(claimed["device_name"], "Carol's phone");
     let (status, paired) = call(

@@ -31,6 +31,7 @@ fn sender(server: &MockServer, timeout: Duration, max_tries: u32) -> FcmSender {
             max_tries,
             base_delay: Duration::from_millis(100),
             time_scale: 0.05,
+            retries: None,
         },
     )
     .expect("sender")

@@ -436,6 +436,7 @@ fn problem(status: u16, kind: &str, detail: &str) -> HttpResponse {
         status,
         detail: detail.to_owned(),
         field: None,
+        instance: None,
     };
     HttpResponse::build(
         actix_web::http::StatusCode::from_u16(status)
@@ -878,6 +879,22 @@ async fn reject_pairing(agent: web::Data<Agent>, path: web::Path<String>) -> Htt
     }
 }
 
+/// A phone shows its code as soon as the agent's acceptance is on the relay, a moment before
+/// the agent records the claim here: a confirmation arriving in that moment waits for it (2 s
+/// at most).
+async fn claim_settled(agent: &Agent, id: &approvd_proto::PairingId) {
+    for _ in 0..40 {
+        let waiting = agent
+            .pairings()
+            .get(id)
+            .is_some_and(|session| matches!(session.state, Pairing::Waiting));
+        if !waiting {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn confirm_pairing(
     agent: web::Data<Agent>,
     path: web::Path<String>,
@@ -886,6 +903,7 @@ async fn confirm_pairing(
     let Ok(id) = approvd_proto::PairingId::parse(&path) else {
         return problem(404, "not-found", "no such pairing");
     };
+    claim_settled(&agent, &id).await;
     let (account, verified) = match agent.pairings().get(&id) {
         None => return problem(404, "not-found", "no such pairing"),
         Some(session) => match &session.state {

@@ -6,6 +6,7 @@
 mod agent;
 mod cli;
 mod demo;
+mod healthcheck;
 mod nas;
 mod phone;
 
@@ -48,6 +49,10 @@ enum Command {
     Phone(phone::PhoneArgs),
     /// Run the whole protocol in one process: a relay, a NAS, two phones; prints every step.
     Demo,
+    /// Probe a running relay's /healthz (or --url …/readyz); exit 0 when it answers 200.
+    ///
+    /// For container HEALTHCHECKs and service managers on hosts without curl.
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => client(agent::run(args)),
         Command::Phone(args) => client(phone::run(args)),
         Command::Demo => client(demo::run()),
+        Command::Healthcheck(args) => client(healthcheck::run(args)),
     }
 }
 

@@ -11,6 +11,7 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{keys, unavailable, Conn};
+use crate::store::notify::{unix_now_us, WakeSource};
 use crate::store::{Notifier, StoreError, Topic, Watch};
 
 /// Channels this replica is subscribed to, and the topic each announces.
@@ -76,7 +77,8 @@ impl PubSub {
     }
 }
 
-/// Announce a write (a hint; failure only delays waiters until their deadline re-read).
+/// Announce a write (a hint; failure only delays waiters until their deadline re-read). The
+/// message is the write's time in unix µs, so receivers can measure the wakeup's latency.
 pub(super) async fn publish(conn: &Conn, topic: &Topic) {
     let name = keys::channel(topic);
     let command = match conn {
@@ -85,7 +87,7 @@ pub(super) async fn publish(conn: &Conn, topic: &Topic) {
     };
     let result: Result<i64, _> = redis::cmd(command)
         .arg(&name)
-        .arg("")
+        .arg(unix_now_us())
         .query_async(&mut conn.clone())
         .await;
     if let Err(error) = result {
@@ -103,10 +105,15 @@ async fn route(
     while let Some(push) = pushed.recv().await {
         match push.kind {
             PushKind::Message | PushKind::SMessage => {
-                let name = push.data.first().and_then(|value| match value {
-                    Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+                let text = |value: Option<&Value>| match value {
+                    Some(Value::BulkString(bytes)) => String::from_utf8(bytes.clone()).ok(),
                     _ => None,
-                });
+                };
+                let name = text(push.data.first());
+                // A foreign or older publisher's message has no time: count it as instant.
+                let written_us = text(push.data.get(1))
+                    .and_then(|text| text.parse::<u64>().ok())
+                    .unwrap_or_else(unix_now_us);
                 let topic = name.and_then(|name| {
                     subscriptions
                         .lock()
@@ -115,7 +122,7 @@ async fn route(
                         .cloned()
                 });
                 if let Some(topic) = topic {
-                    notifier.notify(&topic);
+                    notifier.notify_from(&topic, WakeSource::Redis, written_us);
                 }
             }
             PushKind::Disconnection => {
