@@ -45,7 +45,10 @@ pub fn init(config: &LogConfig, metrics: &Metrics) {
     let counter = MalformedRequests(metrics.malformed_requests.clone())
         .with_filter(filter_fn(is_parser_complaint));
     let registry = tracing_subscriber::registry().with(counter);
-    let base = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal: log files and collectors get plain text.
+    let base = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.format {
         LogFormat::Json => registry
             .with(base.json().with_filter(filter(config)))

@@ -197,7 +197,7 @@ impl Metrics {
             "1 when the last store operation succeeded, 0 when it failed.",
         );
         store_up.set(1);
-        Self {
+        let metrics = Self {
             http_requests: make.counters(
                 name::HTTP_REQUESTS,
                 "HTTP requests by route pattern, method and status.",
@@ -293,7 +293,47 @@ impl Metrics {
                 "Requests the HTTP parser refused as malformed.",
             ),
             registry,
+        };
+        for ended in [
+            Ended::Approved,
+            Ended::Denied,
+            Ended::Fraud,
+            Ended::Expired,
+            Ended::Cancelled,
+        ] {
+            metrics.challenges_ended.with_label_values(&[ended.label()]);
         }
+        for decision in ["approved", "denied", "fraud"] {
+            metrics.approval_latency.with_label_values(&[decision]);
+        }
+        for decision in ["approve", "deny", "fraud"] {
+            metrics.verdicts.with_label_values(&[decision]);
+        }
+        for source in ["local", "redis", "reconnect"] {
+            metrics.longpoll_wakeups.with_label_values(&[source]);
+            metrics.wake_latency.with_label_values(&[source]);
+        }
+        metrics
+    }
+
+    /// Create at zero the series of every known label value that is not fixed here (auth
+    /// failure reasons, limits), so dashboards and alert rules see 0 rather than no data.
+    pub fn create_series(&self, auth_reasons: &[&str], limits: &[&str]) {
+        for reason in auth_reasons {
+            self.auth_failures.with_label_values(&[reason]);
+        }
+        for limit in limits {
+            self.rate_limited.with_label_values(&[limit]);
+        }
+    }
+
+    /// Create at zero the series of a push provider the relay sends through.
+    pub fn create_push_series(&self, provider: &str, results: &[&str]) {
+        for result in results {
+            self.pushes.with_label_values(&[provider, result]);
+        }
+        self.push_duration.with_label_values(&[provider]);
+        self.push_retries.with_label_values(&[provider]);
     }
 
     /// A challenge ended; `latency` is creation to verdict, for decided ones.

@@ -15,16 +15,16 @@ use crate::config::{
     ApnsAuth, ApnsConfig, Config, FcmAccount, FcmConfig, HttpConfig, PushConfig, StoreConfig,
 };
 use crate::handle::{HandleError, HandleKeys};
-use crate::http::auth::Admission;
+use crate::http::auth::{Admission, AUTH_FAILURE_REASONS};
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::push::apns::{A2Client, ApnsSender};
 use crate::push::fcm::FcmSender;
 use crate::push::retry::RetryPolicy;
-use crate::push::{DispatchLimits, Dispatcher, LogSender, PushRoutes, PushSender};
+use crate::push::{DispatchLimits, Dispatcher, LogSender, PushResult, PushRoutes, PushSender};
 use crate::service::mailbox::MAILBOX_TTL;
 use crate::service::Deps;
-use crate::store::{MemoryStore, MeteredStore, RedisStore, Store};
+use crate::store::{Limit, MemoryStore, MeteredStore, RedisStore, Store};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -149,12 +149,15 @@ fn push_routes(push: &PushConfig, metrics: &Metrics) -> Result<PushRoutes, Start
     let mut routes = PushRoutes::default();
     if let Some(apns) = &push.apns {
         apns_routes(apns, push, retry("apns"), &mut routes)?;
+        metrics.create_push_series("apns", &PushResult::LABELS);
     }
     if let Some(fcm) = &push.fcm {
         fcm_routes(fcm, push, retry("fcm"), &mut routes)?;
+        metrics.create_push_series("fcm", &PushResult::LABELS);
     }
     if routes.is_empty() {
         tracing::info!("push: no APNs/FCM credentials configured; pushes are logged, not sent");
+        metrics.create_push_series("log", &PushResult::LABELS);
         return Ok(PushRoutes::all(Arc::new(LogSender)));
     }
     Ok(routes)
@@ -187,6 +190,8 @@ pub async fn build_state(config: &Config, metrics: Metrics) -> Result<AppState, 
              (pass --handle-key-file in production)"
         );
     }
+    let limits: Vec<&str> = Limit::ALL.iter().map(|limit| limit.metric_label()).collect();
+    metrics.create_series(&AUTH_FAILURE_REASONS, &limits);
     let store: Arc<dyn Store> = Arc::new(MeteredStore::new(
         connect_store(&config.store).await?,
         metrics.clone(),

@@ -356,6 +356,16 @@ enum AuthFailure {
     Service(crate::service::Error),
 }
 
+/// Every `reason` label of `approvd_auth_failures_total` (created at zero on startup).
+pub const AUTH_FAILURE_REASONS: [&str; 6] = [
+    "replayed_nonce",
+    "clock_skew",
+    "bad_signature",
+    "digest_mismatch",
+    "malformed",
+    "store_error",
+];
+
 impl AuthFailure {
     /// The `reason` label of `approvd_auth_failures_total`.
     fn reason(&self) -> &'static str {

@@ -75,6 +75,9 @@ impl PushResult {
         }
     }
 
+    /// Every `result` label of `approvd_push_total`.
+    pub const LABELS: [&'static str; 5] = ["delivered", "logged", "gone", "failed_config", "failed"];
+
     fn label(&self) -> &'static str {
         match self {
             PushResult::Delivered => "delivered",

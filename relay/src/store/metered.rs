@@ -25,8 +25,37 @@ pub struct MeteredStore {
     metrics: Metrics,
 }
 
+/// Every `operation` label (one per [`Store`] method that talks to the store).
+const OPERATIONS: [&str; 21] = [
+    "remember_nonce",
+    "check_rate",
+    "take_rate",
+    "create_pairing",
+    "pairing",
+    "claim_pairing",
+    "advance_pairing",
+    "create_challenge",
+    "challenge",
+    "record_deliveries",
+    "decide",
+    "cancel",
+    "inbox",
+    "drop_inbox_from",
+    "set_mute",
+    "muted_until",
+    "post_notice",
+    "mailbox",
+    "ack_mailbox",
+    "watch",
+    "ping",
+];
+
 impl MeteredStore {
+    /// Wrap `inner`; every operation's error counter starts at zero (alerts see 0, not nothing).
     pub fn new(inner: Arc<dyn Store>, metrics: Metrics) -> Self {
+        for operation in OPERATIONS {
+            metrics.store_errors.with_label_values(&[operation]);
+        }
         Self { inner, metrics }
     }
 
@@ -36,6 +65,7 @@ impl MeteredStore {
         operation: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        debug_assert!(OPERATIONS.contains(&operation), "{operation} is listed");
         let started = Instant::now();
         let result = call.await;
         self.metrics

@@ -26,6 +26,16 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 6] = [
+        Limit::AuthFailuresPerIp,
+        Limit::RequestsPerCaller,
+        Limit::ChallengesPerDevice,
+        Limit::RefreshesPerDevice,
+        Limit::CreationsPerIp,
+        Limit::CreationsGlobal,
+    ];
+
     /// The `limit` label of `approvd_rate_limited_total`.
     pub fn metric_label(self) -> &'static str {
         match self {

@@ -13,9 +13,9 @@ use approvd_tests::{approvd_binary, context, eventually, pair, RelayProcess, Tem
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const APP: &str = "dev.approvd.fcm";
+pub(crate) const APP: &str = "dev.approvd.fcm";
 
-fn fcm(token: &str, topic: &str) -> PushRegistration {
+pub(crate) fn fcm(token: &str, topic: &str) -> PushRegistration {
     PushRegistration {
         provider: PushProvider::Fcm,
         token: token.to_owned(),
@@ -27,7 +27,7 @@ fn marker() -> String {
     approvd_proto::ids::encode_b64(&approvd_proto::random_bytes::<12>())
 }
 
-async fn fcm_mock() -> MockServer {
+pub(crate) async fn fcm_mock() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/token"))
@@ -67,7 +67,7 @@ fn service_account_file(dir: &TempDir, server: &MockServer) -> String {
 }
 
 /// A relay whose FCM credentials point at `server` for the app `APP`.
-fn fcm_relay(server: &MockServer, extra: &[&str]) -> (RelayProcess, TempDir) {
+pub(crate) fn fcm_relay(server: &MockServer, extra: &[&str]) -> (RelayProcess, TempDir) {
     let dir = TempDir::new("fcm");
     let account = service_account_file(&dir, server);
     let base = server.uri();
