@@ -190,7 +190,10 @@ pub async fn build_state(config: &Config, metrics: Metrics) -> Result<AppState, 
              (pass --handle-key-file in production)"
         );
     }
-    let limits: Vec<&str> = Limit::ALL.iter().map(|limit| limit.metric_label()).collect();
+    let limits: Vec<&str> = Limit::ALL
+        .iter()
+        .map(|limit| limit.metric_label())
+        .collect();
     metrics.create_series(&AUTH_FAILURE_REASONS, &limits);
     let store: Arc<dyn Store> = Arc::new(MeteredStore::new(
         connect_store(&config.store).await?,

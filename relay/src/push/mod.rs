@@ -76,7 +76,8 @@ impl PushResult {
     }
 
     /// Every `result` label of `approvd_push_total`.
-    pub const LABELS: [&'static str; 5] = ["delivered", "logged", "gone", "failed_config", "failed"];
+    pub const LABELS: [&'static str; 5] =
+        ["delivered", "logged", "gone", "failed_config", "failed"];
 
     fn label(&self) -> &'static str {
         match self {

@@ -31,7 +31,8 @@ fn repo_file(relative: &str) -> PathBuf {
 }
 
 fn read(relative: &str) -> String {
-    std::fs::read_to_string(repo_file(relative)).unwrap_or_else(|error| panic!("{relative}: {error}"))
+    std::fs::read_to_string(repo_file(relative))
+        .unwrap_or_else(|error| panic!("{relative}: {error}"))
 }
 
 /// Run a tool the test run installs; a missing tool fails with what to install.
@@ -172,22 +173,17 @@ async fn a_scrape_after_real_traffic_moves_every_series_and_serves_the_dashboard
         Some(Outcome::Expired)
     );
 
-    let text = relay
-        .get("/metrics")
-        .await
-        .text()
-        .await
-        .expect("scrape");
+    let text = relay.get("/metrics").await.text().await.expect("scrape");
     let scraped = samples(&text);
     let moved = |name: &str, labels: &[(&str, &str)]| {
         let found = value(&scraped, name, labels);
         assert!(found > 0.0, "{name} {labels:?} did not move:\n{text}");
     };
-    moved("approvd_build_info", &[("version", env!("CARGO_PKG_VERSION"))]);
-    assert!(
-        !text.contains("git_sha=\"\""),
-        "the build names its commit"
+    moved(
+        "approvd_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
     );
+    assert!(!text.contains("git_sha=\"\""), "the build names its commit");
     for outcome in ["approved", "denied", "cancelled", "expired"] {
         moved("approvd_challenges_ended_total", &[("outcome", outcome)]);
     }
@@ -304,7 +300,10 @@ fn the_alert_rules_pass_promtool_and_their_runbooks_exist() {
             "{name} has no unit test"
         );
         let runbook = format!("docs/operations.md#{}", name.to_lowercase());
-        assert!(alerts.contains(&runbook), "{name} has no runbook annotation");
+        assert!(
+            alerts.contains(&runbook),
+            "{name} has no runbook annotation"
+        );
         assert!(
             anchors.contains(&name.to_lowercase()),
             "docs/operations.md has no section for {name}"
@@ -450,12 +449,16 @@ fn reference_from_help() -> String {
             continue;
         };
         let text = lines.next().unwrap_or_default().trim();
-        let env_name = env.captures(text).map_or("", |found| found.get(1).map_or("", |m| m.as_str()));
+        let env_name = env
+            .captures(text)
+            .map_or("", |found| found.get(1).map_or("", |m| m.as_str()));
         let default_value = default
             .captures(text)
             .and_then(|found| found.get(1))
             .map_or("—".to_owned(), |m| format!("`{}`", m.as_str()));
-        let what = default.replace(&env.replace(text, ""), "").replace('|', "\\|");
+        let what = default
+            .replace(&env.replace(text, ""), "")
+            .replace('|', "\\|");
         rows.push(format!(
             "| `--{} {}` | `{env_name}` | {default_value} | {} |",
             &found[1],
@@ -506,13 +509,16 @@ fn the_kubernetes_manifests_validate_against_the_kubernetes_schemas() {
         .iter()
         .map(|file| {
             let path = dir.join(file);
-            assert!(path.exists(), "kustomization lists {file}, which is missing");
+            assert!(
+                path.exists(),
+                "kustomization lists {file}, which is missing"
+            );
             path.display().to_string()
         })
         .collect();
-    let mut args = vec!["--strict"];
+    let mut args = vec!["-m", "kubernetes_validate", "--strict"];
     args.extend(paths.iter().map(String::as_str));
-    let output = run_tool("kubernetes-validate", &args, None);
+    let output = run_tool("python3", &args, None);
     assert_success(&output, "kubernetes-validate --strict");
     let report = String::from_utf8_lossy(&output.stdout);
     for kind in [
@@ -523,7 +529,10 @@ fn the_kubernetes_manifests_validate_against_the_kubernetes_schemas() {
         "configmap/approvd",
         "secret/approvd-handle-keys",
     ] {
-        assert!(report.contains(&format!("passed for resource {kind}")), "{report}");
+        assert!(
+            report.contains(&format!("passed for resource {kind}")),
+            "{report}"
+        );
     }
     // The probes and the hardening the issue asks for are there.
     let deployment = read("deploy/kubernetes/deployment.yaml");
@@ -536,7 +545,10 @@ fn the_kubernetes_manifests_validate_against_the_kubernetes_schemas() {
         "drop: [\"ALL\"]",
         "secretName: approvd-handle-keys",
     ] {
-        assert!(deployment.contains(needle), "deployment.yaml lacks {needle}");
+        assert!(
+            deployment.contains(needle),
+            "deployment.yaml lacks {needle}"
+        );
     }
 }
 
