@@ -180,7 +180,8 @@ impl RelayProcess {
             .expect("request")
     }
 
-    /// The value of a metric line (first sample whose line starts with `prefix`).
+    /// The sum of the samples of `prefix`: a metric name (all its series) or one series
+    /// written as exposed (`name{label="value"}`). `None` when the relay exports none.
     pub async fn metric(&self, prefix: &str) -> Option<f64> {
         let text = self
             .get("/metrics")
@@ -188,10 +189,13 @@ impl RelayProcess {
             .text()
             .await
             .expect("metrics text");
-        text.lines()
-            .find(|line| line.starts_with(prefix))
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse().ok())
+        let values: Vec<f64> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix(prefix))
+            .filter(|rest| rest.starts_with(['{', ' ']))
+            .filter_map(|rest| rest.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
     }
 }
 

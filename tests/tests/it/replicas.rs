@@ -95,6 +95,19 @@ async fn cross_replica_flow(a: &RelayProcess, b: &RelayProcess) {
         "{:?}",
         started.elapsed()
     );
+    // Both wakeups came through Redis pub/sub, and their latency was measured.
+    for (relay, name) in [(a, "A"), (b, "B")] {
+        let woken = relay
+            .metric("approvd_longpoll_wakeups_total{source=\"redis\"}")
+            .await;
+        let timed = relay
+            .metric("approvd_longpoll_wake_latency_seconds_count{source=\"redis\"}")
+            .await;
+        assert!(
+            woken >= Some(1.0) && timed >= Some(1.0),
+            "{name}: {woken:?} {timed:?}"
+        );
+    }
 
     // Two phones answer the same challenge on different replicas at the same instant.
     for iteration in 0..100 {
@@ -240,6 +253,13 @@ async fn a_redis_outage_gives_503_and_heals_without_a_restart() {
         store_errors >= 2.0,
         "the failed poll and readiness check are counted: {store_errors}"
     );
+    assert_eq!(a.metric("approvd_store_up").await, Some(0.0));
+    assert!(
+        a.metric("approvd_store_errors_total{operation=\"ping\"}")
+            .await
+            >= Some(1.0),
+        "errors are counted by operation"
+    );
 
     // Redis comes back (empty): readiness recovers by itself, and a new flow works; the handle
     // lives in the NAS's records, not in Redis, so no re-pairing is needed.
@@ -250,6 +270,7 @@ async fn a_redis_outage_gives_503_and_heals_without_a_restart() {
         || async { a.get("/readyz").await.status().as_u16() == 200 },
     )
     .await;
+    assert_eq!(a.metric("approvd_store_up").await, Some(1.0));
     let sent = request_one(&nas, &device, "y").await;
     let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
     phone
