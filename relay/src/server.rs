@@ -24,7 +24,9 @@ use crate::push::retry::RetryPolicy;
 use crate::push::{DispatchLimits, Dispatcher, LogSender, PushResult, PushRoutes, PushSender};
 use crate::service::mailbox::MAILBOX_TTL;
 use crate::service::Deps;
-use crate::store::{Limit, MemoryStore, MeteredStore, RedisStore, Store};
+use crate::store::{
+    ConnectError, Limit, MemoryStore, MeteredStore, RedisStore, RedisTarget, Store,
+};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,16 +44,32 @@ pub enum StartError {
     Serve(#[from] std::io::Error),
     #[error("cannot reach the store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// An option that turned out wrong when it was used (a credential file, a store setting).
     #[error("--{option}: {message}")]
-    Push {
+    Option {
         option: &'static str,
         message: String,
     },
 }
 
+/// The target as it may be logged: a URL's password is replaced.
+fn redacted(target: &RedisTarget) -> String {
+    match target {
+        RedisTarget::Standalone(url) => match url.split_once("://") {
+            Some((scheme, rest)) => match rest.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://<credentials>@{host}"),
+                None => url.clone(),
+            },
+            None => url.clone(),
+        },
+        RedisTarget::Cluster(nodes) => nodes.join(","),
+        RedisTarget::Sentinel { nodes, master } => format!("{master} via {}", nodes.join(",")),
+    }
+}
+
 /// A credential file, or an error naming its option.
 fn read_file(option: &'static str, path: &std::path::Path) -> Result<Vec<u8>, StartError> {
-    std::fs::read(path).map_err(|error| StartError::Push {
+    std::fs::read(path).map_err(|error| StartError::Option {
         option,
         message: format!("{}: {error}", path.display()),
     })
@@ -98,7 +116,7 @@ fn apns_routes(
                 Err("the certificate's key was not read".to_owned())
             }
         }
-        .map_err(|message| StartError::Push { option, message })?;
+        .map_err(|message| StartError::Option { option, message })?;
         let sender: Arc<dyn PushSender> =
             Arc::new(ApnsSender::new(Arc::new(client), retry.clone()));
         for topic in topics {
@@ -119,7 +137,7 @@ fn fcm_routes(
     let (option, json) = match &fcm.account {
         FcmAccount::File(path) => (
             "fcm-service-account-file",
-            std::fs::read_to_string(path).map_err(|error| StartError::Push {
+            std::fs::read_to_string(path).map_err(|error| StartError::Option {
                 option: "fcm-service-account-file",
                 message: format!("{}: {error}", path.display()),
             })?,
@@ -127,7 +145,7 @@ fn fcm_routes(
         FcmAccount::Inline(inline) => ("fcm-service-account", inline.0.clone()),
     };
     let sender = FcmSender::new(&json, &fcm.base_url, fcm.allow_http, push.timeout, retry)
-        .map_err(|error| StartError::Push {
+        .map_err(|error| StartError::Option {
             option,
             message: error.to_string(),
         })?;
@@ -170,9 +188,26 @@ async fn connect_store(store: &StoreConfig) -> Result<Arc<dyn Store>, StartError
             tracing::info!("store: embedded memory (one replica; state is lost on restart)");
             Arc::new(MemoryStore::new())
         }
-        StoreConfig::Redis { target, timeout } => {
-            let store = RedisStore::connect(target, *timeout).await?;
-            tracing::info!(?target, "store: redis");
+        StoreConfig::Redis {
+            target,
+            options,
+            timeout,
+        } => {
+            if matches!(target, RedisTarget::Standalone(url) if url.contains('@')) {
+                tracing::warn!(
+                    "--redis-url carries credentials: prefer --redis-username and \
+                     --redis-password-file (a URL shows in process lists and shell history)"
+                );
+            }
+            let store = RedisStore::connect_with(target, options, *timeout)
+                .await
+                .map_err(|error| match error {
+                    ConnectError::Store(error) => StartError::Store(error),
+                    ConnectError::Option { option, message } => {
+                        StartError::Option { option, message }
+                    }
+                })?;
+            tracing::info!(target = %redacted(target), tls = ?options.tls, "store: redis");
             Arc::new(store)
         }
     })

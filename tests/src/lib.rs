@@ -13,6 +13,7 @@ use approvd_proto::context::{LoginContext, LoginKind};
 use approvd_proto::wire::PushRegistration;
 
 pub mod redis;
+pub mod tls;
 
 /// The `approvd` binary next to this test executable (`target/<profile>/approvd`). The test
 /// script builds it first (`cargo build --workspace --bins`).

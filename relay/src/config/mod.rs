@@ -15,8 +15,8 @@ use std::time::Duration;
 use options::{list, Options, Sources};
 pub use options::{ConfigValue, LogFormat, OptionSpec, Secret, ServeArgs, StoreKind, OPTIONS};
 
-pub use crate::store::RedisTarget;
 use crate::store::{Limit, Rate};
+pub use crate::store::{Password, RedisAuth, RedisOptions, RedisTarget, RedisTls};
 
 /// What is wrong with the configuration; every message names the flag, variable or key to fix.
 #[derive(Debug, thiserror::Error)]
@@ -61,12 +61,15 @@ pub struct HttpConfig {
 
 /// Where state lives.
 #[derive(Debug, Clone, PartialEq)]
+// Built once at startup: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum StoreConfig {
     /// Embedded, in this process.
     Memory,
-    /// Redis, with a timeout for connecting and for every reply.
+    /// Redis, with TLS and credentials, and a timeout for connecting and for every reply.
     Redis {
         target: RedisTarget,
+        options: RedisOptions,
         timeout: Duration,
     },
 }
@@ -310,36 +313,133 @@ fn limits(options: &Options) -> Result<LimitsConfig, ConfigError> {
 }
 
 fn store(options: &Options) -> Result<StoreConfig, ConfigError> {
-    let target = match (options.store, &options.redis_url, &options.redis_cluster) {
-        (StoreKind::Memory, None, None) => None,
-        (StoreKind::Redis, Some(url), None) => Some(RedisTarget::Standalone(url.clone())),
-        (StoreKind::Redis, None, Some(nodes)) => {
-            Some(RedisTarget::Cluster(list(&Some(nodes.clone()))))
-        }
-        (StoreKind::Memory, _, _) => {
+    let mut given = Vec::new();
+    if let Some(url) = &options.redis_url {
+        given.push(("redis-url", RedisTarget::Standalone(url.clone())));
+    }
+    if let Some(nodes) = &options.redis_cluster {
+        given.push((
+            "redis-cluster",
+            RedisTarget::Cluster(list(&Some(nodes.clone()))),
+        ));
+    }
+    if let Some(nodes) = &options.redis_sentinel {
+        given.push((
+            "redis-sentinel",
+            RedisTarget::Sentinel {
+                nodes: list(&Some(nodes.clone())),
+                master: options.redis_sentinel_master.clone(),
+            },
+        ));
+    }
+    let target = match (options.store, given.len()) {
+        (StoreKind::Memory, 0) => None,
+        (StoreKind::Memory, _) => {
             return invalid(
                 "store",
                 "is `memory`, but a Redis address is set: add --store redis",
             )
         }
-        (StoreKind::Redis, None, None) => {
-            return invalid("store", "`redis` needs --redis-url or --redis-cluster")
-        }
-        (StoreKind::Redis, Some(_), Some(_)) => {
+        (StoreKind::Redis, 0) => {
             return invalid(
-                "redis-cluster",
-                "give either --redis-url or --redis-cluster, not both",
+                "store",
+                "`redis` needs --redis-url, --redis-cluster or --redis-sentinel",
+            )
+        }
+        (StoreKind::Redis, 1) => given.pop().map(|(_, target)| target),
+        (StoreKind::Redis, _) => {
+            return invalid(
+                given[1].0,
+                "give one of --redis-url, --redis-cluster and --redis-sentinel, not several",
             )
         }
     };
     if options.redis_timeout_ms == 0 || options.redis_timeout_ms > 60_000 {
         return invalid("redis-timeout-ms", "must be between 1 and 60000");
     }
-    Ok(match target {
-        None => StoreConfig::Memory,
-        Some(target) => StoreConfig::Redis {
-            target,
-            timeout: millis(options.redis_timeout_ms),
+    let Some(target) = target else {
+        return Ok(StoreConfig::Memory);
+    };
+    Ok(StoreConfig::Redis {
+        options: redis_options(options, &target)?,
+        target,
+        timeout: millis(options.redis_timeout_ms),
+    })
+}
+
+/// TLS and credentials for Redis.
+fn redis_options(options: &Options, target: &RedisTarget) -> Result<RedisOptions, ConfigError> {
+    let client_cert = match (&options.redis_tls_cert_file, &options.redis_tls_key_file) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        (None, None) => None,
+        (Some(_), None) => {
+            return invalid("redis-tls-key-file", "is needed with --redis-tls-cert-file")
+        }
+        (None, Some(_)) => {
+            return invalid("redis-tls-cert-file", "is needed with --redis-tls-key-file")
+        }
+    };
+    let password = match (&options.redis_password, &options.redis_password_file) {
+        (Some(_), Some(_)) => {
+            return invalid(
+                "redis-password-file",
+                "give either a password file or APPROVD_REDIS_PASSWORD, not both",
+            )
+        }
+        (Some(secret), None) => Some(Password::Inline(secret.0.clone())),
+        (None, Some(path)) => Some(Password::File(path.clone())),
+        (None, None) => None,
+    };
+    if options.redis_sentinel_password_file.is_some()
+        && !matches!(target, RedisTarget::Sentinel { .. })
+    {
+        return invalid("redis-sentinel-password-file", "is for --redis-sentinel");
+    }
+    if let RedisTarget::Standalone(_) = target {
+        if options.redis_tls {
+            return invalid(
+                "redis-tls",
+                "is for --redis-cluster; give a rediss:// URL instead",
+            );
+        }
+    }
+    let tls_settings =
+        options.redis_tls_ca_file.is_some() || client_cert.is_some() || options.redis_tls_insecure;
+    let uses_tls = match target {
+        RedisTarget::Standalone(url) => url.starts_with("rediss://"),
+        RedisTarget::Cluster(_) => options.redis_tls,
+        RedisTarget::Sentinel { .. } => {
+            if options.redis_tls || tls_settings {
+                return invalid(
+                    "redis-sentinel",
+                    "TLS to Sentinel is not supported yet: reach Sentinel and its master over a \
+                     private network or a TLS tunnel",
+                );
+            }
+            false
+        }
+    };
+    if tls_settings && !uses_tls {
+        return invalid(
+            "redis-tls-ca-file",
+            "TLS settings are given, but the connection is not TLS (use a rediss:// URL, or \
+             --redis-tls true with --redis-cluster)",
+        );
+    }
+    Ok(RedisOptions {
+        tls: RedisTls {
+            enabled: options.redis_tls,
+            ca_file: options.redis_tls_ca_file.clone(),
+            client_cert,
+            insecure: options.redis_tls_insecure,
+        },
+        auth: RedisAuth {
+            username: options.redis_username.clone(),
+            password,
+            sentinel_password: options
+                .redis_sentinel_password_file
+                .clone()
+                .map(Password::File),
         },
     })
 }
@@ -617,6 +717,7 @@ mod tests {
             config.store,
             StoreConfig::Redis {
                 target: RedisTarget::Cluster(vec!["a:1".to_owned(), "b:2".to_owned()]),
+                options: RedisOptions::default(),
                 timeout: Duration::from_millis(2000),
             }
         );
@@ -638,7 +739,7 @@ mod tests {
         .expect_err("refused");
         assert_eq!(
             error.to_string(),
-            "--redis-cluster: give either --redis-url or --redis-cluster, not both"
+            "--redis-cluster: give one of --redis-url, --redis-cluster and --redis-sentinel, not several"
         );
         assert_eq!(
             config.limits.rate(Limit::ChallengesPerDevice),
@@ -668,5 +769,138 @@ mod tests {
         }
         // Defaults parse (defaults() would panic otherwise).
         let _ = Config::defaults();
+    }
+
+    #[test]
+    fn redis_tls_credentials_and_sentinel_become_types_or_name_the_option() {
+        let load = |pairs: &[(&'static str, &str)], environment: &[(&str, &str)]| {
+            Config::load(&args(pairs), &env(environment), None)
+        };
+        let config = load(
+            &[
+                ("store", "redis"),
+                ("redis_sentinel", "s1:26379, s2:26379"),
+                ("redis_sentinel_password_file", "/run/sentinel-pw"),
+                ("redis_username", "relay"),
+            ],
+            &[("APPROVD_REDIS_PASSWORD", "hunter2")],
+        )
+        .expect("valid");
+        let StoreConfig::Redis {
+            target, options, ..
+        } = config.store
+        else {
+            panic!("redis")
+        };
+        assert_eq!(
+            target,
+            RedisTarget::Sentinel {
+                nodes: vec!["s1:26379".to_owned(), "s2:26379".to_owned()],
+                master: "mymaster".to_owned(),
+            }
+        );
+        assert_eq!(
+            options.auth,
+            RedisAuth {
+                username: Some("relay".to_owned()),
+                password: Some(Password::Inline("hunter2".to_owned())),
+                sentinel_password: Some(Password::File("/run/sentinel-pw".into())),
+            }
+        );
+        assert!(!format!("{options:?}").contains("hunter2"), "redacted");
+
+        let config = load(
+            &[
+                ("store", "redis"),
+                ("redis_cluster", "a:1"),
+                ("redis_tls", "true"),
+                ("redis_tls_ca_file", "ca.pem"),
+                ("redis_tls_cert_file", "c.pem"),
+                ("redis_tls_key_file", "k.pem"),
+            ],
+            &[],
+        )
+        .expect("valid");
+        let StoreConfig::Redis { options, .. } = config.store else {
+            panic!("redis")
+        };
+        assert_eq!(
+            options.tls,
+            RedisTls {
+                enabled: true,
+                ca_file: Some("ca.pem".into()),
+                client_cert: Some(("c.pem".into(), "k.pem".into())),
+                insecure: false,
+            }
+        );
+
+        for (pairs, environment, message) in [
+            (
+                vec![
+                    ("store", "redis"),
+                    ("redis_url", "redis://a/"),
+                    ("redis_tls_ca_file", "ca.pem"),
+                ],
+                vec![],
+                "--redis-tls-ca-file: TLS settings are given, but the connection is not TLS",
+            ),
+            (
+                vec![
+                    ("store", "redis"),
+                    ("redis_url", "rediss://a/"),
+                    ("redis_tls_cert_file", "c.pem"),
+                ],
+                vec![],
+                "--redis-tls-key-file: is needed with --redis-tls-cert-file",
+            ),
+            (
+                vec![
+                    ("store", "redis"),
+                    ("redis_url", "rediss://a/"),
+                    ("redis_tls", "true"),
+                ],
+                vec![],
+                "--redis-tls: is for --redis-cluster",
+            ),
+            (
+                vec![
+                    ("store", "redis"),
+                    ("redis_url", "redis://a/"),
+                    ("redis_password_file", "pw"),
+                ],
+                vec![("APPROVD_REDIS_PASSWORD", "x")],
+                "--redis-password-file: give either",
+            ),
+            (
+                vec![
+                    ("store", "redis"),
+                    ("redis_url", "redis://a/"),
+                    ("redis_sentinel_password_file", "pw"),
+                ],
+                vec![],
+                "--redis-sentinel-password-file: is for --redis-sentinel",
+            ),
+            (
+                vec![
+                    ("store", "redis"),
+                    ("redis_sentinel", "s:1"),
+                    ("redis_tls", "true"),
+                ],
+                vec![],
+                "--redis-sentinel: TLS to Sentinel is not supported yet",
+            ),
+            (
+                vec![
+                    ("store", "redis"),
+                    ("redis_url", "redis://a/"),
+                    ("redis_sentinel", "s:1"),
+                ],
+                vec![],
+                "--redis-sentinel: give one of",
+            ),
+        ] {
+            let error = load(&pairs, &environment).expect_err(message);
+            assert!(error.to_string().starts_with(message), "{error}");
+        }
     }
 }

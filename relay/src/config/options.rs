@@ -182,12 +182,40 @@ options! {
     /// replica of a deployment must share one key file).
     handle_key_file: Option<PathBuf> = "", "handle-key-file", "APPROVD_HANDLE_KEY_FILE", "FILE";
     /// Where state lives: `memory` (embedded, one replica) or `redis` (shared by replicas; give
-    /// --redis-url or --redis-cluster).
+    /// --redis-url, --redis-cluster or --redis-sentinel).
     store: StoreKind = "memory", "store", "APPROVD_STORE", "KIND";
     /// Standalone Redis, e.g. `redis://10.0.0.5:6379/` (`rediss://` for TLS).
     redis_url: Option<String> = "", "redis-url", "APPROVD_REDIS_URL", "URL";
     /// Redis Cluster seed nodes, comma-separated `host:port` (Redis 7 or newer).
     redis_cluster: Option<String> = "", "redis-cluster", "APPROVD_REDIS_CLUSTER", "NODES";
+    /// Redis Sentinel nodes, comma-separated `host:port`: the relay connects to the master they
+    /// name for --redis-sentinel-master and follows it when they fail over.
+    redis_sentinel: Option<String> = "", "redis-sentinel", "APPROVD_REDIS_SENTINEL", "NODES";
+    /// The master's name in the Sentinels' configuration.
+    redis_sentinel_master: String = "mymaster", "redis-sentinel-master", "APPROVD_REDIS_SENTINEL_MASTER", "NAME";
+    /// File whose first line is the Sentinels' own password (`requirepass` in sentinel.conf).
+    redis_sentinel_password_file: Option<PathBuf> = "", "redis-sentinel-password-file", "APPROVD_REDIS_SENTINEL_PASSWORD_FILE", "FILE";
+    /// Use TLS to the --redis-cluster nodes (a standalone server: give a rediss:// URL).
+    redis_tls: bool = "false", "redis-tls", "APPROVD_REDIS_TLS", "BOOL";
+    /// CA certificates (PEM) that the Redis servers' certificates must chain to (private CAs);
+    /// without it, the system's roots.
+    redis_tls_ca_file: Option<PathBuf> = "", "redis-tls-ca-file", "APPROVD_REDIS_TLS_CA_FILE", "PEM";
+    /// Client certificate (PEM) for Redis servers that require one (mutual TLS); with
+    /// --redis-tls-key-file.
+    redis_tls_cert_file: Option<PathBuf> = "", "redis-tls-cert-file", "APPROVD_REDIS_TLS_CERT_FILE", "PEM";
+    /// The private key (PEM) of --redis-tls-cert-file.
+    redis_tls_key_file: Option<PathBuf> = "", "redis-tls-key-file", "APPROVD_REDIS_TLS_KEY_FILE", "PEM";
+    /// Do not verify the Redis servers' certificates. For tests only: anyone on the network path
+    /// could then read and change the relay's state. Logged as a warning at startup.
+    redis_tls_insecure: bool = "false", "redis-tls-insecure", "APPROVD_REDIS_TLS_INSECURE", "BOOL";
+    /// Redis ACL user name (without it, the `default` user).
+    redis_username: Option<String> = "", "redis-username", "APPROVD_REDIS_USERNAME", "NAME";
+    /// File whose first line is the Redis password: keeps it out of URLs, the process list and
+    /// shell history.
+    redis_password_file: Option<PathBuf> = "", "redis-password-file", "APPROVD_REDIS_PASSWORD_FILE", "FILE";
+    /// The Redis password itself, for secret stores that inject environment variables (set
+    /// APPROVD_REDIS_PASSWORD; as a flag it would show in the process list).
+    redis_password: Option<Secret> = "", "redis-password", "APPROVD_REDIS_PASSWORD", "PASSWORD";
     /// Timeout for connecting to Redis and for every Redis reply, in milliseconds.
     redis_timeout_ms: u64 = "2000", "redis-timeout-ms", "APPROVD_REDIS_TIMEOUT_MS", "MS";
     /// Longest a long-poll may wait, in seconds (clients ask with ?wait=).

@@ -22,7 +22,9 @@ use approvd_proto::wire::{
 };
 use approvd_proto::{Cid, DeviceId, NasId, PairingId};
 
-pub use self::redis::{RedisStore, RedisTarget};
+pub use self::redis::{
+    ConnectError, Password, RedisAuth, RedisOptions, RedisStore, RedisTarget, RedisTls,
+};
 pub use memory::MemoryStore;
 pub use metered::MeteredStore;
 pub use notify::{Notifier, Topic, Watch};

@@ -14,6 +14,7 @@ mod operations;
 mod protocol_revision;
 mod push;
 mod push_fcm;
+mod redis_production;
 mod replicas;
 mod sdk;
 mod security;

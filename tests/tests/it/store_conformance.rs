@@ -1,7 +1,8 @@
 //! The store conformance suite: the [`Store`] contract as executable checks, written once and
 //! run unchanged against every implementation — the embedded memory store, a real standalone
-//! `redis-server` and a real 3-master Redis Cluster (one server and one cluster per test run,
-//! shared by the checks: they use fresh ids). Real time is used (TTLs of about a second) so the
+//! `redis-server` and a real 3-master Redis Cluster, each also TLS-only with a private CA and
+//! client certificates (one server or cluster of each kind per test run, shared by the checks:
+//! they use fresh ids). Real time is used (TTLs of about a second) so the
 //! same checks run against an external store.
 
 use std::sync::Arc;
@@ -16,10 +17,11 @@ use approvd_proto::{Cid, DeviceId, NasId, PairingId, SignedMessage as _};
 
 use approvd_relay::store::{
     Bucket, CancelOutcome, ChallengeState, ClaimOutcome, CreateOutcome, DecideOutcome, MemoryStore,
-    Nonce, PairingSlot, PairingStep, Rate, RedisStore, RedisTarget, StepOutcome, Store,
-    StoredChallenge, StoredTarget, Topic, Watch, MAILBOX_CAP,
+    Nonce, PairingSlot, PairingStep, Rate, RedisOptions, RedisStore, RedisTarget, RedisTls,
+    StepOutcome, Store, StoredChallenge, StoredTarget, Topic, Watch, MAILBOX_CAP,
 };
 use approvd_tests::redis::{RedisCluster, RedisServer};
+use approvd_tests::tls::TestPki;
 
 const SHORT: Duration = Duration::from_secs(1);
 const LONG: Duration = Duration::from_secs(60);
@@ -667,16 +669,59 @@ fn cluster() -> &'static RedisCluster {
     CLUSTER.get_or_init(RedisCluster::start)
 }
 
+fn pki() -> &'static Arc<TestPki> {
+    static PKI: std::sync::OnceLock<Arc<TestPki>> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| Arc::new(TestPki::new()))
+}
+
+fn tls_standalone() -> &'static RedisServer {
+    static SERVER: std::sync::OnceLock<RedisServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| RedisServer::start_tls(Arc::clone(pki())))
+}
+
+fn tls_cluster() -> &'static RedisCluster {
+    static CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(|| RedisCluster::start_tls(Arc::clone(pki())))
+}
+
+/// TLS with the test CA and the relay's client certificate.
+fn tls_options(enabled: bool) -> RedisOptions {
+    let pki = pki();
+    RedisOptions {
+        tls: RedisTls {
+            enabled,
+            ca_file: Some(pki.ca.clone()),
+            client_cert: Some((pki.client_cert.clone(), pki.client_key.clone())),
+            insecure: false,
+        },
+        ..RedisOptions::default()
+    }
+}
+
 /// A store of each kind: a fresh memory store, or a connection to the shared servers.
 async fn connect(kind: &str) -> Arc<dyn Store> {
-    let target = match kind {
+    let (target, options) = match kind {
         "memory" => return Arc::new(MemoryStore::new()),
-        "standalone" => RedisTarget::Standalone(standalone().url()),
-        "cluster" => RedisTarget::Cluster(cluster().seeds()),
+        "standalone" => (
+            RedisTarget::Standalone(standalone().url()),
+            RedisOptions::default(),
+        ),
+        "cluster" => (
+            RedisTarget::Cluster(cluster().seeds()),
+            RedisOptions::default(),
+        ),
+        "tls_standalone" => (
+            RedisTarget::Standalone(tls_standalone().url()),
+            tls_options(false),
+        ),
+        "tls_cluster" => (
+            RedisTarget::Cluster(tls_cluster().seeds()),
+            tls_options(true),
+        ),
         other => panic!("unknown store kind {other}"),
     };
     Arc::new(
-        RedisStore::connect(&target, Duration::from_secs(2))
+        RedisStore::connect_with(&target, &options, Duration::from_secs(2))
             .await
             .expect("connect"),
     )
@@ -721,4 +766,4 @@ macro_rules! conformance {
     )*};
 }
 
-conformance!(memory, standalone, cluster);
+conformance!(memory, standalone, cluster, tls_standalone, tls_cluster);

@@ -1,4 +1,5 @@
-//! [`RedisStore`]: the production store — standalone Redis or Redis Cluster, shared by every
+//! [`RedisStore`]: the production store — standalone Redis, Redis Cluster or a master behind
+//! Redis Sentinel (over TLS, with credentials: `connect`, `sentinel`), shared by every
 //! relay replica. Owns every Redis key, the Lua scripts that make decisions atomic, and the
 //! cross-replica wakeups (one pub/sub subscription per replica, multiplexed onto the local
 //! [`Notifier`]). No blocking commands; explicit connect and response timeouts; reconnects by
@@ -29,8 +30,12 @@
 //! the truth. The Lua scripts are the `lua/*.lua` files beside this one; a reply a script cannot
 //! give is a [`StoreError::Data`], never a guess.
 
+mod connect;
 mod keys;
 mod pubsub;
+mod sentinel;
+
+pub use connect::{ConnectError, Password, RedisAuth, RedisOptions, RedisTarget, RedisTls};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -39,7 +44,7 @@ use approvd_proto::wire::{
     InboxEntry, MailboxEntry, Notice, PairingClaimed, SignedVerdict, TargetDelivery,
 };
 use approvd_proto::{Cid, DeviceId, NasId, PairingId};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
@@ -50,28 +55,22 @@ use super::{
 };
 use pubsub::{publish, PubSub};
 
-/// Where to connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
-    /// `redis://host:port/` (RESP3 is requested automatically).
-    Standalone(String),
-    /// Seed nodes of a Redis Cluster, `host:port`.
-    Cluster(Vec<String>),
-}
-
-/// One multiplexed connection, either kind.
+/// One multiplexed connection, any kind.
 #[derive(Clone)]
 enum Conn {
     Standalone(ConnectionManager),
     Cluster(ClusterConnection),
+    /// The master the Sentinels name, followed across failovers.
+    Sentinel(std::sync::Arc<sentinel::Failover>),
 }
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Conn::Standalone(_) => "standalone",
-            Conn::Cluster(_) => "cluster",
-        })
+        match self {
+            Conn::Standalone(_) => f.write_str("standalone"),
+            Conn::Cluster(_) => f.write_str("cluster"),
+            Conn::Sentinel(failover) => write!(f, "{failover:?}"),
+        }
     }
 }
 
@@ -80,6 +79,16 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Standalone(conn) => conn.req_packed_command(cmd),
             Conn::Cluster(conn) => conn.req_packed_command(cmd),
+            Conn::Sentinel(failover) => {
+                let failover = std::sync::Arc::clone(failover);
+                Box::pin(async move {
+                    let result = failover.connection().req_packed_command(cmd).await;
+                    if result.is_err() {
+                        failover.command_failed();
+                    }
+                    result
+                })
+            }
         }
     }
 
@@ -92,6 +101,19 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(failover) => {
+                let failover = std::sync::Arc::clone(failover);
+                Box::pin(async move {
+                    let result = failover
+                        .connection()
+                        .req_packed_commands(pipeline, offset, count)
+                        .await;
+                    if result.is_err() {
+                        failover.command_failed();
+                    }
+                    result
+                })
+            }
         }
     }
 
@@ -99,6 +121,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Standalone(conn) => conn.get_db(),
             Conn::Cluster(conn) => conn.get_db(),
+            Conn::Sentinel(failover) => failover.connection().get_db(),
         }
     }
 }
@@ -189,40 +212,31 @@ struct Stored<T> {
 impl RedisStore {
     /// Connect with `timeout` for connecting and for every response.
     pub async fn connect(target: &RedisTarget, timeout: Duration) -> Result<Self, StoreError> {
+        Self::connect_with(target, &RedisOptions::default(), timeout)
+            .await
+            .map_err(|error| match error {
+                ConnectError::Store(error) => error,
+                other => StoreError::Unavailable(other.to_string()),
+            })
+    }
+
+    /// [`RedisStore::connect`] with TLS and credentials; a refusal names the option to fix.
+    pub async fn connect_with(
+        target: &RedisTarget,
+        options: &RedisOptions,
+        timeout: Duration,
+    ) -> Result<Self, ConnectError> {
+        let resolved = connect::resolve(options)?;
         let (pushes, pushed) = tokio::sync::mpsc::unbounded_channel();
         let conn = match target {
             RedisTarget::Standalone(url) => {
-                let separator = if url.contains('?') { '&' } else { '?' };
-                let url = if url.contains("protocol=") {
-                    url.clone()
-                } else {
-                    format!("{url}{separator}protocol=resp3")
-                };
-                let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(2)
-                    .set_push_sender(pushes);
-                Conn::Standalone(
-                    ConnectionManager::new_with_config(client, config)
-                        .await
-                        .map_err(unavailable)?,
-                )
+                connect::standalone(url, &resolved, timeout, pushes).await?
             }
             RedisTarget::Cluster(nodes) => {
-                let urls: Vec<String> = nodes
-                    .iter()
-                    .map(|node| format!("redis://{node}/"))
-                    .collect();
-                let client = redis::cluster::ClusterClientBuilder::new(urls)
-                    .use_protocol(redis::ProtocolVersion::RESP3)
-                    .connection_timeout(timeout)
-                    .response_timeout(timeout)
-                    .push_sender(pushes)
-                    .build()
-                    .map_err(unavailable)?;
-                Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+                connect::cluster(nodes, &resolved, timeout, pushes).await?
+            }
+            RedisTarget::Sentinel { nodes, master } => {
+                Conn::Sentinel(sentinel::connect(nodes, master, &resolved, timeout, pushes).await?)
             }
         };
         Ok(Self {

@@ -64,6 +64,7 @@ impl PubSub {
             let result = match &mut conn.clone() {
                 Conn::Standalone(conn) => conn.subscribe(&name).await,
                 Conn::Cluster(conn) => conn.ssubscribe(&name).await,
+                Conn::Sentinel(failover) => failover.connection().subscribe(&name).await,
             };
             if let Err(error) = result {
                 self.subscriptions
@@ -82,7 +83,7 @@ impl PubSub {
 pub(super) async fn publish(conn: &Conn, topic: &Topic) {
     let name = keys::channel(topic);
     let command = match conn {
-        Conn::Standalone(_) => "PUBLISH",
+        Conn::Standalone(_) | Conn::Sentinel(_) => "PUBLISH",
         Conn::Cluster(_) => "SPUBLISH",
     };
     let result: Result<i64, _> = redis::cmd(command)
@@ -164,6 +165,7 @@ async fn janitor(
             let _ = match &mut conn {
                 Conn::Standalone(conn) => conn.unsubscribe(&name).await,
                 Conn::Cluster(conn) => conn.sunsubscribe(&name).await,
+                Conn::Sentinel(failover) => failover.connection().unsubscribe(&name).await,
             };
         }
     }
