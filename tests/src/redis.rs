@@ -302,8 +302,10 @@ impl RedisCluster {
     }
 }
 
-/// A Sentinel group: one master, one replica and three Sentinels watching them as `mymaster`
-/// (down after 1 s), so a killed master is replaced within seconds.
+/// A Sentinel group as production runs it: one master and one replica that require
+/// [`RedisSentinels::PASSWORD`], and three Sentinels that require
+/// [`RedisSentinels::SENTINEL_PASSWORD`], watching them as `mymaster` (down after 1 s), so a
+/// killed master is replaced within seconds.
 #[derive(Debug)]
 pub struct RedisSentinels {
     pub master: RedisServer,
@@ -316,13 +318,35 @@ pub struct RedisSentinels {
 
 impl RedisSentinels {
     pub const MASTER: &'static str = "mymaster";
+    /// The data nodes' password.
+    pub const PASSWORD: &'static str = "data-nodes-secret";
+    /// The Sentinels' own password.
+    pub const SENTINEL_PASSWORD: &'static str = "sentinels-secret";
+
+    fn sentinel_access() -> Access {
+        Access {
+            tls: None,
+            password: Some(Self::SENTINEL_PASSWORD.to_owned()),
+        }
+    }
 
     pub fn start() -> Self {
-        let master = RedisServer::start();
+        let master = RedisServer::start_with_password(Self::PASSWORD);
         let master_port = master.port.to_string();
         let replica = RedisServer::start_with(
-            &["--replicaof", "127.0.0.1", &master_port],
-            Access::default(),
+            &[
+                "--replicaof",
+                "127.0.0.1",
+                &master_port,
+                "--masterauth",
+                Self::PASSWORD,
+                "--requirepass",
+                Self::PASSWORD,
+            ],
+            Access {
+                tls: None,
+                password: Some(Self::PASSWORD.to_owned()),
+            },
         );
         let dir = TempDir::new("sentinels");
         let mut sentinels = Vec::new();
@@ -333,13 +357,17 @@ impl RedisSentinels {
             std::fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\nrequirepass {own}\n\
                      sentinel monitor {name} 127.0.0.1 {master_port} 2\n\
+                     sentinel auth-pass {name} {data}\n\
+                     sentinel sentinel-pass {own}\n\
                      sentinel down-after-milliseconds {name} 1000\n\
                      sentinel failover-timeout {name} 5000\n\
                      sentinel parallel-syncs {name} 1\n",
                     dir = dir.0.display(),
                     name = Self::MASTER,
+                    own = Self::SENTINEL_PASSWORD,
+                    data = Self::PASSWORD,
                 ),
             )
             .expect("sentinel.conf");
@@ -381,7 +409,7 @@ impl RedisSentinels {
                     .unwrap_or(0);
                 let info = redis_cli(
                     port,
-                    &Access::default(),
+                    &Self::sentinel_access(),
                     &["SENTINEL", "MASTER", Self::MASTER],
                 )
                 .unwrap_or_default();
@@ -412,7 +440,7 @@ impl RedisSentinels {
         let port: u16 = self.nodes[0].rsplit(':').next()?.parse().ok()?;
         let reply = redis_cli(
             port,
-            &Access::default(),
+            &Self::sentinel_access(),
             &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", Self::MASTER],
         )?;
         let mut lines = reply.lines().map(str::trim);

@@ -307,15 +307,29 @@ async fn attempt(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_in_the_middle_of_a_stream_of_flows_loses_none() {
-    let mut group = approvd_tests::redis::RedisSentinels::start();
+    use approvd_tests::redis::RedisSentinels;
+    let mut group = RedisSentinels::start();
     let nodes = group.nodes.join(",");
+    let dir = TempDir::new("sentinel-passwords");
+    let data_password = dir.0.join("redis-password");
+    std::fs::write(&data_password, RedisSentinels::PASSWORD).expect("write");
+    let sentinel_password = dir.0.join("sentinel-password");
+    std::fs::write(&sentinel_password, RedisSentinels::SENTINEL_PASSWORD).expect("write");
+    let (data_password, sentinel_password) = (
+        data_password.display().to_string(),
+        sentinel_password.display().to_string(),
+    );
     let relay = RelayProcess::start(&[
         "--store",
         "redis",
         "--redis-sentinel",
         &nodes,
         "--redis-sentinel-master",
-        approvd_tests::redis::RedisSentinels::MASTER,
+        RedisSentinels::MASTER,
+        "--redis-password-file",
+        &data_password,
+        "--redis-sentinel-password-file",
+        &sentinel_password,
         "--rate-challenges-per-device",
         "100000",
         "--rate-requests-per-caller",
@@ -341,6 +355,21 @@ async fn a_sentinel_failover_in_the_middle_of_a_stream_of_flows_loses_none() {
         })
     };
 
+    // /readyz sampled every 100 ms from the kill on: it must say 503 while there is no master.
+    let readiness = {
+        let url = format!("{}/readyz", relay.url);
+        let http = reqwest::Client::new();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..100 {
+                if let Ok(response) = http.get(&url).send().await {
+                    statuses.push(response.status().as_u16());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            statuses
+        })
+    };
     let started = std::time::Instant::now();
     let mut killed_at = None;
     let mut first_success_after_kill = None;
@@ -398,6 +427,11 @@ async fn a_sentinel_failover_in_the_middle_of_a_stream_of_flows_loses_none() {
     );
     assert!(lost.is_empty(), "flows lost in the failover: {lost:?}");
     assert_ne!(group.current_master(), Some(first_master), "a new master");
+    let statuses = readiness.await.expect("readiness samples");
+    assert!(
+        statuses.contains(&503) && statuses.last() == Some(&200),
+        "/readyz is 503 while the master is replaced, then 200: {statuses:?}"
+    );
     assert!(
         relay.log().contains("the Sentinels named a new master"),
         "{}",
