@@ -313,6 +313,7 @@ pub struct RedisSentinels {
     sentinels: Vec<Child>,
     /// `host:port` of each Sentinel (the `--redis-sentinel` value, comma-joined).
     pub nodes: Vec<String>,
+    tls: Option<Arc<TestPki>>,
     _dir: TempDir,
 }
 
@@ -323,41 +324,62 @@ impl RedisSentinels {
     /// The Sentinels' own password.
     pub const SENTINEL_PASSWORD: &'static str = "sentinels-secret";
 
-    fn sentinel_access() -> Access {
+    fn sentinel_access(&self) -> Access {
         Access {
-            tls: None,
+            tls: self.tls.clone(),
             password: Some(Self::SENTINEL_PASSWORD.to_owned()),
         }
     }
 
+    /// A group on plain TCP.
     pub fn start() -> Self {
-        let master = RedisServer::start_with_password(Self::PASSWORD);
+        Self::start_with(None)
+    }
+
+    /// A group that speaks only TLS, among itself too (clients present `pki`'s client
+    /// certificate).
+    pub fn start_tls(pki: Arc<TestPki>) -> Self {
+        Self::start_with(Some(pki))
+    }
+
+    fn start_with(tls: Option<Arc<TestPki>>) -> Self {
+        let data = Access {
+            tls: tls.clone(),
+            password: Some(Self::PASSWORD.to_owned()),
+        };
+        let mut flags = vec![
+            "--requirepass",
+            Self::PASSWORD,
+            "--masterauth",
+            Self::PASSWORD,
+        ];
+        if tls.is_some() {
+            flags.extend(["--tls-replication", "yes"]);
+        }
+        let master = RedisServer::start_with(&flags, data.clone());
         let master_port = master.port.to_string();
-        let replica = RedisServer::start_with(
-            &[
-                "--replicaof",
-                "127.0.0.1",
-                &master_port,
-                "--masterauth",
-                Self::PASSWORD,
-                "--requirepass",
-                Self::PASSWORD,
-            ],
-            Access {
-                tls: None,
-                password: Some(Self::PASSWORD.to_owned()),
-            },
-        );
+        flags.extend(["--replicaof", "127.0.0.1", &master_port]);
+        let replica = RedisServer::start_with(&flags, data);
         let dir = TempDir::new("sentinels");
         let mut sentinels = Vec::new();
         let mut nodes = Vec::new();
         for index in 0..3 {
             let port = free_port();
+            let listen = match &tls {
+                None => format!("port {port}\n"),
+                Some(pki) => format!(
+                    "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\n\
+                     tls-ca-cert-file {}\ntls-auth-clients yes\ntls-replication yes\n",
+                    pki.server_cert.display(),
+                    pki.server_key.display(),
+                    pki.ca.display()
+                ),
+            };
             let conf = dir.0.join(format!("sentinel-{index}.conf"));
             std::fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind 127.0.0.1\ndir {dir}\nrequirepass {own}\n\
+                    "{listen}bind 127.0.0.1\ndir {dir}\nrequirepass {own}\n\
                      sentinel monitor {name} 127.0.0.1 {master_port} 2\n\
                      sentinel auth-pass {name} {data}\n\
                      sentinel sentinel-pass {own}\n\
@@ -386,6 +408,7 @@ impl RedisSentinels {
             replica,
             sentinels,
             nodes,
+            tls,
             _dir: dir,
         };
         group.wait_until_watched();
@@ -409,7 +432,7 @@ impl RedisSentinels {
                     .unwrap_or(0);
                 let info = redis_cli(
                     port,
-                    &Self::sentinel_access(),
+                    &self.sentinel_access(),
                     &["SENTINEL", "MASTER", Self::MASTER],
                 )
                 .unwrap_or_default();
@@ -440,7 +463,7 @@ impl RedisSentinels {
         let port: u16 = self.nodes[0].rsplit(':').next()?.parse().ok()?;
         let reply = redis_cli(
             port,
-            &Self::sentinel_access(),
+            &self.sentinel_access(),
             &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", Self::MASTER],
         )?;
         let mut lines = reply.lines().map(str::trim);

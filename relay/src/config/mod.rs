@@ -407,23 +407,13 @@ fn redis_options(options: &Options, target: &RedisTarget) -> Result<RedisOptions
         options.redis_tls_ca_file.is_some() || client_cert.is_some() || options.redis_tls_insecure;
     let uses_tls = match target {
         RedisTarget::Standalone(url) => url.starts_with("rediss://"),
-        RedisTarget::Cluster(_) => options.redis_tls,
-        RedisTarget::Sentinel { .. } => {
-            if options.redis_tls || tls_settings {
-                return invalid(
-                    "redis-sentinel",
-                    "TLS to Sentinel is not supported yet: reach Sentinel and its master over a \
-                     private network or a TLS tunnel",
-                );
-            }
-            false
-        }
+        RedisTarget::Cluster(_) | RedisTarget::Sentinel { .. } => options.redis_tls,
     };
     if tls_settings && !uses_tls {
         return invalid(
             "redis-tls-ca-file",
             "TLS settings are given, but the connection is not TLS (use a rediss:// URL, or \
-             --redis-tls true with --redis-cluster)",
+             --redis-tls true with --redis-cluster or --redis-sentinel)",
         );
     }
     Ok(RedisOptions {
@@ -884,10 +874,10 @@ mod tests {
                 vec![
                     ("store", "redis"),
                     ("redis_sentinel", "s:1"),
-                    ("redis_tls", "true"),
+                    ("redis_tls_ca_file", "ca.pem"),
                 ],
                 vec![],
-                "--redis-sentinel: TLS to Sentinel is not supported yet",
+                "--redis-tls-ca-file: TLS settings are given, but the connection is not TLS",
             ),
             (
                 vec![

@@ -195,7 +195,8 @@ options! {
     redis_sentinel_master: String = "mymaster", "redis-sentinel-master", "APPROVD_REDIS_SENTINEL_MASTER", "NAME";
     /// File whose first line is the Sentinels' own password (`requirepass` in sentinel.conf).
     redis_sentinel_password_file: Option<PathBuf> = "", "redis-sentinel-password-file", "APPROVD_REDIS_SENTINEL_PASSWORD_FILE", "FILE";
-    /// Use TLS to the --redis-cluster nodes (a standalone server: give a rediss:// URL).
+    /// Use TLS to the --redis-cluster nodes, or to the --redis-sentinel Sentinels and the master
+    /// they name (a standalone server: give a rediss:// URL).
     redis_tls: bool = "false", "redis-tls", "APPROVD_REDIS_TLS", "BOOL";
     /// CA certificates (PEM) that the Redis servers' certificates must chain to (private CAs);
     /// without it, the system's roots.

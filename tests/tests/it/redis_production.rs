@@ -1,14 +1,15 @@
 //! Redis as production runs it, against real servers: a TLS-only server with a private CA that
 //! requires client certificates (a whole flow through the relay binary), a wrong CA or a wrong
 //! password stopping startup with the option to fix, a password from a file or the environment
-//! that never reaches the log, and the loudly logged opt-out of certificate checks. (The store
+//! that never reaches the log, the loudly logged opt-out of certificate checks, and Sentinel:
+//! over TLS with passwords, and a master killed in the middle of a stream of flows. (The store
 //! conformance suite also runs on a TLS server and a TLS cluster.)
 
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use approvd_tests::redis::RedisServer;
+use approvd_tests::redis::{RedisSentinels, RedisServer};
 use approvd_tests::tls::TestPki;
 use approvd_tests::{approvd_binary, pair, request_one, RelayProcess, TempDir};
 
@@ -305,20 +306,74 @@ async fn attempt(
     }
 }
 
+/// The group's data-node and Sentinel passwords in files: their paths.
+fn password_files(dir: &TempDir) -> (String, String) {
+    let data = dir.0.join("redis-password");
+    std::fs::write(&data, RedisSentinels::PASSWORD).expect("write");
+    let sentinel = dir.0.join("sentinel-password");
+    std::fs::write(&sentinel, RedisSentinels::SENTINEL_PASSWORD).expect("write");
+    (data.display().to_string(), sentinel.display().to_string())
+}
+
+#[tokio::test]
+async fn a_tls_only_sentinel_group_with_a_private_ca_serves_a_whole_flow() {
+    let pki = Arc::new(TestPki::new());
+    let group = RedisSentinels::start_tls(Arc::clone(&pki));
+    let dir = TempDir::new("sentinel-tls");
+    let (data_password, sentinel_password) = password_files(&dir);
+    let (ca, cert, key) = (
+        pki.ca.display().to_string(),
+        pki.client_cert.display().to_string(),
+        pki.client_key.display().to_string(),
+    );
+    let relay = RelayProcess::start(&[
+        "--store",
+        "redis",
+        "--redis-sentinel",
+        &group.nodes.join(","),
+        "--redis-sentinel-master",
+        RedisSentinels::MASTER,
+        "--redis-tls",
+        "true",
+        "--redis-tls-ca-file",
+        &ca,
+        "--redis-tls-cert-file",
+        &cert,
+        "--redis-tls-key-file",
+        &key,
+        "--redis-password-file",
+        &data_password,
+        "--redis-sentinel-password-file",
+        &sentinel_password,
+    ]);
+    one_flow(&relay).await;
+    // Without TLS the Sentinels cannot be asked: startup says so, naming the option.
+    let (code, stderr) = refused(
+        &[
+            "--store",
+            "redis",
+            "--redis-sentinel",
+            &group.nodes.join(","),
+            "--redis-password-file",
+            &data_password,
+            "--redis-sentinel-password-file",
+            &sentinel_password,
+        ],
+        &[],
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("--redis-sentinel: no Sentinel named a reachable master"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_in_the_middle_of_a_stream_of_flows_loses_none() {
-    use approvd_tests::redis::RedisSentinels;
     let mut group = RedisSentinels::start();
     let nodes = group.nodes.join(",");
     let dir = TempDir::new("sentinel-passwords");
-    let data_password = dir.0.join("redis-password");
-    std::fs::write(&data_password, RedisSentinels::PASSWORD).expect("write");
-    let sentinel_password = dir.0.join("sentinel-password");
-    std::fs::write(&sentinel_password, RedisSentinels::SENTINEL_PASSWORD).expect("write");
-    let (data_password, sentinel_password) = (
-        data_password.display().to_string(),
-        sentinel_password.display().to_string(),
-    );
+    let (data_password, sentinel_password) = password_files(&dir);
     let relay = RelayProcess::start(&[
         "--store",
         "redis",

@@ -25,11 +25,11 @@ pub enum RedisTarget {
     Sentinel { nodes: Vec<String>, master: String },
 }
 
-/// TLS settings. A standalone server uses TLS when its URL is `rediss://`; Cluster nodes when
-/// `enabled`.
+/// TLS settings. A standalone server uses TLS when its URL is `rediss://`; Cluster nodes,
+/// Sentinels and the master they name when `enabled`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RedisTls {
-    /// TLS to Cluster nodes.
+    /// TLS to Cluster nodes, Sentinels and the master they name.
     pub enabled: bool,
     /// CA certificates (PEM) the servers' certificates must chain to; else the system's roots.
     pub ca_file: Option<PathBuf>,
@@ -204,16 +204,31 @@ fn with_resp3(url: &str) -> String {
     }
 }
 
-/// A client for one server at `info`, with the credentials and TLS settings applied.
+/// Which credentials a connection presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    /// A data node (standalone, a master): the ACL user and password.
+    Data,
+    /// A Sentinel: its own password.
+    Sentinel,
+}
+
+/// A client for one server at `info`, with `role`'s credentials and the TLS settings applied
+/// (TLS when `info` is a `TcpTls` address).
 pub(super) fn client(
     info: redis::ConnectionInfo,
     resolved: &Resolved,
+    role: Role,
 ) -> Result<redis::Client, RedisError> {
     let mut settings = info.redis_settings().clone();
-    if let Some(username) = &resolved.username {
+    let (username, password) = match role {
+        Role::Data => (&resolved.username, &resolved.password),
+        Role::Sentinel => (&None, &resolved.sentinel_password),
+    };
+    if let Some(username) = username {
         settings = settings.set_username(username);
     }
-    if let Some(password) = &resolved.password {
+    if let Some(password) = password {
         settings = settings.set_password(password);
     }
     let mut info = info.set_redis_settings(settings);
@@ -231,6 +246,20 @@ pub(super) fn client(
         }
     }
     redis::Client::open(info)
+}
+
+/// The address of `host:port`, over TLS when `tls`.
+pub(super) fn address(host: String, port: u16, tls: bool) -> ConnectionAddr {
+    if tls {
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host, port)
+    }
 }
 
 /// A connection manager for `client` that sends pushes (pub/sub messages) to `pushes`.
@@ -269,7 +298,7 @@ pub(super) async fn standalone(
             message: "TLS settings are given but the URL is not rediss://".to_owned(),
         });
     }
-    let client = client(info, resolved).map_err(|error| explain(&error, resolved))?;
+    let client = client(info, resolved, Role::Data).map_err(|error| explain(&error, resolved))?;
     let manager = manager(client, timeout, pushes)
         .await
         .map_err(|error| explain(&error, resolved))?;

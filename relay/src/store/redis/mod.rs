@@ -236,7 +236,7 @@ impl RedisStore {
                 connect::cluster(nodes, &resolved, timeout, pushes).await?
             }
             RedisTarget::Sentinel { nodes, master } => {
-                Conn::Sentinel(sentinel::connect(nodes, master, &resolved, timeout, pushes).await?)
+                Conn::Sentinel(sentinel::connect(nodes, master, resolved, timeout, pushes).await?)
             }
         };
         Ok(Self {
