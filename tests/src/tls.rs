@@ -31,6 +31,31 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// A self-signed CA: `<name>.key` and `<name>.pem` in `dir`.
+fn new_ca(dir: &Path, name: &str, subject: &str) {
+    let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            subject,
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ],
+    );
+}
+
 /// A P-256 key and a request for `subject`, signed by the CA with `extensions`.
 fn issue(dir: &Path, name: &str, subject: &str, extensions: &str) {
     let (key, csr, cert, ext) = (
@@ -82,26 +107,7 @@ fn issue(dir: &Path, name: &str, subject: &str, extensions: &str) {
 impl TestPki {
     pub fn new() -> Self {
         let dir = TempDir::new("pki");
-        openssl(
-            &dir.0,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=approvd test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        );
+        new_ca(&dir.0, "ca", "/CN=approvd test CA");
         issue(
             &dir.0,
             "server",
@@ -128,26 +134,7 @@ impl TestPki {
 
     /// A second CA's certificate, which signed nothing here (for "wrong CA" tests).
     pub fn unrelated_ca(dir: &Path) -> PathBuf {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=someone else",
-                "-keyout",
-                "other-ca.key",
-                "-out",
-                "other-ca.pem",
-            ],
-        );
+        new_ca(dir, "other-ca", "/CN=someone else");
         dir.join("other-ca.pem")
     }
 }

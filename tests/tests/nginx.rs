@@ -5,64 +5,33 @@
 //! SDK learns to trust the test certificate from `SSL_CERT_FILE`, a process-wide setting.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use approvd_client::{Nas, Outcome};
 use approvd_proto::Decision;
+use approvd_tests::redis::free_port;
+use approvd_tests::tls::TestPki;
 use approvd_tests::{context, pair, while_polling, RelayProcess, TempDir};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A self-signed certificate for 127.0.0.1 (not a CA: it is the server's own certificate).
-fn certificate(dir: &Path) -> (String, String) {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    let output = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=approvd-test"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (scripts/test installs it)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (cert.display().to_string(), key.display().to_string())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
-        .port()
-}
 
 /// nginx running the shipped file, with only its addresses and certificate paths replaced.
 struct Nginx {
     child: Child,
     url: String,
     _dir: TempDir,
+    _pki: TestPki,
 }
 
 impl Nginx {
     fn start(relay: &RelayProcess) -> Self {
         let dir = TempDir::new("nginx");
-        let (cert, key) = certificate(&dir.0);
+        let pki = TestPki::new();
+        let (cert, key) = (
+            pki.server_cert.display().to_string(),
+            pki.server_key.display().to_string(),
+        );
         let port = free_port();
         let upstream = relay.url.trim_start_matches("http://");
         let shipped = std::fs::read_to_string(concat!(
@@ -126,13 +95,14 @@ impl Nginx {
             assert!(Instant::now() < deadline, "nginx did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
-        // The SDK trusts exactly this certificate (set before any other thread of this binary
+        // The SDK trusts exactly the test CA (set before any other thread of this binary
         // reads the environment: this binary runs one test).
-        std::env::set_var("SSL_CERT_FILE", &cert);
+        std::env::set_var("SSL_CERT_FILE", &pki.ca);
         Self {
             child,
             url,
             _dir: dir,
+            _pki: pki,
         }
     }
 }
