@@ -106,9 +106,15 @@ impl FcmSender {
                 .map_err(|error| FcmError::ServiceAccount(format!("private_key: {error}")))?;
         check_url(base_url, allow_http)?;
         check_url(&account.token_uri, allow_http)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
-            .connect_timeout(timeout)
+            .connect_timeout(timeout);
+        if base_url.starts_with("http://") {
+            // A local stand-in over plain http speaks HTTP/2 without TLS (prior knowledge), so
+            // pushes are multiplexed as they are to FCM itself, where ALPN picks HTTP/2.
+            builder = builder.http2_prior_knowledge();
+        }
+        let http = builder
             .build()
             .map_err(|error| FcmError::Client(error.to_string()))?;
         Ok(Self {

@@ -1,1 +1,0 @@
-//! Filled by a later issue (see ARCHITECTURE.md); empty so the workspace layout is fixed from the start.
