@@ -179,11 +179,15 @@ async fn main() {
 struct Probes {
     processes: Vec<Process>,
     redis: Option<RedisServers>,
+    relays: Vec<String>,
+    http: reqwest::Client,
 }
 
 struct Reading {
     process: Option<probe::ProcessSample>,
     redis: Option<std::collections::BTreeMap<String, u64>>,
+    /// Requests the relays sent to Redis (their `approvd_store_round_trips_total`).
+    round_trips: Option<f64>,
 }
 
 impl Probes {
@@ -191,6 +195,8 @@ impl Probes {
         Self {
             processes: common.relay_pids.iter().map(|pid| Process(*pid)).collect(),
             redis: (!common.redis.is_empty()).then(|| RedisServers(common.redis.clone())),
+            relays: common.relays.clone(),
+            http: reqwest::Client::new(),
         }
     }
 
@@ -204,7 +210,16 @@ impl Probes {
             Some(servers) => Some(servers.command_calls().await?),
             None => None,
         };
-        Ok(Reading { process, redis })
+        let mut round_trips = Some(0.0);
+        for relay in &self.relays {
+            let sent = probe::metric(&self.http, relay, "approvd_store_round_trips_total").await;
+            round_trips = round_trips.zip(sent).map(|(total, sent)| total + sent);
+        }
+        Ok(Reading {
+            process,
+            redis,
+            round_trips,
+        })
     }
 }
 
@@ -222,6 +237,10 @@ struct Cost {
     overhead_factor: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     relay_rss_bytes: Option<u64>,
+    /// Requests the relays sent to Redis per approval (a script or a pipeline counts once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis_round_trips_per_approval: Option<f64>,
+    /// Commands Redis executed per approval, those run inside scripts included.
     #[serde(skip_serializing_if = "Option::is_none")]
     redis_commands_per_approval: Option<f64>,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -246,6 +265,11 @@ fn cost(before: &Reading, after: &Reading, approvals: u64, verify: Duration) -> 
         overhead_factor: cpu_per
             .map(|secs| secs / (verify.as_secs_f64() * SIG_CHECKS_PER_APPROVAL)),
         relay_rss_bytes: after.process.map(|sample| sample.rss_bytes),
+        redis_round_trips_per_approval: before
+            .round_trips
+            .zip(after.round_trips)
+            .filter(|(_, after)| *after > 0.0)
+            .and_then(|(before, after)| per(after - before)),
         redis_commands_per_approval: before
             .redis
             .as_ref()
@@ -261,6 +285,9 @@ fn print_cost(cost: &Cost) {
             "  relay CPU per approval: {cpu:.3} ms  (overhead factor {factor:.2} = CPU ÷ {SIG_CHECKS_PER_APPROVAL} verifications)"
         );
     }
+    if let Some(round_trips) = cost.redis_round_trips_per_approval {
+        println!("  Redis round trips per approval (relay side): {round_trips:.1}");
+    }
     if let Some(commands) = cost.redis_commands_per_approval {
         let by_command: Vec<String> = cost
             .redis_commands
@@ -268,7 +295,7 @@ fn print_cost(cost: &Cost) {
             .map(|(name, count)| format!("{name} {count}"))
             .collect();
         println!(
-            "  Redis commands per approval: {commands:.1}  ({})",
+            "  Redis commands per approval (scripts' own included): {commands:.1}  ({})",
             by_command.join(", ")
         );
     }

@@ -41,6 +41,7 @@ pub mod name {
     pub const STORE_ERRORS: &str = "approvd_store_errors_total";
     pub const STORE_DURATION: &str = "approvd_store_operation_duration_seconds";
     pub const STORE_UP: &str = "approvd_store_up";
+    pub const STORE_ROUND_TRIPS: &str = "approvd_store_round_trips_total";
     pub const CONNECTIONS_REFUSED: &str = "approvd_connections_refused_total";
     pub const REQUEST_TIMEOUTS: &str = "approvd_request_timeouts_total";
     pub const MALFORMED_REQUESTS: &str = "approvd_http_malformed_requests_total";
@@ -120,6 +121,8 @@ pub struct Metrics {
     pub store_duration: HistogramVec,
     /// 1 when the last store operation succeeded, 0 when it failed.
     pub store_up: IntGauge,
+    /// Requests sent to Redis (brought up to date at scrape time).
+    pub store_round_trips: IntCounter,
     /// Connections closed on accept: their IP had too many open.
     pub connections_refused: IntCounter,
     /// Requests whose body did not arrive within the deadline (408).
@@ -280,6 +283,10 @@ impl Metrics {
                 &FAST,
             ),
             store_up,
+            store_round_trips: make.counter(
+                name::STORE_ROUND_TRIPS,
+                "Requests sent to Redis: each command, script or pipeline is one round trip (0 on the memory store).",
+            ),
             connections_refused: make.counter(
                 name::CONNECTIONS_REFUSED,
                 "Connections closed on accept because their IP had too many open.",

@@ -319,8 +319,8 @@ async fn authenticate<R: Role>(
         }
     };
 
-    let key = match verify(state, request, &body).await {
-        Ok(key) => key,
+    let (key, budget) = match verify(state, request, &body).await {
+        Ok(admitted) => admitted,
         Err(failure) => {
             state
                 .deps
@@ -338,7 +338,8 @@ async fn authenticate<R: Role>(
             return Err(failure.into());
         }
     };
-    access::take_request(&state.deps, key).await?;
+    // Past its key's budget a request is refused (429), though it authenticated.
+    budget?;
     if R::NEEDS_ADMISSION {
         if let Some(admission) = &state.admission {
             admission.check(request, &NasId(key))?;
@@ -408,12 +409,12 @@ impl From<AuthFailure> for ApiError {
     }
 }
 
-/// Signature, digest, time and nonce checks.
+/// Signature, digest, time and nonce checks; the signing key and its request budget's verdict.
 async fn verify(
     state: &AppState,
     request: &HttpRequest,
     body: &[u8],
-) -> Result<PublicKey, AuthFailure> {
+) -> Result<(PublicKey, Result<(), crate::service::Error>), AuthFailure> {
     let signature_header = |name| header(request, name).map_err(AuthFailure::Signature);
     let fields: Vec<(&str, &str)> = request
         .headers()
@@ -443,13 +444,11 @@ async fn verify(
         state.deps.limits.clock_skew_secs,
     )
     .map_err(AuthFailure::Signature)?;
-    let fresh = access::first_use(&state.deps, verified.key, &verified.nonce, verified.expires)
+    let budget = access::admit(&state.deps, verified.key, &verified.nonce, verified.expires)
         .await
-        .map_err(AuthFailure::Service)?;
-    if !fresh {
-        return Err(AuthFailure::ReplayedNonce);
-    }
-    Ok(verified.key)
+        .map_err(AuthFailure::Service)?
+        .ok_or(AuthFailure::ReplayedNonce)?;
+    Ok((verified.key, budget))
 }
 
 /// The operator's admission check for NAS requests (`Authorization: Bearer <JWT>`).

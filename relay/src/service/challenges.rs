@@ -107,8 +107,19 @@ async fn plan_deliveries(
     let mut deliveries = Vec::with_capacity(targets.len());
     let mut jobs = Vec::new();
     let mut retry_after_secs = u64::MAX;
-    for (target, registration) in targets.iter_mut() {
-        let limited = match deps.take(&Bucket::DeviceChallenges(target.device_id)).await {
+    let devices: Vec<DeviceId> = targets.iter().map(|(target, _)| target.device_id).collect();
+    let reservations = deps
+        .store
+        .reserve_targets(
+            &nas_id,
+            &devices,
+            deps.limits.rate(Limit::ChallengesPerDevice),
+            deps.clock.now_us(),
+        )
+        .await?;
+    for ((target, registration), reservation) in targets.iter_mut().zip(reservations) {
+        let bucket = Bucket::DeviceChallenges(target.device_id);
+        let limited = match deps.refuse_if_limited(&bucket, reservation.rate) {
             Ok(()) => None,
             Err(Error::RateLimited {
                 retry_after_secs, ..
@@ -119,12 +130,7 @@ async fn plan_deliveries(
             retry_after_secs = retry_after_secs.min(after);
             target.in_inbox = false;
             Delivery::RateLimited
-        } else if deps
-            .store
-            .muted_until(&nas_id, &target.device_id)
-            .await?
-            .is_some_and(|until| until > now)
-        {
+        } else if reservation.muted_until.is_some_and(|until| until > now) {
             Delivery::Muted
         } else if let Some(registration) = registration.take() {
             jobs.push(PushJob {
@@ -297,17 +303,20 @@ pub async fn await_verdict(
     cid: Cid,
     wait: Duration,
 ) -> Result<Option<SignedVerdict>, Error> {
-    let first = owned_challenge(deps, &cid, nas_id).await?;
-    // Wake up (at the latest) just after expiry to answer "expired" rather than "pending".
-    let until_expiry = Duration::from_secs(first.expires.saturating_sub(deps.clock.now()) + 1);
-    deps.long_poll(Topic::Challenge(cid), wait.min(until_expiry), || async {
-        let challenge = deps
-            .store
-            .challenge(&cid)
-            .await?
-            .ok_or(Error::ChallengeExpired)?;
+    // The first read also checks ownership: a challenge that is not there (or not this NAS's)
+    // at the start is unknown; one that disappears later has expired.
+    let first = std::cell::Cell::new(true);
+    deps.long_poll_until(Topic::Challenge(cid), wait, || async {
+        let challenge = if first.replace(false) {
+            owned_challenge(deps, &cid, nas_id).await?
+        } else {
+            deps.store
+                .challenge(&cid)
+                .await?
+                .ok_or(Error::ChallengeExpired)?
+        };
         match challenge.state {
-            ChallengeState::Decided { verdict } => Ok(Some(*verdict)),
+            ChallengeState::Decided { verdict } => Ok((Some(*verdict), None)),
             ChallengeState::Cancelled => Err(Error::ChallengeCancelled),
             ChallengeState::Pending if challenge.expires <= deps.clock.now() => {
                 // Counted here, where its NAS learns it (an SDK stops polling then); a
@@ -315,7 +324,8 @@ pub async fn await_verdict(
                 deps.metrics.challenge_ended(Ended::Expired, None);
                 Err(Error::ChallengeExpired)
             }
-            ChallengeState::Pending => Ok(None),
+            // Wake up (at the latest) just after expiry to answer "expired", not "pending".
+            ChallengeState::Pending => Ok((None, Some(challenge.expires))),
         }
     })
     .await

@@ -86,6 +86,17 @@ impl Deps {
         let _ = self.store.ping().await;
         let waiters = i64::try_from(self.store.notifier().waiters()).unwrap_or(i64::MAX);
         self.metrics.longpoll_waiters.set(waiters);
+        if let Some(sent) = self.store.round_trips() {
+            // One scrape at a time brings the counter up to date (two would add the same gap).
+            static UPDATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _updating = UPDATING
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let counted = self.metrics.store_round_trips.get();
+            self.metrics
+                .store_round_trips
+                .inc_by(sent.saturating_sub(counted));
+        }
         self.metrics.render()
     }
 
@@ -107,20 +118,45 @@ impl Deps {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>, Error>>,
     {
+        self.long_poll_until(topic, wait, || {
+            let reading = read();
+            async move { Ok((reading.await?, None)) }
+        })
+        .await
+    }
+
+    /// [`Deps::long_poll`] whose `read` also says when the state will change by itself (unix s,
+    /// e.g. a challenge's expiry): the poll then wakes by that time (plus a second) to read
+    /// again, however long `wait` is.
+    async fn long_poll_until<T, F, Fut>(
+        &self,
+        topic: Topic,
+        wait: Duration,
+        mut read: F,
+    ) -> Result<Option<T>, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(Option<T>, Option<u64>), Error>>,
+    {
         let wait = wait.min(self.limits.max_wait);
-        let deadline = tokio::time::Instant::now() + wait;
+        let mut deadline = tokio::time::Instant::now() + wait;
         loop {
             let mut watch = if wait.is_zero() {
                 None
             } else {
                 Some(self.store.watch(topic.clone()).await?)
             };
-            if let Some(value) = read().await? {
-                return Ok(Some(value));
+            let (value, changes_at) = read().await?;
+            if value.is_some() {
+                return Ok(value);
             }
             let Some(watch) = watch.as_mut() else {
                 return Ok(None);
             };
+            if let Some(changes_at) = changes_at {
+                let after = Duration::from_secs(changes_at.saturating_sub(self.clock.now()) + 1);
+                deadline = deadline.min(tokio::time::Instant::now() + after);
+            }
             tokio::select! {
                 wake = watch.changed() => {
                     let source = wake.source.label();
@@ -132,7 +168,7 @@ impl Deps {
                         .observe(latency_us as f64 / 1e6);
                 }
                 // One last read: state can change with time alone (a challenge expiring).
-                () = tokio::time::sleep_until(deadline) => return read().await,
+                () = tokio::time::sleep_until(deadline) => return Ok(read().await?.0),
                 () = self.shutdown.cancelled() => return Err(Error::ShuttingDown),
             }
         }

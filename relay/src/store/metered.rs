@@ -12,9 +12,9 @@ use approvd_proto::wire::{InboxEntry, MailboxEntry, Notice, PairingClaimed, Sign
 use approvd_proto::{Cid, DeviceId, NasId, PairingId};
 
 use super::{
-    Bucket, CancelOutcome, ClaimOutcome, CreateOutcome, DecideOutcome, Nonce, Notifier,
+    Admitted, Bucket, CancelOutcome, ClaimOutcome, CreateOutcome, DecideOutcome, Nonce, Notifier,
     PairingSlot, PairingState, PairingStep, Rate, RateDecision, StepOutcome, Store, StoreError,
-    StoredChallenge, Topic, Watch,
+    StoredChallenge, Reservation, Topic, Watch,
 };
 use crate::metrics::Metrics;
 
@@ -26,10 +26,13 @@ pub struct MeteredStore {
 }
 
 /// Every `operation` label (one per [`Store`] method that talks to the store).
-const OPERATIONS: [&str; 21] = [
+const OPERATIONS: [&str; 24] = [
     "remember_nonce",
+    "admit",
     "check_rate",
     "take_rate",
+    "take_in_order",
+    "reserve_targets",
     "create_pairing",
     "pairing",
     "claim_pairing",
@@ -93,6 +96,48 @@ impl Store for MeteredStore {
     async fn remember_nonce(&self, nonce: &Nonce, ttl: Duration) -> Result<bool, StoreError> {
         self.measure("remember_nonce", self.inner.remember_nonce(nonce, ttl))
             .await
+    }
+
+    async fn admit(
+        &self,
+        nonce: &Nonce,
+        nonce_ttl: Duration,
+        bucket: &Bucket,
+        rate: Rate,
+        now_us: u64,
+    ) -> Result<Admitted, StoreError> {
+        self.measure(
+            "admit",
+            self.inner.admit(nonce, nonce_ttl, bucket, rate, now_us),
+        )
+        .await
+    }
+
+    async fn take_in_order(
+        &self,
+        buckets: &[(Bucket, Rate)],
+        now_us: u64,
+    ) -> Result<Option<(usize, RateDecision)>, StoreError> {
+        self.measure("take_in_order", self.inner.take_in_order(buckets, now_us))
+            .await
+    }
+
+    async fn reserve_targets(
+        &self,
+        nas_id: &NasId,
+        devices: &[DeviceId],
+        rate: Rate,
+        now_us: u64,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        self.measure(
+            "reserve_targets",
+            self.inner.reserve_targets(nas_id, devices, rate, now_us),
+        )
+        .await
+    }
+
+    fn round_trips(&self) -> Option<u64> {
+        self.inner.round_trips()
     }
 
     async fn check_rate(

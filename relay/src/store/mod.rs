@@ -183,11 +183,94 @@ pub enum CancelOutcome {
     Missing,
 }
 
+/// Outcome of [`Store::admit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// The nonce was seen before: a replay (no token was taken).
+    Replayed,
+    /// The nonce is new (now remembered); the caller's bucket said this.
+    Fresh(RateDecision),
+}
+
+/// One target of a new challenge as [`Store::reserve_targets`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// The device's challenge bucket (a token was taken when allowed).
+    pub rate: RateDecision,
+    /// When allowed: the end of the device's mute of this NAS, if one is stored.
+    pub muted_until: Option<u64>,
+}
+
 /// The relay's state. See the module documentation for the contract.
+///
+/// The composite operations (`admit`, `take_in_order`, `reserve_targets`) have default bodies
+/// made of the single ones; a networked store overrides them to answer in one round trip.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Remember `nonce` for `ttl`. `false` when it was already remembered (a replay).
     async fn remember_nonce(&self, nonce: &Nonce, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// A signed request's admission: remember its nonce for `nonce_ttl` and, when it is new,
+    /// take a token from `bucket` (the signing key's request budget, `nonce.key`'s).
+    async fn admit(
+        &self,
+        nonce: &Nonce,
+        nonce_ttl: Duration,
+        bucket: &Bucket,
+        rate: Rate,
+        now_us: u64,
+    ) -> Result<Admitted, StoreError> {
+        if !self.remember_nonce(nonce, nonce_ttl).await? {
+            return Ok(Admitted::Replayed);
+        }
+        Ok(Admitted::Fresh(self.take_rate(bucket, rate, now_us).await?))
+    }
+
+    /// Take a token from each bucket in order, stopping at the first that refuses (later ones
+    /// are untouched): `None` when all allowed, else the refusing bucket's index and decision.
+    async fn take_in_order(
+        &self,
+        buckets: &[(Bucket, Rate)],
+        now_us: u64,
+    ) -> Result<Option<(usize, RateDecision)>, StoreError> {
+        for (index, (bucket, rate)) in buckets.iter().enumerate() {
+            let decision = self.take_rate(bucket, *rate, now_us).await?;
+            if !decision.allowed {
+                return Ok(Some((index, decision)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// For each device a new challenge from `nas_id` targets: take a token from its challenge
+    /// bucket at `rate` and, when allowed, read its mute of `nas_id`.
+    async fn reserve_targets(
+        &self,
+        nas_id: &NasId,
+        devices: &[DeviceId],
+        rate: Rate,
+        now_us: u64,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let mut reservations = Vec::with_capacity(devices.len());
+        for device_id in devices {
+            let rate = self
+                .take_rate(&Bucket::DeviceChallenges(*device_id), rate, now_us)
+                .await?;
+            let muted_until = if rate.allowed {
+                self.muted_until(nas_id, device_id).await?
+            } else {
+                None
+            };
+            reservations.push(Reservation { rate, muted_until });
+        }
+        Ok(reservations)
+    }
+
+    /// Requests sent to a networked store so far (each command, script or pipeline is one
+    /// round trip); `None` for an in-process store.
+    fn round_trips(&self) -> Option<u64> {
+        None
+    }
 
     /// Would one more request against `bucket` at `rate` be allowed at `now_us` (unix µs)?
     /// Consumes nothing.

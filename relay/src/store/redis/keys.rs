@@ -6,21 +6,32 @@ use approvd_proto::{Cid, DeviceId, NasId, PairingId};
 
 use crate::store::{Bucket, Nonce, Topic};
 
-/// `approvd:nonce:<keyid>:<nonce>`.
+/// `approvd:nonce:{<keyid>}:<nonce>`: in the slot of the signer's request bucket, so one
+/// script checks both.
 pub(super) fn nonce(nonce: &Nonce) -> String {
-    format!("approvd:nonce:{}:{}", nonce.key, nonce.nonce)
+    format!("approvd:nonce:{{{}}}:{}", nonce.key, nonce.nonce)
 }
 
-/// `approvd:rate:<limit>:<id>`.
+/// `approvd:rate:<limit>:…`. The buckets one script charges together share a hash tag: a
+/// caller's with its nonces (`{<keyid>}`), a device's with its inbox and mutes
+/// (`{<device_id>}`), the creation buckets with each other (`{create}`).
 pub(super) fn rate(bucket: &Bucket) -> String {
     match bucket {
         Bucket::AuthFailures(ip) => format!("approvd:rate:authfail:{ip}"),
-        Bucket::Caller(key) => format!("approvd:rate:caller:{key}"),
-        Bucket::DeviceChallenges(device) => format!("approvd:rate:challenges:{device}"),
+        Bucket::Caller(key) => format!("approvd:rate:caller:{{{key}}}"),
+        Bucket::DeviceChallenges(device) => format!("approvd:rate:challenges:{{{device}}}"),
         Bucket::DeviceRefreshes(device) => format!("approvd:rate:refresh:{device}"),
-        Bucket::CreationsFrom(ip) => format!("approvd:rate:create:{ip}"),
-        Bucket::Creations => "approvd:rate:create:all".to_owned(),
+        Bucket::CreationsFrom(ip) => format!("approvd:rate:create:{{create}}:{ip}"),
+        Bucket::Creations => "approvd:rate:create:{create}:all".to_owned(),
     }
+}
+
+/// The hash tag of a key (the part between its first `{` and the next `}`), if it has one:
+/// keys with the same tag live in one Redis Cluster slot.
+pub(super) fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let close = open + key[open..].find('}')?;
+    Some(&key[open + 1..close])
 }
 
 /// The keys of one pairing slot (one hash tag).
@@ -59,12 +70,18 @@ pub(super) fn challenge(cid: &Cid) -> ChallengeKeys {
 
 /// `approvd:inbox:{<device_id>}`.
 pub(super) fn inbox(device_id: &DeviceId) -> String {
+    inbox_of(&device_id.to_string())
+}
+
+/// [`inbox`] from a device id as text (as the challenge-ending scripts return them).
+pub(super) fn inbox_of(device_id: &str) -> String {
     format!("approvd:inbox:{{{device_id}}}")
 }
 
-/// `approvd:mute:{<nas_id>}:<device_id>`.
+/// `approvd:mute:{<device_id>}:<nas_id>`: in the device's slot, so a new challenge's target is
+/// charged and its mute read by one script.
 pub(super) fn mute(nas_id: &NasId, device_id: &DeviceId) -> String {
-    format!("approvd:mute:{{{nas_id}}}:{device_id}")
+    format!("approvd:mute:{{{device_id}}}:{nas_id}")
 }
 
 /// `approvd:mbox:{<nas_id>}`.
@@ -185,6 +202,25 @@ mod tests {
                 "documented key {pattern} is never written"
             );
         }
+    }
+
+    #[test]
+    fn keys_one_script_touches_share_a_hash_tag() {
+        let key = PublicKey::from(&approvd_proto::generate_signing_key());
+        let (device, nas) = (DeviceId(key), NasId(PublicKey::from(&approvd_proto::generate_signing_key())));
+        let nonce_key = nonce(&Nonce {
+            key,
+            nonce: "AAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+        });
+        assert_eq!(hash_tag(&nonce_key), hash_tag(&rate(&Bucket::Caller(key))));
+        let device_bucket = rate(&Bucket::DeviceChallenges(device));
+        assert_eq!(hash_tag(&device_bucket), hash_tag(&mute(&nas, &device)));
+        assert_eq!(hash_tag(&device_bucket), hash_tag(&inbox(&device)));
+        assert_eq!(
+            hash_tag(&rate(&Bucket::CreationsFrom([192, 0, 2, 1].into()))),
+            hash_tag(&rate(&Bucket::Creations))
+        );
+        assert_eq!(hash_tag("approvd:rate:authfail:192.0.2.1"), None);
     }
 
     #[test]

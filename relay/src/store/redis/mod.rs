@@ -10,8 +10,11 @@
 //!
 //! | key | type | TTL | holds |
 //! |---|---|---|---|
-//! | `approvd:nonce:<keyid>:<nonce>` | string | signature expiry + skew | a seen request nonce (`SET NX PX`) |
-//! | `approvd:rate:<limit>:<id>` | string | until the bucket refills | GCRA theoretical arrival time (µs), Lua; `<limit>` is `authfail`, `caller`, `challenges`, `refresh` or `create` (`<id>` an IP, or `all` for the relay-wide quota) |
+//! | `approvd:nonce:{<keyid>}:<nonce>` | string | signature expiry + skew | a seen request nonce (`SET NX PX` in the admission script) |
+//! | `approvd:rate:caller:{<keyid>}` | string | until the bucket refills | GCRA theoretical arrival time (µs) of a signer's request budget, charged by the admission script with the nonce |
+//! | `approvd:rate:challenges:{<device_id>}` | string | same | a device's challenge budget, charged with its mute read (`reserve`) |
+//! | `approvd:rate:create:{create}:<id>` | string | same | creations per IP (`<id>` an IP) and relay-wide (`all`), charged in order by one script |
+//! | `approvd:rate:<limit>:<id>` | string | same | the other budgets: `authfail` (per IP), `refresh` (per device) |
 //! | `approvd:pairing:{<pairing_id>}` | string | slot lifetime + 60 s | slot JSON |
 //! | `approvd:pairing:{<pairing_id>}:claim` | string | the slot's remaining TTL | first claim (`SET NX` in Lua) |
 //! | `approvd:pairing:{<pairing_id>}:accept` | string | the slot's remaining TTL | the NAS's acceptance of the claim (`SET NX` in Lua, after the claim) |
@@ -20,7 +23,7 @@
 //! | `approvd:ch:{<cid>}:state` | string | same | `pending` / `cancelled` / `d<verdict>`: the first-verdict-wins script flips it once |
 //! | `approvd:ch:{<cid>}:deliveries` | string | same | delivery report |
 //! | `approvd:inbox:{<device_id>}` | hash | longest entry | cid → `{deadline_ms, entry}`; stale fields dropped on read |
-//! | `approvd:mute:{<nas_id>}:<device_id>` | string | until the mute ends | mute end (unix s) |
+//! | `approvd:mute:{<device_id>}:<nas_id>` | string | until the mute ends | mute end (unix s) |
 //! | `approvd:mbox:{<nas_id>}` | stream | newest entry (7 days) | mailbox notices, at most 500 (`MAXLEN`); `XTRIM MINID` drops expired ones |
 //! | `approvd:mbox:{<nas_id>}:latest` | hash | same | `<kind>:<device_id>` → id of the newest notice of that kind for that device (a newer one replaces it) |
 //!
@@ -49,11 +52,11 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::{
-    Bucket, CancelOutcome, ChallengeState, ClaimOutcome, CreateOutcome, DecideOutcome, Nonce,
+    Admitted, Bucket, CancelOutcome, ChallengeState, ClaimOutcome, CreateOutcome, DecideOutcome, Nonce,
     Notifier, PairingSlot, PairingState, PairingStep, Rate, RateDecision, StepOutcome, Store,
-    StoreError, StoredChallenge, Topic, Watch, MAILBOX_CAP,
+    StoreError, StoredChallenge, Reservation, Topic, Watch, MAILBOX_CAP,
 };
-use pubsub::{publish, PubSub};
+use pubsub::PubSub;
 
 /// One multiplexed connection, any kind.
 #[derive(Clone)]
@@ -126,30 +129,117 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// One Lua script: its code (for `EVAL` when Redis has lost its script cache) and the prepared
+/// script (`EVALSHA`).
+struct Lua {
+    code: &'static str,
+    script: Script,
+}
+
+impl Lua {
+    fn new(code: &'static str) -> Self {
+        Self {
+            code,
+            script: Script::new(code),
+        }
+    }
+}
+
+/// A script whose code begins with the shared GCRA function (`lua/gcra.lua`).
+macro_rules! with_gcra {
+    ($file:literal) => {
+        concat!(include_str!("lua/gcra.lua"), include_str!($file))
+    };
+}
+
+/// A script whose code begins with the shared target listing (`lua/targets.lua`).
+macro_rules! with_targets {
+    ($file:literal) => {
+        concat!(include_str!("lua/targets.lua"), include_str!($file))
+    };
+}
+
 /// The Lua scripts (`lua/*.lua`; each touches keys of one hash tag only).
 struct Scripts {
-    rate: Script,
-    claim: Script,
-    step: Script,
-    create: Script,
-    decide: Script,
-    cancel: Script,
-    inbox_add: Script,
-    post_notice: Script,
+    rate: Lua,
+    admit: Lua,
+    take_in_order: Lua,
+    reserve: Lua,
+    claim: Lua,
+    step: Lua,
+    create: Lua,
+    decide: Lua,
+    cancel: Lua,
+    inbox_add: Lua,
+    post_notice: Lua,
 }
 
 impl Scripts {
     fn new() -> Self {
         Self {
-            rate: Script::new(include_str!("lua/rate.lua")),
-            claim: Script::new(include_str!("lua/claim.lua")),
-            step: Script::new(include_str!("lua/pairing_step.lua")),
-            create: Script::new(include_str!("lua/create.lua")),
-            decide: Script::new(include_str!("lua/decide.lua")),
-            cancel: Script::new(include_str!("lua/cancel.lua")),
-            inbox_add: Script::new(include_str!("lua/inbox_add.lua")),
-            post_notice: Script::new(include_str!("lua/post_notice.lua")),
+            rate: Lua::new(with_gcra!("lua/rate.lua")),
+            admit: Lua::new(with_gcra!("lua/admit.lua")),
+            take_in_order: Lua::new(with_gcra!("lua/take_in_order.lua")),
+            reserve: Lua::new(with_gcra!("lua/reserve.lua")),
+            claim: Lua::new(include_str!("lua/claim.lua")),
+            step: Lua::new(include_str!("lua/pairing_step.lua")),
+            create: Lua::new(include_str!("lua/create.lua")),
+            decide: Lua::new(with_targets!("lua/decide.lua")),
+            cancel: Lua::new(with_targets!("lua/cancel.lua")),
+            inbox_add: Lua::new(include_str!("lua/inbox_add.lua")),
+            post_notice: Lua::new(include_str!("lua/post_notice.lua")),
         }
+    }
+}
+
+/// One request of a [`RedisStore::batch`]: a script or a command, with the key that routes it.
+enum Step<'a> {
+    Script {
+        lua: &'a Lua,
+        keys: Vec<String>,
+        args: Vec<String>,
+    },
+    Command {
+        /// The key or channel whose slot the command belongs to.
+        route: String,
+        cmd: Cmd,
+    },
+}
+
+impl Step<'_> {
+    fn route(&self) -> &str {
+        match self {
+            Step::Script { keys, .. } => keys.first().map_or("", String::as_str),
+            Step::Command { route, .. } => route,
+        }
+    }
+
+    /// Add this step to `pipe`, as `EVAL` with the code when `eval`.
+    fn add_to(&self, pipe: &mut Pipeline, eval: bool) {
+        match self {
+            Step::Script { lua, keys, args } => {
+                let command = if eval {
+                    pipe.cmd("EVAL").arg(lua.code)
+                } else {
+                    pipe.cmd("EVALSHA").arg(lua.script.get_hash())
+                };
+                command.arg(keys.len()).arg(keys).arg(args);
+            }
+            Step::Command { cmd, .. } => {
+                pipe.add_command(cmd.clone());
+            }
+        }
+    }
+}
+
+/// The wakeup of `topic` as a batch step (`PUBLISH`, or `SPUBLISH` on a cluster).
+fn publish_step(conn: &Conn, topic: &Topic) -> Step<'static> {
+    let channel = keys::channel(topic);
+    let mut cmd = redis::cmd(pubsub::publish_command(conn));
+    cmd.arg(&channel).arg(crate::store::notify::unix_now_us());
+    Step::Command {
+        route: channel,
+        cmd,
     }
 }
 
@@ -160,6 +250,8 @@ pub struct RedisStore {
     /// Wakeups: local waiters and this replica's subscriptions.
     pubsub: PubSub,
     scripts: Scripts,
+    /// Requests sent (each command, script or pipeline is one round trip).
+    round_trips: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -243,10 +335,17 @@ impl RedisStore {
             pubsub: PubSub::start(&conn, pushed),
             conn,
             scripts: Scripts::new(),
+            round_trips: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
+    fn sent(&self, requests: u64) {
+        self.round_trips
+            .fetch_add(requests, std::sync::atomic::Ordering::Relaxed);
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        self.sent(1);
         cmd.query_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)
@@ -254,11 +353,12 @@ impl RedisStore {
 
     async fn run<T: redis::FromRedisValue>(
         &self,
-        script: &Script,
+        lua: &Lua,
         keys: &[&str],
         args: &[&str],
     ) -> Result<T, StoreError> {
-        let mut invocation = script.prepare_invoke();
+        self.sent(1);
+        let mut invocation = lua.script.prepare_invoke();
         for key in keys {
             invocation.key(*key);
         }
@@ -290,41 +390,243 @@ impl RedisStore {
                 ],
             )
             .await?;
-        let allowed = match allowed {
-            1 => true,
-            0 => false,
-            other => return Err(unexpected("rate", &other.to_string())),
-        };
-        Ok(RateDecision {
-            allowed,
-            retry_after_ms: u64::try_from(retry_after_us).unwrap_or(0).div_ceil(1000),
-        })
+        decision("rate", allowed, retry_after_us)
     }
 
-    /// Remove a decided or cancelled challenge from its targets' inboxes (one slot each).
-    async fn remove_from_inboxes(&self, cid: &Cid) -> Result<(), StoreError> {
-        let record: Option<String> = self
-            .query(redis::cmd("GET").arg(keys::challenge(cid).record))
-            .await?;
-        let Some(record) = record else {
-            return Ok(());
-        };
-        let challenge: StoredChallenge = from_json(&record)?;
-        for target in &challenge.targets {
-            let _: i64 = self
-                .query(
-                    redis::cmd("HDEL")
-                        .arg(keys::inbox(&target.device_id))
-                        .arg(cid.to_string()),
-                )
-                .await?;
+    /// Send `steps` in as few round trips as the deployment allows: one pipeline on a single
+    /// server; on a cluster one pipeline per hash tag, all at once. Each step's own reply (or
+    /// error) comes back in order. Scripts go as `EVALSHA`; those Redis no longer knows (after a
+    /// restart or failover) are sent again once as `EVAL`, which caches them.
+    async fn batch(&self, steps: &[Step<'_>]) -> Result<Vec<Value>, StoreError> {
+        let mut replies = self.send(steps, false).await?;
+        let unknown: Vec<usize> = replies
+            .iter()
+            .enumerate()
+            .filter(|(_, reply)| {
+                matches!(reply, Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+            })
+            .map(|(index, _)| index)
+            .collect();
+        if !unknown.is_empty() {
+            let again: Vec<&Step<'_>> = unknown.iter().map(|index| &steps[*index]).collect();
+            let retried = self.send(&again, true).await?;
+            for (index, reply) in unknown.into_iter().zip(retried) {
+                replies[index] = reply;
+            }
         }
+        replies
+            .into_iter()
+            .map(|reply| reply.map_err(unavailable))
+            .collect()
+    }
+
+    async fn send<'s, S: std::borrow::Borrow<Step<'s>> + Sync>(
+        &self,
+        steps: &[S],
+        eval: bool,
+    ) -> Result<Vec<redis::RedisResult<Value>>, StoreError> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups: Vec<Vec<usize>> = match self.conn {
+            Conn::Cluster(_) => {
+                let mut by_tag: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+                for (index, step) in steps.iter().enumerate() {
+                    let tag = keys::hash_tag(step.borrow().route());
+                    match by_tag.iter_mut().find(|(group, _)| *group == tag && tag.is_some()) {
+                        Some((_, members)) => members.push(index),
+                        None => by_tag.push((tag, vec![index])),
+                    }
+                }
+                by_tag.into_iter().map(|(_, members)| members).collect()
+            }
+            _ => vec![(0..steps.len()).collect()],
+        };
+        self.sent(groups.len() as u64);
+        let sends = groups.iter().map(|members| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for index in members {
+                steps[*index].borrow().add_to(&mut pipe, eval);
+            }
+            let mut conn = self.conn.clone();
+            async move {
+                pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut conn)
+                    .await
+                    .map_err(unavailable)
+            }
+        });
+        let answers = futures_util::future::try_join_all(sends).await?;
+        let mut replies: Vec<Option<redis::RedisResult<Value>>> =
+            (0..steps.len()).map(|_| None).collect();
+        for (members, answer) in groups.iter().zip(answers) {
+            if answer.len() != members.len() {
+                return Err(data("a pipeline answered a different number of replies"));
+            }
+            for (index, reply) in members.iter().zip(answer) {
+                replies[*index] = Some(reply);
+            }
+        }
+        Ok(replies.into_iter().map(|reply| reply.expect("every step answered")).collect())
+    }
+
+    /// Announce a write (a hint; failure only delays waiters until their deadline re-read).
+    async fn publish(&self, topic: &Topic) {
+        if let Err(error) = self.batch(&[publish_step(&self.conn, topic)]).await {
+            tracing::debug!(%error, ?topic, "publish failed");
+        }
+    }
+
+    /// After a challenge ended: wake its verdict pollers and clear it from its targets' inboxes
+    /// (`devices` as the ending script listed them), in one batch.
+    async fn ended(&self, cid: &Cid, devices: &[String]) -> Result<(), StoreError> {
+        let mut steps = vec![publish_step(&self.conn, &Topic::Challenge(*cid))];
+        for device in devices {
+            let mut cmd = redis::cmd("HDEL");
+            let inbox = keys::inbox_of(device);
+            cmd.arg(&inbox).arg(cid.to_string());
+            steps.push(Step::Command { route: inbox, cmd });
+        }
+        self.batch(&steps).await?;
         Ok(())
     }
 }
 
+/// A GCRA reply `{allowed, retry_after_us}` as a decision.
+fn decision(script: &str, allowed: i64, retry_after_us: i64) -> Result<RateDecision, StoreError> {
+    let allowed = match allowed {
+        1 => true,
+        0 => false,
+        other => return Err(unexpected(script, &other.to_string())),
+    };
+    Ok(RateDecision {
+        allowed,
+        retry_after_ms: u64::try_from(retry_after_us).unwrap_or(0).div_ceil(1000),
+    })
+}
+
+/// The replies of a script that ends a challenge: its outcome, then the targets' device ids.
+fn outcome_and_devices(reply: Vec<String>, script: &str) -> Result<(String, Vec<String>), StoreError> {
+    let mut reply = reply.into_iter();
+    let outcome = reply.next().ok_or_else(|| unexpected(script, "nothing"))?;
+    Ok((outcome, reply.collect()))
+}
+
 #[async_trait::async_trait]
 impl Store for RedisStore {
+    async fn admit(
+        &self,
+        nonce: &Nonce,
+        nonce_ttl: Duration,
+        bucket: &Bucket,
+        rate: Rate,
+        now_us: u64,
+    ) -> Result<Admitted, StoreError> {
+        let reply: Vec<i64> = self
+            .run(
+                &self.scripts.admit,
+                &[&keys::nonce(nonce), &keys::rate(bucket)],
+                &[
+                    &millis(nonce_ttl).to_string(),
+                    &rate.interval_us().to_string(),
+                    &rate.burst_us().to_string(),
+                    &now_us.to_string(),
+                ],
+            )
+            .await?;
+        match reply.as_slice() {
+            [0] => Ok(Admitted::Replayed),
+            [1, allowed, retry_after_us] => Ok(Admitted::Fresh(decision(
+                "admit",
+                *allowed,
+                *retry_after_us,
+            )?)),
+            other => Err(unexpected("admit", &format!("{other:?}"))),
+        }
+    }
+
+    async fn take_in_order(
+        &self,
+        buckets: &[(Bucket, Rate)],
+        now_us: u64,
+    ) -> Result<Option<(usize, RateDecision)>, StoreError> {
+        let names: Vec<String> = buckets.iter().map(|(bucket, _)| keys::rate(bucket)).collect();
+        let one_tag = names
+            .first()
+            .and_then(|first| keys::hash_tag(first))
+            .is_some_and(|tag| names.iter().all(|name| keys::hash_tag(name) == Some(tag)));
+        if !one_tag {
+            // Buckets in different slots cannot share a script: one at a time, in order.
+            for (index, (bucket, rate)) in buckets.iter().enumerate() {
+                let decision = self.rate(bucket, *rate, now_us, true).await?;
+                if !decision.allowed {
+                    return Ok(Some((index, decision)));
+                }
+            }
+            return Ok(None);
+        }
+        let mut args = vec![now_us.to_string()];
+        for (_, rate) in buckets {
+            args.push(rate.interval_us().to_string());
+            args.push(rate.burst_us().to_string());
+        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (refused, retry_after_us): (i64, i64) = self
+            .run(&self.scripts.take_in_order, &names, &args)
+            .await?;
+        match usize::try_from(refused) {
+            Ok(0) => Ok(None),
+            Ok(position) if position <= buckets.len() => Ok(Some((
+                position - 1,
+                decision("take_in_order", 0, retry_after_us)?,
+            ))),
+            _ => Err(unexpected("take_in_order", &refused.to_string())),
+        }
+    }
+
+    async fn reserve_targets(
+        &self,
+        nas_id: &NasId,
+        devices: &[DeviceId],
+        rate: Rate,
+        now_us: u64,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let args = vec![
+            rate.interval_us().to_string(),
+            rate.burst_us().to_string(),
+            now_us.to_string(),
+        ];
+        let steps: Vec<Step<'_>> = devices
+            .iter()
+            .map(|device_id| Step::Script {
+                lua: &self.scripts.reserve,
+                keys: vec![
+                    keys::rate(&Bucket::DeviceChallenges(*device_id)),
+                    keys::mute(nas_id, device_id),
+                ],
+                args: args.clone(),
+            })
+            .collect();
+        self.batch(&steps)
+            .await?
+            .into_iter()
+            .map(|reply| {
+                let (allowed, retry_after_us, muted): (i64, i64, i64) =
+                    redis::FromRedisValue::from_redis_value(reply)
+                        .map_err(|error| unexpected("reserve", &error.to_string()))?;
+                Ok(Reservation {
+                    rate: decision("reserve", allowed, retry_after_us)?,
+                    muted_until: u64::try_from(muted).ok(),
+                })
+            })
+            .collect()
+    }
+
+    fn round_trips(&self) -> Option<u64> {
+        Some(self.round_trips.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     async fn remember_nonce(&self, nonce: &Nonce, ttl: Duration) -> Result<bool, StoreError> {
         let set: Option<String> = self
             .query(
@@ -412,7 +714,7 @@ impl Store for RedisStore {
             .await?;
         match outcome.as_str() {
             "stored" => {
-                publish(&self.conn, &Topic::Pairing(*pairing_id)).await;
+                self.publish(&Topic::Pairing(*pairing_id)).await;
                 Ok(ClaimOutcome::Stored)
             }
             "claimed" => Ok(ClaimOutcome::AlreadyClaimed),
@@ -438,7 +740,7 @@ impl Store for RedisStore {
             .await?;
         match outcome.as_str() {
             "stored" => {
-                publish(&self.conn, &Topic::Pairing(*pairing_id)).await;
+                self.publish(&Topic::Pairing(*pairing_id)).await;
                 Ok(StepOutcome::Stored)
             }
             "done" => Ok(StepOutcome::AlreadyDone),
@@ -477,24 +779,24 @@ impl Store for RedisStore {
             other => return Err(unexpected("create", &other.to_string())),
         }
         let deadline_ms = now_ms() + millis(ttl);
+        let mut steps = Vec::new();
         for target in challenge.targets.iter().filter(|target| target.in_inbox) {
             let value = Stored {
                 deadline_ms,
                 entry: challenge.inbox_entry(target),
             };
-            let _: i64 = self
-                .run(
-                    &self.scripts.inbox_add,
-                    &[&keys::inbox(&target.device_id)],
-                    &[
-                        &challenge.cid.to_string(),
-                        &to_json(&value),
-                        &millis(ttl).to_string(),
-                    ],
-                )
-                .await?;
-            publish(&self.conn, &Topic::Inbox(target.device_id)).await;
+            steps.push(Step::Script {
+                lua: &self.scripts.inbox_add,
+                keys: vec![keys::inbox(&target.device_id)],
+                args: vec![
+                    challenge.cid.to_string(),
+                    to_json(&value),
+                    millis(ttl).to_string(),
+                ],
+            });
+            steps.push(publish_step(&self.conn, &Topic::Inbox(target.device_id)));
         }
+        self.batch(&steps).await?;
         Ok(CreateOutcome::Created)
     }
 
@@ -551,17 +853,18 @@ impl Store for RedisStore {
         cid: &Cid,
         verdict: &SignedVerdict,
     ) -> Result<DecideOutcome, StoreError> {
-        let outcome: String = self
+        let keys = keys::challenge(cid);
+        let reply: Vec<String> = self
             .run(
                 &self.scripts.decide,
-                &[&keys::challenge(cid).state],
+                &[&keys.state, &keys.record],
                 &[&to_json(verdict)],
             )
             .await?;
+        let (outcome, devices) = outcome_and_devices(reply, "decide")?;
         match outcome.as_str() {
             "accepted" => {
-                publish(&self.conn, &Topic::Challenge(*cid)).await;
-                self.remove_from_inboxes(cid).await?;
+                self.ended(cid, &devices).await?;
                 Ok(DecideOutcome::Accepted)
             }
             "decided" => Ok(DecideOutcome::AlreadyDecided),
@@ -572,13 +875,14 @@ impl Store for RedisStore {
     }
 
     async fn cancel(&self, cid: &Cid) -> Result<CancelOutcome, StoreError> {
-        let outcome: String = self
-            .run(&self.scripts.cancel, &[&keys::challenge(cid).state], &[])
+        let keys = keys::challenge(cid);
+        let reply: Vec<String> = self
+            .run(&self.scripts.cancel, &[&keys.state, &keys.record], &[])
             .await?;
+        let (outcome, devices) = outcome_and_devices(reply, "cancel")?;
         match outcome.as_str() {
             "cancelled" => {
-                publish(&self.conn, &Topic::Challenge(*cid)).await;
-                self.remove_from_inboxes(cid).await?;
+                self.ended(cid, &devices).await?;
                 Ok(CancelOutcome::Cancelled)
             }
             "already_cancelled" => Ok(CancelOutcome::AlreadyCancelled),
@@ -687,7 +991,7 @@ impl Store for RedisStore {
                 ],
             )
             .await?;
-        publish(&self.conn, &Topic::Mailbox(*nas_id)).await;
+        self.publish(&Topic::Mailbox(*nas_id)).await;
         Ok(())
     }
 

@@ -14,8 +14,16 @@ use super::{keys, unavailable, Conn};
 use crate::store::notify::{unix_now_us, WakeSource};
 use crate::store::{Notifier, StoreError, Topic, Watch};
 
-/// Channels this replica is subscribed to, and the topic each announces.
-type Subscriptions = Arc<Mutex<HashMap<String, Topic>>>;
+/// Channels this replica is subscribed to, and the topic each announces. An async lock held
+/// across each SUBSCRIBE and UNSUBSCRIBE round trip: so a channel is in the map only once its
+/// subscription is confirmed (a second waiter of the same topic cannot return, re-read and miss
+/// a write before the first waiter's SUBSCRIBE took effect), and the janitor's decision that a
+/// channel is idle and its UNSUBSCRIBE cannot interleave with a new waiter's registration.
+type Subscriptions = Arc<tokio::sync::Mutex<HashMap<String, Topic>>>;
+
+/// Which topic each subscribed channel announces, for routing messages without waiting for
+/// the lock above (entries may outlive their subscription briefly: messages are hints).
+type Routes = Arc<Mutex<HashMap<String, Topic>>>;
 
 /// The wakeup side of the Redis store.
 #[derive(Debug)]
@@ -24,6 +32,7 @@ pub(super) struct PubSub {
     notifier: Arc<Notifier>,
     /// Channels subscribed on the connection; emptied when it drops so waiters resubscribe.
     subscriptions: Subscriptions,
+    routes: Routes,
 }
 
 impl PubSub {
@@ -32,16 +41,19 @@ impl PubSub {
         let pubsub = Self {
             notifier: Notifier::new(),
             subscriptions: Arc::default(),
+            routes: Arc::default(),
         };
         tokio::spawn(route(
             pushed,
             Arc::clone(&pubsub.notifier),
             Arc::clone(&pubsub.subscriptions),
+            Arc::clone(&pubsub.routes),
         ));
         tokio::spawn(janitor(
             conn.clone(),
             Arc::downgrade(&pubsub.notifier),
             Arc::clone(&pubsub.subscriptions),
+            Arc::clone(&pubsub.routes),
         ));
         pubsub
     }
@@ -50,49 +62,45 @@ impl PubSub {
         &self.notifier
     }
 
-    /// Register a local waiter and make sure this replica is subscribed to its channel.
+    /// Register a local waiter and make sure this replica is subscribed to its channel before
+    /// returning (the caller re-reads the state next).
     pub(super) async fn watch(&self, conn: &Conn, topic: Topic) -> Result<Watch, StoreError> {
         let watch = self.notifier.watch(topic.clone());
         let name = keys::channel(&topic);
-        let is_new = self
-            .subscriptions
-            .lock()
-            .expect("subscriptions")
-            .insert(name.clone(), topic)
-            .is_none();
-        if is_new {
-            let result = match &mut conn.clone() {
-                Conn::Standalone(conn) => conn.subscribe(&name).await,
-                Conn::Cluster(conn) => conn.ssubscribe(&name).await,
-                Conn::Sentinel(failover) => failover.connection().subscribe(&name).await,
-            };
-            if let Err(error) = result {
-                self.subscriptions
-                    .lock()
-                    .expect("subscriptions")
-                    .remove(&name);
-                return Err(unavailable(error));
+        let mut subscribed = self.subscriptions.lock().await;
+        if subscribed.contains_key(&name) {
+            return Ok(watch);
+        }
+        lock(&self.routes).insert(name.clone(), topic.clone());
+        let result = match &mut conn.clone() {
+            Conn::Standalone(conn) => conn.subscribe(&name).await,
+            Conn::Cluster(conn) => conn.ssubscribe(&name).await,
+            Conn::Sentinel(failover) => failover.connection().subscribe(&name).await,
+        };
+        match result {
+            Ok(()) => {
+                subscribed.insert(name, topic);
+                Ok(watch)
+            }
+            Err(error) => {
+                lock(&self.routes).remove(&name);
+                Err(unavailable(error))
             }
         }
-        Ok(watch)
     }
 }
 
-/// Announce a write (a hint; failure only delays waiters until their deadline re-read). The
-/// message is the write's time in unix µs, so receivers can measure the wakeup's latency.
-pub(super) async fn publish(conn: &Conn, topic: &Topic) {
-    let name = keys::channel(topic);
-    let command = match conn {
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The command that announces a write: `PUBLISH`, or `SPUBLISH` on a cluster (sharded pub/sub
+/// keeps each message on the shard of the keys it announces). The message is the write's time
+/// in unix µs, so receivers can measure the wakeup's latency.
+pub(super) fn publish_command(conn: &Conn) -> &'static str {
+    match conn {
         Conn::Standalone(_) | Conn::Sentinel(_) => "PUBLISH",
         Conn::Cluster(_) => "SPUBLISH",
-    };
-    let result: Result<i64, _> = redis::cmd(command)
-        .arg(&name)
-        .arg(unix_now_us())
-        .query_async(&mut conn.clone())
-        .await;
-    if let Err(error) = result {
-        tracing::debug!(%error, channel = %name, "publish failed");
     }
 }
 
@@ -102,6 +110,7 @@ async fn route(
     mut pushed: UnboundedReceiver<PushInfo>,
     notifier: Arc<Notifier>,
     subscriptions: Subscriptions,
+    routes: Routes,
 ) {
     while let Some(push) = pushed.recv().await {
         match push.kind {
@@ -115,19 +124,14 @@ async fn route(
                 let written_us = text(push.data.get(1))
                     .and_then(|text| text.parse::<u64>().ok())
                     .unwrap_or_else(unix_now_us);
-                let topic = name.and_then(|name| {
-                    subscriptions
-                        .lock()
-                        .expect("subscriptions")
-                        .get(&name)
-                        .cloned()
-                });
+                let topic = name.and_then(|name| lock(&routes).get(&name).cloned());
                 if let Some(topic) = topic {
                     notifier.notify_from(&topic, WakeSource::Redis, written_us);
                 }
             }
             PushKind::Disconnection => {
-                subscriptions.lock().expect("subscriptions").clear();
+                subscriptions.lock().await.clear();
+                lock(&routes).clear();
                 notifier.notify_all();
             }
             _ => {}
@@ -136,37 +140,51 @@ async fn route(
 }
 
 /// Every few seconds, drop subscriptions nobody on this replica waits for; ends with the store.
+/// Holds the subscription lock from reading who waits until the UNSUBSCRIBEs are answered.
 async fn janitor(
     mut conn: Conn,
     notifier: std::sync::Weak<Notifier>,
     subscriptions: Subscriptions,
+    routes: Routes,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
+        let mut subscribed = subscriptions.lock().await;
         let Some(notifier) = notifier.upgrade() else {
             return;
         };
-        let watched: Vec<String> = notifier.topics().iter().map(keys::channel).collect();
+        let watched: std::collections::HashSet<String> =
+            notifier.topics().iter().map(keys::channel).collect();
         drop(notifier);
-        let idle: Vec<String> = {
-            let mut subscribed = subscriptions.lock().expect("subscriptions");
-            let idle: Vec<String> = subscribed
-                .keys()
-                .filter(|name| !watched.contains(name))
-                .cloned()
-                .collect();
+        let idle: Vec<String> = subscribed
+            .keys()
+            .filter(|name| !watched.contains(*name))
+            .cloned()
+            .collect();
+        if idle.is_empty() {
+            continue;
+        }
+        // One command for all of them on a single server; per channel on a cluster, where each
+        // shard channel lives on its own node.
+        let result = match &mut conn {
+            Conn::Standalone(conn) => conn.unsubscribe(&idle).await,
+            Conn::Sentinel(failover) => failover.connection().unsubscribe(&idle).await,
+            Conn::Cluster(conn) => {
+                let mut result = Ok(());
+                for name in &idle {
+                    result = result.and(conn.sunsubscribe(name).await);
+                }
+                result
+            }
+        };
+        if result.is_ok() {
+            let mut routes = lock(&routes);
             for name in &idle {
                 subscribed.remove(name);
+                routes.remove(name);
             }
-            idle
-        };
-        for name in idle {
-            let _ = match &mut conn {
-                Conn::Standalone(conn) => conn.unsubscribe(&name).await,
-                Conn::Cluster(conn) => conn.sunsubscribe(&name).await,
-                Conn::Sentinel(failover) => failover.connection().unsubscribe(&name).await,
-            };
         }
+        // On failure they stay subscribed as far as we know; the next round tries again.
     }
 }
