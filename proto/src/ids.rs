@@ -194,6 +194,56 @@ impl Digest {
     }
 }
 
+/// Is `bytes` the canonical encoding of whatever point it names? Its `y` (the low 255 bits)
+/// must be below p = 2^255 - 19, and the sign of `x` may be set only when `x` is not zero —
+/// `x` is zero only for y = 1 and y = p - 1. Checked on the bytes, without the field inversion
+/// re-compressing the point would cost.
+fn is_canonical(bytes: &[u8; 32]) -> bool {
+    let sign = bytes[31] & 0x80 != 0;
+    let mut y = *bytes;
+    y[31] &= 0x7f;
+    // p and p - 1, little-endian.
+    let at_least_p = y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff) && y[0] >= 0xed;
+    if at_least_p {
+        return false;
+    }
+    let is_one = y[0] == 1 && y[1..].iter().all(|&b| b == 0);
+    let is_p_minus_one = y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff) && y[0] == 0xec;
+    !(sign && (is_one || is_p_minus_one))
+}
+
+/// Most keys [`PublicKey::from_bytes`] remembers; past it the cache starts over.
+pub const KEY_CACHE_SIZE: usize = 4096;
+
+/// Decompressed keys that passed every check, by their encoding.
+#[derive(Debug, Default)]
+struct KeyCache(std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifyingKey>>);
+
+impl KeyCache {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], VerifyingKey>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, bytes: &[u8; 32]) -> Option<VerifyingKey> {
+        self.map().get(bytes).copied()
+    }
+
+    fn put(&self, bytes: [u8; 32], key: VerifyingKey) {
+        let mut map = self.map();
+        if map.len() >= KEY_CACHE_SIZE {
+            map.clear();
+        }
+        map.insert(bytes, key);
+    }
+}
+
+fn key_cache() -> &'static KeyCache {
+    static CACHE: std::sync::OnceLock<KeyCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(KeyCache::default)
+}
+
 /// A validated Ed25519 public key: it decompresses to a curve point and is not of small order.
 ///
 /// Parsing always rejects weak keys, so every `PublicKey` that exists is safe to pin.
@@ -202,16 +252,24 @@ pub struct PublicKey(VerifyingKey);
 
 impl PublicKey {
     /// Validate 32 raw bytes; `field` names the input in errors.
+    ///
+    /// Decompressing a point costs a field exponentiation, and a relay parses the same few keys
+    /// (a NAS's, its phones') in request after request, so keys that passed are remembered in
+    /// a small process-wide cache ([`KEY_CACHE_SIZE`]; public data only).
     pub fn from_bytes(field: &'static str, bytes: &[u8; 32]) -> Result<Self, Error> {
-        let key = VerifyingKey::from_bytes(bytes).map_err(|_| Error::InvalidKey { field })?;
-        // A non-canonical encoding (y ≥ p) names the same point as a canonical one: refuse it,
-        // so one key has exactly one id.
-        if key.to_edwards().compress().to_bytes() != *bytes {
+        if let Some(key) = key_cache().get(bytes) {
+            return Ok(Self(key));
+        }
+        // A non-canonical encoding names the same point as a canonical one: refuse it, so one
+        // key has exactly one id.
+        if !is_canonical(bytes) {
             return Err(Error::InvalidKey { field });
         }
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| Error::InvalidKey { field })?;
         if key.is_weak() {
             return Err(Error::WeakKey { field });
         }
+        key_cache().put(*bytes, key);
         Ok(Self(key))
     }
 
@@ -435,6 +493,52 @@ mod tests {
             refused > 0,
             "no non-canonical valid point found to test with"
         );
+    }
+
+    #[test]
+    fn the_byte_check_agrees_with_recompression_on_every_edge() {
+        // Every encoding near p, near zero and with either sign: canonical exactly when the
+        // point it decodes to re-encodes to the same bytes.
+        let mut cases = Vec::new();
+        for low in (0u8..=0xff).step_by(1) {
+            for top in [0x00u8, 0x7f, 0x80, 0xff] {
+                let mut near_p = [0xffu8; 32];
+                near_p[0] = low;
+                near_p[31] = top;
+                cases.push(near_p);
+                let mut near_zero = [0u8; 32];
+                near_zero[0] = low;
+                near_zero[31] = top & 0x80;
+                cases.push(near_zero);
+            }
+        }
+        let mut compared = 0;
+        for bytes in cases {
+            let Ok(point) = VerifyingKey::from_bytes(&bytes) else {
+                continue;
+            };
+            let recompressed = point.to_edwards().compress().to_bytes() == bytes;
+            assert_eq!(is_canonical(&bytes), recompressed, "{}", hex::encode(bytes));
+            compared += 1;
+        }
+        assert!(compared > 100, "only {compared} points decoded");
+    }
+
+    #[test]
+    fn a_cached_key_is_the_key_and_refusals_are_never_cached() {
+        let key = crate::generate_signing_key().verifying_key();
+        let first = PublicKey::from_bytes("key", key.as_bytes()).expect("valid");
+        let again = PublicKey::from_bytes("key", key.as_bytes()).expect("cached");
+        assert_eq!(first, again);
+        assert_eq!(again.verifying_key(), &key);
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        for _ in 0..2 {
+            assert_eq!(
+                PublicKey::from_bytes("key", &identity),
+                Err(Error::WeakKey { field: "key" })
+            );
+        }
     }
 
     fn hex_to_32(text: &str) -> [u8; 32] {

@@ -135,6 +135,11 @@ impl RelayProcess {
         }
     }
 
+    /// The relay's process id (for readings from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the relay logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

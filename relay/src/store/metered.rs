@@ -13,8 +13,8 @@ use approvd_proto::{Cid, DeviceId, NasId, PairingId};
 
 use super::{
     Admitted, Bucket, CancelOutcome, ClaimOutcome, CreateOutcome, DecideOutcome, Nonce, Notifier,
-    PairingSlot, PairingState, PairingStep, Rate, RateDecision, StepOutcome, Store, StoreError,
-    StoredChallenge, Reservation, Topic, Watch,
+    PairingSlot, PairingState, PairingStep, Rate, RateDecision, Reservation, StepOutcome, Store,
+    StoreError, StoredChallenge, Topic, Watch,
 };
 use crate::metrics::Metrics;
 

@@ -10,6 +10,7 @@ mod flow;
 mod fuzz_http;
 mod hardening;
 mod lifecycle;
+mod loadtest;
 mod operations;
 mod protocol_revision;
 mod push;

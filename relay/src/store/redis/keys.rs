@@ -207,7 +207,10 @@ mod tests {
     #[test]
     fn keys_one_script_touches_share_a_hash_tag() {
         let key = PublicKey::from(&approvd_proto::generate_signing_key());
-        let (device, nas) = (DeviceId(key), NasId(PublicKey::from(&approvd_proto::generate_signing_key())));
+        let (device, nas) = (
+            DeviceId(key),
+            NasId(PublicKey::from(&approvd_proto::generate_signing_key())),
+        );
         let nonce_key = nonce(&Nonce {
             key,
             nonce: "AAAAAAAAAAAAAAAAAAAAAA".to_owned(),

@@ -52,9 +52,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::{
-    Admitted, Bucket, CancelOutcome, ChallengeState, ClaimOutcome, CreateOutcome, DecideOutcome, Nonce,
-    Notifier, PairingSlot, PairingState, PairingStep, Rate, RateDecision, StepOutcome, Store,
-    StoreError, StoredChallenge, Reservation, Topic, Watch, MAILBOX_CAP,
+    Admitted, Bucket, CancelOutcome, ChallengeState, ClaimOutcome, CreateOutcome, DecideOutcome,
+    Nonce, Notifier, PairingSlot, PairingState, PairingStep, Rate, RateDecision, Reservation,
+    StepOutcome, Store, StoreError, StoredChallenge, Topic, Watch, MAILBOX_CAP,
 };
 use pubsub::PubSub;
 
@@ -396,7 +396,8 @@ impl RedisStore {
     /// Send `steps` in as few round trips as the deployment allows: one pipeline on a single
     /// server; on a cluster one pipeline per hash tag, all at once. Each step's own reply (or
     /// error) comes back in order. Scripts go as `EVALSHA`; those Redis no longer knows (after a
-    /// restart or failover) are sent again once as `EVAL`, which caches them.
+    /// restart or failover) are sent again once as `EVAL`, which caches them — with the
+    /// commands (wakeups, deletions) that followed them, so those still come after.
     async fn batch(&self, steps: &[Step<'_>]) -> Result<Vec<Value>, StoreError> {
         let mut replies = self.send(steps, false).await?;
         let unknown: Vec<usize> = replies
@@ -407,7 +408,14 @@ impl RedisStore {
             })
             .map(|(index, _)| index)
             .collect();
-        if !unknown.is_empty() {
+        if let Some(&first) = unknown.first() {
+            // The commands after the first unknown script go again too, after it: a wakeup
+            // published before the write it announces would wake waiters to nothing.
+            let unknown: Vec<usize> = (first..steps.len())
+                .filter(|index| {
+                    unknown.contains(index) || matches!(steps[*index], Step::Command { .. })
+                })
+                .collect();
             let again: Vec<&Step<'_>> = unknown.iter().map(|index| &steps[*index]).collect();
             let retried = self.send(&again, true).await?;
             for (index, reply) in unknown.into_iter().zip(retried) {
@@ -433,7 +441,10 @@ impl RedisStore {
                 let mut by_tag: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
                 for (index, step) in steps.iter().enumerate() {
                     let tag = keys::hash_tag(step.borrow().route());
-                    match by_tag.iter_mut().find(|(group, _)| *group == tag && tag.is_some()) {
+                    match by_tag
+                        .iter_mut()
+                        .find(|(group, _)| *group == tag && tag.is_some())
+                    {
                         Some((_, members)) => members.push(index),
                         None => by_tag.push((tag, vec![index])),
                     }
@@ -467,7 +478,10 @@ impl RedisStore {
                 replies[*index] = Some(reply);
             }
         }
-        Ok(replies.into_iter().map(|reply| reply.expect("every step answered")).collect())
+        Ok(replies
+            .into_iter()
+            .map(|reply| reply.expect("every step answered"))
+            .collect())
     }
 
     /// Announce a write (a hint; failure only delays waiters until their deadline re-read).
@@ -506,7 +520,10 @@ fn decision(script: &str, allowed: i64, retry_after_us: i64) -> Result<RateDecis
 }
 
 /// The replies of a script that ends a challenge: its outcome, then the targets' device ids.
-fn outcome_and_devices(reply: Vec<String>, script: &str) -> Result<(String, Vec<String>), StoreError> {
+fn outcome_and_devices(
+    reply: Vec<String>,
+    script: &str,
+) -> Result<(String, Vec<String>), StoreError> {
     let mut reply = reply.into_iter();
     let outcome = reply.next().ok_or_else(|| unexpected(script, "nothing"))?;
     Ok((outcome, reply.collect()))
@@ -550,7 +567,10 @@ impl Store for RedisStore {
         buckets: &[(Bucket, Rate)],
         now_us: u64,
     ) -> Result<Option<(usize, RateDecision)>, StoreError> {
-        let names: Vec<String> = buckets.iter().map(|(bucket, _)| keys::rate(bucket)).collect();
+        let names: Vec<String> = buckets
+            .iter()
+            .map(|(bucket, _)| keys::rate(bucket))
+            .collect();
         let one_tag = names
             .first()
             .and_then(|first| keys::hash_tag(first))
@@ -572,9 +592,8 @@ impl Store for RedisStore {
         }
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (refused, retry_after_us): (i64, i64) = self
-            .run(&self.scripts.take_in_order, &names, &args)
-            .await?;
+        let (refused, retry_after_us): (i64, i64) =
+            self.run(&self.scripts.take_in_order, &names, &args).await?;
         match usize::try_from(refused) {
             Ok(0) => Ok(None),
             Ok(position) if position <= buckets.len() => Ok(Some((

@@ -91,7 +91,9 @@ impl PubSub {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The command that announces a write: `PUBLISH`, or `SPUBLISH` on a cluster (sharded pub/sub

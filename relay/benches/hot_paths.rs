@@ -1,0 +1,97 @@
+//! The relay's own hot paths besides signature checks: push handles (minted at pairing,
+//! opened for every target of every challenge) and the memory store's challenge lifecycle
+//! (create with an inbox entry, then the first verdict). `cargo bench -p approvd-relay`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use approvd_proto::ids::{Digest, PublicKey, Sig};
+use approvd_proto::wire::{PushProvider, PushRegistration, Sealed, SignedVerdict};
+use approvd_proto::{Cid, Decision, DeviceId, NasId, Verdict};
+use approvd_relay::handle::{HandleContents, HandleKeys};
+use approvd_relay::store::{ChallengeState, MemoryStore, Store, StoredChallenge, StoredTarget};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+const NOW: u64 = 1_800_000_000;
+
+fn handles(c: &mut Criterion) {
+    let keys = HandleKeys::parse("bench", &HandleKeys::generate_file_text()).expect("keys");
+    let contents = HandleContents {
+        device_id: DeviceId(PublicKey::from(&approvd_proto::generate_signing_key())),
+        nas_id: NasId(PublicKey::from(&approvd_proto::generate_signing_key())),
+        sig_key: PublicKey::from(&approvd_proto::generate_signing_key()),
+        push: Some(PushRegistration {
+            provider: PushProvider::Fcm,
+            token: "f".repeat(152),
+            topic: "com.example.approve".to_owned(),
+        }),
+        minted_at: NOW,
+    };
+    let handle = keys.mint(&contents);
+    c.bench_function("push handle: seal (mint)", |b| {
+        b.iter(|| keys.mint(black_box(&contents)))
+    });
+    c.bench_function("push handle: open", |b| {
+        b.iter(|| keys.open(black_box(&handle), NOW).expect("opens"))
+    });
+}
+
+fn challenge(nas_id: NasId, device_id: DeviceId) -> StoredChallenge {
+    StoredChallenge {
+        cid: Cid::random(),
+        nas_id,
+        created: NOW,
+        expires: NOW + 60,
+        number_matching: true,
+        body_hash: Digest::of(b"body"),
+        targets: vec![StoredTarget {
+            device_id,
+            sig_key: device_id.0,
+            challenge_hash: Digest::of(b"challenge"),
+            sealed: Sealed(vec![7; 600]),
+            sig: Sig([1; 64]),
+            in_inbox: true,
+            push_handle: None,
+        }],
+        deliveries: Vec::new(),
+        state: ChallengeState::Pending,
+    }
+}
+
+fn memory_store(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = MemoryStore::new();
+    let nas_id = NasId(PublicKey::from(&approvd_proto::generate_signing_key()));
+    let device_id = DeviceId(PublicKey::from(&approvd_proto::generate_signing_key()));
+    c.bench_function("memory store: create challenge, then decide it", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let stored = challenge(nas_id, device_id);
+                store
+                    .create_challenge(black_box(&stored), Duration::from_secs(90))
+                    .await
+                    .expect("create");
+                let verdict = SignedVerdict {
+                    verdict: Verdict {
+                        cid: stored.cid,
+                        nas_id,
+                        device_id,
+                        challenge_hash: Digest::of(b"challenge"),
+                        decision: Decision::Approve,
+                        number: Some("123".to_owned()),
+                        user_verified: false,
+                        decided_at: NOW,
+                    },
+                    sig: Sig([2; 64]),
+                };
+                store.decide(&stored.cid, &verdict).await.expect("decide")
+            })
+        })
+    });
+}
+
+criterion_group!(benches, handles, memory_store);
+criterion_main!(benches);
