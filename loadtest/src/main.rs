@@ -188,6 +188,8 @@ struct Reading {
     redis: Option<std::collections::BTreeMap<String, u64>>,
     /// Requests the relays sent to Redis (their `approvd_store_round_trips_total`).
     round_trips: Option<f64>,
+    /// The relays' wake-latency histogram (write → long-poll running again), summed.
+    wakes: std::collections::BTreeMap<u64, f64>,
 }
 
 impl Probes {
@@ -211,14 +213,23 @@ impl Probes {
             None => None,
         };
         let mut round_trips = Some(0.0);
+        let mut wakes = std::collections::BTreeMap::new();
         for relay in &self.relays {
             let sent = probe::metric(&self.http, relay, "approvd_store_round_trips_total").await;
             round_trips = round_trips.zip(sent).map(|(total, sent)| total + sent);
+            let buckets =
+                probe::histogram(&self.http, relay, "approvd_longpoll_wake_latency_seconds")
+                    .await
+                    .unwrap_or_default();
+            for (bound, count) in buckets {
+                *wakes.entry(bound).or_insert(0.0) += count;
+            }
         }
         Ok(Reading {
             process,
             redis,
             round_trips,
+            wakes,
         })
     }
 }
@@ -245,6 +256,12 @@ struct Cost {
     redis_commands_per_approval: Option<f64>,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     redis_commands: std::collections::BTreeMap<String, u64>,
+    /// The relays' own wake latency (write → waiting poll running again), as bucket upper
+    /// bounds of its p50 and p99 (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relay_wake_p50_ms_at_most: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relay_wake_p99_ms_at_most: Option<f64>,
 }
 
 fn cost(before: &Reading, after: &Reading, approvals: u64, verify: Duration) -> Cost {
@@ -275,6 +292,8 @@ fn cost(before: &Reading, after: &Reading, approvals: u64, verify: Duration) -> 
             .as_ref()
             .and(per(commands.values().sum::<u64>() as f64)),
         redis_commands: commands,
+        relay_wake_p50_ms_at_most: probe::bucket_quantile(&before.wakes, &after.wakes, 0.5),
+        relay_wake_p99_ms_at_most: probe::bucket_quantile(&before.wakes, &after.wakes, 0.99),
     }
 }
 
@@ -284,6 +303,12 @@ fn print_cost(cost: &Cost) {
         println!(
             "  relay CPU per approval: {cpu:.3} ms  (overhead factor {factor:.2} = CPU ÷ {SIG_CHECKS_PER_APPROVAL} verifications)"
         );
+    }
+    if let (Some(p50), Some(p99)) = (
+        cost.relay_wake_p50_ms_at_most,
+        cost.relay_wake_p99_ms_at_most,
+    ) {
+        println!("  relay wake latency (its histogram's buckets): p50 ≤ {p50} ms, p99 ≤ {p99} ms");
     }
     if let Some(round_trips) = cost.redis_round_trips_per_approval {
         println!("  Redis round trips per approval (relay side): {round_trips:.1}");
@@ -643,6 +668,9 @@ async fn hold(args: HoldArgs) -> anyhow::Result<()> {
     while wakers.join_next().await.is_some() {}
     while polls.join_next().await.is_some() {}
     let all_woken = woken_at.elapsed();
+    // Close every connection (the simulated clients' pools keep them alive), then see what
+    // the relay gives back.
+    drop((inbox_pairs, awaited_pairs, awaited));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = probes.read().await?;
     let mut results = recorder.results();

@@ -171,6 +171,78 @@ pub async fn metric(http: &reqwest::Client, relay: &str, name: &str) -> Option<f
     total
 }
 
+/// The cumulative buckets (`le` → count) of a Prometheus histogram, summed over its label sets.
+pub async fn histogram(
+    http: &reqwest::Client,
+    relay: &str,
+    name: &str,
+) -> Option<std::collections::BTreeMap<u64, f64>> {
+    let text = http
+        .get(format!("{relay}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(parse_buckets(&text, name))
+}
+
+/// Bucket bounds are kept in nanoseconds (`+Inf` as `u64::MAX`) so they sort and add up.
+fn parse_buckets(text: &str, name: &str) -> std::collections::BTreeMap<u64, f64> {
+    let mut buckets = std::collections::BTreeMap::new();
+    let prefix = format!("{name}_bucket{{");
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let Some(le) = labels
+            .split(',')
+            .find_map(|label| label.trim().strip_prefix("le=\""))
+            .map(|le| le.trim_end_matches('"'))
+        else {
+            continue;
+        };
+        let bound = if le == "+Inf" {
+            u64::MAX
+        } else {
+            match le.parse::<f64>() {
+                Ok(seconds) => (seconds * 1e9).round() as u64,
+                Err(_) => continue,
+            }
+        };
+        if let Ok(count) = value.trim().parse::<f64>() {
+            *buckets.entry(bound).or_insert(0.0) += count;
+        }
+    }
+    buckets
+}
+
+/// The smallest bucket bound (ms) at or under which `quantile` of the samples between two
+/// readings fall: an upper bound of that percentile. `None` without samples or past the last
+/// finite bucket.
+pub fn bucket_quantile(
+    before: &std::collections::BTreeMap<u64, f64>,
+    after: &std::collections::BTreeMap<u64, f64>,
+    quantile: f64,
+) -> Option<f64> {
+    let delta = |bound: &u64| {
+        after.get(bound).copied().unwrap_or(0.0) - before.get(bound).copied().unwrap_or(0.0)
+    };
+    let total = delta(&u64::MAX);
+    if total <= 0.0 {
+        return None;
+    }
+    after
+        .keys()
+        .filter(|bound| **bound != u64::MAX)
+        .find(|bound| delta(bound) >= quantile * total)
+        .map(|bound| *bound as f64 / 1e6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +254,17 @@ mod tests {
             parse_commandstats(info),
             vec![("evalsha".to_owned(), 12), ("get".to_owned(), 3)]
         );
+    }
+
+    #[test]
+    fn histogram_buckets_give_percentile_bounds() {
+        let text = "# TYPE h histogram\nh_bucket{source=\"local\",le=\"0.0005\"} 90\nh_bucket{source=\"local\",le=\"0.001\"} 99\nh_bucket{source=\"local\",le=\"+Inf\"} 100\nh_bucket{source=\"redis\",le=\"0.0005\"} 0\nh_bucket{source=\"redis\",le=\"0.001\"} 0\nh_bucket{source=\"redis\",le=\"+Inf\"} 0\n";
+        let after = parse_buckets(text, "h");
+        let before = std::collections::BTreeMap::new();
+        assert_eq!(bucket_quantile(&before, &after, 0.5), Some(0.5));
+        assert_eq!(bucket_quantile(&before, &after, 0.99), Some(1.0));
+        assert_eq!(bucket_quantile(&before, &after, 0.999), None);
+        assert_eq!(bucket_quantile(&after, &after, 0.5), None);
     }
 
     #[test]

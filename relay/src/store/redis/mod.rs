@@ -250,8 +250,9 @@ pub struct RedisStore {
     /// Wakeups: local waiters and this replica's subscriptions.
     pubsub: PubSub,
     scripts: Scripts,
-    /// Requests sent (each command, script or pipeline is one round trip).
-    round_trips: std::sync::atomic::AtomicU64,
+    /// Requests sent (each command, script, pipeline or (un)subscription is one round trip;
+    /// shared with `pubsub`).
+    round_trips: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -331,11 +332,12 @@ impl RedisStore {
                 Conn::Sentinel(sentinel::connect(nodes, master, resolved, timeout, pushes).await?)
             }
         };
+        let round_trips = std::sync::Arc::default();
         Ok(Self {
-            pubsub: PubSub::start(&conn, pushed),
+            pubsub: PubSub::start(&conn, pushed, std::sync::Arc::clone(&round_trips)),
             conn,
             scripts: Scripts::new(),
-            round_trips: std::sync::atomic::AtomicU64::new(0),
+            round_trips,
         })
     }
 

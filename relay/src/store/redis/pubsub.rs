@@ -4,6 +4,7 @@
 //! janitor that unsubscribes channels nobody waits for. Messages are hints; the keys are the truth.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,15 +34,22 @@ pub(super) struct PubSub {
     /// Channels subscribed on the connection; emptied when it drops so waiters resubscribe.
     subscriptions: Subscriptions,
     routes: Routes,
+    /// The store's count of requests sent to Redis.
+    round_trips: Arc<AtomicU64>,
 }
 
 impl PubSub {
     /// Start routing the connection's pushes (`pushed`) to local waiters, and the janitor.
-    pub(super) fn start(conn: &Conn, pushed: UnboundedReceiver<PushInfo>) -> Self {
+    pub(super) fn start(
+        conn: &Conn,
+        pushed: UnboundedReceiver<PushInfo>,
+        round_trips: Arc<AtomicU64>,
+    ) -> Self {
         let pubsub = Self {
             notifier: Notifier::new(),
             subscriptions: Arc::default(),
             routes: Arc::default(),
+            round_trips: Arc::clone(&round_trips),
         };
         tokio::spawn(route(
             pushed,
@@ -54,6 +62,7 @@ impl PubSub {
             Arc::downgrade(&pubsub.notifier),
             Arc::clone(&pubsub.subscriptions),
             Arc::clone(&pubsub.routes),
+            round_trips,
         ));
         pubsub
     }
@@ -72,6 +81,7 @@ impl PubSub {
             return Ok(watch);
         }
         lock(&self.routes).insert(name.clone(), topic.clone());
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         let result = match &mut conn.clone() {
             Conn::Standalone(conn) => conn.subscribe(&name).await,
             Conn::Cluster(conn) => conn.ssubscribe(&name).await,
@@ -148,6 +158,7 @@ async fn janitor(
     notifier: std::sync::Weak<Notifier>,
     subscriptions: Subscriptions,
     routes: Routes,
+    round_trips: Arc<AtomicU64>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
@@ -169,6 +180,11 @@ async fn janitor(
         }
         // One command for all of them on a single server; per channel on a cluster, where each
         // shard channel lives on its own node.
+        let requests = match conn {
+            Conn::Cluster(_) => idle.len() as u64,
+            _ => 1,
+        };
+        round_trips.fetch_add(requests, Ordering::Relaxed);
         let result = match &mut conn {
             Conn::Standalone(conn) => conn.unsubscribe(&idle).await,
             Conn::Sentinel(failover) => failover.connection().unsubscribe(&idle).await,
