@@ -147,16 +147,20 @@ pub fn verify_cost(rounds: usize) -> Duration {
     batches[batches.len() / 2]
 }
 
-/// Sum the samples of a Prometheus metric family (every label set) from `/metrics`.
-pub async fn metric(http: &reqwest::Client, relay: &str, name: &str) -> Option<f64> {
-    let text = http
-        .get(format!("{relay}/metrics"))
+/// A relay's `/metrics` text.
+async fn scrape(http: &reqwest::Client, relay: &str) -> Option<String> {
+    http.get(format!("{relay}/metrics"))
         .send()
         .await
         .ok()?
         .text()
         .await
-        .ok()?;
+        .ok()
+}
+
+/// Sum the samples of a Prometheus metric family (every label set) from `/metrics`.
+pub async fn metric(http: &reqwest::Client, relay: &str, name: &str) -> Option<f64> {
+    let text = scrape(http, relay).await?;
     let mut total = None;
     for line in text.lines().filter(|line| !line.starts_with('#')) {
         let Some(rest) = line.strip_prefix(name) else {
@@ -177,15 +181,7 @@ pub async fn histogram(
     relay: &str,
     name: &str,
 ) -> Option<std::collections::BTreeMap<u64, f64>> {
-    let text = http
-        .get(format!("{relay}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    Some(parse_buckets(&text, name))
+    Some(parse_buckets(&scrape(http, relay).await?, name))
 }
 
 /// Bucket bounds are kept in nanoseconds (`+Inf` as `u64::MAX`) so they sort and add up.
