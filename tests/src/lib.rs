@@ -12,18 +12,24 @@ use approvd_client::{Nas, PairedDevice, Phone};
 use approvd_proto::context::{LoginContext, LoginKind};
 use approvd_proto::wire::PushRegistration;
 
+pub mod agent;
 pub mod redis;
 pub mod tls;
 
 /// The `approvd` binary next to this test executable (`target/<profile>/approvd`). The test
 /// script builds it first (`cargo build --workspace --bins`).
 pub fn approvd_binary() -> PathBuf {
+    workspace_binary("approvd")
+}
+
+/// A binary of the workspace next to this test executable (`target/<profile>/<name>`).
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target/<profile>/deps/<test>");
-    let binary = profile_dir.join("approvd");
+    let binary = profile_dir.join(name);
     assert!(
         binary.exists(),
         "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",

@@ -19,5 +19,6 @@ mod redis_production;
 mod replicas;
 mod sdk;
 mod security;
+mod signin_web;
 mod store_conformance;
 mod tidy;

@@ -452,6 +452,12 @@ fn client_problem(error: &approvd_client::ClientError) -> HttpResponse {
             problem(400, "invalid-field", &error.to_string())
         }
         approvd_client::ClientError::Storage { .. } => problem(500, "state", &error.to_string()),
+        // The relay's per-device budget (push-bombing defence): the caller should say "wait".
+        approvd_client::ClientError::Relay { status: 429, .. } => problem(
+            429,
+            "rate-limited",
+            "the relay refuses more requests to these phones for now (push-bombing defence); try again in a minute",
+        ),
         _ => problem(502, "relay", &error.to_string()),
     }
 }

@@ -1,0 +1,343 @@
+//! `approvd-signin-web`: a reference web sign-in page for a NAS — username and password then
+//! "approve on your phone", or passwordless — built only on the NAS agent's local API
+//! (`approvd agent`). Owns the command line, the demo user table and the HTTP server; the flow
+//! is in `routes`, the pages in `pages`, what it remembers in `state`.
+
+mod agent;
+mod pages;
+mod routes;
+mod state;
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse, HttpServer};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use clap::{Parser, Subcommand};
+
+/// A web sign-in page approved on the phone, on the approvd NAS agent.
+///
+/// Two-step (password, then the phone) and passwordless (the phone with number matching),
+/// a live wait, offline and recovery codes. Reference code for a NAS's login page: it talks
+/// only to `approvd agent`'s local API and keeps its state in memory.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the Argon2id hash of a password read from standard input, for the users file.
+    HashPassword,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  approvd agent --home approvd-nas &\n  approvd-signin-web --agent-socket approvd-nas/agent.sock --users examples/signin-web/users.toml"
+)]
+struct ServeArgs {
+    /// Address to serve the page on.
+    #[arg(long, env = "APPROVD_SIGNIN_LISTEN", default_value = "127.0.0.1:8088")]
+    listen: std::net::SocketAddr,
+    /// The agent's Unix socket.
+    #[arg(
+        long,
+        env = "APPROVD_SIGNIN_AGENT_SOCKET",
+        default_value = "approvd-nas/agent.sock"
+    )]
+    agent_socket: PathBuf,
+    /// Reach the agent over loopback TCP instead (`approvd agent --listen`), e.g.
+    /// http://127.0.0.1:8787; needs --agent-token-file.
+    #[arg(long, env = "APPROVD_SIGNIN_AGENT_URL", requires = "agent_token_file")]
+    agent_url: Option<String>,
+    /// The bearer token file given to `approvd agent --token-file`.
+    #[arg(long, env = "APPROVD_SIGNIN_AGENT_TOKEN_FILE")]
+    agent_token_file: Option<PathBuf>,
+    /// The users file (TOML: `[users] alice = "<hash from hash-password>"`), for two-step
+    /// sign-in. Passwordless sign-in works for any account with a paired phone.
+    #[arg(long, env = "APPROVD_SIGNIN_USERS")]
+    users: Option<PathBuf>,
+    /// How long the phone has to answer, seconds (1–120).
+    #[arg(long, env = "APPROVD_SIGNIN_REQUEST_LIFETIME", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=120))]
+    request_lifetime: u64,
+    /// Approval requests one username may cause per window (known or not).
+    #[arg(long, env = "APPROVD_SIGNIN_REQUESTS_PER_USER", default_value_t = 5)]
+    requests_per_user: u32,
+    /// The window of --requests-per-user, seconds.
+    #[arg(long, env = "APPROVD_SIGNIN_REQUEST_WINDOW", default_value_t = 600)]
+    request_window: u64,
+    /// Always mark cookies `Secure` (they are anyway when the page is reached over https,
+    /// including through a proxy that sets X-Forwarded-Proto).
+    #[arg(long, env = "APPROVD_SIGNIN_SECURE_COOKIES")]
+    secure_cookies: bool,
+}
+
+/// The demo user table: username → Argon2id PHC hash.
+#[derive(Debug)]
+pub struct Users {
+    hashes: HashMap<String, String>,
+    /// Checked for unknown usernames so that they take as long as known ones.
+    dummy: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    #[serde(default)]
+    users: HashMap<String, String>,
+}
+
+fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt)?;
+    Ok(argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
+}
+
+impl Users {
+    fn load(path: Option<&std::path::Path>) -> Result<Self, String> {
+        let file = match path {
+            None => UsersFile {
+                users: HashMap::new(),
+            },
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|error| format!("{}: {error}", path.display()))?;
+                toml::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?
+            }
+        };
+        for (user, hash) in &file.users {
+            PasswordHash::new(hash)
+                .map_err(|error| format!("users file: the hash of `{user}`: {error}"))?;
+        }
+        let dummy =
+            hash("approvd dummy password").map_err(|error| format!("cannot hash: {error}"))?;
+        Ok(Self {
+            hashes: file.users,
+            dummy,
+        })
+    }
+
+    /// Whether `password` is `user`'s; as slow for an unknown user as for a known one.
+    pub fn verify(&self, user: Option<&str>, password: &str) -> bool {
+        let known = user.and_then(|user| self.hashes.get(user));
+        let stored = known.unwrap_or(&self.dummy);
+        let matches = PasswordHash::new(stored).is_ok_and(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        });
+        known.is_some() && matches
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct App {
+    pub agent: agent::Agent,
+    pub users: Arc<Users>,
+    pub state: state::State,
+    pub lifetime_secs: u64,
+    pub secure_cookies: bool,
+}
+
+/// A form that cannot be read: a page saying so (413 when too large), never a bare error.
+fn form_error(
+    error: actix_web::error::UrlencodedError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let status = match error {
+        actix_web::error::UrlencodedError::Overflow { .. } => {
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+        }
+        _ => actix_web::http::StatusCode::BAD_REQUEST,
+    };
+    let page = pages::problem(
+        "Form not accepted",
+        "The form was incomplete or too large. Go back to the sign-in page and try again.",
+    );
+    let response = HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(page);
+    actix_web::error::InternalError::from_response(error, response).into()
+}
+
+/// Headers on every answer: no framing, no caching of pages with tokens, no referrers, and
+/// nothing loaded from anywhere but here.
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    (
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+];
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::HashPassword) = cli.command {
+        let mut password = String::new();
+        if let Err(error) = std::io::stdin().read_to_string(&mut password) {
+            eprintln!("approvd-signin-web: cannot read the password: {error}");
+            return ExitCode::from(2);
+        }
+        let password = password.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            eprintln!("approvd-signin-web: the password is empty (pipe it on standard input)");
+            return ExitCode::from(2);
+        }
+        return match hash(password) {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("approvd-signin-web: cannot hash: {error}");
+                ExitCode::from(3)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("approvd-signin-web: cannot start: {error}");
+            return ExitCode::from(3);
+        }
+    };
+    runtime.block_on(serve(cli.serve))
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let endpoint = match (&args.agent_url, &args.agent_token_file) {
+        (Some(url), Some(file)) => match std::fs::read_to_string(file) {
+            Ok(token) => agent::Endpoint::Tcp {
+                url: url.clone(),
+                token: token.trim().to_owned(),
+            },
+            Err(error) => {
+                eprintln!("approvd-signin-web: {}: {error}", file.display());
+                return ExitCode::from(2);
+            }
+        },
+        _ => agent::Endpoint::Socket(args.agent_socket.clone()),
+    };
+    let users = match Users::load(args.users.as_deref()) {
+        Ok(users) => users,
+        Err(error) => {
+            eprintln!("approvd-signin-web: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let agent = match agent::Agent::new(endpoint) {
+        Ok(agent) => agent,
+        Err(error) => {
+            eprintln!("approvd-signin-web: {error}");
+            return ExitCode::from(3);
+        }
+    };
+    let app = web::Data::new(App {
+        agent,
+        users: Arc::new(users),
+        state: state::State::new(state::Budget {
+            requests: args.requests_per_user,
+            window_secs: args.request_window,
+        }),
+        lifetime_secs: args.request_lifetime,
+        secure_cookies: args.secure_cookies,
+    });
+    let server = HttpServer::new(move || {
+        let mut headers = actix_web::middleware::DefaultHeaders::new();
+        for header in SECURITY_HEADERS {
+            headers = headers.add(*header);
+        }
+        actix_web::App::new()
+            .app_data(app.clone())
+            .app_data(
+                web::FormConfig::default()
+                    .limit(4096)
+                    .error_handler(form_error),
+            )
+            .app_data(web::PayloadConfig::default().limit(4096))
+            .wrap(headers)
+            .route("/", web::get().to(routes::home))
+            .route("/login", web::get().to(routes::login_page))
+            .route("/login", web::post().to(routes::login))
+            .route("/passwordless", web::get().to(routes::passwordless_page))
+            .route("/passwordless", web::post().to(routes::passwordless))
+            .route("/logout", web::post().to(routes::logout))
+            .route("/attempt/{id}", web::get().to(routes::attempt_page))
+            .route(
+                "/attempt/{id}/status",
+                web::get().to(routes::attempt_status),
+            )
+            .route("/attempt/{id}/finish", web::post().to(routes::finish))
+            .route("/attempt/{id}/resend", web::post().to(routes::resend))
+            .route("/attempt/{id}/cancel", web::post().to(routes::cancel))
+            .route("/attempt/{id}/code", web::get().to(routes::code_page))
+            .route("/attempt/{id}/code", web::post().to(routes::code))
+            .route(
+                "/static/signin.css",
+                web::get().to(|| async {
+                    HttpResponse::Ok()
+                        .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
+                        .body(pages::STYLE)
+                }),
+            )
+            .route(
+                "/static/signin.js",
+                web::get().to(|| async {
+                    HttpResponse::Ok()
+                        .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+                        .body(pages::SCRIPT)
+                }),
+            )
+            .default_service(web::to(|| async {
+                HttpResponse::NotFound()
+                    .content_type("text/html; charset=utf-8")
+                    .body(pages::problem("Not found", "There is no such page."))
+            }))
+    })
+    .workers(2)
+    .max_connections(1024)
+    .client_request_timeout(std::time::Duration::from_secs(10))
+    .shutdown_timeout(2);
+    let server = match server.bind(args.listen) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!(
+                "approvd-signin-web: cannot listen on {}: {error}",
+                args.listen
+            );
+            return ExitCode::from(3);
+        }
+    };
+    for address in server.addrs() {
+        println!("approvd-signin-web listening on http://{address}");
+    }
+    {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    }
+    match server.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("approvd-signin-web: {error}");
+            ExitCode::from(3)
+        }
+    }
+}

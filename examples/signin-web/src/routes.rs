@@ -1,0 +1,578 @@
+//! The sign-in flow's handlers: password check, approval requests through the agent, the live
+//! wait, codes, sessions. Every form is CSRF-checked; every answer is the same for known and
+//! unknown accounts.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::agent::{AgentError, CodeResult, Status};
+use crate::pages;
+use crate::state::{is_id, now, Attempt, Mode, Progress};
+use crate::App;
+
+/// The cookie binding a browser to its CSRF token and its attempts.
+const BROWSER_COOKIE: &str = "approvd_browser";
+/// The signed-in session.
+const SESSION_COOKIE: &str = "approvd_session";
+/// A code may be typed this long after the phone request expired, seconds.
+const CODE_GRACE: u64 = 300;
+
+/// `Secure` cookies when the page is served over TLS (directly or behind a proxy that says so),
+/// or always with `--secure-cookies`.
+fn secure(app: &App, request: &HttpRequest) -> bool {
+    app.secure_cookies || request.connection_info().scheme() == "https"
+}
+
+fn cookie(app: &App, request: &HttpRequest, name: &'static str, value: String) -> Cookie<'static> {
+    Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure(app, request))
+        .finish()
+}
+
+/// The browser's id, and the cookie to set when it had none.
+fn browser(app: &App, request: &HttpRequest) -> (String, Option<Cookie<'static>>) {
+    match request.cookie(BROWSER_COOKIE) {
+        Some(cookie) if is_id(cookie.value()) => (cookie.value().to_owned(), None),
+        _ => {
+            let id = crate::state::random_id();
+            let cookie = cookie(app, request, BROWSER_COOKIE, id.clone());
+            (id, Some(cookie))
+        }
+    }
+}
+
+fn html(
+    status: actix_web::http::StatusCode,
+    body: String,
+    set: Option<Cookie<'static>>,
+) -> HttpResponse {
+    let mut response = HttpResponse::build(status);
+    response.content_type("text/html; charset=utf-8");
+    if let Some(cookie) = set {
+        response.cookie(cookie);
+    }
+    response.body(body)
+}
+
+fn ok(body: String, set: Option<Cookie<'static>>) -> HttpResponse {
+    html(actix_web::http::StatusCode::OK, body, set)
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
+fn forbidden() -> HttpResponse {
+    html(
+        actix_web::http::StatusCode::FORBIDDEN,
+        pages::problem(
+            "Page expired",
+            "This form is stale or came from another site. Go back to the sign-in page and try again.",
+        ),
+        None,
+    )
+}
+
+/// The browser of a form post, if the form carries its CSRF token.
+fn checked_browser(app: &App, request: &HttpRequest, csrf: &str) -> Option<String> {
+    let browser = request.cookie(BROWSER_COOKIE)?;
+    let browser = browser.value();
+    (is_id(browser) && app.state.csrf_ok(browser, csrf)).then(|| browser.to_owned())
+}
+
+fn signed_in_user(app: &App, request: &HttpRequest) -> Option<String> {
+    let session = request.cookie(SESSION_COOKIE)?;
+    app.state.session_user(session.value())
+}
+
+/// A username as typed: trimmed; `None` when it cannot be an account name.
+fn username(typed: &str) -> Option<String> {
+    let name = typed.trim();
+    let fine = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    fine.then(|| name.to_owned())
+}
+
+pub async fn home(app: web::Data<App>, request: HttpRequest) -> HttpResponse {
+    match signed_in_user(&app, &request) {
+        Some(user) => {
+            let (browser, set) = browser(&app, &request);
+            ok(
+                pages::signed_in(&user, &app.state.csrf_token(&browser)),
+                set,
+            )
+        }
+        None => see_other("/login"),
+    }
+}
+
+pub async fn login_page(app: web::Data<App>, request: HttpRequest) -> HttpResponse {
+    let (browser, set) = browser(&app, &request);
+    ok(pages::login(&app.state.csrf_token(&browser), None, ""), set)
+}
+
+pub async fn passwordless_page(app: web::Data<App>, request: HttpRequest) -> HttpResponse {
+    let (browser, set) = browser(&app, &request);
+    ok(
+        pages::passwordless(&app.state.csrf_token(&browser), None),
+        set,
+    )
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LoginForm {
+    csrf: String,
+    username: String,
+    password: String,
+}
+
+pub async fn login(
+    app: web::Data<App>,
+    request: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> HttpResponse {
+    let Some(browser) = checked_browser(&app, &request, &form.csrf) else {
+        return forbidden();
+    };
+    let user = username(&form.username);
+    let password = form.password.clone();
+    let users = app.users.clone();
+    let typed = user.clone();
+    // Argon2 takes tens of milliseconds: off the async workers. Unknown users are checked
+    // against a dummy hash so that they take as long.
+    let right = web::block(move || users.verify(typed.as_deref(), &password))
+        .await
+        .unwrap_or(false);
+    match user {
+        Some(user) if right => start(&app, &request, &browser, &user, Mode::TwoStep).await,
+        _ => ok(
+            pages::login(
+                &app.state.csrf_token(&browser),
+                Some("Wrong username or password."),
+                &form.username,
+            ),
+            None,
+        ),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PasswordlessForm {
+    csrf: String,
+    username: String,
+}
+
+pub async fn passwordless(
+    app: web::Data<App>,
+    request: HttpRequest,
+    form: web::Form<PasswordlessForm>,
+) -> HttpResponse {
+    let Some(browser) = checked_browser(&app, &request, &form.csrf) else {
+        return forbidden();
+    };
+    // A name that cannot be an account gets the same page as an account without phones.
+    let user = username(&form.username).unwrap_or_else(|| "\u{0}invalid".to_owned());
+    start(&app, &request, &browser, &user, Mode::Passwordless).await
+}
+
+/// Send an approval request for `user` and show the attempt's page.
+async fn start(
+    app: &App,
+    request: &HttpRequest,
+    browser: &str,
+    user: &str,
+    mode: Mode,
+) -> HttpResponse {
+    if !app.state.charge(user) {
+        return html(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            pages::problem(
+                "Too many requests",
+                "Too many sign-in requests were sent for this account. Wait a few minutes, then try again.",
+            ),
+            None,
+        );
+    }
+    let client_ip = request.peer_addr().map(|address| address.ip().to_string());
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(|agent| agent.chars().take(200).collect::<String>());
+    let kind = match mode {
+        Mode::TwoStep => "login",
+        Mode::Passwordless => "passwordless",
+    };
+    let created = if user.starts_with('\u{0}') {
+        Err(AgentError::NoDevices)
+    } else {
+        app.agent
+            .create(
+                user,
+                kind,
+                client_ip.as_deref(),
+                user_agent.as_deref(),
+                app.lifetime_secs,
+            )
+            .await
+    };
+    let mut attempt = Attempt {
+        user: user.to_owned(),
+        mode,
+        browser: browser.to_owned(),
+        request_id: None,
+        number: decoy_number(),
+        phones: Vec::new(),
+        expires: now() + app.lifetime_secs,
+        progress: Progress::Waiting,
+    };
+    match created {
+        Ok(created) => {
+            if mode == Mode::TwoStep {
+                let ids: Vec<String> = created
+                    .deliveries
+                    .iter()
+                    .map(|delivery| delivery.device_id.clone())
+                    .collect();
+                attempt.phones = app.agent.device_names(user, &ids).await.unwrap_or_default();
+            }
+            attempt.number = created.number.unwrap_or_default();
+            attempt.expires = created.expires;
+            attempt.request_id = Some(created.request_id);
+        }
+        // No phones (or no such account): a decoy that looks the same and expires. A person
+        // who signed in with their password learns the truth.
+        Err(AgentError::NoDevices) if mode == Mode::Passwordless => {}
+        Err(AgentError::NoDevices) => {
+            attempt.progress = Progress::Ended("no_phone");
+        }
+        Err(AgentError::RateLimited) => {
+            attempt.progress = Progress::Ended("rate_limited");
+        }
+        Err(AgentError::Unreachable(reason)) => {
+            eprintln!("approvd-signin-web: the agent cannot ask {user}'s phones: {reason}");
+            attempt.progress = Progress::Unreachable;
+        }
+        Err(AgentError::Refused(reason)) => {
+            eprintln!("approvd-signin-web: the agent refused a request: {reason}");
+            attempt.progress = Progress::Unreachable;
+        }
+    }
+    match app.state.add_attempt(attempt) {
+        Some(id) => see_other(&format!("/attempt/{id}")),
+        None => html(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            pages::problem(
+                "Busy",
+                "Too many sign-ins are in progress. Try again in a minute.",
+            ),
+            None,
+        ),
+    }
+}
+
+/// Three digits, like the agent's numbers.
+fn decoy_number() -> String {
+    format!("{:03}", rand::random_range(0..1000u32))
+}
+
+fn gone() -> HttpResponse {
+    html(
+        actix_web::http::StatusCode::NOT_FOUND,
+        pages::problem(
+            "Sign-in not found",
+            "This sign-in request is over or belongs to another browser. Start again.",
+        ),
+        None,
+    )
+}
+
+fn attempt_of(app: &App, request: &HttpRequest, id: &str) -> Option<Attempt> {
+    let browser = request.cookie(BROWSER_COOKIE)?;
+    if !is_id(id) {
+        return None;
+    }
+    app.state.attempt(id, browser.value())
+}
+
+pub async fn attempt_page(
+    app: web::Data<App>,
+    request: HttpRequest,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let Some(attempt) = attempt_of(&app, &request, &id) else {
+        return gone();
+    };
+    ok(
+        pages::attempt(&id, &attempt, &app.state.csrf_token(&attempt.browser)),
+        None,
+    )
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct WaitQuery {
+    #[serde(default)]
+    wait: u64,
+}
+
+/// The live wait's long poll: `{status, message}`.
+pub async fn attempt_status(
+    app: web::Data<App>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<WaitQuery>,
+) -> HttpResponse {
+    let Some(attempt) = attempt_of(&app, &request, &id) else {
+        return HttpResponse::NotFound().json(serde_json::json!({
+            "status": "gone",
+            "message": "This sign-in request is over. Start again.",
+        }));
+    };
+    let answer = |status: &str, message: &str| {
+        HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(serde_json::json!({ "status": status, "message": message }))
+    };
+    let wait = query.wait.min(crate::agent::MAX_WAIT);
+    match (&attempt.progress, &attempt.request_id) {
+        (Progress::Approved, _) => answer("approved", ""),
+        (Progress::Unreachable, _) => answer("unreachable", pages::UNREACHABLE),
+        (Progress::Ended(status), _) => answer(status, pages::ended_message(status)),
+        (Progress::Waiting, None) => {
+            // A decoy: wait like a real request would, then expire like one.
+            let left = attempt.expires.saturating_sub(now());
+            tokio::time::sleep(std::time::Duration::from_secs(wait.min(left))).await;
+            if now() >= attempt.expires {
+                app.state.set_progress(&id, Progress::Ended("expired"));
+                answer("expired", pages::ended_message("expired"))
+            } else {
+                answer("pending", "")
+            }
+        }
+        (Progress::Waiting, Some(request_id)) => match app.agent.outcome(request_id, wait).await {
+            Ok(Status::Pending) => answer("pending", ""),
+            Ok(Status::Approved) => {
+                app.state.set_progress(&id, Progress::Approved);
+                answer("approved", "")
+            }
+            Ok(status) => {
+                let status = status_name(&status);
+                app.state.set_progress(&id, Progress::Ended(status));
+                answer(status, pages::ended_message(status))
+            }
+            Err(error) => {
+                eprintln!("approvd-signin-web: waiting for the agent: {error}");
+                answer(
+                    "unreachable_retry",
+                    "Still waiting: the approval service is not answering right now…",
+                )
+            }
+        },
+    }
+}
+
+fn status_name(status: &Status) -> &'static str {
+    match status {
+        Status::Pending => "pending",
+        Status::Approved => "approved",
+        Status::Denied => "denied",
+        Status::WrongNumber => "wrong_number",
+        Status::Fraud => "fraud",
+        Status::Expired => "expired",
+        Status::Cancelled => "cancelled",
+        Status::Invalid => "invalid",
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// Sign `user` in: the session cookie, then the signed-in page.
+fn signed_in(app: &App, request: &HttpRequest, user: &str) -> HttpResponse {
+    match app.state.sign_in(user) {
+        Some(session) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/"))
+            .cookie(cookie(app, request, SESSION_COOKIE, session))
+            .finish(),
+        None => html(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            pages::problem("Busy", "Too many sessions are open. Try again later."),
+            None,
+        ),
+    }
+}
+
+/// After the live wait saw an approval (or, without JavaScript, when the person says so).
+pub async fn finish(
+    app: web::Data<App>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    if checked_browser(&app, &request, &form.csrf).is_none() {
+        return forbidden();
+    }
+    let Some(attempt) = attempt_of(&app, &request, &id) else {
+        return gone();
+    };
+    let approved = match (&attempt.progress, &attempt.request_id) {
+        (Progress::Approved, _) => true,
+        (Progress::Waiting, Some(request_id)) => {
+            matches!(app.agent.outcome(request_id, 0).await, Ok(Status::Approved))
+        }
+        _ => false,
+    };
+    if !approved {
+        return see_other(&format!("/attempt/{id}"));
+    }
+    app.state.remove_attempt(&id);
+    signed_in(&app, &request, &attempt.user)
+}
+
+/// "Send again": cancel this request, make a new one.
+pub async fn resend(
+    app: web::Data<App>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let Some(browser) = checked_browser(&app, &request, &form.csrf) else {
+        return forbidden();
+    };
+    let Some(attempt) = attempt_of(&app, &request, &id) else {
+        return gone();
+    };
+    if attempt.progress == Progress::Approved {
+        return see_other(&format!("/attempt/{id}"));
+    }
+    app.state.remove_attempt(&id);
+    if let Some(request_id) = &attempt.request_id {
+        if let Err(error) = app.agent.cancel(request_id).await {
+            eprintln!("approvd-signin-web: cancelling a request: {error}");
+        }
+    }
+    start(&app, &request, &browser, &attempt.user, attempt.mode).await
+}
+
+/// "Cancel", and leaving the page (`navigator.sendBeacon`).
+pub async fn cancel(
+    app: web::Data<App>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    if checked_browser(&app, &request, &form.csrf).is_none() {
+        return forbidden();
+    }
+    let Some(attempt) = attempt_of(&app, &request, &id) else {
+        return gone();
+    };
+    if attempt.progress == Progress::Waiting {
+        if let Some(request_id) = &attempt.request_id {
+            if let Err(error) = app.agent.cancel(request_id).await {
+                eprintln!("approvd-signin-web: cancelling a request: {error}");
+            }
+        }
+        app.state.set_progress(&id, Progress::Ended("cancelled"));
+    }
+    see_other("/login")
+}
+
+pub async fn code_page(
+    app: web::Data<App>,
+    request: HttpRequest,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let Some(attempt) = attempt_of(&app, &request, &id) else {
+        return gone();
+    };
+    ok(
+        pages::code(&id, &app.state.csrf_token(&attempt.browser), None),
+        None,
+    )
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct CodeForm {
+    csrf: String,
+    code: String,
+}
+
+/// An offline code (the phone's, works without any network) or a recovery code.
+pub async fn code(
+    app: web::Data<App>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    form: web::Form<CodeForm>,
+) -> HttpResponse {
+    let Some(browser) = checked_browser(&app, &request, &form.csrf) else {
+        return forbidden();
+    };
+    let Some(attempt) = attempt_of(&app, &request, &id) else {
+        return gone();
+    };
+    let again = |message: &str| {
+        ok(
+            pages::code(&id, &app.state.csrf_token(&browser), Some(message)),
+            None,
+        )
+    };
+    if now() > attempt.expires.saturating_add(CODE_GRACE) {
+        return gone();
+    }
+    let result = if attempt.request_id.is_none() && attempt.progress == Progress::Waiting {
+        // A decoy: there is no account with phones to check against.
+        Ok(CodeResult::Rejected)
+    } else {
+        app.agent.check_code(&attempt.user, &form.code).await
+    };
+    match result {
+        Ok(CodeResult::Accepted) => {
+            app.state.remove_attempt(&id);
+            if let (Some(request_id), Progress::Waiting) = (&attempt.request_id, &attempt.progress)
+            {
+                let _ = app.agent.cancel(request_id).await;
+            }
+            signed_in(&app, &request, &attempt.user)
+        }
+        Ok(CodeResult::Rejected) => again("That code is not valid. Check the app and try again."),
+        Ok(CodeResult::LockedOut { locked_until }) => again(&format!(
+            "Too many wrong codes. Try again in {} minute(s).",
+            locked_until.saturating_sub(now()).div_ceil(60).max(1)
+        )),
+        Err(error) => {
+            eprintln!("approvd-signin-web: checking a code: {error}");
+            again("Codes cannot be checked right now. Try again in a moment.")
+        }
+    }
+}
+
+pub async fn logout(
+    app: web::Data<App>,
+    request: HttpRequest,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    if checked_browser(&app, &request, &form.csrf).is_none() {
+        return forbidden();
+    }
+    if let Some(session) = request.cookie(SESSION_COOKIE) {
+        app.state.sign_out(session.value());
+    }
+    let mut gone = cookie(&app, &request, SESSION_COOKIE, String::new());
+    gone.make_removal();
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/login"))
+        .cookie(gone)
+        .finish()
+}

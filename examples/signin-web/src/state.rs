@@ -1,0 +1,211 @@
+//! What the sign-in page remembers, all in memory and all bounded: sign-in attempts (one per
+//! approval request), sessions, the per-username budget of approval requests, and the
+//! browser binding that CSRF tokens and attempts hang on.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use hmac::Mac as _;
+
+/// Most attempts kept at once (each is one approval request, alive ≤ 2 minutes).
+pub const MAX_ATTEMPTS: usize = 10_000;
+/// Most sessions kept at once.
+pub const MAX_SESSIONS: usize = 100_000;
+/// Most usernames tracked by the request budget.
+pub const MAX_TRACKED_USERS: usize = 100_000;
+/// A signed-in session lasts this long, seconds.
+pub const SESSION_SECS: u64 = 12 * 3600;
+
+/// Approval requests per username per window: a stranger typing alice's name cannot flood
+/// her phone (known and unknown names share the budget, so it reveals nothing either).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub requests: u32,
+    pub window_secs: u64,
+}
+
+/// How the person proved the first factor, if at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Username and password were right; the phone is the second factor.
+    TwoStep,
+    /// Username only; the phone (with number matching) is the only factor.
+    Passwordless,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Waiting for the phone.
+    Waiting,
+    /// The agent verified the phone's approval: the next `finish` signs in.
+    Approved,
+    /// Ended without signing in (the agent's status, e.g. `denied`).
+    Ended(&'static str),
+    /// The agent could not reach the relay: only a code can sign in.
+    Unreachable,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub user: String,
+    pub mode: Mode,
+    /// The browser that started it (only it may see or finish the attempt).
+    pub browser: String,
+    /// The agent's request id; `None` for a decoy (an account without phones: the page looks
+    /// the same and simply expires, so a stranger learns nothing).
+    pub request_id: Option<String>,
+    pub number: String,
+    /// Names of the phones it was sent to (only shown after a password).
+    pub phones: Vec<String>,
+    pub expires: u64,
+    pub progress: Progress,
+}
+
+#[derive(Debug)]
+pub struct State {
+    key: [u8; 32],
+    budget: Budget,
+    attempts: Mutex<HashMap<String, Attempt>>,
+    sessions: Mutex<HashMap<String, (String, u64)>>,
+    requests: Mutex<HashMap<String, (u64, u32)>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// 256 random bits, base64url: ids of browsers, attempts and sessions.
+pub fn random_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Shape check of an id from a cookie or a URL.
+pub fn is_id(text: &str) -> bool {
+    text.len() == 43
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+}
+
+impl State {
+    pub fn new(budget: Budget) -> Self {
+        Self {
+            key: rand::random(),
+            budget,
+            attempts: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            requests: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The CSRF token of a browser: a MAC of its id (synchronizer token without storage).
+    pub fn csrf_token(&self, browser: &str) -> String {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key)
+            .expect("HMAC takes any key length");
+        mac.update(b"approvd-signin-web csrf\0");
+        mac.update(browser.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    pub fn csrf_ok(&self, browser: &str, token: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        bool::from(self.csrf_token(browser).as_bytes().ct_eq(token.as_bytes()))
+    }
+
+    /// Charge one approval request to `user`'s budget; false when it is spent.
+    pub fn charge(&self, user: &str) -> bool {
+        let now = now();
+        let mut requests = lock(&self.requests);
+        if requests.len() >= MAX_TRACKED_USERS {
+            let window = self.budget.window_secs;
+            requests.retain(|_, (start, _)| now < start.saturating_add(window));
+            if requests.len() >= MAX_TRACKED_USERS {
+                return false;
+            }
+        }
+        let entry = requests.entry(user.to_lowercase()).or_insert((now, 0));
+        if now >= entry.0.saturating_add(self.budget.window_secs) {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.budget.requests {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+
+    /// Keep a new attempt; its id, or `None` when the page holds too many already.
+    pub fn add_attempt(&self, attempt: Attempt) -> Option<String> {
+        let now = now();
+        let mut attempts = lock(&self.attempts);
+        if attempts.len() >= MAX_ATTEMPTS {
+            // Finished or expired attempts are kept a minute for their last page view.
+            attempts.retain(|_, attempt| attempt.expires.saturating_add(60) > now);
+            if attempts.len() >= MAX_ATTEMPTS {
+                return None;
+            }
+        }
+        let id = random_id();
+        attempts.insert(id.clone(), attempt);
+        Some(id)
+    }
+
+    /// The attempt `id`, if `browser` started it.
+    pub fn attempt(&self, id: &str, browser: &str) -> Option<Attempt> {
+        lock(&self.attempts)
+            .get(id)
+            .filter(|attempt| attempt.browser == browser)
+            .cloned()
+    }
+
+    /// Record progress, unless the attempt already ended (an approval never turns back into
+    /// waiting, a cancel never overrides an approval).
+    pub fn set_progress(&self, id: &str, progress: Progress) {
+        if let Some(attempt) = lock(&self.attempts).get_mut(id) {
+            if matches!(attempt.progress, Progress::Waiting | Progress::Unreachable) {
+                attempt.progress = progress;
+            }
+        }
+    }
+
+    pub fn remove_attempt(&self, id: &str) -> Option<Attempt> {
+        lock(&self.attempts).remove(id)
+    }
+
+    /// Start a session for `user`; its id (the cookie's value).
+    pub fn sign_in(&self, user: &str) -> Option<String> {
+        let now = now();
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.retain(|_, (_, expires)| *expires > now);
+            if sessions.len() >= MAX_SESSIONS {
+                return None;
+            }
+        }
+        let id = random_id();
+        sessions.insert(id.clone(), (user.to_owned(), now + SESSION_SECS));
+        Some(id)
+    }
+
+    pub fn session_user(&self, id: &str) -> Option<String> {
+        lock(&self.sessions)
+            .get(id)
+            .filter(|(_, expires)| *expires > now())
+            .map(|(user, _)| user.clone())
+    }
+
+    pub fn sign_out(&self, id: &str) {
+        lock(&self.sessions).remove(id);
+    }
+}

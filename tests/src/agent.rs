@@ -1,0 +1,99 @@
+//! The NAS agent (`approvd agent`) as a process for tests, and one-shot HTTP/1.1 calls over its
+//! Unix socket.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::approvd_binary;
+
+/// The agent process; killed on drop.
+#[derive(Debug)]
+pub struct AgentProcess {
+    pub child: Child,
+    pub socket: PathBuf,
+    /// `127.0.0.1:<port>` when started with `--listen`.
+    pub tcp: Option<String>,
+}
+
+impl AgentProcess {
+    /// SIGTERM, then wait for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("exit")
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_agent(home: &Path) -> AgentProcess {
+    start_agent_with(home, &[])
+}
+
+pub fn start_agent_with(home: &Path, extra: &[&str]) -> AgentProcess {
+    let socket = home.join("agent.sock");
+    let mut child = Command::new(approvd_binary())
+        .args(["agent", "--home"])
+        .arg(home)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.join("agent.log")).expect("log"))
+        .spawn()
+        .expect("spawn agent");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("first line");
+    assert!(line.starts_with("approvd agent listening on"), "{line}");
+    let tcp = extra.contains(&"--listen").then(|| {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("second line");
+        line.trim()
+            .strip_prefix("approvd agent listening on http://")
+            .expect("the TCP address")
+            .to_owned()
+    });
+    AgentProcess { child, socket, tcp }
+}
+
+/// One HTTP/1.1 exchange over the agent's socket: status and JSON body.
+pub fn call(
+    agent: &AgentProcess,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut stream = UnixStream::connect(&agent.socket).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(40)))
+        .expect("timeout");
+    let body = body.map(|body| body.to_string()).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status");
+    let json = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .filter(|body| !body.is_empty())
+        .map(|body| serde_json::from_str(body).expect("JSON body"))
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
+}

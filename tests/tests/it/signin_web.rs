@@ -1,0 +1,558 @@
+//! The reference web sign-in page (`examples/signin-web`) in a real browser: headless Chromium
+//! driven over WebDriver (`chromedriver`) types into the page while an SDK phone answers the
+//! approval requests the page makes through a real agent and relay. Two-step and passwordless
+//! sign-in, wrong number, deny, fraud, expiry, resend, leaving the page, offline and recovery
+//! codes, an unreachable relay, no account enumeration, the per-username request budget and
+//! CSRF. Screenshots of each state go to `target/tmp/signin-screenshots/` (or
+//! `$APPROVD_SCREENSHOTS`, which is how `docs/images/` is refreshed).
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use approvd_client::transport::unix_now;
+use approvd_client::{NasHome, Phone, ReceivedChallenge};
+use approvd_proto::context::LoginKind;
+use approvd_proto::Decision;
+use approvd_tests::agent::start_agent;
+use approvd_tests::{eventually, pair_for, workspace_binary, RelayProcess, TempDir};
+use fantoccini::{Client, Locator};
+
+/// How long the page gives the phone: short, so that the expiry case is quick.
+const LIFETIME_SECS: u64 = 12;
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A child process killed on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `approvd-signin-web`; its base URL.
+fn start_page(
+    socket: &std::path::Path,
+    users: &std::path::Path,
+    dir: &TempDir,
+) -> (Killed, String) {
+    let mut child = Command::new(workspace_binary("approvd-signin-web"))
+        .args(["--listen", "127.0.0.1:0", "--agent-socket"])
+        .arg(socket)
+        .arg("--users")
+        .arg(users)
+        .args(["--request-lifetime", &LIFETIME_SECS.to_string()])
+        .args(["--requests-per-user", "40", "--request-window", "600"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.0.join("signin-web.log")).expect("log"))
+        .spawn()
+        .expect("spawn approvd-signin-web");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    let url = line
+        .trim()
+        .strip_prefix("approvd-signin-web listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    (Killed(child), url)
+}
+
+/// `chromedriver` on a free port, and a headless Chromium session through it.
+async fn start_browser(dir: &TempDir) -> (Killed, Client) {
+    let chromedriver = which("chromedriver").unwrap_or_else(|| {
+        panic!("chromedriver is missing: install the Debian packages chromium and chromium-driver (scripts/test does when run as root)")
+    });
+    let chromium = which("chromium").or_else(|| which("chromium-browser")).unwrap_or_else(|| {
+        panic!("chromium is missing: install the Debian package chromium (scripts/test does when run as root)")
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let driver = Killed(
+        Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(std::fs::File::create(dir.0.join("chromedriver.log")).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromedriver"),
+    );
+    let profile = dir.0.join("chromium-profile");
+    let capabilities = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=460,820", "--no-first-run", "--disable-extensions",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }
+    });
+    let capabilities = capabilities
+        .as_object()
+        .cloned()
+        .expect("capabilities object");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let connected = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(capabilities.clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await;
+        match connected {
+            Ok(client) => return (driver, client),
+            Err(error) if std::time::Instant::now() > deadline => {
+                panic!("no WebDriver session: {error}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+fn screenshot_dir() -> PathBuf {
+    std::env::var_os("APPROVD_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("signin-screenshots"))
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let dir = screenshot_dir();
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    std::fs::write(dir.join(format!("signin-{name}.png")), png).expect("write screenshot");
+}
+
+/// The text of the first element matching `css`, once it contains `wanted`.
+async fn text_when(browser: &Client, css: &str, wanted: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(element) = browser.find(Locator::Css(css)).await {
+            if let Ok(text) = element.text().await {
+                if text.contains(wanted) {
+                    return text;
+                }
+                last = text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("`{css}` never contained {wanted:?}; last text {last:?}");
+}
+
+async fn type_into(browser: &Client, css: &str, text: &str) {
+    let field = browser.find(Locator::Css(css)).await.expect(css);
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .expect(css)
+        .click()
+        .await
+        .expect("click");
+}
+
+/// Press a button that leaves the page, and wait until the next page (a new URL) is there.
+async fn click_away(browser: &Client, css: &str) {
+    let before = browser.current_url().await.expect("url");
+    click(browser, css).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while browser.current_url().await.expect("url") == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{css} did not navigate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The number the page shows, once a (new) attempt page is up.
+async fn shown_number(browser: &Client) -> String {
+    let number = text_when(browser, "#number", "").await;
+    assert!(
+        number.len() == 3 && number.bytes().all(|b| b.is_ascii_digit()),
+        "{number:?}"
+    );
+    number
+}
+
+/// The phone's one pending request.
+/// The phone's one pending request (a held inbox poll also ends when a request is withdrawn:
+/// poll again until one is there).
+async fn only_request(phone: &Phone) -> ReceivedChallenge {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let mut pending = phone.inbox(WAIT).await.expect("inbox");
+        if !pending.is_empty() {
+            assert_eq!(pending.len(), 1, "one request on the phone");
+            return pending.remove(0);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no request reached the phone"
+        );
+    }
+}
+
+async fn answer(phone: &Phone, decision: Decision, number: Option<&str>) -> ReceivedChallenge {
+    let received = only_request(phone).await;
+    phone
+        .submit(&phone.answer(&received, decision, number))
+        .await
+        .expect("answer");
+    received
+}
+
+async fn passwordless(browser: &Client, base: &str, user: &str) {
+    browser
+        .goto(&format!("{base}/passwordless"))
+        .await
+        .expect("page");
+    type_into(browser, "#username", user).await;
+    click_away(browser, "#passwordless button[type=submit]").await;
+}
+
+/// Sign in with a password; `to_phone`: the password is right, so the approval page follows.
+async fn two_step(browser: &Client, base: &str, user: &str, password: &str, to_phone: bool) {
+    browser.goto(&format!("{base}/login")).await.expect("page");
+    type_into(browser, "#username", user).await;
+    type_into(browser, "#password", password).await;
+    if to_phone {
+        click_away(browser, "#login button[type=submit]").await;
+    } else {
+        click(browser, "#login button[type=submit]").await;
+    }
+}
+
+async fn sign_out(browser: &Client) {
+    click_away(browser, "#logout button[type=submit]").await;
+    text_when(browser, "h1", "Sign in").await;
+}
+
+async fn phone_is_idle(phone: &Phone) {
+    eventually("the phone's request was withdrawn", WAIT, || async {
+        phone.inbox(Duration::ZERO).await.expect("inbox").is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_on_the_web_page_with_their_phone() {
+    // The relay allows 5 requests per phone per minute; this person signs in often.
+    let mut relay = RelayProcess::start(&["--rate-challenges-per-device", "30"]);
+    let dir = TempDir::new("signin-web");
+    let home_path = dir.0.join("nas");
+    let home = NasHome::init(&home_path, &relay.url, "Home NAS").expect("init");
+    let nas = home.nas().expect("nas");
+    let (phone, device, secret) = pair_for(&nas, "alice", "Alice's phone", None).await;
+    home.add_device("alice", device, &secret).expect("recorded");
+    let recovery = home.new_recovery_codes("alice").expect("recovery codes");
+    let agent = start_agent(&home_path);
+
+    let hashed = Command::new(workspace_binary("approvd-signin-web"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"correct horse\n")?;
+            child.wait_with_output()
+        })
+        .expect("hash-password");
+    let hash = String::from_utf8(hashed.stdout).expect("utf-8");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let users = dir.0.join("users.toml");
+    std::fs::write(&users, format!("[users]\nalice = \"{}\"\n", hash.trim())).expect("users");
+    let (_page, base) = start_page(&agent.socket, &users, &dir);
+    let (_driver, browser) = start_browser(&dir).await;
+
+    // Two-step: password, then the number typed on the phone.
+    browser.goto(&format!("{base}/login")).await.expect("page");
+    type_into(&browser, "#username", "alice").await;
+    type_into(&browser, "#password", "correct horse").await;
+    screenshot(&browser, "password").await;
+    click_away(&browser, "#login button[type=submit]").await;
+    let number = shown_number(&browser).await;
+    text_when(&browser, "#phones", "Alice's phone").await;
+    text_when(&browser, "#status", "Waiting for your phone").await;
+    screenshot(&browser, "approve").await;
+    let received = answer(&phone, Decision::Approve, Some(&number)).await;
+    assert_eq!(received.context.kind, LoginKind::Login);
+    assert_eq!(received.context.service, "Web sign-in");
+    assert_eq!(received.context.client_ip.as_deref(), Some("127.0.0.1"));
+    text_when(&browser, "#signed-in", "Signed in as alice").await;
+    screenshot(&browser, "signed-in").await;
+    let session = browser
+        .get_named_cookie("approvd_session")
+        .await
+        .expect("a session cookie");
+    assert_eq!(session.http_only(), Some(true), "HttpOnly");
+    assert_eq!(
+        format!("{:?}", session.same_site()),
+        "Some(Lax)",
+        "SameSite"
+    );
+    sign_out(&browser).await;
+
+    // A wrong password and an unknown user read the same; neither reaches a phone.
+    two_step(&browser, &base, "alice", "wrong horse", false).await;
+    let wrong_password = text_when(&browser, ".notice", "Wrong username or password").await;
+    two_step(&browser, &base, "mallory", "correct horse", false).await;
+    let unknown = text_when(&browser, ".notice", "Wrong username or password").await;
+    assert_eq!(wrong_password, unknown);
+    assert!(phone.inbox(Duration::ZERO).await.expect("inbox").is_empty());
+
+    // Passwordless, and the phone picks a wrong number: nobody is signed in.
+    passwordless(&browser, &base, "alice").await;
+    let number = shown_number(&browser).await;
+    text_when(&browser, "#phones", "Sent to your phones").await;
+    screenshot(&browser, "passwordless").await;
+    let wrong = format!("{:03}", (number.parse::<u32>().expect("digits") + 1) % 1000);
+    let received = answer(&phone, Decision::Approve, Some(&wrong)).await;
+    assert_eq!(received.context.kind, LoginKind::Passwordless);
+    assert!(
+        received.challenge.number_matching,
+        "number matching is always on"
+    );
+    text_when(&browser, "#status.ended", "did not match").await;
+    screenshot(&browser, "wrong-number").await;
+
+    // "Send again" makes a new request; deny it.
+    click_away(&browser, "#resend button").await;
+    shown_number(&browser).await;
+    answer(&phone, Decision::Deny, None).await;
+    text_when(&browser, "#status.ended", "You denied this sign-in").await;
+    screenshot(&browser, "denied").await;
+
+    // "Send again" while waiting withdraws the old request: only the new one is on the phone.
+    click_away(&browser, "#resend button").await;
+    shown_number(&browser).await;
+    let first = only_request(&phone).await;
+    click_away(&browser, "#resend button").await;
+    let second = shown_number(&browser).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let pending = loop {
+        let pending = phone.inbox(WAIT).await.expect("inbox");
+        if pending.len() == 1 && pending[0].entry.cid != first.entry.cid {
+            break pending;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only the new request is pending"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    phone
+        .submit(&phone.answer(&pending[0], Decision::Approve, Some(&second)))
+        .await
+        .expect("approve");
+    text_when(&browser, "#signed-in", "Signed in as alice").await;
+    sign_out(&browser).await;
+
+    // Leaving the page withdraws the request.
+    passwordless(&browser, &base, "alice").await;
+    shown_number(&browser).await;
+    only_request(&phone).await;
+    browser.goto(&format!("{base}/login")).await.expect("away");
+    phone_is_idle(&phone).await;
+
+    // A code instead: a wrong one is refused, the phone's offline code signs in.
+    passwordless(&browser, &base, "alice").await;
+    shown_number(&browser).await;
+    click_away(&browser, "#use-code").await;
+    phone_is_idle(&phone).await;
+    type_into(&browser, "#code-input", "000000").await;
+    click(&browser, "#code button[type=submit]").await;
+    text_when(&browser, ".notice", "not valid").await;
+    screenshot(&browser, "code").await;
+    let code = phone.offline_code(unix_now()).expect("an offline code");
+    type_into(&browser, "#code-input", &code).await;
+    click_away(&browser, "#code button[type=submit]").await;
+    text_when(&browser, "#signed-in", "Signed in as alice").await;
+    sign_out(&browser).await;
+
+    // Nobody answers: the page says the request expired.
+    passwordless(&browser, &base, "alice").await;
+    shown_number(&browser).await;
+    text_when(&browser, "#status.ended", "expired").await;
+    screenshot(&browser, "expired").await;
+
+    // An account without phones looks the same as alice's: a number and a wait.
+    passwordless(&browser, &base, "nobody").await;
+    shown_number(&browser).await;
+    text_when(&browser, "#phones", "Sent to your phones").await;
+    text_when(&browser, "#status", "Waiting for your phone").await;
+
+    // Fraud: reported, nobody signed in.
+    two_step(&browser, &base, "alice", "correct horse", true).await;
+    shown_number(&browser).await;
+    answer(&phone, Decision::Fraud, None).await;
+    text_when(
+        &browser,
+        "#status.ended",
+        "reported this sign-in as not you",
+    )
+    .await;
+    screenshot(&browser, "fraud").await;
+
+    // The relay is down: the page says so, and a recovery code still signs in.
+    relay.kill();
+    two_step(&browser, &base, "alice", "correct horse", true).await;
+    text_when(&browser, "#status.ended", "cannot be reached").await;
+    screenshot(&browser, "unreachable").await;
+    click_away(&browser, "#use-code").await;
+    type_into(&browser, "#code-input", &recovery[0]).await;
+    click_away(&browser, "#code button[type=submit]").await;
+    text_when(&browser, "#signed-in", "Signed in as alice").await;
+    sign_out(&browser).await;
+
+    browser.close().await.expect("close");
+    drop(agent);
+    forms_need_their_token_and_names_have_a_budget(&base).await;
+}
+
+/// Outside the browser: a form without its CSRF token is refused, an attempt is the starting
+/// browser's only, and one username cannot cause more approval requests than its budget.
+async fn forms_need_their_token_and_names_have_a_budget(base: &str) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = http
+        .get(format!("{base}/passwordless"))
+        .send()
+        .await
+        .expect("page");
+    let cookie = page
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .expect("the browser cookie")
+        .to_owned();
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let html = page.text().await.expect("html");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the CSRF field")
+        .to_owned();
+    let post = |form: Vec<(&'static str, String)>, cookie: Option<&str>| {
+        let mut request = http.post(format!("{base}/passwordless")).form(&form);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+    let missing = post(vec![("username", "mallory".into())], Some(&cookie))
+        .await
+        .expect("answer");
+    assert_eq!(missing.status(), 400, "a form without its token is refused");
+    let forged = post(
+        vec![("username", "mallory".into()), ("csrf", "x".repeat(43))],
+        Some(&cookie),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(forged.status(), 403);
+    let no_cookie = post(
+        vec![("username", "mallory".into()), ("csrf", csrf.clone())],
+        None,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(no_cookie.status(), 403, "the token is bound to its browser");
+
+    // The budget: 40 requests per username per window (the page's flags above).
+    let mut first_attempt = None;
+    for sent in 0..40 {
+        let answer = post(
+            vec![("username", "mallory".into()), ("csrf", csrf.clone())],
+            Some(&cookie),
+        )
+        .await
+        .expect("answer");
+        assert_eq!(answer.status(), 303, "request {sent}");
+        first_attempt.get_or_insert(
+            answer
+                .headers()
+                .get("location")
+                .and_then(|value| value.to_str().ok())
+                .expect("location")
+                .to_owned(),
+        );
+    }
+    let refused = post(
+        vec![("username", "Mallory".into()), ("csrf", csrf.clone())],
+        Some(&cookie),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(refused.status(), 429, "the 41st request for one name");
+    assert!(refused
+        .text()
+        .await
+        .expect("page")
+        .contains("Too many sign-in requests"));
+    let other = post(
+        vec![("username", "carol".into()), ("csrf", csrf.clone())],
+        Some(&cookie),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(other.status(), 303, "other names keep their own budget");
+
+    // Another browser cannot see or finish someone's attempt.
+    let attempt = first_attempt.expect("an attempt");
+    let theirs = http
+        .get(format!("{base}{attempt}"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(theirs.status(), 404);
+    let mine = http
+        .get(format!("{base}{attempt}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(mine.status(), 200);
+    let oversized = post(
+        vec![("username", "x".repeat(10_000)), ("csrf", csrf.clone())],
+        Some(&cookie),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(oversized.status(), 413);
+}
