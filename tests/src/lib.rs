@@ -32,7 +32,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     let binary = profile_dir.join(name);
     assert!(
         binary.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        "{} is missing: run `cargo build --workspace --bins --lib` first (scripts/test does)",
         binary.display()
     );
     binary

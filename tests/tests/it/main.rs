@@ -12,6 +12,7 @@ mod hardening;
 mod lifecycle;
 mod loadtest;
 mod operations;
+mod pam;
 mod protocol_revision;
 mod push;
 mod push_fcm;

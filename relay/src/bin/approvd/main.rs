@@ -8,6 +8,7 @@ mod cli;
 mod demo;
 mod healthcheck;
 mod nas;
+mod pam;
 mod phone;
 
 use std::io::Write as _;
@@ -45,6 +46,9 @@ enum Command {
     /// Run the NAS agent: apply mailbox notices as they arrive and serve the local approval
     /// API on a Unix socket, for login systems that are not written in Rust.
     Agent(agent::AgentArgs),
+    /// Ask the phone to approve a PAM login (SSH, console): run by pam_approvd.so or
+    /// pam_exec.so, through the agent; the exit status is the verdict (deploy/pam/).
+    Pam(pam::PamArgs),
     /// Act as a phone: enroll, read requests, approve or deny (state in --home).
     Phone(phone::PhoneArgs),
     /// Run the whole protocol in one process: a relay, a NAS, two phones; prints every step.
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Nas(args) => client(nas::run(args)),
         Command::Agent(args) => client(agent::run(args)),
+        Command::Pam(args) => client(pam::run(args)),
         Command::Phone(args) => client(phone::run(args)),
         Command::Demo => client(demo::run()),
         Command::Healthcheck(args) => client(healthcheck::run(args)),
