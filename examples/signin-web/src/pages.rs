@@ -139,6 +139,18 @@ pub fn attempt(id: &str, attempt: &Attempt, csrf: &str) -> String {
         ),
         _ => r#"<p id="phones">Sent to your phones.</p>"#.to_owned(),
     };
+    // Nothing was sent (the relay was unreachable, no phone): no number to choose.
+    let sent = attempt.request_id.is_some() || attempt.progress == Progress::Waiting;
+    let request = if sent {
+        format!(
+            r#"<p>Open <strong>approvd</strong> on your phone and choose this number:</p>
+<p id="number" aria-label="Number to choose on your phone">{number}</p>
+{phones}"#,
+            number = escape(&attempt.number),
+        )
+    } else {
+        String::new()
+    };
     let (status_class, status_text) = match &attempt.progress {
         Progress::Waiting | Progress::Approved => ("waiting", "Waiting for your phone…"),
         Progress::Ended(status) => ("ended", ended_message(status)),
@@ -149,9 +161,7 @@ pub fn attempt(id: &str, attempt: &Attempt, csrf: &str) -> String {
         &format!(
             r#"<h1>Approve on your phone</h1>
 <section id="attempt" class="{section_class}" data-attempt="{id}" data-expires="{expires}">
-<p>Open <strong>approvd</strong> on your phone and choose this number:</p>
-<p id="number" aria-label="Number to choose on your phone">{number}</p>
-{phones}
+{request}
 <p id="status" class="{status_class}" role="status" aria-live="polite">{status_text}</p>
 </section>
 <form id="finish" method="post" action="/attempt/{id}/finish">
@@ -171,7 +181,6 @@ pub fn attempt(id: &str, attempt: &Attempt, csrf: &str) -> String {
 </div>"#,
             id = escape(id),
             expires = attempt.expires,
-            number = escape(&attempt.number),
             section_class = if status_class == "ended" { "over" } else { "" },
             csrf = csrf_field(csrf),
         ),

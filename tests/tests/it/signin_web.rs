@@ -423,6 +423,10 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
     relay.kill();
     two_step(&browser, &base, "alice", "correct horse", true).await;
     text_when(&browser, "#status.ended", "cannot be reached").await;
+    assert!(
+        browser.find(Locator::Css("#number")).await.is_err(),
+        "nothing was sent, so no number is shown"
+    );
     screenshot(&browser, "unreachable").await;
     click_away(&browser, "#use-code").await;
     type_into(&browser, "#code-input", &recovery[0]).await;
