@@ -352,3 +352,20 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The phone's one pending request, waiting up to `wait` for it (a held inbox poll also ends
+/// when a request is withdrawn: poll again until one is there). Panics if there are several.
+pub async fn only_request(phone: &Phone, wait: Duration) -> approvd_client::ReceivedChallenge {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let mut pending = phone.inbox(wait).await.expect("inbox");
+        if !pending.is_empty() {
+            assert_eq!(pending.len(), 1, "one request on the phone");
+            return pending.remove(0);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no request reached the phone"
+        );
+    }
+}

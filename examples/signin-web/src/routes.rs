@@ -68,14 +68,16 @@ fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
+/// A page for a problem the person can act on, with its status.
+fn problem(status: actix_web::http::StatusCode, title: &str, message: &str) -> HttpResponse {
+    html(status, pages::problem(title, message), None)
+}
+
 fn forbidden() -> HttpResponse {
-    html(
+    problem(
         actix_web::http::StatusCode::FORBIDDEN,
-        pages::problem(
-            "Page expired",
-            "This form is stale or came from another site. Go back to the sign-in page and try again.",
-        ),
-        None,
+        "Page expired",
+        "This form is stale or came from another site. Go back to the sign-in page and try again.",
     )
 }
 
@@ -193,13 +195,10 @@ async fn start(
     mode: Mode,
 ) -> HttpResponse {
     if !app.state.charge(user) {
-        return html(
+        return problem(
             actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-            pages::problem(
-                "Too many requests",
-                "Too many sign-in requests were sent for this account. Wait a few minutes, then try again.",
-            ),
-            None,
+            "Too many requests",
+            "Too many sign-in requests were sent for this account. Wait a few minutes, then try again.",
         );
     }
     let client_ip = request.peer_addr().map(|address| address.ip().to_string());
@@ -269,13 +268,10 @@ async fn start(
     }
     match app.state.add_attempt(attempt) {
         Some(id) => see_other(&format!("/attempt/{id}")),
-        None => html(
+        None => problem(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            pages::problem(
-                "Busy",
-                "Too many sign-ins are in progress. Try again in a minute.",
-            ),
-            None,
+            "Busy",
+            "Too many sign-ins are in progress. Try again in a minute.",
         ),
     }
 }
@@ -286,13 +282,10 @@ fn decoy_number() -> String {
 }
 
 fn gone() -> HttpResponse {
-    html(
+    problem(
         actix_web::http::StatusCode::NOT_FOUND,
-        pages::problem(
-            "Sign-in not found",
-            "This sign-in request is over or belongs to another browser. Start again.",
-        ),
-        None,
+        "Sign-in not found",
+        "This sign-in request is over or belongs to another browser. Start again.",
     )
 }
 
@@ -405,10 +398,10 @@ fn signed_in(app: &App, request: &HttpRequest, user: &str) -> HttpResponse {
             .insert_header((header::LOCATION, "/"))
             .cookie(cookie(app, request, SESSION_COOKIE, session))
             .finish(),
-        None => html(
+        None => problem(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            pages::problem("Busy", "Too many sessions are open. Try again later."),
-            None,
+            "Busy",
+            "Too many sessions are open. Try again later.",
         ),
     }
 }

@@ -16,7 +16,9 @@ use approvd_client::transport::unix_now;
 use approvd_client::{NasHome, Phone, ReceivedChallenge};
 use approvd_proto::Decision;
 use approvd_tests::agent::start_agent;
-use approvd_tests::{approvd_binary, pair_for, workspace_binary, RelayProcess, TempDir};
+use approvd_tests::{
+    approvd_binary, only_request, pair_for, workspace_binary, RelayProcess, TempDir,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -157,22 +159,6 @@ impl Login {
     }
 }
 
-/// The phone's one pending request (polling again when a held poll ends empty).
-async fn only_request(phone: &Phone) -> ReceivedChallenge {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let mut pending = phone.inbox(WAIT).await.expect("inbox");
-        if !pending.is_empty() {
-            assert_eq!(pending.len(), 1, "one request on the phone");
-            return pending.remove(0);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no request reached the phone"
-        );
-    }
-}
-
 /// A login the phone answers with `decision` (and the number PAM showed, or `number`).
 async fn answered(
     service: &Service,
@@ -183,7 +169,7 @@ async fn answered(
     // Enter at the number prompt (pam_exec shows the number as a message instead).
     let mut login = Login::start(service, "alice", Some(""));
     let shown = login.number();
-    let received = only_request(phone).await;
+    let received = only_request(phone, WAIT).await;
     phone
         .submit(&phone.answer(&received, decision, Some(number.unwrap_or(&shown))))
         .await
@@ -467,7 +453,7 @@ async fn an_ssh_login_needs_the_key_and_the_phone() {
                 assert!(std::time::Instant::now() < deadline, "no number prompt");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             };
-            let received = only_request(phone).await;
+            let received = only_request(phone, WAIT).await;
             assert_eq!(&received.context.service, service);
             assert_eq!(received.context.client_ip.as_deref(), Some("127.0.0.1"));
             phone

@@ -16,7 +16,7 @@ use approvd_client::{NasHome, Phone, ReceivedChallenge};
 use approvd_proto::context::LoginKind;
 use approvd_proto::Decision;
 use approvd_tests::agent::start_agent;
-use approvd_tests::{eventually, pair_for, workspace_binary, RelayProcess, TempDir};
+use approvd_tests::{eventually, only_request, pair_for, workspace_binary, RelayProcess, TempDir};
 use fantoccini::{Client, Locator};
 
 /// How long the page gives the phone: short, so that the expiry case is quick.
@@ -195,26 +195,8 @@ async fn shown_number(browser: &Client) -> String {
     number
 }
 
-/// The phone's one pending request.
-/// The phone's one pending request (a held inbox poll also ends when a request is withdrawn:
-/// poll again until one is there).
-async fn only_request(phone: &Phone) -> ReceivedChallenge {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let mut pending = phone.inbox(WAIT).await.expect("inbox");
-        if !pending.is_empty() {
-            assert_eq!(pending.len(), 1, "one request on the phone");
-            return pending.remove(0);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no request reached the phone"
-        );
-    }
-}
-
 async fn answer(phone: &Phone, decision: Decision, number: Option<&str>) -> ReceivedChallenge {
-    let received = only_request(phone).await;
+    let received = only_request(phone, WAIT).await;
     phone
         .submit(&phone.answer(&received, decision, number))
         .await
@@ -351,7 +333,7 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
     // "Send again" while waiting withdraws the old request: only the new one is on the phone.
     click_away(&browser, "#resend button").await;
     shown_number(&browser).await;
-    let first = only_request(&phone).await;
+    let first = only_request(&phone, WAIT).await;
     click_away(&browser, "#resend button").await;
     let second = shown_number(&browser).await;
     let deadline = std::time::Instant::now() + WAIT;
@@ -376,7 +358,7 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
     // Leaving the page withdraws the request.
     passwordless(&browser, &base, "alice").await;
     shown_number(&browser).await;
-    only_request(&phone).await;
+    only_request(&phone, WAIT).await;
     browser.goto(&format!("{base}/login")).await.expect("away");
     phone_is_idle(&phone).await;
 
