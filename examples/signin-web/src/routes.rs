@@ -297,6 +297,19 @@ fn attempt_of(app: &App, request: &HttpRequest, id: &str) -> Option<Attempt> {
     app.state.attempt(id, browser.value())
 }
 
+/// A form post about attempt `id`: it carries its browser's CSRF token and the attempt is that
+/// browser's. Otherwise the page to answer with.
+fn posted_attempt(
+    app: &App,
+    request: &HttpRequest,
+    id: &str,
+    csrf: &str,
+) -> Result<(String, Attempt), Box<HttpResponse>> {
+    let browser = checked_browser(app, request, csrf).ok_or_else(|| Box::new(forbidden()))?;
+    let attempt = attempt_of(app, request, id).ok_or_else(|| Box::new(gone()))?;
+    Ok((browser, attempt))
+}
+
 pub async fn attempt_page(
     app: web::Data<App>,
     request: HttpRequest,
@@ -413,11 +426,9 @@ pub async fn finish(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    if checked_browser(&app, &request, &form.csrf).is_none() {
-        return forbidden();
-    }
-    let Some(attempt) = attempt_of(&app, &request, &id) else {
-        return gone();
+    let attempt = match posted_attempt(&app, &request, &id, &form.csrf) {
+        Ok((_, attempt)) => attempt,
+        Err(page) => return *page,
     };
     let approved = match (&attempt.progress, &attempt.request_id) {
         (Progress::Approved, _) => true,
@@ -440,11 +451,9 @@ pub async fn resend(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    let Some(browser) = checked_browser(&app, &request, &form.csrf) else {
-        return forbidden();
-    };
-    let Some(attempt) = attempt_of(&app, &request, &id) else {
-        return gone();
+    let (browser, attempt) = match posted_attempt(&app, &request, &id, &form.csrf) {
+        Ok(posted) => posted,
+        Err(page) => return *page,
     };
     if attempt.progress == Progress::Approved {
         return see_other(&format!("/attempt/{id}"));
@@ -465,11 +474,9 @@ pub async fn cancel(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    if checked_browser(&app, &request, &form.csrf).is_none() {
-        return forbidden();
-    }
-    let Some(attempt) = attempt_of(&app, &request, &id) else {
-        return gone();
+    let attempt = match posted_attempt(&app, &request, &id, &form.csrf) {
+        Ok((_, attempt)) => attempt,
+        Err(page) => return *page,
     };
     if attempt.progress == Progress::Waiting {
         if let Some(request_id) = &attempt.request_id {
@@ -509,11 +516,9 @@ pub async fn code(
     id: web::Path<String>,
     form: web::Form<CodeForm>,
 ) -> HttpResponse {
-    let Some(browser) = checked_browser(&app, &request, &form.csrf) else {
-        return forbidden();
-    };
-    let Some(attempt) = attempt_of(&app, &request, &id) else {
-        return gone();
+    let (browser, attempt) = match posted_attempt(&app, &request, &id, &form.csrf) {
+        Ok(posted) => posted,
+        Err(page) => return *page,
     };
     let again = |message: &str| {
         ok(
