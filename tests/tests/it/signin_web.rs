@@ -250,6 +250,7 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
     let recovery = home.new_recovery_codes("alice").expect("recovery codes");
     let agent = start_agent(&home_path);
 
+    // The shipped demo table (alice, "correct horse"), plus carol hashed by `hash-password`.
     let hashed = Command::new(workspace_binary("approvd-signin-web"))
         .arg("hash-password")
         .stdin(Stdio::piped())
@@ -261,14 +262,18 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
                 .stdin
                 .take()
                 .expect("stdin")
-                .write_all(b"correct horse\n")?;
+                .write_all(b"carol's secret\n")?;
             child.wait_with_output()
         })
         .expect("hash-password");
     let hash = String::from_utf8(hashed.stdout).expect("utf-8");
     assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/signin-web/users.toml"),
+    )
+    .expect("examples/signin-web/users.toml");
     let users = dir.0.join("users.toml");
-    std::fs::write(&users, format!("[users]\nalice = \"{}\"\n", hash.trim())).expect("users");
+    std::fs::write(&users, format!("{shipped}carol = \"{}\"\n", hash.trim())).expect("users");
     let (_page, base) = start_page(&agent.socket, &users, &dir);
     let (_driver, browser) = start_browser(&dir).await;
 
@@ -307,6 +312,10 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
     let unknown = text_when(&browser, ".notice", "Wrong username or password").await;
     assert_eq!(wrong_password, unknown);
     assert!(phone.inbox(Duration::ZERO).await.expect("inbox").is_empty());
+
+    // carol's password is right but she has no phone: after the password, the page says so.
+    two_step(&browser, &base, "carol", "carol's secret", true).await;
+    text_when(&browser, "#status.ended", "No phone is paired").await;
 
     // Passwordless, and the phone picks a wrong number: nobody is signed in.
     passwordless(&browser, &base, "alice").await;
