@@ -72,7 +72,14 @@ struct ServeArgs {
     /// Approval requests one username may cause per window (known or not).
     #[arg(long, env = "APPROVD_SIGNIN_REQUESTS_PER_USER", default_value_t = 5)]
     requests_per_user: u32,
-    /// The window of --requests-per-user, seconds.
+    /// Approval requests one client address may cause per window (any usernames).
+    #[arg(
+        long,
+        env = "APPROVD_SIGNIN_REQUESTS_PER_ADDRESS",
+        default_value_t = 30
+    )]
+    requests_per_address: u32,
+    /// The window of --requests-per-user and --requests-per-address, seconds.
     #[arg(long, env = "APPROVD_SIGNIN_REQUEST_WINDOW", default_value_t = 600)]
     request_window: u64,
     /// Always mark cookies `Secure` (they are anyway when the page is reached over https,
@@ -149,7 +156,13 @@ pub struct App {
     pub state: state::State,
     pub lifetime_secs: u64,
     pub secure_cookies: bool,
+    /// Password checks at once: each Argon2 check takes ~19 MiB and tens of milliseconds, so
+    /// a flood of logins must queue instead of taking the machine.
+    pub password_checks: tokio::sync::Semaphore,
 }
+
+/// Password checks run at once.
+pub const PASSWORD_CHECKS: usize = 4;
 
 /// A form that cannot be read: a page saying so (413 when too large), never a bare error.
 fn form_error(
@@ -255,10 +268,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         users: Arc::new(users),
         state: state::State::new(state::Budget {
             requests: args.requests_per_user,
+            per_address: args.requests_per_address,
             window_secs: args.request_window,
         }),
         lifetime_secs: args.request_lifetime,
         secure_cookies: args.secure_cookies,
+        password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
     });
     let server = HttpServer::new(move || {
         let mut headers = actix_web::middleware::DefaultHeaders::new();

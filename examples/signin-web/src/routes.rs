@@ -151,6 +151,18 @@ pub async fn login(
     let typed = user.clone();
     // Argon2 takes tens of milliseconds: off the async workers. Unknown users are checked
     // against a dummy hash so that they take as long.
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        app.password_checks.acquire(),
+    )
+    .await;
+    let Ok(Ok(_permit)) = waited else {
+        return problem(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "Too many sign-ins are being checked right now. Try again in a moment.",
+        );
+    };
     let right = web::block(move || users.verify(typed.as_deref(), &password))
         .await
         .unwrap_or(false);
@@ -194,12 +206,22 @@ async fn start(
     user: &str,
     mode: Mode,
 ) -> HttpResponse {
-    if !app.state.charge(user) {
-        return problem(
-            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            "Too many sign-in requests were sent for this account. Wait a few minutes, then try again.",
-        );
+    let address = request.peer_addr().map(|address| address.ip());
+    match app.state.charge(user, address) {
+        Ok(()) => {}
+        Err(spent) => {
+            let whose = match spent {
+                crate::state::Spent::User => "for this account",
+                crate::state::Spent::Address => "from your network",
+            };
+            return problem(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                &format!(
+                    "Too many sign-in requests were sent {whose}. Wait a few minutes, then try again."
+                ),
+            );
+        }
     }
     let client_ip = request.peer_addr().map(|address| address.ip().to_string());
     let user_agent = request

@@ -22,7 +22,17 @@ pub const SESSION_SECS: u64 = 12 * 3600;
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
     pub requests: u32,
+    /// Approval requests one client address may cause per window (any usernames): bounds how
+    /// much of the page's memory one client can hold.
+    pub per_address: u32,
     pub window_secs: u64,
+}
+
+/// Whose budget is spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spent {
+    User,
+    Address,
 }
 
 /// How the person proved the first factor, if at all.
@@ -123,26 +133,41 @@ impl State {
         bool::from(self.csrf_token(browser).as_bytes().ct_eq(token.as_bytes()))
     }
 
-    /// Charge one approval request to `user`'s budget; false when it is spent.
-    pub fn charge(&self, user: &str) -> bool {
+    /// Charge one approval request to the client address's budget, then to `user`'s (each
+    /// only if the one before allowed it).
+    pub fn charge(&self, user: &str, address: Option<std::net::IpAddr>) -> Result<(), Spent> {
         let now = now();
+        let window = self.budget.window_secs;
         let mut requests = lock(&self.requests);
         if requests.len() >= MAX_TRACKED_USERS {
-            let window = self.budget.window_secs;
             requests.retain(|_, (start, _)| now < start.saturating_add(window));
             if requests.len() >= MAX_TRACKED_USERS {
-                return false;
+                return Err(Spent::Address);
             }
         }
-        let entry = requests.entry(user.to_lowercase()).or_insert((now, 0));
-        if now >= entry.0.saturating_add(self.budget.window_secs) {
-            *entry = (now, 0);
+        let mut spend = |key: String, limit: u32| {
+            let entry = requests.entry(key).or_insert((now, 0));
+            if now >= entry.0.saturating_add(window) {
+                *entry = (now, 0);
+            }
+            let allowed = entry.1 < limit;
+            if allowed {
+                entry.1 += 1;
+            }
+            allowed
+        };
+        if let Some(address) = address {
+            if !spend(format!("address {address}"), self.budget.per_address) {
+                return Err(Spent::Address);
+            }
         }
-        if entry.1 >= self.budget.requests {
-            return false;
+        if !spend(
+            format!("user {}", user.to_lowercase()),
+            self.budget.requests,
+        ) {
+            return Err(Spent::User);
         }
-        entry.1 += 1;
-        true
+        Ok(())
     }
 
     /// Keep a new attempt; its id, or `None` when the page holds too many already.

@@ -45,7 +45,8 @@ fn start_page(
         .arg("--users")
         .arg(users)
         .args(["--request-lifetime", &LIFETIME_SECS.to_string()])
-        .args(["--requests-per-user", "40", "--request-window", "600"])
+        .args(["--requests-per-user", "40", "--requests-per-address", "120"])
+        .args(["--request-window", "600"])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.0.join("signin-web.log")).expect("log"))
         .spawn()
@@ -527,6 +528,59 @@ async fn forms_need_their_token_and_names_have_a_budget(base: &str) {
     .await
     .expect("answer");
     assert_eq!(other.status(), 303, "other names keep their own budget");
+    // A burst of password checks (Argon2: ~19 MiB each) queues behind a fixed number at once:
+    // each answers the wrong-password page or "busy", and the page stays up.
+    let logins = (0..32).map(|_| {
+        http.post(format!("{base}/login"))
+            .header("cookie", &cookie)
+            .form(&[
+                ("username", "alice"),
+                ("password", "not her password"),
+                ("csrf", csrf.as_str()),
+            ])
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(logins)
+        .await
+        .into_iter()
+        .map(|answer| answer.expect("answer").status().as_u16())
+        .collect();
+    assert!(
+        statuses.iter().all(|status| matches!(status, 200 | 503)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let page = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+
+    // One address cannot hold more than its budget of attempts, whatever the names.
+    let mut spread = 0;
+    let refused = loop {
+        let answer = post(
+            vec![
+                ("username", format!("user{spread}")),
+                ("csrf", csrf.clone()),
+            ],
+            Some(&cookie),
+        )
+        .await
+        .expect("answer");
+        if answer.status() != 303 {
+            break answer;
+        }
+        spread += 1;
+        assert!(spread <= 120, "the address budget never ran out");
+    };
+    assert_eq!(refused.status(), 429);
+    assert!(refused
+        .text()
+        .await
+        .expect("page")
+        .contains("from your network"));
 
     // Another browser cannot see or finish someone's attempt.
     let attempt = first_attempt.expect("an attempt");
