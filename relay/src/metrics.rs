@@ -257,8 +257,8 @@ impl Metrics {
             ),
             pushes: make.counters(
                 name::PUSHES,
-                "Push attempts by provider and result.",
-                &["provider", "result"],
+                "Push attempts by provider, credential (its configured label) and result.",
+                &["provider", "credential", "result"],
             ),
             push_duration: make.histograms(
                 name::PUSH_DURATION,
@@ -334,10 +334,11 @@ impl Metrics {
         }
     }
 
-    /// Create at zero the series of a push provider the relay sends through.
-    pub fn create_push_series(&self, provider: &str, results: &[&str]) {
+    /// Create at zero the series of a push credential the relay sends through.
+    pub fn create_push_series(&self, provider: &str, credential: &str, results: &[&str]) {
         for result in results {
-            self.pushes.with_label_values(&[provider, result]);
+            self.pushes
+                .with_label_values(&[provider, credential, result]);
         }
         self.push_duration.with_label_values(&[provider]);
         self.push_retries.with_label_values(&[provider]);

@@ -44,6 +44,12 @@ pub enum StartError {
     Serve(#[from] std::io::Error),
     #[error("cannot reach the store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// A push credential that turned out unusable when it was loaded.
+    #[error("push credential `{label}`: {error}")]
+    Credential {
+        label: String,
+        error: Box<StartError>,
+    },
     /// An option that turned out wrong when it was used (a credential file, a store setting).
     #[error("--{option}: {message}")]
     Option {
@@ -120,9 +126,9 @@ fn apns_routes(
         let sender: Arc<dyn PushSender> =
             Arc::new(ApnsSender::new(Arc::new(client), retry.clone()));
         for topic in topics {
-            routes.route(PushProvider::Apns, topic, Arc::clone(&sender));
+            routes.route(PushProvider::Apns, topic, Arc::clone(&sender), &apns.label);
         }
-        tracing::info!(?topics, sandbox, "push: APNs");
+        tracing::info!(credential = %apns.label, ?topics, sandbox, "push: APNs");
     }
     Ok(())
 }
@@ -151,9 +157,9 @@ fn fcm_routes(
         })?;
     let sender: Arc<dyn PushSender> = Arc::new(sender);
     for app_id in &fcm.app_ids {
-        routes.route(PushProvider::Fcm, app_id, Arc::clone(&sender));
+        routes.route(PushProvider::Fcm, app_id, Arc::clone(&sender), &fcm.label);
     }
-    tracing::info!(app_ids = ?fcm.app_ids, "push: FCM");
+    tracing::info!(credential = %fcm.label, app_ids = ?fcm.app_ids, "push: FCM");
     Ok(())
 }
 
@@ -165,17 +171,24 @@ fn push_routes(push: &PushConfig, metrics: &Metrics) -> Result<PushRoutes, Start
         ..RetryPolicy::default()
     };
     let mut routes = PushRoutes::default();
-    if let Some(apns) = &push.apns {
-        apns_routes(apns, push, retry("apns"), &mut routes)?;
-        metrics.create_push_series("apns", &PushResult::LABELS);
+    let named = |label: &str| {
+        let label = label.to_owned();
+        move |error: StartError| StartError::Credential {
+            label,
+            error: Box::new(error),
+        }
+    };
+    for apns in &push.apns {
+        apns_routes(apns, push, retry("apns"), &mut routes).map_err(named(&apns.label))?;
+        metrics.create_push_series("apns", &apns.label, &PushResult::LABELS);
     }
-    if let Some(fcm) = &push.fcm {
-        fcm_routes(fcm, push, retry("fcm"), &mut routes)?;
-        metrics.create_push_series("fcm", &PushResult::LABELS);
+    for fcm in &push.fcm {
+        fcm_routes(fcm, push, retry("fcm"), &mut routes).map_err(named(&fcm.label))?;
+        metrics.create_push_series("fcm", &fcm.label, &PushResult::LABELS);
     }
     if routes.is_empty() {
         tracing::info!("push: no APNs/FCM credentials configured; pushes are logged, not sent");
-        metrics.create_push_series("log", &PushResult::LABELS);
+        metrics.create_push_series("log", "log", &PushResult::LABELS);
         return Ok(PushRoutes::all(Arc::new(LogSender)));
     }
     Ok(routes)

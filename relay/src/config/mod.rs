@@ -5,6 +5,7 @@
 //! pure function of (flags, environment map, file text); nothing here reads the process
 //! environment except [`Config::from_process`].
 
+mod credentials;
 mod options;
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use credentials::FLAG_LABEL;
 use options::{list, Options, Sources};
 pub use options::{ConfigValue, LogFormat, OptionSpec, Secret, ServeArgs, StoreKind, OPTIONS};
 
@@ -108,8 +110,10 @@ impl LimitsConfig {
 /// Push providers and how pushes are run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushConfig {
-    pub apns: Option<ApnsConfig>,
-    pub fcm: Option<FcmConfig>,
+    /// Every APNs credential, each routed by its topics.
+    pub apns: Vec<ApnsConfig>,
+    /// Every FCM service account, each routed by its app ids.
+    pub fcm: Vec<FcmConfig>,
     /// Timeout of every request to a provider.
     pub timeout: Duration,
     /// Tries per push.
@@ -123,6 +127,8 @@ pub struct PushConfig {
 /// APNs credentials and the topics they push to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApnsConfig {
+    /// Names the credential in metrics and logs (`default` for the flags' own).
+    pub label: String,
     pub auth: ApnsAuth,
     /// Topics pushed through production APNs.
     pub topics: Vec<String>,
@@ -149,6 +155,8 @@ pub enum ApnsAuth {
 /// An FCM service account and the app ids it pushes to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FcmConfig {
+    /// Names the credential in metrics and logs (`default` for the flags' own).
+    pub label: String,
     pub account: FcmAccount,
     pub app_ids: Vec<String>,
     pub base_url: String,
@@ -201,10 +209,15 @@ impl Config {
         env: &HashMap<String, String>,
         file: Option<(&Path, &str)>,
     ) -> Result<Self, ConfigError> {
-        let file = file
+        let mut file = file
             .map(|(path, text)| options::parse_file(path, text))
             .transpose()?;
-        Self::from_options(Options::from_sources(&Sources { args, env, file })?)
+        let credentials = match file.as_mut() {
+            Some((path, table)) => credentials::take(path, table)?,
+            None => credentials::FileCredentials::default(),
+        };
+        let options = Options::from_sources(&Sources { args, env, file })?;
+        Self::from_options(options, credentials, env)
     }
 
     /// [`Config::load`] with this process's environment and the file named by `--config` or
@@ -234,7 +247,11 @@ impl Config {
         Self::load(&ServeArgs::default(), &HashMap::new(), None).expect("defaults are valid")
     }
 
-    fn from_options(options: Options) -> Result<Self, ConfigError> {
+    fn from_options(
+        options: Options,
+        credentials: credentials::FileCredentials,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
         if options.request_timeout_secs == 0 || options.request_timeout_secs > 300 {
             return invalid("request-timeout-secs", "must be between 1 and 300");
         }
@@ -243,7 +260,7 @@ impl Config {
         }
         let limits = limits(&options)?;
         let store = store(&options)?;
-        let push = push(&options)?;
+        let push = push(&options, credentials, env)?;
         Ok(Self {
             http: HttpConfig {
                 bind: options.bind,
@@ -434,9 +451,19 @@ fn redis_options(options: &Options, target: &RedisTarget) -> Result<RedisOptions
     })
 }
 
-fn push(options: &Options) -> Result<PushConfig, ConfigError> {
-    let apns = apns(options)?;
-    let fcm = fcm(options)?;
+fn push(
+    options: &Options,
+    file: credentials::FileCredentials,
+    env: &HashMap<String, String>,
+) -> Result<PushConfig, ConfigError> {
+    let (apns, fcm) = credentials::typed(
+        apns(options)?,
+        fcm(options)?,
+        file,
+        env,
+        &options.fcm_base_url,
+        options.fcm_allow_http,
+    )?;
     if options.push_max_tries == 0 || options.push_max_tries > 10 {
         return invalid("push-max-tries", "must be between 1 and 10");
     }
@@ -514,6 +541,7 @@ fn apns(options: &Options) -> Result<Option<ApnsConfig>, ConfigError> {
         None if has_topics => invalid("apns-key-file", "is required when APNs options are set"),
         None => Ok(None),
         Some(auth) => Ok(Some(ApnsConfig {
+            label: credentials::FLAG_LABEL.to_owned(),
             auth,
             topics,
             sandbox_topics,
@@ -547,6 +575,7 @@ fn fcm(options: &Options) -> Result<Option<FcmConfig>, ConfigError> {
         }
         None => Ok(None),
         Some(account) => Ok(Some(FcmConfig {
+            label: credentials::FLAG_LABEL.to_owned(),
             account,
             app_ids,
             base_url: options.fcm_base_url.clone(),
@@ -580,8 +609,8 @@ mod tests {
         assert_eq!(config.store, StoreConfig::Memory);
         assert_eq!(config.limits.max_wait, Duration::from_secs(30));
         assert_eq!(config.handles.key_file, None);
-        assert_eq!(config.push.apns, None);
-        assert_eq!(config.push.fcm, None);
+        assert!(config.push.apns.is_empty());
+        assert!(config.push.fcm.is_empty());
     }
 
     #[test]
@@ -681,7 +710,7 @@ mod tests {
             None,
         )
         .expect("valid");
-        let fcm = config.push.fcm.as_ref().expect("fcm configured");
+        let fcm = config.push.fcm.first().expect("fcm configured");
         assert_eq!(fcm.app_ids, vec!["a", "b"]);
         assert!(
             !format!("{config:?}").contains("secret"),
@@ -711,7 +740,7 @@ mod tests {
                 timeout: Duration::from_millis(2000),
             }
         );
-        let apns = config.push.apns.expect("apns configured");
+        let apns = config.push.apns.first().expect("apns configured").clone();
         assert_eq!(
             apns.auth,
             ApnsAuth::Certificate {

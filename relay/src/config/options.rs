@@ -432,10 +432,10 @@ pub(super) fn parse_file<'a>(
     let table: toml::Table = text
         .parse()
         .map_err(|error: toml::de::Error| file_error(error.message().to_owned()))?;
-    if let Some(unknown) = table
-        .keys()
-        .find(|key| !OPTIONS.iter().any(|option| option.name == key.as_str()))
-    {
+    // `push` holds the credential lists (`[[push.apns]]`, `[[push.fcm]]`; config/credentials.rs).
+    if let Some(unknown) = table.keys().find(|key| {
+        key.as_str() != "push" && !OPTIONS.iter().any(|option| option.name == key.as_str())
+    }) {
         return Err(file_error(format!("unknown option `{unknown}`")));
     }
     Ok((path, table))

@@ -388,4 +388,82 @@ mod tests {
         );
         assert_eq!(fake.payloads.lock().expect("lock").len(), 3);
     }
+
+    /// Two Apple teams on one relay: each topic's pushes go through its own team's client,
+    /// and the push metric names each credential by its label.
+    #[tokio::test]
+    async fn each_team_pushes_its_own_topics() {
+        use crate::push::{DispatchLimits, Dispatcher, PushJob, PushRoutes};
+        let acme = Arc::new(FakeApns::default());
+        let globex = Arc::new(FakeApns::default());
+        *acme.answers.lock().expect("lock") = vec![response(200, None), response(200, None)];
+        *globex.answers.lock().expect("lock") = vec![response(200, None)];
+        let mut routes = PushRoutes::default();
+        for (client, topic, label) in [
+            (&acme, "com.acme.approvd", "acme-ios"),
+            (&globex, "com.globex.signin", "globex-ios"),
+        ] {
+            let client: Arc<dyn ApnsClient> = client.clone();
+            let sender = Arc::new(ApnsSender::new(client, RetryPolicy::default()));
+            routes.route(
+                approvd_proto::wire::PushProvider::Apns,
+                topic,
+                sender,
+                label,
+            );
+        }
+        let metrics = crate::metrics::Metrics::new();
+        let dispatcher = Dispatcher::new(
+            routes,
+            Arc::new(crate::store::MemoryStore::new()),
+            metrics.clone(),
+            Arc::new(crate::clock::SystemClock),
+            DispatchLimits {
+                budget: std::time::Duration::from_secs(5),
+                mailbox_ttl: std::time::Duration::from_secs(60),
+                in_flight: 8,
+            },
+        );
+        let key = |seed: u8| {
+            ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+                .verifying_key()
+                .to_bytes()
+        };
+        let job = |seed: u8, topic: &str| PushJob {
+            device_id: approvd_proto::DeviceId::from_bytes(&key(seed)).expect("a key"),
+            registration: PushRegistration {
+                provider: approvd_proto::wire::PushProvider::Apns,
+                token: format!("{seed:02x}"),
+                topic: topic.to_owned(),
+            },
+        };
+        let message = PushMessage {
+            cid: approvd_proto::Cid([2; 16]),
+            expires: u64::MAX / 2,
+            kind: PushKind::Alert,
+        };
+        let deliveries = dispatcher
+            .dispatch(
+                vec![
+                    job(1, "com.acme.approvd"),
+                    job(2, "com.acme.approvd"),
+                    job(3, "com.globex.signin"),
+                ],
+                message,
+                approvd_proto::NasId::from_bytes(&key(9)).expect("a key"),
+            )
+            .await;
+        assert!(deliveries
+            .iter()
+            .all(|(_, delivery)| *delivery == approvd_proto::wire::Delivery::Pushed));
+        assert_eq!(acme.payloads.lock().expect("lock").len(), 2);
+        assert_eq!(globex.payloads.lock().expect("lock").len(), 1);
+        let delivered = |label: &str| {
+            metrics
+                .pushes
+                .with_label_values(&["apns", label, "delivered"])
+                .get()
+        };
+        assert_eq!((delivered("acme-ios"), delivered("globex-ios")), (2, 1));
+    }
 }

@@ -106,10 +106,17 @@ pub struct PushJob {
     pub registration: PushRegistration,
 }
 
+/// A sender and the label of the credential it pushes with (for metrics and logs).
+#[derive(Debug, Clone)]
+struct Route {
+    sender: Arc<dyn PushSender>,
+    credential: Arc<str>,
+}
+
 /// Which sender serves which app: `(provider, topic)` → sender, with an optional fallback.
 #[derive(Debug, Clone, Default)]
 pub struct PushRoutes {
-    routes: HashMap<(PushProvider, String), Arc<dyn PushSender>>,
+    routes: HashMap<(PushProvider, String), Route>,
     /// Serves every unrouted topic (the development log sender); `None` in production, where
     /// an unknown topic is a configuration alarm.
     fallback: Option<Arc<dyn PushSender>>,
@@ -124,20 +131,38 @@ impl PushRoutes {
         }
     }
 
-    /// Send pushes for `topic` of `provider` through `sender`.
-    pub fn route(&mut self, provider: PushProvider, topic: &str, sender: Arc<dyn PushSender>) {
-        self.routes.insert((provider, topic.to_owned()), sender);
+    /// Send pushes for `topic` of `provider` through `sender`, which uses the credential
+    /// labelled `credential`.
+    pub fn route(
+        &mut self,
+        provider: PushProvider,
+        topic: &str,
+        sender: Arc<dyn PushSender>,
+        credential: &str,
+    ) {
+        let route = Route {
+            sender,
+            credential: Arc::from(credential),
+        };
+        self.routes.insert((provider, topic.to_owned()), route);
     }
 
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty() && self.fallback.is_none()
     }
 
-    fn sender(&self, registration: &PushRegistration) -> Option<Arc<dyn PushSender>> {
-        self.routes
+    /// The sender for a registration and its credential's label.
+    fn sender(&self, registration: &PushRegistration) -> Option<(Arc<dyn PushSender>, Arc<str>)> {
+        match self
+            .routes
             .get(&(registration.provider, registration.topic.clone()))
-            .or(self.fallback.as_ref())
-            .cloned()
+        {
+            Some(route) => Some((Arc::clone(&route.sender), Arc::clone(&route.credential))),
+            None => self
+                .fallback
+                .as_ref()
+                .map(|sender| (Arc::clone(sender), Arc::from(sender.name()))),
+        }
     }
 }
 
@@ -241,8 +266,8 @@ impl Dispatcher {
         let clock = Arc::clone(&self.clock);
         let mailbox_ttl = self.limits.mailbox_ttl;
         tokio::spawn(async move {
-            let (name, result) = match provider_sender {
-                Some(sender) => {
+            let (name, credential, result) = match provider_sender {
+                Some((sender, credential)) => {
                     // The semaphore is never closed.
                     let _permit = in_flight.acquire_owned().await;
                     let started = std::time::Instant::now();
@@ -251,10 +276,11 @@ impl Dispatcher {
                         .push_duration
                         .with_label_values(&[sender.name()])
                         .observe(started.elapsed().as_secs_f64());
-                    (sender.name(), result)
+                    (sender.name(), credential, result)
                 }
                 None => (
                     "none",
+                    Arc::from("none"),
                     PushResult::Failed {
                         reason: format!(
                             "no credentials for {:?} topic `{}`: add it to the relay's push configuration",
@@ -266,10 +292,10 @@ impl Dispatcher {
             };
             metrics
                 .pushes
-                .with_label_values(&[name, result.label()])
+                .with_label_values(&[name, &credential, result.label()])
                 .inc();
             if let PushResult::Failed { reason, alarm } = &result {
-                tracing::warn!(provider = name, %reason, alarm, "push failed");
+                tracing::warn!(provider = name, credential = &*credential, %reason, alarm, "push failed");
             }
             if result == PushResult::Gone {
                 let notice = Notice::PushGone {

@@ -53,7 +53,8 @@ pub(crate) async fn fcm_mock() -> MockServer {
     server
 }
 
-fn service_account_file(dir: &TempDir, server: &MockServer) -> String {
+/// A service-account file in `dir` whose token endpoint is `server`'s.
+fn service_account_file(dir: &std::path::Path, server: &MockServer) -> String {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/it/fixtures/fcm-service-account.json"
@@ -61,7 +62,7 @@ fn service_account_file(dir: &TempDir, server: &MockServer) -> String {
     .expect("fixture");
     let mut value: serde_json::Value = serde_json::from_str(&text).expect("json");
     value["token_uri"] = serde_json::json!(format!("{}/token", server.uri()));
-    let path = dir.0.join("service-account.json");
+    let path = dir.join(format!("service-account-{}.json", server.address().port()));
     std::fs::write(&path, value.to_string()).expect("write");
     path.display().to_string()
 }
@@ -69,7 +70,7 @@ fn service_account_file(dir: &TempDir, server: &MockServer) -> String {
 /// A relay whose FCM credentials point at `server` for the app `APP`.
 pub(crate) fn fcm_relay(server: &MockServer, extra: &[&str]) -> (RelayProcess, TempDir) {
     let dir = TempDir::new("fcm");
-    let account = service_account_file(&dir, server);
+    let account = service_account_file(&dir.0, server);
     let base = server.uri();
     let mut args = vec![
         "--fcm-service-account-file",
@@ -184,13 +185,13 @@ async fn pushes_carry_nothing_but_v_and_cid_and_dead_tokens_reach_the_nas() {
     // The app without credentials raised the configuration alarm.
     assert_eq!(
         relay
-            .metric("approvd_push_total{provider=\"none\",result=\"failed_config\"}")
+            .metric("approvd_push_total{credential=\"none\",provider=\"none\",result=\"failed_config\"}")
             .await,
         Some(1.0)
     );
     assert_eq!(
         relay
-            .metric("approvd_push_total{provider=\"fcm\",result=\"gone\"}")
+            .metric("approvd_push_total{credential=\"default\",provider=\"fcm\",result=\"gone\"}")
             .await,
         Some(1.0)
     );
@@ -369,10 +370,82 @@ async fn a_slow_provider_is_reported_pending_and_the_push_still_completes() {
         Duration::from_secs(5),
         || async {
             relay
-                .metric("approvd_push_total{provider=\"fcm\",result=\"delivered\"}")
+                .metric("approvd_push_total{credential=\"default\",provider=\"fcm\",result=\"delivered\"}")
                 .await
                 == Some(1.0)
         },
     )
     .await;
+}
+
+/// One relay, two Firebase projects (`[[push.fcm]]` entries in its config file, each with its
+/// own service account and endpoint): each phone's push goes through the credential that
+/// serves its app, and the metrics name the credentials by label.
+#[tokio::test]
+async fn several_credentials_each_serve_their_own_apps() {
+    let acme_server = fcm_mock().await;
+    let globex_server = fcm_mock().await;
+    let dir = TempDir::new("fleet");
+    let config = dir.0.join("relay.toml");
+    let entry = |label: &str, server: &MockServer, app: &str| {
+        let account = service_account_file(&dir.0, server);
+        format!(
+            "[[push.fcm]]\nlabel = \"{label}\"\nservice_account_file = \"{account}\"\n\
+             app_ids = [\"{app}\"]\nbase_url = \"{}\"\nallow_http = true\n\n",
+            server.uri()
+        )
+    };
+    std::fs::write(
+        &config,
+        entry("acme-android", &acme_server, "com.acme.approvd")
+            + &entry("globex-android", &globex_server, "com.globex.signin"),
+    )
+    .expect("config");
+    let relay = RelayProcess::start(&["--config", &config.display().to_string()]);
+    let nas = relay.nas();
+    let (_acme_phone, acme) = pair(&nas, "acme", Some(fcm("acme-token", "com.acme.approvd"))).await;
+    let (_globex_phone, globex) = pair(
+        &nas,
+        "globex",
+        Some(fcm("globex-token", "com.globex.signin")),
+    )
+    .await;
+    let sent = nas
+        .request_approval(
+            &[acme.clone(), globex.clone()],
+            &context("x"),
+            false,
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("challenge");
+    assert!(sent
+        .report
+        .deliveries
+        .iter()
+        .all(|entry| entry.delivery == Delivery::Pushed));
+    assert_eq!(pushes_to(&acme_server, "acme-token").await.len(), 1);
+    assert!(pushes_to(&acme_server, "globex-token").await.is_empty());
+    assert_eq!(pushes_to(&globex_server, "globex-token").await.len(), 1);
+    assert!(pushes_to(&globex_server, "acme-token").await.is_empty());
+    for label in ["acme-android", "globex-android"] {
+        let series = format!(
+            "approvd_push_total{{credential=\"{label}\",provider=\"fcm\",result=\"delivered\"}}"
+        );
+        assert_eq!(relay.metric(&series).await, Some(1.0), "{series}");
+    }
+    // A bad entry stops startup naming it.
+    let broken = dir.0.join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[[push.fcm]]\nlabel = \"acme-android\"\nservice_account_file = \"/nonexistent.json\"\napp_ids = [\"a\"]\n",
+    )
+    .expect("config");
+    let stderr = start_error(&["--config", &broken.display().to_string()]);
+    assert!(
+        stderr.contains(
+            "push credential `acme-android`: --fcm-service-account-file: /nonexistent.json"
+        ),
+        "{stderr}"
+    );
 }
