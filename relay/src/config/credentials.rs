@@ -299,6 +299,19 @@ app_ids = ["com.globex.signin", "com.globex.signin.beta"]
         assert_eq!(config.push.fcm.len(), 3);
     }
 
+    /// The README's example is a configuration the relay accepts, as written.
+    #[test]
+    fn the_readme_example_loads() {
+        let readme = include_str!("../../../README.md");
+        let example = readme
+            .split("```toml\n")
+            .find(|block| block.starts_with("[[push.apns]]"))
+            .and_then(|block| block.split("```").next())
+            .expect("the README's [[push.apns]] example");
+        let config = load(&[], &[("APPROVD_FCM_GLOBEX", "{}")], example).expect("loads");
+        assert_eq!((config.push.apns.len(), config.push.fcm.len()), (2, 2));
+    }
+
     #[test]
     fn a_bad_entry_is_named_in_the_error() {
         let env = [("APPROVD_FCM_GLOBEX", "{}")];
