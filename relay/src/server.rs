@@ -164,7 +164,7 @@ fn fcm_routes(
 }
 
 /// The push routes the configuration asks for (log-only when it names no credentials).
-fn push_routes(push: &PushConfig, metrics: &Metrics) -> Result<PushRoutes, StartError> {
+pub fn push_routes(push: &PushConfig, metrics: &Metrics) -> Result<PushRoutes, StartError> {
     let retry = |provider: &str| RetryPolicy {
         max_tries: push.max_tries,
         retries: Some(metrics.push_retries.with_label_values(&[provider])),

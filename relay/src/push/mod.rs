@@ -151,8 +151,12 @@ impl PushRoutes {
         self.routes.is_empty() && self.fallback.is_none()
     }
 
-    /// The sender for a registration and its credential's label.
-    fn sender(&self, registration: &PushRegistration) -> Option<(Arc<dyn PushSender>, Arc<str>)> {
+    /// The sender for a registration and its credential's label (`None`: no credential serves
+    /// its topic).
+    pub fn sender(
+        &self,
+        registration: &PushRegistration,
+    ) -> Option<(Arc<dyn PushSender>, Arc<str>)> {
         match self
             .routes
             .get(&(registration.provider, registration.topic.clone()))

@@ -449,3 +449,45 @@ async fn several_credentials_each_serve_their_own_apps() {
         "{stderr}"
     );
 }
+
+/// `approvd push-test` through the configured credentials against the FCM mock: a live token
+/// is delivered, a dead one is reported gone, a topic no credential serves is a configuration
+/// error; each with its exit status.
+#[tokio::test]
+async fn push_test_sends_one_push_and_classifies_it() {
+    let server = fcm_mock().await;
+    let dir = TempDir::new("push-test");
+    let account = service_account_file(&dir.0, &server);
+    let base = server.uri();
+    let run = |token: &str, topic: &str| {
+        tokio::process::Command::new(approvd_binary())
+            .args([
+                "push-test",
+                "--provider",
+                "fcm",
+                "--topic",
+                topic,
+                "--token",
+                token,
+            ])
+            .args(["--fcm-service-account-file", &account, "--fcm-app-ids", APP])
+            .args(["--fcm-base-url", &base, "--fcm-allow-http", "true"])
+            .output()
+    };
+    let output = run("push-test-token", APP).await.expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("through credential `default`"), "{stdout}");
+    assert!(stdout.contains("delivered in "), "{stdout}");
+    assert_eq!(pushes_to(&server, "push-test-token").await.len(), 1);
+    let output = run("dead-token", APP).await.expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("gone"), "{stdout}");
+    let output = run("push-test-token", "com.unknown.app")
+        .await
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .contains("no configured credential serves FCM topic `com.unknown.app`"));
+}
