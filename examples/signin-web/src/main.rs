@@ -82,6 +82,11 @@ struct ServeArgs {
     /// The window of --requests-per-user and --requests-per-address, seconds.
     #[arg(long, env = "APPROVD_SIGNIN_REQUEST_WINDOW", default_value_t = 600)]
     request_window: u64,
+    /// Take the client's address (per-address budget, the address the phone shows) from the
+    /// right-most `X-Forwarded-For` entry: set it behind a reverse proxy, or every client
+    /// shares the proxy's address and budget.
+    #[arg(long, env = "APPROVD_SIGNIN_TRUST_FORWARDED_FOR")]
+    trust_forwarded_for: bool,
     /// Always mark cookies `Secure` (they are anyway when the page is reached over https,
     /// including through a proxy that sets X-Forwarded-Proto).
     #[arg(long, env = "APPROVD_SIGNIN_SECURE_COOKIES")]
@@ -156,6 +161,8 @@ pub struct App {
     pub state: state::State,
     pub lifetime_secs: u64,
     pub secure_cookies: bool,
+    /// Client addresses come from `X-Forwarded-For` (behind a reverse proxy).
+    pub trust_forwarded_for: bool,
     /// Password checks at once: each Argon2 check takes ~19 MiB and tens of milliseconds, so
     /// a flood of logins must queue instead of taking the machine.
     pub password_checks: tokio::sync::Semaphore,
@@ -273,6 +280,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }),
         lifetime_secs: args.request_lifetime,
         secure_cookies: args.secure_cookies,
+        trust_forwarded_for: args.trust_forwarded_for,
         password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
     });
     let server = HttpServer::new(move || {

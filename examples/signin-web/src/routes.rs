@@ -93,6 +93,25 @@ fn signed_in_user(app: &App, request: &HttpRequest) -> Option<String> {
     app.state.session_user(session.value())
 }
 
+/// The client's address: the peer's, or behind a trusted proxy the right-most
+/// `X-Forwarded-For` entry (the one the proxy added).
+fn client_address(app: &App, request: &HttpRequest) -> Option<std::net::IpAddr> {
+    let forwarded = app
+        .trust_forwarded_for
+        .then(|| {
+            request
+                .headers()
+                .get_all("x-forwarded-for")
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|line| line.split(','))
+                .map(str::trim)
+                .rfind(|entry| !entry.is_empty())
+                .and_then(|last| last.parse().ok())
+        })
+        .flatten();
+    forwarded.or_else(|| request.peer_addr().map(|address| address.ip()))
+}
+
 /// A username as typed: trimmed; `None` when it cannot be an account name.
 fn username(typed: &str) -> Option<String> {
     let name = typed.trim();
@@ -206,7 +225,7 @@ async fn start(
     user: &str,
     mode: Mode,
 ) -> HttpResponse {
-    let address = request.peer_addr().map(|address| address.ip());
+    let address = client_address(app, request);
     match app.state.charge(user, address) {
         Ok(()) => {}
         Err(spent) => {

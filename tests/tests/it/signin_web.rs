@@ -33,11 +33,12 @@ impl Drop for Killed {
     }
 }
 
-/// Start `approvd-signin-web`; its base URL.
+/// Start `approvd-signin-web` (with `extra` flags); its base URL.
 fn start_page(
     socket: &std::path::Path,
     users: &std::path::Path,
     dir: &TempDir,
+    extra: &[&str],
 ) -> (Killed, String) {
     let mut child = Command::new(workspace_binary("approvd-signin-web"))
         .args(["--listen", "127.0.0.1:0", "--agent-socket"])
@@ -45,8 +46,9 @@ fn start_page(
         .arg("--users")
         .arg(users)
         .args(["--request-lifetime", &LIFETIME_SECS.to_string()])
-        .args(["--requests-per-user", "40", "--requests-per-address", "120"])
+        .args(["--requests-per-user", "40"])
         .args(["--request-window", "600"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.0.join("signin-web.log")).expect("log"))
         .spawn()
@@ -275,7 +277,12 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
     .expect("examples/signin-web/users.toml");
     let users = dir.0.join("users.toml");
     std::fs::write(&users, format!("{shipped}carol = \"{}\"\n", hash.trim())).expect("users");
-    let (_page, base) = start_page(&agent.socket, &users, &dir);
+    let (_page, base) = start_page(
+        &agent.socket,
+        &users,
+        &dir,
+        &["--requests-per-address", "120"],
+    );
     let (_driver, browser) = start_browser(&dir).await;
 
     // Two-step: password, then the number typed on the phone.
@@ -427,17 +434,42 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
     sign_out(&browser).await;
 
     browser.close().await.expect("close");
-    drop(agent);
     forms_need_their_token_and_names_have_a_budget(&base).await;
-}
 
-/// Outside the browser: a form without its CSRF token is refused, an attempt is the starting
-/// browser's only, and one username cannot cause more approval requests than its budget.
-async fn forms_need_their_token_and_names_have_a_budget(base: &str) {
+    // Behind a reverse proxy (--trust-forwarded-for) each client has its own address budget.
+    let (_proxied, proxied) = start_page(
+        &agent.socket,
+        &users,
+        &dir,
+        &["--trust-forwarded-for", "--requests-per-address", "1"],
+    );
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
+    let (cookie, csrf) = browser_cookie_and_token(&http, &proxied).await;
+    let mut statuses = Vec::new();
+    for (client, user) in [
+        ("198.51.100.1", "u1"),
+        ("198.51.100.1", "u2"),
+        ("198.51.100.2", "u3"),
+    ] {
+        let answer = http
+            .post(format!("{proxied}/passwordless"))
+            .header("cookie", &cookie)
+            .header("x-forwarded-for", format!("203.0.113.66, {client}"))
+            .form(&[("username", user), ("csrf", csrf.as_str())])
+            .send()
+            .await
+            .expect("answer");
+        statuses.push(answer.status().as_u16());
+    }
+    assert_eq!(statuses, [303, 429, 303], "budgets per forwarded address");
+    drop(agent);
+}
+
+/// A fresh browser cookie from the page, and the CSRF token its forms carry.
+async fn browser_cookie_and_token(http: &reqwest::Client, base: &str) -> (String, String) {
     let page = http
         .get(format!("{base}/passwordless"))
         .send()
@@ -450,13 +482,6 @@ async fn forms_need_their_token_and_names_have_a_budget(base: &str) {
         .and_then(|value| value.split(';').next())
         .expect("the browser cookie")
         .to_owned();
-    let csp = page
-        .headers()
-        .get("content-security-policy")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(csp.contains("default-src 'none'"), "{csp}");
     let html = page.text().await.expect("html");
     let csrf = html
         .split("name=\"csrf\" value=\"")
@@ -464,6 +489,29 @@ async fn forms_need_their_token_and_names_have_a_budget(base: &str) {
         .and_then(|rest| rest.split('"').next())
         .expect("the CSRF field")
         .to_owned();
+    (cookie, csrf)
+}
+
+/// Outside the browser: a form without its CSRF token is refused, an attempt is the starting
+/// browser's only, and one username cannot cause more approval requests than its budget.
+async fn forms_need_their_token_and_names_have_a_budget(base: &str) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (cookie, csrf) = browser_cookie_and_token(&http, base).await;
+    let page = http
+        .get(format!("{base}/passwordless"))
+        .send()
+        .await
+        .expect("page");
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
     let post = |form: Vec<(&'static str, String)>, cookie: Option<&str>| {
         let mut request = http.post(format!("{base}/passwordless")).form(&form);
         if let Some(cookie) = cookie {
