@@ -7,6 +7,7 @@
 //! `$APPROVD_SCREENSHOTS`, which is how `docs/images/` is refreshed).
 
 use std::io::{BufRead as _, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -65,8 +66,20 @@ fn start_page(
     (Killed(child), url)
 }
 
+/// `chromedriver` and every browser process it started (its process group); killed on drop.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 /// `chromedriver` on a free port, and a headless Chromium session through it.
-async fn start_browser(dir: &TempDir) -> (Killed, Client) {
+async fn start_browser(dir: &TempDir) -> (Driver, Client) {
     let chromedriver = which("chromedriver").unwrap_or_else(|| {
         panic!("chromedriver is missing: install the Debian packages chromium and chromium-driver (scripts/test does when run as root)")
     });
@@ -77,9 +90,12 @@ async fn start_browser(dir: &TempDir) -> (Killed, Client) {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
-    let driver = Killed(
+    // Its own process group: dropping it also ends the Chromium it started, even when the
+    // test fails before closing the session.
+    let driver = Driver(
         Command::new(chromedriver)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(std::fs::File::create(dir.0.join("chromedriver.log")).expect("log"))
             .stderr(Stdio::null())
             .spawn()
