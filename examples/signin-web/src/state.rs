@@ -12,8 +12,8 @@ use hmac::Mac as _;
 pub const MAX_ATTEMPTS: usize = 10_000;
 /// Most sessions kept at once.
 pub const MAX_SESSIONS: usize = 100_000;
-/// Most usernames tracked by the request budget.
-pub const MAX_TRACKED_USERS: usize = 100_000;
+/// Most request budgets (usernames and client addresses) tracked at once.
+pub const MAX_BUDGETS: usize = 100_000;
 /// A signed-in session lasts this long, seconds.
 pub const SESSION_SECS: u64 = 12 * 3600;
 
@@ -139,9 +139,9 @@ impl State {
         let now = now();
         let window = self.budget.window_secs;
         let mut requests = lock(&self.requests);
-        if requests.len() >= MAX_TRACKED_USERS {
+        if requests.len() >= MAX_BUDGETS {
             requests.retain(|_, (start, _)| now < start.saturating_add(window));
-            if requests.len() >= MAX_TRACKED_USERS {
+            if requests.len() >= MAX_BUDGETS {
                 return Err(Spent::Address);
             }
         }
