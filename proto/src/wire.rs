@@ -612,6 +612,69 @@ impl Validate for SignedUnpair {
     }
 }
 
+// ---------------------------------------------------------------- push forwarding
+
+/// Why a push is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PushKind {
+    /// A new challenge: a visible alert that wakes the app.
+    Alert,
+    /// The challenge was answered elsewhere or cancelled: a silent background push so the app
+    /// can withdraw its notification.
+    Dismiss,
+}
+
+/// `POST /v1/push/forward` (a downstream relay, PROTOCOL.md §8.6): push `{v, cid}` to one token
+/// through the upstream relay's credentials.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ForwardPushRequest {
+    /// The phone's push registration, as the downstream relay decoded it from the handle.
+    pub push: PushRegistration,
+    /// The challenge id: the push's only content, and its collapse id.
+    pub cid: Cid,
+    /// Unix time after which the push is pointless (the challenge's expiry).
+    pub expires: u64,
+    pub kind: PushKind,
+}
+
+impl Validate for ForwardPushRequest {
+    fn validate(&self) -> Result<(), Error> {
+        self.push.validate()
+    }
+}
+
+/// How a forwarded push ended, as the upstream's provider classified it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardResult {
+    /// Accepted by APNs/FCM.
+    Delivered,
+    /// The upstream has no credentials at all and only logged it (a development relay).
+    Logged,
+    /// The provider says the token is dead.
+    Gone,
+    /// Not delivered this time (provider trouble, throttling, timeout).
+    Failed,
+    /// Not delivered because of the upstream's configuration: it has no credential for the
+    /// topic, or its credential was refused. Retrying will not help.
+    FailedConfig,
+}
+
+/// The answer to [`ForwardPushRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForwardPushResponse {
+    pub result: ForwardResult,
+    /// For `failed` and `failed_config`: what the upstream saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 // ---------------------------------------------------------------- errors
 
 /// Prefix of every problem `type` (`urn:approvd:problem:<name>`, PROTOCOL.md §9).

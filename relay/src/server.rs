@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
     ApnsAuth, ApnsConfig, Config, FcmAccount, FcmConfig, HttpConfig, PushConfig, StoreConfig,
+    UpstreamConfig, UpstreamToken,
 };
 use crate::handle::{HandleError, HandleKeys};
 use crate::http::auth::{Admission, AUTH_FAILURE_REASONS};
@@ -21,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::push::apns::{A2Client, ApnsSender};
 use crate::push::fcm::FcmSender;
 use crate::push::retry::RetryPolicy;
+use crate::push::upstream::UpstreamSender;
 use crate::push::{DispatchLimits, Dispatcher, LogSender, PushResult, PushRoutes, PushSender};
 use crate::service::mailbox::MAILBOX_TTL;
 use crate::service::Deps;
@@ -186,12 +188,50 @@ pub fn push_routes(push: &PushConfig, metrics: &Metrics) -> Result<PushRoutes, S
         fcm_routes(fcm, push, retry("fcm"), &mut routes).map_err(named(&fcm.label))?;
         metrics.create_push_series("fcm", &fcm.label, &PushResult::LABELS);
     }
+    if let Some(upstream) = &push.upstream {
+        routes.forward_to(upstream_sender(upstream, push)?);
+        metrics.create_push_series("upstream", "upstream", &PushResult::LABELS);
+        tracing::info!(url = %upstream.url, "push: apps without a credential here are forwarded upstream");
+    }
     if routes.is_empty() {
         tracing::info!("push: no APNs/FCM credentials configured; pushes are logged, not sent");
         metrics.create_push_series("log", "log", &PushResult::LABELS);
         return Ok(PushRoutes::all(Arc::new(LogSender)));
     }
     Ok(routes)
+}
+
+/// The sender that forwards pushes to the upstream relay, with its token read.
+fn upstream_sender(
+    upstream: &UpstreamConfig,
+    push: &PushConfig,
+) -> Result<Arc<dyn PushSender>, StartError> {
+    let (option, token) = match &upstream.token {
+        UpstreamToken::File(path) => {
+            let text = read_file("push-upstream-token-file", path)?;
+            let first = String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            ("push-upstream-token-file", first)
+        }
+        UpstreamToken::Inline(token) => ("push-upstream-token", token.0.trim().to_owned()),
+    };
+    if token.split('.').count() != 3 {
+        return Err(StartError::Option {
+            option,
+            message: "not a JWT (three base64url parts separated by dots)".to_owned(),
+        });
+    }
+    let sender = UpstreamSender::new(&upstream.url, &token, push.timeout).map_err(|error| {
+        StartError::Option {
+            option: "push-upstream",
+            message: error.to_string(),
+        }
+    })?;
+    Ok(Arc::new(sender))
 }
 
 /// Connect the configured store.
@@ -270,6 +310,18 @@ pub async fn build_state(config: &Config, metrics: Metrics) -> Result<AppState, 
             Some(Admission::from_pem(&pem).map_err(admission_error)?)
         }
     };
+    let forwarding = match &config.push.forward_key_file {
+        None => None,
+        Some(path) => {
+            let pem = read_file("push-forward-key-file", path)?;
+            let verifier = Admission::from_pem(&pem).map_err(|message| StartError::Option {
+                option: "push-forward-key-file",
+                message: format!("{}: {message}", path.display()),
+            })?;
+            tracing::info!("push: forwarding for downstream relays at POST /v1/push/forward");
+            Some(verifier)
+        }
+    };
     Ok(AppState {
         deps: Deps {
             store,
@@ -283,6 +335,7 @@ pub async fn build_state(config: &Config, metrics: Metrics) -> Result<AppState, 
         trust_forwarded_for: config.http.trust_forwarded_for,
         body_timeout: config.http.request_timeout,
         admission,
+        forwarding,
         access_log: config.log.access_log,
         log_client_ip: config.log.client_ip,
     })

@@ -369,3 +369,30 @@ pub async fn only_request(phone: &Phone, wait: Duration) -> approvd_client::Rece
         );
     }
 }
+
+/// PKCS#8 (private) and SPKI (public) PEM for an Ed25519 key.
+pub fn ed25519_pems(key: &ed25519_dalek::SigningKey) -> (String, String) {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut private = hex_bytes("302e020100300506032b657004220420");
+    private.extend_from_slice(&key.to_bytes());
+    let mut public = hex_bytes("302a300506032b6570032100");
+    public.extend_from_slice(key.verifying_key().as_bytes());
+    (
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            engine.encode(private)
+        ),
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            engine.encode(public)
+        ),
+    )
+}
+
+fn hex_bytes(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}

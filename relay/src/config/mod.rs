@@ -91,6 +91,7 @@ pub struct LimitsConfig {
     pub refreshes_per_device: Rate,
     pub creations_per_ip: Rate,
     pub creations_global: Rate,
+    pub forwards_per_downstream: Rate,
 }
 
 impl LimitsConfig {
@@ -103,6 +104,7 @@ impl LimitsConfig {
             Limit::RefreshesPerDevice => self.refreshes_per_device,
             Limit::CreationsPerIp => self.creations_per_ip,
             Limit::CreationsGlobal => self.creations_global,
+            Limit::ForwardsPerDownstream => self.forwards_per_downstream,
         }
     }
 }
@@ -122,6 +124,27 @@ pub struct PushConfig {
     pub in_flight: usize,
     /// How long a challenge-create request waits for push results.
     pub budget: Duration,
+    /// The relay that pushes for apps without a local credential.
+    pub upstream: Option<UpstreamConfig>,
+    /// The public key that signs downstream relays' forwarding tokens: when set, this relay
+    /// serves `POST /v1/push/forward`.
+    pub forward_key_file: Option<PathBuf>,
+}
+
+/// The upstream relay pushes are forwarded to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// Its base URL, checked: https, or http to loopback.
+    pub url: String,
+    pub token: UpstreamToken,
+}
+
+/// Where the forwarding token comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpstreamToken {
+    File(PathBuf),
+    /// The token itself (a secret).
+    Inline(Secret),
 }
 
 /// APNs credentials and the topics they push to.
@@ -326,6 +349,10 @@ fn limits(options: &Options) -> Result<LimitsConfig, ConfigError> {
         )?,
         creations_per_ip: rate("rate-creations-per-ip", options.rate_creations_per_ip)?,
         creations_global: rate("rate-creations-global", options.rate_creations_global)?,
+        forwards_per_downstream: rate(
+            "rate-forwards-per-downstream",
+            options.rate_forwards_per_downstream,
+        )?,
     })
 }
 
@@ -483,7 +510,44 @@ fn push(
         max_tries: options.push_max_tries,
         in_flight: options.push_in_flight,
         budget: millis(options.push_budget_ms),
+        upstream: upstream(options)?,
+        forward_key_file: options.push_forward_key_file.clone(),
     })
+}
+
+fn upstream(options: &Options) -> Result<Option<UpstreamConfig>, ConfigError> {
+    let token = match (
+        &options.push_upstream_token_file,
+        &options.push_upstream_token,
+    ) {
+        (Some(_), Some(_)) => {
+            return invalid(
+                "push-upstream-token",
+                "give --push-upstream-token-file or APPROVD_PUSH_UPSTREAM_TOKEN, not both",
+            )
+        }
+        (Some(path), None) => Some(UpstreamToken::File(path.clone())),
+        (None, Some(token)) => Some(UpstreamToken::Inline(token.clone())),
+        (None, None) => None,
+    };
+    match (&options.push_upstream, token) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => invalid(
+            "push-upstream-token-file",
+            "a forwarding token needs --push-upstream (the relay it is for)",
+        ),
+        (Some(_), None) => invalid(
+            "push-upstream",
+            "needs --push-upstream-token-file (the token the upstream's operator issued)",
+        ),
+        (Some(url), Some(token)) => {
+            let url = match crate::push::upstream::check_upstream_url(url) {
+                Ok(url) => url,
+                Err(error) => return invalid("push-upstream", &error.to_string()),
+            };
+            Ok(Some(UpstreamConfig { url, token }))
+        }
+    }
 }
 
 fn apns(options: &Options) -> Result<Option<ApnsConfig>, ConfigError> {

@@ -275,6 +275,23 @@ options! {
     push_max_tries: u32 = "4", "push-max-tries", "APPROVD_PUSH_MAX_TRIES", "N";
     /// Pushes in flight at once, across all challenges.
     push_in_flight: usize = "256", "push-in-flight", "APPROVD_PUSH_IN_FLIGHT", "N";
+    /// Forward pushes for apps this relay has no credentials for to the approvd relay at this
+    /// URL (https://; plain http:// only to loopback), which pushes them with the app
+    /// publisher's credentials. It learns each push token and when it is pushed, never a login's
+    /// context or verdict. Needs --push-upstream-token-file.
+    push_upstream: Option<String> = "", "push-upstream", "APPROVD_PUSH_UPSTREAM", "URL";
+    /// File whose first line is the forwarding token (a JWT) the upstream's operator issued for
+    /// this relay.
+    push_upstream_token_file: Option<PathBuf> = "", "push-upstream-token-file", "APPROVD_PUSH_UPSTREAM_TOKEN_FILE", "FILE";
+    /// The forwarding token itself, for secret stores that inject environment variables (set
+    /// APPROVD_PUSH_UPSTREAM_TOKEN; as a flag it would show in the process list).
+    push_upstream_token: Option<Secret> = "", "push-upstream-token", "APPROVD_PUSH_UPSTREAM_TOKEN", "JWT";
+    /// Serve POST /v1/push/forward for downstream relays (off without it): each must send a
+    /// forwarding JWT (Authorization: Bearer) signed by this public key (PEM, Ed25519 or
+    /// P-256), whose `sub` names the downstream in rate limits and logs.
+    push_forward_key_file: Option<PathBuf> = "", "push-forward-key-file", "APPROVD_PUSH_FORWARD_KEY_FILE", "PEM";
+    /// Forwarded pushes per downstream relay per minute.
+    rate_forwards_per_downstream: u32 = "600", "rate-forwards-per-downstream", "APPROVD_RATE_FORWARDS_PER_DOWNSTREAM", "N";
     /// Require NAS requests to carry an admission JWT (Authorization: Bearer) signed by this
     /// operator public key (PEM, Ed25519 or P-256), with `sub` = the caller's nas_id.
     admission_key_file: Option<PathBuf> = "", "admission-key-file", "APPROVD_ADMISSION_KEY_FILE", "PEM";

@@ -294,12 +294,13 @@ async fn read_body(mut payload: Payload, limit: usize) -> Result<Vec<u8>, ApiErr
     Ok(body)
 }
 
-async fn authenticate<R: Role>(
+/// The request body, refused past [`approvd_proto::wire::MAX_BODY`] (by its declared length
+/// before reading) or when it does not arrive within the body deadline.
+async fn body_within_limits(
     state: &AppState,
     request: &HttpRequest,
     payload: Payload,
-) -> Result<(PublicKey, Vec<u8>), ApiError> {
-    let ip = client_ip(state, request);
+) -> Result<Vec<u8>, ApiError> {
     let limit = approvd_proto::wire::MAX_BODY;
     let declared = request
         .headers()
@@ -309,15 +310,89 @@ async fn authenticate<R: Role>(
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let body = match tokio::time::timeout(state.body_timeout, read_body(payload, limit)).await {
-        Ok(body) => body?,
+    match tokio::time::timeout(state.body_timeout, read_body(payload, limit)).await {
+        Ok(body) => body,
         Err(_) => {
             state.deps.metrics.request_timeouts.inc();
-            return Err(ApiError::RequestTimeout {
+            Err(ApiError::RequestTimeout {
                 secs: state.body_timeout.as_secs(),
-            });
+            })
         }
-    };
+    }
+}
+
+/// A request from a downstream relay to `POST /v1/push/forward`: its forwarding token verified
+/// (signed by `--push-forward-key-file`), its body parsed. Without that option the endpoint is
+/// off and answers 404. A refused token counts as a failed authentication of the source IP.
+#[derive(Debug)]
+pub struct Forwarded<B> {
+    /// The token's `sub`: which downstream relay this is (its rate limit, logs).
+    pub downstream: String,
+    pub body: B,
+}
+
+impl<B: BodyKind> FromRequest for Forwarded<B> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let request = request.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let state = request
+                .app_data::<web::Data<AppState>>()
+                .ok_or(ApiError::Internal)?
+                .clone();
+            let verifier = state.forwarding.as_ref().ok_or(ApiError::NoRoute)?;
+            let ip = client_ip(&state, &request);
+            let downstream = match verifier.subject(&request).and_then(downstream_name) {
+                Ok(downstream) => downstream,
+                Err(error) => {
+                    state
+                        .deps
+                        .metrics
+                        .auth_failures
+                        .with_label_values(&["bad_token"])
+                        .inc();
+                    if let Some(ip) = ip {
+                        access::check_ip(&state.deps, ip).await?;
+                        access::record_failure(&state.deps, ip).await?;
+                    }
+                    return Err(error);
+                }
+            };
+            let body = body_within_limits(&state, &request, payload).await?;
+            Ok(Forwarded {
+                downstream,
+                body: B::parse(&body)?,
+            })
+        })
+    }
+}
+
+/// A forwarding token's `sub`, which names a downstream relay in rate-limit keys and logs:
+/// 1 to 64 of `A-Z a-z 0-9 . _ -`.
+fn downstream_name(sub: String) -> Result<String, ApiError> {
+    let valid = (1..=64).contains(&sub.len())
+        && sub
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(sub)
+    } else {
+        Err(ApiError::AdmissionDenied(
+            "the forwarding token's `sub` must be 1 to 64 of A-Z a-z 0-9 . _ -".to_owned(),
+        ))
+    }
+}
+
+async fn authenticate<R: Role>(
+    state: &AppState,
+    request: &HttpRequest,
+    payload: Payload,
+) -> Result<(PublicKey, Vec<u8>), ApiError> {
+    let ip = client_ip(state, request);
+    let body = body_within_limits(state, request, payload).await?;
 
     let (key, budget) = match verify(state, request, &body).await {
         Ok(admitted) => admitted,
@@ -358,7 +433,8 @@ enum AuthFailure {
 }
 
 /// Every `reason` label of `approvd_auth_failures_total` (created at zero on startup).
-pub const AUTH_FAILURE_REASONS: [&str; 6] = [
+pub const AUTH_FAILURE_REASONS: [&str; 7] = [
+    "bad_token",
     "replayed_nonce",
     "clock_skew",
     "bad_signature",
@@ -451,7 +527,8 @@ async fn verify(
     Ok((verified.key, budget))
 }
 
-/// The operator's admission check for NAS requests (`Authorization: Bearer <JWT>`).
+/// A bearer-JWT check (`Authorization: Bearer <JWT>`) against an operator's public key: the
+/// admission of NAS requests, and the forwarding tokens of downstream relays.
 pub struct Admission {
     /// The operator's public key.
     key: jsonwebtoken::DecodingKey,
@@ -488,6 +565,16 @@ impl Admission {
     }
 
     fn check(&self, request: &HttpRequest, nas_id: &NasId) -> Result<(), ApiError> {
+        if self.subject(request)? != nas_id.to_string() {
+            return Err(ApiError::AdmissionDenied(
+                "the token's `sub` is not the nas_id that signed the request".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `sub` of the request's valid bearer token.
+    fn subject(&self, request: &HttpRequest) -> Result<String, ApiError> {
         let token = request
             .headers()
             .get("authorization")
@@ -497,11 +584,6 @@ impl Admission {
         let data =
             jsonwebtoken::decode::<AdmissionClaims>(token.trim(), &self.key, &self.validation)
                 .map_err(|error| ApiError::AdmissionDenied(error.to_string()))?;
-        if data.claims.sub != nas_id.to_string() {
-            return Err(ApiError::AdmissionDenied(
-                "the token's `sub` is not the nas_id that signed the request".to_owned(),
-            ));
-        }
-        Ok(())
+        Ok(data.claims.sub)
     }
 }

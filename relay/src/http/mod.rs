@@ -34,6 +34,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// The operator's admission check, when configured.
     pub admission: Option<auth::Admission>,
+    /// The check of downstream relays' forwarding tokens; `None`: push forwarding is off.
+    pub forwarding: Option<auth::Admission>,
     /// Write an access-log line per request.
     pub access_log: bool,
     /// Name the client IP in access-log lines.

@@ -6,7 +6,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{challenges, devices, health, inbox, mailbox, pairings};
+use super::routes::{challenges, devices, forward, health, inbox, mailbox, pairings};
 
 /// Adds the request-signature security scheme.
 struct HttpSignatures;
@@ -21,6 +21,19 @@ impl Modify for HttpSignatures {
                 "RFC 9421 HTTP Message Signature (Ed25519) with Signature-Input and, with a body, \
                  Content-Digest; keyid is the caller's nas_id or device_id. See PROTOCOL.md §7.",
             ))),
+        );
+        components.add_security_scheme(
+            "forwarding",
+            SecurityScheme::Http(
+                utoipa::openapi::security::HttpBuilder::new()
+                    .scheme(utoipa::openapi::security::HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A forwarding token: a JWT (EdDSA or ES256) the upstream's operator \
+                         signed for one downstream relay, `sub` naming it. See PROTOCOL.md §8.6.",
+                    ))
+                    .build(),
+            ),
         );
     }
 }
@@ -50,6 +63,7 @@ impl Modify for HttpSignatures {
         devices::unpair_device,
         mailbox::get_mailbox,
         mailbox::ack_mailbox,
+        forward::forward_push,
         health::healthz,
         health::readyz,
         health::metrics,

@@ -1,16 +1,19 @@
 //! Push delivery: the [`PushSender`] trait every provider implements, the payload (only
 //! `{v, cid}`), and the [`Dispatcher`] that sends to a challenge's targets concurrently within a
-//! time budget. Handlers reach APNs/FCM only through this module.
+//! time budget, through local credentials or an upstream relay. Handlers reach APNs/FCM only
+//! through this module.
 
 pub mod apns;
 pub mod fcm;
 pub mod log;
 pub mod retry;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use approvd_proto::wire::PushKind;
 use approvd_proto::wire::{Delivery, Notice, PushProvider, PushRegistration};
 use approvd_proto::{Cid, DeviceId, NasId};
 
@@ -19,16 +22,6 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub use log::LogSender;
-
-/// Why a push is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PushKind {
-    /// A new challenge: a visible alert that wakes the app.
-    Alert,
-    /// The challenge was answered elsewhere or cancelled: a silent background push so the app
-    /// can withdraw its notification.
-    Dismiss,
-}
 
 /// What a push says: only the challenge id (and, for a dismissal, that it is one). The phone
 /// fetches everything else from its inbox.
@@ -79,7 +72,7 @@ impl PushResult {
     pub const LABELS: [&'static str; 5] =
         ["delivered", "logged", "gone", "failed_config", "failed"];
 
-    fn label(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             PushResult::Delivered => "delivered",
             PushResult::Logged => "logged",
@@ -113,10 +106,14 @@ struct Route {
     credential: Arc<str>,
 }
 
-/// Which sender serves which app: `(provider, topic)` → sender, with an optional fallback.
+/// Which sender serves which app: `(provider, topic)` → sender; then the upstream relay, if
+/// any; then an optional fallback.
 #[derive(Debug, Clone, Default)]
 pub struct PushRoutes {
     routes: HashMap<(PushProvider, String), Route>,
+    /// Serves every topic without a local credential by forwarding it to another relay
+    /// (`--push-upstream`).
+    upstream: Option<Route>,
     /// Serves every unrouted topic (the development log sender); `None` in production, where
     /// an unknown topic is a configuration alarm.
     fallback: Option<Arc<dyn PushSender>>,
@@ -127,6 +124,7 @@ impl PushRoutes {
     pub fn all(sender: Arc<dyn PushSender>) -> Self {
         Self {
             routes: HashMap::new(),
+            upstream: None,
             fallback: Some(sender),
         }
     }
@@ -147,8 +145,16 @@ impl PushRoutes {
         self.routes.insert((provider, topic.to_owned()), route);
     }
 
+    /// Forward every topic that has no local credential through `sender` (the upstream relay).
+    pub fn forward_to(&mut self, sender: Arc<dyn PushSender>) {
+        self.upstream = Some(Route {
+            credential: Arc::from(sender.name()),
+            sender,
+        });
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty() && self.fallback.is_none()
+        self.routes.is_empty() && self.upstream.is_none() && self.fallback.is_none()
     }
 
     /// The sender for a registration and its credential's label (`None`: no credential serves
@@ -157,11 +163,23 @@ impl PushRoutes {
         &self,
         registration: &PushRegistration,
     ) -> Option<(Arc<dyn PushSender>, Arc<str>)> {
+        self.local(registration).or_else(|| {
+            self.upstream
+                .as_ref()
+                .map(|route| (Arc::clone(&route.sender), Arc::clone(&route.credential)))
+        })
+    }
+
+    /// The sender for a registration on this relay's own credentials (or the development log
+    /// sender), never the upstream: what a push forwarded to this relay uses, so two relays
+    /// that name each other upstream cannot pass a push back and forth.
+    fn local(&self, registration: &PushRegistration) -> Option<(Arc<dyn PushSender>, Arc<str>)> {
         match self
             .routes
             .get(&(registration.provider, registration.topic.clone()))
         {
             Some(route) => Some((Arc::clone(&route.sender), Arc::clone(&route.credential))),
+            None if self.upstream.is_some() => None,
             None => self
                 .fallback
                 .as_ref()
@@ -254,6 +272,18 @@ impl Dispatcher {
         }
     }
 
+    /// Send one push forwarded by a downstream relay, on this relay's own credentials only
+    /// (never on to its own upstream), under the same in-flight limit and metrics. No mailbox
+    /// notice: the downstream relay posts it to its NAS when it learns the token is gone.
+    pub async fn send_forwarded(
+        &self,
+        registration: &PushRegistration,
+        message: &PushMessage,
+    ) -> PushResult {
+        let route = self.routes.local(registration);
+        send(route, &self.in_flight, &self.metrics, registration, message).await
+    }
+
     /// Send one push in a task; report its delivery on `results` if given. A dead token also
     /// becomes a `push_gone` notice in the NAS's mailbox.
     fn spawn(
@@ -263,44 +293,14 @@ impl Dispatcher {
         nas_id: NasId,
         results: Option<tokio::sync::mpsc::UnboundedSender<(DeviceId, Delivery)>>,
     ) {
-        let provider_sender = self.routes.sender(&job.registration);
+        let route = self.routes.sender(&job.registration);
         let in_flight = Arc::clone(&self.in_flight);
         let store = Arc::clone(&self.store);
         let metrics = self.metrics.clone();
         let clock = Arc::clone(&self.clock);
         let mailbox_ttl = self.limits.mailbox_ttl;
         tokio::spawn(async move {
-            let (name, credential, result) = match provider_sender {
-                Some((sender, credential)) => {
-                    // The semaphore is never closed.
-                    let _permit = in_flight.acquire_owned().await;
-                    let started = std::time::Instant::now();
-                    let result = sender.send(&job.registration, &message).await;
-                    metrics
-                        .push_duration
-                        .with_label_values(&[sender.name()])
-                        .observe(started.elapsed().as_secs_f64());
-                    (sender.name(), credential, result)
-                }
-                None => (
-                    "none",
-                    Arc::from("none"),
-                    PushResult::Failed {
-                        reason: format!(
-                            "no credentials for {:?} topic `{}`: add it to the relay's push configuration",
-                            job.registration.provider, job.registration.topic
-                        ),
-                        alarm: true,
-                    },
-                ),
-            };
-            metrics
-                .pushes
-                .with_label_values(&[name, &credential, result.label()])
-                .inc();
-            if let PushResult::Failed { reason, alarm } = &result {
-                tracing::warn!(provider = name, credential = &*credential, %reason, alarm, "push failed");
-            }
+            let result = send(route, &in_flight, &metrics, &job.registration, &message).await;
             if result == PushResult::Gone {
                 let notice = Notice::PushGone {
                     device_id: job.device_id,
@@ -315,5 +315,91 @@ impl Dispatcher {
                 let _ = results.send((job.device_id, result.delivery()));
             }
         });
+    }
+}
+
+/// Send one push through `route` (`None`: no credential serves its topic, a configuration
+/// alarm) within the in-flight limit; count and log its result.
+async fn send(
+    route: Option<(Arc<dyn PushSender>, Arc<str>)>,
+    in_flight: &tokio::sync::Semaphore,
+    metrics: &Metrics,
+    registration: &PushRegistration,
+    message: &PushMessage,
+) -> PushResult {
+    let (name, credential, result) = match route {
+        Some((sender, credential)) => {
+            // The semaphore is never closed.
+            let _permit = in_flight.acquire().await;
+            let started = std::time::Instant::now();
+            let result = sender.send(registration, message).await;
+            metrics
+                .push_duration
+                .with_label_values(&[sender.name()])
+                .observe(started.elapsed().as_secs_f64());
+            (sender.name(), credential, result)
+        }
+        None => (
+            "none",
+            Arc::from("none"),
+            PushResult::Failed {
+                reason: format!(
+                    "no credentials for {:?} topic `{}`: add it to the relay's push configuration",
+                    registration.provider, registration.topic
+                ),
+                alarm: true,
+            },
+        ),
+    };
+    metrics
+        .pushes
+        .with_label_values(&[name, &credential, result.label()])
+        .inc();
+    if let PushResult::Failed { reason, alarm } = &result {
+        tracing::warn!(provider = name, credential = &*credential, %reason, alarm, "push failed");
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration(topic: &str) -> PushRegistration {
+        PushRegistration {
+            provider: PushProvider::Fcm,
+            token: "t".to_owned(),
+            topic: topic.to_owned(),
+        }
+    }
+
+    #[test]
+    fn local_credentials_first_then_the_upstream_but_never_upstream_for_a_forwarded_push() {
+        let mut routes = PushRoutes::default();
+        routes.route(PushProvider::Fcm, "local.app", Arc::new(LogSender), "local");
+        routes.forward_to(Arc::new(LogSender));
+        let label = |found: Option<(Arc<dyn PushSender>, Arc<str>)>| {
+            found.map(|(_, credential)| credential.to_string())
+        };
+        assert_eq!(
+            label(routes.sender(&registration("local.app"))).as_deref(),
+            Some("local")
+        );
+        assert_eq!(
+            label(routes.sender(&registration("other.app"))).as_deref(),
+            Some("log")
+        );
+        assert_eq!(
+            label(routes.local(&registration("local.app"))).as_deref(),
+            Some("local")
+        );
+        // What a downstream forwarded is pushed here or not at all.
+        assert_eq!(label(routes.local(&registration("other.app"))), None);
+        // Without an upstream, the development fallback serves every topic.
+        let development = PushRoutes::all(Arc::new(LogSender));
+        assert_eq!(
+            label(development.local(&registration("any.app"))).as_deref(),
+            Some("log")
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod access;
 pub mod challenges;
 pub mod devices;
 mod error;
+pub mod forward;
 pub mod mailbox;
 pub mod pairings;
 

@@ -23,17 +23,20 @@ pub enum Limit {
     CreationsPerIp,
     /// Pairing slots and challenges created by everyone together: the relay's ceiling.
     CreationsGlobal,
+    /// Pushes forwarded by one downstream relay (named by its forwarding token's `sub`).
+    ForwardsPerDownstream,
 }
 
 impl Limit {
     /// Every limit.
-    pub const ALL: [Limit; 6] = [
+    pub const ALL: [Limit; 7] = [
         Limit::AuthFailuresPerIp,
         Limit::RequestsPerCaller,
         Limit::ChallengesPerDevice,
         Limit::RefreshesPerDevice,
         Limit::CreationsPerIp,
         Limit::CreationsGlobal,
+        Limit::ForwardsPerDownstream,
     ];
 
     /// The `limit` label of `approvd_rate_limited_total`.
@@ -45,6 +48,7 @@ impl Limit {
             Limit::RefreshesPerDevice => "refreshes_per_device",
             Limit::CreationsPerIp => "creations_per_ip",
             Limit::CreationsGlobal => "creations_global",
+            Limit::ForwardsPerDownstream => "forwards_per_downstream",
         }
     }
 
@@ -57,6 +61,7 @@ impl Limit {
             Limit::RefreshesPerDevice => "push refreshes per device",
             Limit::CreationsPerIp => "pairings and challenges created per IP",
             Limit::CreationsGlobal => "pairings and challenges created on this relay",
+            Limit::ForwardsPerDownstream => "pushes forwarded per downstream relay",
         }
     }
 }
@@ -70,6 +75,8 @@ pub enum Bucket {
     DeviceRefreshes(DeviceId),
     CreationsFrom(IpAddr),
     Creations,
+    /// A downstream relay, by its forwarding token's `sub`.
+    Forwards(String),
 }
 
 impl Bucket {
@@ -82,6 +89,7 @@ impl Bucket {
             Bucket::DeviceRefreshes(_) => Limit::RefreshesPerDevice,
             Bucket::CreationsFrom(_) => Limit::CreationsPerIp,
             Bucket::Creations => Limit::CreationsGlobal,
+            Bucket::Forwards(_) => Limit::ForwardsPerDownstream,
         }
     }
 }
@@ -204,6 +212,7 @@ mod tests {
             Bucket::DeviceRefreshes(DeviceId(key)),
             Bucket::CreationsFrom([192, 0, 2, 1].into()),
             Bucket::Creations,
+            Bucket::Forwards("home-relay".to_owned()),
         ];
         let labels: Vec<&str> = buckets
             .iter()
@@ -217,7 +226,8 @@ mod tests {
                 "challenges_per_device",
                 "refreshes_per_device",
                 "creations_per_ip",
-                "creations_global"
+                "creations_global",
+                "forwards_per_downstream"
             ]
         );
     }

@@ -9,10 +9,15 @@ use approvd_relay::http::routes::ROUTES;
 use approvd_tests::RelayProcess;
 
 /// The `/v1` routes with their path parameters filled with random ids.
+/// The relay-to-relay route: a bearer forwarding token instead of a request signature, and
+/// off unless configured (its refusals are tested in `forwarding.rs`).
+const FORWARD: &str = "/v1/push/forward";
+
+/// Every signed route, with random path ids.
 fn api_routes() -> Vec<(&'static str, String)> {
     ROUTES
         .iter()
-        .filter(|(_, path)| path.starts_with("/v1/"))
+        .filter(|(_, path)| path.starts_with("/v1/") && *path != FORWARD)
         .map(|(method, path)| {
             let path = path
                 .replace(
@@ -365,7 +370,8 @@ async fn unknown_routes_and_methods_are_problems_too() {
         .await
         .expect("sent");
     assert_eq!(response.status().as_u16(), 405);
-    // Every documented route exists: unsigned /v1 calls get 401, operations answer.
+    // Every documented route exists: unsigned /v1 calls get 401, operations answer, and push
+    // forwarding is off by default.
     for (method, path) in ROUTES {
         let path = path
             .replace("{pairing_id}", "AAAAAAAAAAAAAAAAAAAAAA")
@@ -378,7 +384,13 @@ async fn unknown_routes_and_methods_are_problems_too() {
             .expect("sent")
             .status()
             .as_u16();
-        let expected = if path.starts_with("/v1/") { 401 } else { 200 };
+        let expected = if path == FORWARD {
+            404
+        } else if path.starts_with("/v1/") {
+            401
+        } else {
+            200
+        };
         assert_eq!(status, expected, "{method} {path}");
     }
 }

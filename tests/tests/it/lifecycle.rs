@@ -7,8 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use approvd_relay::config::OPTIONS;
-use approvd_tests::{approvd_binary, eventually, pair, request_one, RelayProcess, TempDir};
-use base64::Engine as _;
+use approvd_tests::{
+    approvd_binary, ed25519_pems, eventually, pair, request_one, RelayProcess, TempDir,
+};
 
 /// `approvd serve` with no flags, run in a fresh directory.
 fn serve_without_flags(dir: &TempDir) -> std::process::Child {
@@ -227,32 +228,6 @@ async fn readiness_metrics_and_openapi_are_served() {
     );
     let document: serde_json::Value = relay.get("/openapi.json").await.json().await.expect("json");
     assert!(document["paths"]["/v1/challenges/{cid}/verdict"]["post"].is_object());
-}
-
-/// PKCS#8 (private) and SPKI (public) PEM for an Ed25519 key.
-fn ed25519_pems(key: &ed25519_dalek::SigningKey) -> (String, String) {
-    let engine = base64::engine::general_purpose::STANDARD;
-    let mut private = hex_bytes("302e020100300506032b657004220420");
-    private.extend_from_slice(&key.to_bytes());
-    let mut public = hex_bytes("302a300506032b6570032100");
-    public.extend_from_slice(key.verifying_key().as_bytes());
-    (
-        format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            engine.encode(private)
-        ),
-        format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            engine.encode(public)
-        ),
-    )
-}
-
-fn hex_bytes(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-        .collect()
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod agent;
 mod auth_and_input;
 mod cli;
 mod flow;
+mod forwarding;
 mod fuzz_http;
 mod hardening;
 mod lifecycle;

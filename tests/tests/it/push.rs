@@ -197,7 +197,7 @@ async fn pushes_carry_nothing_but_v_and_cid_and_dead_tokens_reach_the_nas() {
     );
 }
 
-fn start_error(args: &[&str]) -> String {
+pub(crate) fn start_error(args: &[&str]) -> String {
     let dir = TempDir::new("push-config");
     let output = Command::new(approvd_binary())
         .arg("serve")
@@ -273,7 +273,7 @@ fn bad_push_credentials_stop_startup_naming_the_option() {
 }
 
 /// Pushes the mock received for `token`, as their `data` objects.
-async fn pushes_to(server: &MockServer, token: &str) -> Vec<serde_json::Value> {
+pub(crate) async fn pushes_to(server: &MockServer, token: &str) -> Vec<serde_json::Value> {
     server
         .received_requests()
         .await

@@ -11,6 +11,7 @@ mod nas;
 mod pam;
 mod phone;
 mod push_test;
+mod token;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -50,9 +51,13 @@ enum Command {
     /// Ask the phone to approve a PAM login (SSH, console): run by pam_approvd.so or
     /// pam_exec.so, through the agent; the exit status is the verdict (deploy/pam/).
     Pam(pam::PamArgs),
-    /// Send one test push to a device token through the configured credentials, and print
-    /// the credential used, the classified result and the time it took.
+    /// Send one test push to a device token through the configured credentials (or the
+    /// --push-upstream relay), and print the credential used, the classified result and the
+    /// time it took.
     PushTest(push_test::PushTestArgs),
+    /// Sign an admission token (for a NAS) or a forwarding token (for a downstream relay) with
+    /// the operator's private key, and print it.
+    Token(token::TokenArgs),
     /// Act as a phone: enroll, read requests, approve or deny (state in --home).
     Phone(phone::PhoneArgs),
     /// Run the whole protocol in one process: a relay, a NAS, two phones; prints every step.
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Command::Pam(args) => client(pam::run(args)),
         Command::Phone(args) => client(phone::run(args)),
         Command::PushTest(args) => client(push_test::run(args)),
+        Command::Token(args) => token::run(&args),
         Command::Demo => client(demo::run()),
         Command::Healthcheck(args) => client(healthcheck::run(args)),
     }

@@ -5,6 +5,7 @@
 
 pub mod challenges;
 pub mod devices;
+pub mod forward;
 pub mod health;
 pub mod inbox;
 pub mod mailbox;
@@ -34,6 +35,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/devices/unpair"),
     ("GET", "/v1/mailbox"),
     ("POST", "/v1/mailbox/ack"),
+    ("POST", "/v1/push/forward"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -82,6 +84,7 @@ pub(super) fn register(config: &mut web::ServiceConfig) {
         .service(resource("/v1/devices/unpair").route(web::post().to(devices::unpair_device)))
         .service(resource("/v1/mailbox").route(web::get().to(mailbox::get_mailbox)))
         .service(resource("/v1/mailbox/ack").route(web::post().to(mailbox::ack_mailbox)))
+        .service(resource("/v1/push/forward").route(web::post().to(forward::forward_push)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))

@@ -23,6 +23,7 @@ pub(super) fn rate(bucket: &Bucket) -> String {
         Bucket::DeviceRefreshes(device) => format!("approvd:rate:refresh:{device}"),
         Bucket::CreationsFrom(ip) => format!("approvd:rate:create:{{create}}:{ip}"),
         Bucket::Creations => "approvd:rate:create:{create}:all".to_owned(),
+        Bucket::Forwards(downstream) => format!("approvd:rate:forward:{downstream}"),
     }
 }
 
@@ -170,6 +171,7 @@ mod tests {
             rate(&Bucket::DeviceRefreshes(device)),
             rate(&Bucket::CreationsFrom([192, 0, 2, 1].into())),
             rate(&Bucket::Creations),
+            rate(&Bucket::Forwards("home-relay".to_owned())),
             slot,
             claim,
             accept,

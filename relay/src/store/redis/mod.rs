@@ -14,7 +14,7 @@
 //! | `approvd:rate:caller:{<keyid>}` | string | until the bucket refills | GCRA theoretical arrival time (µs) of a signer's request budget, charged by the admission script with the nonce |
 //! | `approvd:rate:challenges:{<device_id>}` | string | same | a device's challenge budget, charged with its mute read (`reserve`) |
 //! | `approvd:rate:create:{create}:<id>` | string | same | creations per IP (`<id>` an IP) and relay-wide (`all`), charged in order by one script |
-//! | `approvd:rate:<limit>:<id>` | string | same | the other budgets: `authfail` (per IP), `refresh` (per device) |
+//! | `approvd:rate:<limit>:<id>` | string | same | the other budgets: `authfail` (per IP), `refresh` (per device), `forward` (per downstream relay) |
 //! | `approvd:pairing:{<pairing_id>}` | string | slot lifetime + 60 s | slot JSON |
 //! | `approvd:pairing:{<pairing_id>}:claim` | string | the slot's remaining TTL | first claim (`SET NX` in Lua) |
 //! | `approvd:pairing:{<pairing_id>}:accept` | string | the slot's remaining TTL | the NAS's acceptance of the claim (`SET NX` in Lua, after the claim) |

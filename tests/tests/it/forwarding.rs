@@ -1,0 +1,460 @@
+//! Push forwarding between two real relays: a self-hosted (downstream) relay without credentials
+//! forwards its pushes to an upstream relay whose FCM credentials point at a local HTTP mock;
+//! the push arrives with nothing but `{v, cid}`, a dead token flows back into the downstream
+//! NAS's mailbox, and the upstream's endpoint refuses what it should (off by default, missing,
+//! foreign, expired or misnamed tokens, malformed, oversized or stale bodies) and rate-limits
+//! each downstream on its own.
+
+use std::process::Command;
+use std::time::Duration;
+
+use approvd_client::MailboxEvent;
+use approvd_proto::wire::{Delivery, Problem};
+use approvd_tests::{approvd_binary, context, ed25519_pems, pair, RelayProcess, TempDir};
+
+use crate::push::{fcm, fcm_mock, fcm_relay, pushes_to, start_error, APP};
+
+/// An operator key pair in `dir`: (private key file, public key file).
+fn operator_keys(dir: &TempDir, name: &str) -> (String, String) {
+    let (private, public) = ed25519_pems(&approvd_proto::generate_signing_key());
+    let private_path = dir.0.join(format!("{name}.pem"));
+    let public_path = dir.0.join(format!("{name}.pub.pem"));
+    std::fs::write(&private_path, private).expect("write");
+    std::fs::write(&public_path, public).expect("write");
+    (
+        private_path.display().to_string(),
+        public_path.display().to_string(),
+    )
+}
+
+/// `approvd token --key-file <key> --sub <sub>`: the token the upstream's operator hands out.
+fn mint(key_file: &str, sub: &str) -> String {
+    let output = Command::new(approvd_binary())
+        .args([
+            "token",
+            "--key-file",
+            key_file,
+            "--sub",
+            sub,
+            "--valid-days",
+            "1",
+        ])
+        .output()
+        .expect("run approvd token");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// A JWT signed with `key_file`'s key but with arbitrary claims.
+fn token_with(key_file: &str, claims: serde_json::Value) -> String {
+    let pem = std::fs::read(key_file).expect("key");
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("key");
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        &claims,
+        &key,
+    )
+    .expect("jwt")
+}
+
+#[tokio::test]
+async fn a_self_hosted_relay_pushes_through_its_upstream_and_learns_dead_tokens() {
+    let server = fcm_mock().await;
+    let keys = TempDir::new("forward-keys");
+    let (private, public) = operator_keys(&keys, "operator");
+    let (upstream, _dir) = fcm_relay(&server, &["--push-forward-key-file", &public]);
+    let token_file = keys.0.join("forward.jwt");
+    std::fs::write(&token_file, mint(&private, "home-relay-alice")).expect("write");
+    let downstream = RelayProcess::start(&[
+        "--push-upstream",
+        &upstream.url,
+        "--push-upstream-token-file",
+        token_file.to_str().expect("utf-8"),
+    ]);
+
+    let nas = downstream.nas();
+    let (phone, device) = pair(&nas, "android", Some(fcm("live-device-token", APP))).await;
+    let (_dead, dead_device) = pair(&nas, "old android", Some(fcm("dead-token", APP))).await;
+    let (_other, unknown_app) = pair(
+        &nas,
+        "other app",
+        Some(fcm("other-token", "com.unknown.app")),
+    )
+    .await;
+    let devices = [device.clone(), dead_device.clone(), unknown_app.clone()];
+    let login = context("alice-forwarded");
+    let sent = nas
+        .request_approval(&devices, &login, false, Duration::from_secs(60))
+        .await
+        .expect("challenge");
+    let deliveries: Vec<Delivery> = sent
+        .report
+        .deliveries
+        .iter()
+        .map(|entry| entry.delivery)
+        .collect();
+    assert_eq!(
+        deliveries,
+        vec![Delivery::Pushed, Delivery::Gone, Delivery::Failed],
+        "{}",
+        downstream.log()
+    );
+    // The upstream pushed through its FCM credential: `{v, cid}` and nothing else.
+    assert_eq!(
+        pushes_to(&server, "live-device-token").await,
+        vec![serde_json::json!({"v": "1", "cid": sent.cid.to_string()})]
+    );
+    for request in server.received_requests().await.expect("recorded") {
+        let body = String::from_utf8_lossy(&request.body);
+        assert!(!body.contains("alice-forwarded"), "the context reached FCM");
+    }
+    for log in [upstream.log(), downstream.log()] {
+        for secret in ["alice-forwarded", "live-device-token", "dead-token"] {
+            assert!(!log.contains(secret), "a relay logged {secret}");
+        }
+    }
+    // The phone reads the challenge from its own relay.
+    let received = phone.inbox(Duration::from_secs(5)).await.expect("inbox");
+    assert_eq!(received[0].context.user, "alice-forwarded");
+    // The dead token, learned upstream, reaches the downstream NAS's mailbox.
+    let events = nas
+        .drain_mailbox(&devices, Duration::from_secs(5))
+        .await
+        .expect("mailbox");
+    assert!(
+        events.contains(&MailboxEvent::PushGone {
+            device_id: dead_device.device_id
+        }),
+        "{events:?}"
+    );
+    // Both relays count what happened, each under its own credential.
+    for (relay, series, count) in [
+        (
+            &downstream,
+            "approvd_push_total{credential=\"upstream\",provider=\"upstream\",result=\"delivered\"}",
+            1.0,
+        ),
+        (
+            &downstream,
+            "approvd_push_total{credential=\"upstream\",provider=\"upstream\",result=\"gone\"}",
+            1.0,
+        ),
+        (
+            &downstream,
+            "approvd_push_total{credential=\"upstream\",provider=\"upstream\",result=\"failed_config\"}",
+            1.0,
+        ),
+        (
+            &upstream,
+            "approvd_push_total{credential=\"default\",provider=\"fcm\",result=\"delivered\"}",
+            1.0,
+        ),
+        (
+            &upstream,
+            "approvd_push_total{credential=\"none\",provider=\"none\",result=\"failed_config\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(relay.metric(series).await, Some(count), "{series}");
+    }
+    // `push-test` through the upstream: the operator's first check of a forwarding setup.
+    let output = Command::new(approvd_binary())
+        .args([
+            "push-test",
+            "--provider",
+            "fcm",
+            "--topic",
+            APP,
+            "--token",
+            "push-test-token",
+            "--push-upstream",
+            &upstream.url,
+            "--push-upstream-token-file",
+            token_file.to_str().expect("utf-8"),
+        ])
+        .env_remove("APPROVD_CONFIG")
+        .output()
+        .expect("push-test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("upstream") && stdout.contains("delivered"),
+        "{stdout}"
+    );
+    assert_eq!(pushes_to(&server, "push-test-token").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_or_unreachable_upstream_is_reported_not_hidden() {
+    let server = fcm_mock().await;
+    let keys = TempDir::new("forward-refused");
+    let (_, public) = operator_keys(&keys, "operator");
+    let (stranger, _) = operator_keys(&keys, "stranger");
+    let (upstream, _dir) = fcm_relay(&server, &["--push-forward-key-file", &public]);
+    let token_file = keys.0.join("foreign.jwt");
+    std::fs::write(&token_file, mint(&stranger, "home")).expect("write");
+    // A token the upstream did not issue: a configuration alarm on the downstream.
+    let refused = RelayProcess::start(&[
+        "--push-upstream",
+        &upstream.url,
+        "--push-upstream-token-file",
+        token_file.to_str().expect("utf-8"),
+    ]);
+    // An upstream that is not there: a plain failure (it may come back).
+    let closed = format!("http://127.0.0.1:{}", approvd_tests::redis::free_port());
+    let unreachable = RelayProcess::start(&[
+        "--push-upstream",
+        &closed,
+        "--push-upstream-token-file",
+        token_file.to_str().expect("utf-8"),
+    ]);
+    for (relay, result) in [(&refused, "failed_config"), (&unreachable, "failed")] {
+        let nas = relay.nas();
+        let (_phone, device) = pair(&nas, "android", Some(fcm("live-device-token", APP))).await;
+        let sent = nas
+            .request_approval(&[device], &context("bob"), false, Duration::from_secs(60))
+            .await
+            .expect("challenge");
+        assert_eq!(sent.report.deliveries[0].delivery, Delivery::Failed);
+        let series = format!(
+            "approvd_push_total{{credential=\"upstream\",provider=\"upstream\",result=\"{result}\"}}"
+        );
+        assert_eq!(relay.metric(&series).await, Some(1.0), "{}", relay.log());
+    }
+    assert!(pushes_to(&server, "live-device-token").await.is_empty());
+    assert!(refused.log().contains("upstream relay answered 403"));
+}
+
+/// POST a forwarding request to `relay` with `bearer`; the status and, for errors, the problem.
+async fn forward(
+    relay: &RelayProcess,
+    bearer: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Option<Problem>, serde_json::Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/v1/push/forward", relay.url))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(bearer) = bearer {
+        request = request.header("authorization", format!("Bearer {bearer}"));
+    }
+    let response = request.send().await.expect("sent");
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body");
+    let problem = serde_json::from_slice::<Problem>(&bytes).ok();
+    let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, problem, value)
+}
+
+fn push_body(token: &str, expires: u64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "push": {"provider": "fcm", "token": token, "topic": APP},
+        "cid": approvd_proto::Cid::random().to_string(),
+        "expires": expires,
+        "kind": "alert",
+    }))
+    .expect("json")
+}
+
+#[tokio::test]
+async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget() {
+    let server = fcm_mock().await;
+    let keys = TempDir::new("forward-endpoint");
+    let (private, public) = operator_keys(&keys, "operator");
+    let (stranger, _) = operator_keys(&keys, "stranger");
+    let now = approvd_client::transport::unix_now();
+
+    // Off by default: a relay without --push-forward-key-file has no such endpoint.
+    let plain = RelayProcess::start(&[]);
+    let (status, problem, _) = forward(
+        &plain,
+        Some(&mint(&private, "home")),
+        push_body("t", now + 60),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        problem.expect("problem").type_uri,
+        "urn:approvd:problem:no-route"
+    );
+
+    let (upstream, _dir) = fcm_relay(
+        &server,
+        &[
+            "--push-forward-key-file",
+            &public,
+            "--rate-forwards-per-downstream",
+            "3",
+        ],
+    );
+    let good = mint(&private, "home-a");
+    // (what, bearer token, body, status, problem)
+    type Case = (&'static str, Option<String>, Vec<u8>, u16, &'static str);
+    let cases: Vec<Case> = vec![
+        ("no token", None, push_body("t", now + 60), 401, "admission-required"),
+        (
+            "another operator's token",
+            Some(mint(&stranger, "home-a")),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        (
+            "an expired token",
+            Some(token_with(&private, serde_json::json!({"sub": "home-a", "exp": now - 3600}))),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        (
+            "a sub that cannot name a downstream",
+            Some(token_with(&private, serde_json::json!({"sub": "a:b{c}", "exp": now + 600}))),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        (
+            "a tampered token",
+            Some(format!("{good}x")),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        ("not JSON", Some(good.clone()), b"{\"push\":".to_vec(), 400, "invalid-body"),
+        (
+            "an unknown field",
+            Some(good.clone()),
+            serde_json::to_vec(&serde_json::json!({"push": {"provider": "fcm", "token": "t", "topic": APP}, "cid": approvd_proto::Cid::random().to_string(), "expires": now + 60, "kind": "alert", "context": "x"})).expect("json"),
+            400,
+            "invalid-body",
+        ),
+        (
+            "a token with a space",
+            Some(good.clone()),
+            push_body("t t", now + 60),
+            400,
+            "invalid-field",
+        ),
+        (
+            "an oversized body",
+            Some(good.clone()),
+            vec![b' '; 65 * 1024],
+            413,
+            "body-too-large",
+        ),
+    ];
+    for (what, bearer, body, status, problem) in cases {
+        let (got, got_problem, _) = forward(&upstream, bearer.as_deref(), body).await;
+        assert_eq!(got, status, "{what}");
+        assert_eq!(
+            got_problem.expect("problem").type_uri,
+            format!("urn:approvd:problem:{problem}"),
+            "{what}"
+        );
+    }
+    // Refused tokens count as failed authentications.
+    assert!(
+        upstream
+            .metric("approvd_auth_failures_total{reason=\"bad_token\"}")
+            .await
+            .unwrap_or(0.0)
+            >= 4.0
+    );
+    // A push for a challenge long over, or one no challenge could last until, is refused; both
+    // still count against the downstream's budget (3 per minute).
+    for (expires, what) in [(now - 3600, "passed"), (now + 3600, "more than")] {
+        let (status, problem, _) = forward(&upstream, Some(&good), push_body("t", expires)).await;
+        let problem = problem.expect("problem");
+        assert_eq!(status, 400);
+        assert_eq!(problem.field.as_deref(), Some("expires"));
+        assert!(problem.detail.contains(what), "{}", problem.detail);
+    }
+    // The same request sent again (a bearer token can be replayed) is pushed again, within
+    // the budget: the third request is the last this minute.
+    let body = push_body("budget-token", now + 60);
+    let (status, _, answer) = forward(&upstream, Some(&good), body.clone()).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("delivered"))
+    );
+    let (status, problem, _) = forward(&upstream, Some(&good), body).await;
+    assert_eq!(status, 429);
+    assert_eq!(
+        problem.expect("problem").type_uri,
+        "urn:approvd:problem:rate-limited"
+    );
+    // Another downstream has its own budget; a dead token is classified `gone`.
+    let other = mint(&private, "home-b");
+    let (status, _, answer) =
+        forward(&upstream, Some(&other), push_body("dead-token", now + 60)).await;
+    assert_eq!((status, answer["result"].as_str()), (200, Some("gone")));
+    let (status, _, answer) = forward(
+        &upstream,
+        Some(&other),
+        serde_json::to_vec(&serde_json::json!({
+            "push": {"provider": "apns", "token": "00ff", "topic": "com.unknown.app"},
+            "cid": approvd_proto::Cid::random().to_string(),
+            "expires": now + 60,
+            "kind": "dismiss",
+        }))
+        .expect("json"),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("failed_config")),
+        "{answer}"
+    );
+    assert_eq!(pushes_to(&server, "budget-token").await.len(), 1);
+    assert_eq!(upstream.get("/healthz").await.status().as_u16(), 200);
+}
+
+#[test]
+fn a_forwarding_setup_that_cannot_work_stops_startup_naming_the_option() {
+    let dir = TempDir::new("forward-config");
+    let garbage = dir.0.join("garbage");
+    std::fs::write(&garbage, "not a token\n").expect("write");
+    let garbage = garbage.display().to_string();
+    for (args, expected) in [
+        (
+            vec!["--push-upstream", "https://push.example.com"],
+            "--push-upstream: needs --push-upstream-token-file",
+        ),
+        (
+            vec!["--push-upstream-token-file", garbage.as_str()],
+            "--push-upstream-token-file: a forwarding token needs --push-upstream",
+        ),
+        (
+            vec![
+                "--push-upstream",
+                "http://push.example.com",
+                "--push-upstream-token-file",
+                garbage.as_str(),
+            ],
+            "--push-upstream: `http://push.example.com`: use https://",
+        ),
+        (
+            vec![
+                "--push-upstream",
+                "https://push.example.com",
+                "--push-upstream-token-file",
+                garbage.as_str(),
+            ],
+            "--push-upstream-token-file: not a JWT",
+        ),
+        (
+            vec!["--push-forward-key-file", garbage.as_str()],
+            "--push-forward-key-file: ",
+        ),
+    ] {
+        let stderr = start_error(&args);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
