@@ -214,3 +214,77 @@ fn an_action_must_say_which_and_only_an_action_may() {
     assert!(!opened.requires_number_matching());
     assert!(context.requires_number_matching());
 }
+
+/// Every X25519 public key of small order (the all-zero key among them), and their
+/// non-canonical encodings: sealing to one would give an all-zero shared secret, so a key that
+/// anyone can "open" for. HPKE (RFC 9180 §7.1.4) must refuse them.
+const SMALL_ORDER_X25519: [&str; 7] = [
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+    "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+];
+
+fn small_order_keys() -> Vec<approvd_proto::ids::SealKey> {
+    SMALL_ORDER_X25519
+        .iter()
+        .map(|text| {
+            let bytes: Vec<u8> = (0..64)
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+                .collect();
+            approvd_proto::ids::SealKey(bytes.try_into().expect("32 bytes"))
+        })
+        .collect()
+}
+
+#[test]
+fn all_zero_and_small_order_x25519_keys_are_refused_for_sealing() {
+    let (_, context, binding) = example();
+    for key in small_order_keys() {
+        assert!(
+            context::seal(&context, &binding, &key).is_err(),
+            "sealed a context to {key:?}"
+        );
+        let code_secret = approvd_proto::totp::CodeSecret::generate();
+        let code_binding = approvd_proto::totp::CodeSecretBinding {
+            pairing_id: approvd_proto::PairingId([7; 16]),
+            nas_id: binding.nas_id,
+            device_id: binding.device_id,
+            claim_hash: approvd_proto::ids::Digest::of(b"claim"),
+        };
+        assert!(
+            approvd_proto::totp::seal_code_secret(&code_secret, &code_binding, &key).is_err(),
+            "sealed an offline-code secret to {key:?}"
+        );
+    }
+}
+
+#[test]
+fn a_blob_sealed_for_one_purpose_never_opens_as_another() {
+    // The same recipient key, but HPKE `info`/`aad` of another purpose: an offline-code secret
+    // sealed at pairing does not open as a login context, nor a context as a code secret.
+    let (examples, context, binding) = example();
+    let recipient = examples.keys.device_seal.public_key();
+    let code_binding = approvd_proto::totp::CodeSecretBinding {
+        pairing_id: approvd_proto::PairingId(binding.cid.0),
+        nas_id: binding.nas_id,
+        device_id: binding.device_id,
+        claim_hash: approvd_proto::ids::Digest::of(b"claim"),
+    };
+    let code_secret = approvd_proto::totp::CodeSecret::generate();
+    let sealed_secret =
+        approvd_proto::totp::seal_code_secret(&code_secret, &code_binding, &recipient)
+            .expect("seals");
+    assert!(context::open(&sealed_secret, &binding, &examples.keys.device_seal).is_err());
+    let sealed_context = context::seal(&context, &binding, &recipient).expect("seals");
+    assert!(approvd_proto::totp::open_code_secret(
+        &sealed_context,
+        &code_binding,
+        &examples.keys.device_seal
+    )
+    .is_err());
+}

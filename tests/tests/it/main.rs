@@ -12,6 +12,7 @@ mod fuzz_http;
 mod hardening;
 mod lifecycle;
 mod loadtest;
+mod malicious_relay;
 mod operations;
 mod pam;
 mod protocol_revision;

@@ -1,0 +1,401 @@
+//! Attacks that take a malicious relay more than one rewrite: a dropped deny with the challenge
+//! re-delivered 50 times, a challenge hidden while its number is typed into another, a wrong
+//! number stored first, a handle swapped through a mailbox notice, a claim made with the QR
+//! code's secret (as many as a grinding relay likes), a claim with a small-order seal key, a
+//! verdict signed with the request key, and a request replayed to another replica.
+
+use std::time::Duration;
+
+use approvd_client::transport::unix_now;
+use approvd_client::{ClientError, MailboxEvent, Outcome, Phone, RelayClient};
+use approvd_proto::context::SealSecret;
+use approvd_proto::ids::{PublicKey, SealKey};
+use approvd_proto::pairing::{self, DeviceInfo, PairingUri};
+use approvd_proto::signed::{Decision, PairClaim, Verdict};
+use approvd_proto::wire::{ClaimMac, PairingClaimed, SignedVerdict};
+use approvd_proto::{DeviceId, SignedMessage as _};
+use approvd_tests::{login, only_request};
+
+use super::{
+    ask, malicious_relay, nas_behind, paired, recorded, ACCEPTANCE, CLAIM, INBOX, MAILBOX, MINUTE,
+    VERDICT, WAIT,
+};
+
+const ACCEPT: &str = "POST /v1/pairings/{pairing_id}/accept";
+
+#[tokio::test]
+async fn a_dropped_deny_redelivered_and_repushed_50_times_prompts_once() {
+    let (_relay, proxy) = malicious_relay().await;
+    let nas = nas_behind(&proxy, &approvd_proto::generate_signing_key());
+    let (phone, device) = paired(&nas, "alice", "phone").await;
+    let sent = ask(&nas, std::slice::from_ref(&device), "alice").await;
+    let received = only_request(&phone, WAIT).await;
+    let inbox = recorded(&proxy, INBOX);
+    phone
+        .submit(&phone.answer(&received, Decision::Deny, None))
+        .await
+        .expect("deny");
+    // The relay hides the deny from the NAS…
+    proxy.once(VERDICT, |exchange| {
+        exchange.status = 204;
+        exchange.body.clear();
+        true
+    });
+    assert_eq!(
+        nas.wait_for_verdict(&sent, std::slice::from_ref(&device), Duration::ZERO)
+            .await
+            .expect("poll"),
+        None
+    );
+    // …and pushes the same challenge again and again: the phone fetches and never shows it.
+    let mut prompts = 1;
+    for _ in 0..50 {
+        let replay = inbox.clone();
+        proxy.once(INBOX, move |exchange| {
+            exchange.status = 200;
+            exchange.body = serde_json::to_vec(&replay).expect("json");
+            true
+        });
+        prompts += phone.inbox(Duration::ZERO).await.expect("inbox").len();
+    }
+    assert_eq!(prompts, 1, "an answered challenge was shown again");
+}
+
+#[tokio::test]
+async fn a_hidden_challenge_s_number_typed_into_another_is_a_wrong_number() {
+    let (_relay, proxy) = malicious_relay().await;
+    let nas = nas_behind(&proxy, &approvd_proto::generate_signing_key());
+    let (phone, device) = paired(&nas, "alice", "phone").await;
+    let devices = std::slice::from_ref(&device);
+    // The attacker's sign-in A, then the user's own sign-in B with its number on the page.
+    let a = ask(&nas, devices, "alice").await;
+    let shown_a = only_request(&phone, WAIT).await;
+    let inbox_with_a_only = recorded(&proxy, INBOX);
+    let b = ask(&nas, devices, "alice").await;
+    assert_ne!(a.number, b.number, "numbers are distinct per account");
+    // The relay hides B and shows A; the user types B's number into A.
+    proxy.once(INBOX, move |exchange| {
+        exchange.body = serde_json::to_vec(&inbox_with_a_only).expect("json");
+        true
+    });
+    let shown = phone.inbox(Duration::ZERO).await.expect("inbox");
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].entry.cid, shown_a.entry.cid);
+    let typed_b_into_a = phone.answer(&shown[0], Decision::Approve, b.number.as_deref());
+    phone.submit(&typed_b_into_a).await.expect("submit");
+    assert_eq!(
+        nas.wait_for_verdict(&a, devices, WAIT).await.expect("poll"),
+        Some(Outcome::WrongNumber {
+            device_id: device.device_id
+        })
+    );
+    assert_eq!(
+        nas.wait_for_verdict(&b, devices, Duration::ZERO)
+            .await
+            .expect("poll"),
+        None,
+        "B stays pending"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_number_approve_stored_first_decides_and_the_right_one_after_is_refused() {
+    let (_relay, proxy) = malicious_relay().await;
+    let nas = nas_behind(&proxy, &approvd_proto::generate_signing_key());
+    let (phone, device) = paired(&nas, "alice", "phone").await;
+    let (tablet, tablet_device) = paired(&nas, "alice", "tablet").await;
+    let devices = [device.clone(), tablet_device.clone()];
+    let sent = ask(&nas, &devices, "alice").await;
+    let on_phone = only_request(&phone, WAIT).await;
+    let on_tablet = only_request(&tablet, WAIT).await;
+    let wrong = phone.answer(&on_phone, Decision::Approve, Some("000"));
+    let right = tablet.answer(&on_tablet, Decision::Approve, sent.number.as_deref());
+    phone
+        .submit(&wrong)
+        .await
+        .expect("the first answer is stored");
+    assert_eq!(
+        nas.wait_for_verdict(&sent, &devices, WAIT)
+            .await
+            .expect("poll"),
+        Some(Outcome::WrongNumber {
+            device_id: device.device_id
+        })
+    );
+    // The relay now hands over the right number's approval: the NAS decided already.
+    proxy.once(VERDICT, move |exchange| {
+        exchange.status = 200;
+        exchange.body = serde_json::to_vec(&right).expect("json");
+        true
+    });
+    assert!(matches!(
+        nas.wait_for_verdict(&sent, &devices, Duration::ZERO)
+            .await
+            .expect("poll"),
+        Some(Outcome::Invalid { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_handle_refreshed_notice_cannot_bring_in_the_relay_s_own_signing_key() {
+    let (_relay, proxy) = malicious_relay().await;
+    let nas = nas_behind(&proxy, &approvd_proto::generate_signing_key());
+    let (mut phone, mut device) = paired(&nas, "alice", "phone").await;
+    // The relay pairs a phone of its own and moves its handle onto alice's device.
+    let (attacker, attacker_device) = paired(&nas, "mallory", "attacker").await;
+    phone
+        .refresh_push(Some(approvd_tests::push_registration()))
+        .await
+        .expect("refresh");
+    let handle = attacker_device.push_handle.clone();
+    proxy.once(MAILBOX, move |exchange| {
+        let mut mailbox = exchange.json();
+        mailbox["entries"][0]["notice"]["push_handle"] = serde_json::json!(handle);
+        exchange.body = serde_json::to_vec(&mailbox).expect("json");
+        true
+    });
+    let events = nas
+        .drain_mailbox(std::slice::from_ref(&device), WAIT)
+        .await
+        .expect("mailbox");
+    let [MailboxEvent::HandleRefreshed { push_handle, .. }] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    // The NAS takes the handle (it is the relay's to mint; at worst pushes go astray), and the
+    // malicious relay accepts the challenge (the honest one refuses a handle of another device).
+    device.push_handle = push_handle.clone();
+    let devices = std::slice::from_ref(&device);
+    let (_, sent) = nas
+        .build_challenge(devices, &login("alice"), true, MINUTE)
+        .expect("challenge");
+    // …but a verdict signed with the attacker's key, for alice's device, does not verify.
+    let forged = Verdict {
+        cid: sent.cid,
+        nas_id: nas.nas_id(),
+        device_id: device.device_id,
+        challenge_hash: sent.challenge_hashes[0].1,
+        decision: Decision::Approve,
+        number: sent.number.clone(),
+        user_verified: true,
+        decided_at: unix_now(),
+    };
+    for signed in [
+        SignedVerdict {
+            sig: forged.sign(attacker.sig_key()),
+            verdict: forged.clone(),
+        },
+        SignedVerdict {
+            sig: forged.sign(attacker.api_key()),
+            verdict: forged.clone(),
+        },
+    ] {
+        proxy.once(VERDICT, move |exchange| {
+            exchange.status = 200;
+            exchange.body = serde_json::to_vec(&signed).expect("json");
+            true
+        });
+        assert!(matches!(
+            nas.wait_for_verdict(&sent, devices, Duration::ZERO)
+                .await
+                .expect("poll"),
+            Some(Outcome::Invalid { .. })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn a_verdict_signed_with_the_request_key_is_refused_by_relay_and_nas() {
+    let (_relay, proxy) = malicious_relay().await;
+    let nas = nas_behind(&proxy, &approvd_proto::generate_signing_key());
+    let (phone, device) = paired(&nas, "alice", "phone").await;
+    let devices = std::slice::from_ref(&device);
+    let sent = ask(&nas, devices, "alice").await;
+    let received = only_request(&phone, WAIT).await;
+    let genuine = phone.answer(&received, Decision::Approve, sent.number.as_deref());
+    let by_api_key = SignedVerdict {
+        sig: genuine.verdict.sign(phone.api_key()),
+        verdict: genuine.verdict.clone(),
+    };
+    let refused = phone.submit(&by_api_key).await;
+    assert_eq!(
+        refused.as_ref().err().and_then(ClientError::problem_name),
+        Some("invalid-signature"),
+        "{refused:?}"
+    );
+    proxy.once(VERDICT, move |exchange| {
+        exchange.status = 200;
+        exchange.body = serde_json::to_vec(&by_api_key).expect("json");
+        true
+    });
+    assert!(matches!(
+        nas.wait_for_verdict(&sent, devices, Duration::ZERO)
+            .await
+            .expect("poll"),
+        Some(Outcome::Invalid { .. })
+    ));
+}
+
+/// A claim for the slot of `uri` with fresh keys, made by whoever holds the QR code's secret
+/// (as the relay does when it saw the QR code), sealing to `seal_key`.
+fn claim_with_the_qr_secret(
+    uri: &PairingUri,
+    seal_key: SealKey,
+    handle: &serde_json::Value,
+) -> serde_json::Value {
+    let api = approvd_proto::generate_signing_key();
+    let sig = approvd_proto::generate_signing_key();
+    let device_id = DeviceId(PublicKey::from(&api));
+    let info = DeviceInfo {
+        name: "iPhone".to_owned(),
+        platform: "ios".to_owned(),
+    };
+    let claim = PairClaim {
+        pairing_id: uri.pairing_id,
+        nas_id: uri.nas_id,
+        device_id,
+        sig_key: PublicKey::from(&sig),
+        seal_key,
+        device_info: pairing::seal_device_info(&uri.secret, &uri.pairing_id, &device_id, &info)
+            .expect("seal"),
+        claimed_at: unix_now(),
+    };
+    let claimed = PairingClaimed {
+        mac: ClaimMac(pairing::claim_mac(&uri.secret, &claim)),
+        sig: claim.sign(&sig),
+        claim,
+        push_handle: serde_json::from_value(handle.clone()).expect("handle"),
+    };
+    serde_json::to_value(claimed).expect("json")
+}
+
+#[tokio::test]
+async fn a_relay_holding_the_qr_secret_grinds_claims_but_the_phone_never_shows_a_code() {
+    let (_relay, proxy) = malicious_relay().await;
+    let nas = nas_behind(&proxy, &approvd_proto::generate_signing_key());
+    // Each attempt: the relay swaps the phone's claim for one of its own, made with the QR
+    // code's secret. The NAS cannot tell (the MAC verifies) and commits to it; the phone sees
+    // an acceptance of another claim and raises the alarm instead of showing a code. So however
+    // many claims it grinds for a code equal to the phone's, there is no code to match.
+    for attempt in 0..20 {
+        let uri = nas
+            .start_pairing("nas", "alice", MINUTE)
+            .await
+            .expect("slot");
+        let phone = Phone::enroll(&uri, "phone", "ios", None)
+            .await
+            .expect("enroll");
+        let slot = uri.clone();
+        proxy.once(CLAIM, move |exchange| {
+            let genuine = exchange.json();
+            let ours = claim_with_the_qr_secret(
+                &slot,
+                SealSecret::generate().public_key(),
+                &genuine["push_handle"],
+            );
+            exchange.body = serde_json::to_vec(&ours).expect("json");
+            true
+        });
+        // The honest relay refuses an acceptance of a claim it did not store; this one takes it.
+        proxy.once(ACCEPT, |exchange| {
+            exchange.status = 204;
+            exchange.body.clear();
+            true
+        });
+        let verified = nas
+            .wait_for_claim(&uri, WAIT)
+            .await
+            .expect("poll")
+            .expect("the NAS cannot tell a claim made with its own QR code");
+        assert_ne!(verified.claimed.claim.device_id, phone.device_id());
+        // It hands the phone the NAS's acceptance — of the claim the NAS was shown.
+        let acceptance = proxy.seen(ACCEPT).pop().expect("accepted").request;
+        proxy.once(ACCEPTANCE, move |exchange| {
+            exchange.status = 200;
+            exchange.body = acceptance.clone();
+            true
+        });
+        // (The honest relay holds nothing for the phone: ask without waiting.)
+        let shown = phone.wait_for_acceptance(Duration::ZERO).await;
+        assert!(
+            matches!(shown, Err(ClientError::Alarm(_))),
+            "attempt {attempt}: {shown:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_claim_with_an_all_zero_or_small_order_seal_key_never_pairs() {
+    let (_relay, proxy) = malicious_relay().await;
+    let nas = nas_behind(&proxy, &approvd_proto::generate_signing_key());
+    for point in [[0u8; 32], {
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        one
+    }] {
+        let uri = nas
+            .start_pairing("nas", "alice", MINUTE)
+            .await
+            .expect("slot");
+        let _phone = Phone::enroll(&uri, "phone", "ios", None)
+            .await
+            .expect("enroll");
+        let slot = uri.clone();
+        proxy.once(CLAIM, move |exchange| {
+            let genuine = exchange.json();
+            let ours = claim_with_the_qr_secret(&slot, SealKey(point), &genuine["push_handle"]);
+            exchange.body = serde_json::to_vec(&ours).expect("json");
+            true
+        });
+        let refused = match nas.wait_for_claim(&uri, WAIT).await {
+            Err(error) => error.to_string(),
+            Ok(None) => panic!("no claim"),
+            // Refused at the latest when the NAS seals the offline-code secret to it.
+            Ok(Some(verified)) => nas
+                .confirm(&verified, &verified.code())
+                .await
+                .expect_err("sealed to a small-order key")
+                .to_string(),
+        };
+        assert!(!refused.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_request_replayed_to_another_replica_is_refused() {
+    let redis = approvd_tests::redis::RedisServer::start();
+    let dir = approvd_tests::TempDir::new("replay-replica");
+    let keys = approvd_tests::shared_handle_keys(&dir);
+    let url = redis.url();
+    let args = [
+        "--store",
+        "redis",
+        "--redis-url",
+        &url,
+        "--handle-key-file",
+        &keys,
+    ];
+    let (a, b) = (
+        approvd_tests::RelayProcess::start(&args),
+        approvd_tests::RelayProcess::start(&args),
+    );
+    let key = approvd_proto::generate_signing_key();
+    let body = serde_json::to_vec(&approvd_proto::wire::CreatePairingRequest {
+        pairing_id: approvd_proto::PairingId::random(),
+        ttl_secs: 60,
+    })
+    .expect("json");
+    let to_a = RelayClient::new(&a.url, key.clone()).expect("client");
+    let to_b = RelayClient::new(&b.url, key).expect("client");
+    let prepared = to_a.prepare("POST", "/v1/pairings", "", Some(body));
+    let first = to_a.send(prepared.clone()).await.expect("sent");
+    assert_eq!(first.status().as_u16(), 201);
+    let replayed = approvd_client::transport::decode::<serde_json::Value>(
+        to_b.send(prepared).await.expect("sent"),
+    )
+    .await;
+    assert_eq!(
+        replayed.as_ref().err().and_then(ClientError::problem_name),
+        Some("replayed-nonce"),
+        "{replayed:?}"
+    );
+}
