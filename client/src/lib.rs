@@ -3,6 +3,7 @@
 //! and `phone` run the flows and apply every end-to-end check of PROTOCOL.md §11, so a relay can
 //! delay or drop, never approve; `home` keeps their state in private, atomically written files.
 
+pub mod agent_api;
 pub mod files;
 pub mod home;
 pub mod nas;

@@ -13,9 +13,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
+use approvd_client::agent_api::{ApprovalRequest, CodeRequest, PairingRequest};
 use approvd_client::transport::unix_now;
 use approvd_client::{CodeCheck, Nas, NasHome, Outcome, PairedDevice, SentChallenge};
-use approvd_proto::context::{LoginContext, LoginKind};
+
 use approvd_proto::Cid;
 use clap::Args;
 
@@ -462,37 +463,7 @@ fn client_problem(error: &approvd_client::ClientError) -> HttpResponse {
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RequestBody {
-    user: String,
-    #[serde(default = "default_service")]
-    service: String,
-    client_ip: Option<String>,
-    user_agent: Option<String>,
-    location: Option<String>,
-    #[serde(default)]
-    kind: Option<LoginKind>,
-    action: Option<String>,
-    /// Number matching for an `action` (always on for sign-ins).
-    #[serde(default)]
-    number_matching: bool,
-    #[serde(default = "default_lifetime")]
-    lifetime_secs: u64,
-    /// Only these of the account's phones.
-    #[serde(default)]
-    devices: Vec<String>,
-}
-
-fn default_service() -> String {
-    "login".to_owned()
-}
-
-fn default_lifetime() -> u64 {
-    60
-}
-
-async fn create_request(agent: web::Data<Agent>, body: web::Json<RequestBody>) -> HttpResponse {
+async fn create_request(agent: web::Data<Agent>, body: web::Json<ApprovalRequest>) -> HttpResponse {
     let body = body.into_inner();
     let devices: Vec<PairedDevice> = match agent.home.account_devices(&body.user) {
         Ok(devices) => devices
@@ -510,24 +481,9 @@ async fn create_request(agent: web::Data<Agent>, body: web::Json<RequestBody>) -
             &format!("`{}` has no paired phones (to ask)", body.user),
         );
     }
-    let kind = body.kind.unwrap_or(if body.action.is_some() {
-        LoginKind::Action
-    } else {
-        LoginKind::Login
-    });
-    let context = LoginContext {
-        user: body.user,
-        service: body.service,
-        nas_label: agent.label.clone(),
-        client_ip: body.client_ip,
-        user_agent: body.user_agent,
-        location: body.location,
-        kind,
-        action: body.action,
-        time: unix_now(),
-    };
-    let number_matching = body.number_matching || context.requires_number_matching();
-    let lifetime = Duration::from_secs(body.lifetime_secs.clamp(1, 120));
+    let context = body.login_context(&agent.label, unix_now());
+    let number_matching = body.number_matching(&context);
+    let lifetime = body.lifetime();
     match agent
         .nas
         .request_approval(&devices, &context, number_matching, lifetime)
@@ -673,12 +629,6 @@ async fn devices(agent: web::Data<Agent>, path: web::Path<String>) -> HttpRespon
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CodeBody {
-    code: String,
-}
-
 fn code_json(check: &CodeCheck) -> HttpResponse {
     let answer = match check {
         CodeCheck::Accepted { device_id } => {
@@ -697,7 +647,7 @@ fn code_json(check: &CodeCheck) -> HttpResponse {
 async fn offline_code(
     agent: web::Data<Agent>,
     path: web::Path<String>,
-    body: web::Json<CodeBody>,
+    body: web::Json<CodeRequest>,
 ) -> HttpResponse {
     check_code(&agent, &path, &body.code, NasHome::check_offline_code)
 }
@@ -705,7 +655,7 @@ async fn offline_code(
 async fn recovery_code(
     agent: web::Data<Agent>,
     path: web::Path<String>,
-    body: web::Json<CodeBody>,
+    body: web::Json<CodeRequest>,
 ) -> HttpResponse {
     check_code(&agent, &path, &body.code, NasHome::use_recovery_code)
 }
@@ -764,24 +714,12 @@ async fn new_recovery_codes(agent: web::Data<Agent>, path: web::Path<String>) ->
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PairingBody {
-    user: String,
-    #[serde(default = "default_pairing_ttl")]
-    ttl_secs: u64,
-}
-
-fn default_pairing_ttl() -> u64 {
-    300
-}
-
-async fn start_pairing(agent: web::Data<Agent>, body: web::Json<PairingBody>) -> HttpResponse {
+async fn start_pairing(agent: web::Data<Agent>, body: web::Json<PairingRequest>) -> HttpResponse {
     let body = body.into_inner();
     if let Err(error) = agent.home.check_room(&body.user) {
         return problem(409, "too-many-phones", &error.to_string());
     }
-    let ttl = Duration::from_secs(body.ttl_secs.clamp(1, 600));
+    let ttl = body.ttl();
     let uri = match agent.nas.start_pairing(&agent.label, &body.user, ttl).await {
         Ok(uri) => uri,
         Err(error) => return client_problem(&error),
@@ -904,7 +842,7 @@ async fn claim_settled(agent: &Agent, id: &approvd_proto::PairingId) {
 async fn confirm_pairing(
     agent: web::Data<Agent>,
     path: web::Path<String>,
-    body: web::Json<CodeBody>,
+    body: web::Json<CodeRequest>,
 ) -> HttpResponse {
     let Ok(id) = approvd_proto::PairingId::parse(&path) else {
         return problem(404, "not-found", "no such pairing");

@@ -399,3 +399,41 @@ async fn a_request_replayed_to_another_replica_is_refused() {
         "{replayed:?}"
     );
 }
+
+#[tokio::test]
+async fn a_verdict_replayed_after_expiry_or_twice_for_one_challenge_decides_nothing_more() {
+    let (_relay, proxy) = malicious_relay().await;
+    let nas = nas_behind(&proxy, &approvd_proto::generate_signing_key());
+    let (phone, device) = paired(&nas, "alice", "phone").await;
+    let devices = std::slice::from_ref(&device);
+    let sent = ask(&nas, devices, "alice").await;
+    let received = only_request(&phone, WAIT).await;
+    let approve = phone.answer(&received, Decision::Approve, sent.number.as_deref());
+    // Held back until the challenge is over, the genuine approval is only `expired`.
+    assert_eq!(
+        nas.judge(&sent, devices, &approve, sent.expires + 6),
+        Outcome::Expired
+    );
+    phone.submit(&approve).await.expect("submit");
+    assert_eq!(
+        nas.wait_for_verdict(&sent, devices, WAIT)
+            .await
+            .expect("poll"),
+        Some(Outcome::Approved {
+            device_id: device.device_id
+        })
+    );
+    // Served a second time, it is refused: one verdict per challenge.
+    let again = approve.clone();
+    proxy.once(VERDICT, move |exchange| {
+        exchange.status = 200;
+        exchange.body = serde_json::to_vec(&again).expect("json");
+        true
+    });
+    assert!(matches!(
+        nas.wait_for_verdict(&sent, devices, Duration::ZERO)
+            .await
+            .expect("poll"),
+        Some(Outcome::Invalid { .. })
+    ));
+}

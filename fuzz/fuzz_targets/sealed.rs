@@ -1,0 +1,4 @@
+//! libFuzzer entry for `approvd_fuzz_targets::sealed`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| approvd_fuzz_targets::sealed(data));
