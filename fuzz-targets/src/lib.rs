@@ -15,8 +15,11 @@ use approvd_proto::wire::{self, Notice, PushHandle, Validate};
 use approvd_relay::handle::HandleKeys;
 use approvd_relay::http::auth::{BodyKind, Json};
 
+/// What a fuzz target runs on one input.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its corpus directory and fuzz target.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("pairing_uri", pairing_uri),
     ("http_signature", http_signature),
     ("relay_body", relay_body),
