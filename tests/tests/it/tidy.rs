@@ -1,7 +1,8 @@
 //! Repository tidiness that a reviewer would otherwise check by hand: every Rust file starts
 //! with a `//!` line saying what it owns (STYLE.md), and the invariants ARCHITECTURE.md writes
 //! as absences hold in the source (no catch-all in the error mapping, Redis keys spelled only in
-//! `store::redis`, no HTTP in the use cases, no I/O in `approvd-proto`, one Redis key table).
+//! `store::redis`, no HTTP in the use cases, no I/O in `approvd-proto`, one Redis key table),
+//! and every test SECURITY.md names as the proof of a mitigation exists.
 
 use std::path::{Path, PathBuf};
 
@@ -49,7 +50,15 @@ fn files_containing(dir: &str, needles: &[&str]) -> Vec<String> {
 #[test]
 fn every_rust_file_says_what_it_owns() {
     let mut files = Vec::new();
-    for crate_dir in ["proto", "client", "relay", "loadtest", "tests"] {
+    for crate_dir in [
+        "proto",
+        "client",
+        "relay",
+        "loadtest",
+        "tests",
+        "fuzz-targets",
+        "fuzz",
+    ] {
         rust_files(&workspace().join(crate_dir), &mut files);
     }
     assert!(files.len() > 40, "found only {} files", files.len());
@@ -225,4 +234,61 @@ fn layers_import_only_downward() {
         }
     }
     assert!(offenders.is_empty(), "upward imports: {offenders:?}");
+}
+
+/// The names of every test function in the workspace (`#[test]` or `#[tokio::test]`).
+fn test_names() -> std::collections::BTreeSet<String> {
+    let attribute = regex::Regex::new(
+        r"#\[(?:tokio::)?test[^\]]*\]\s*(?:#\[[^\]]*\]\s*)*(?:async\s+)?fn\s+([a-z0-9_]+)",
+    )
+    .expect("regex");
+    let mut names = std::collections::BTreeSet::new();
+    for dir in [
+        "proto",
+        "client",
+        "relay",
+        "tests",
+        "fuzz-targets",
+        "examples",
+        "deploy",
+    ] {
+        for (_, text) in sources(dir) {
+            for found in attribute.captures_iter(&text) {
+                names.insert(found[1].to_owned());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn security_md_names_only_tests_that_exist() {
+    let text = std::fs::read_to_string(workspace().join("SECURITY.md")).expect("SECURITY.md");
+    let threats = text
+        .split("## Threats, mitigations and their tests")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the threats section");
+    let names = test_names();
+    let name = regex::Regex::new(r"`([a-z0-9_]+)`").expect("regex");
+    let mut rows = 0;
+    let mut missing = Vec::new();
+    for row in threats.lines().filter(|line| line.starts_with("| ")) {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+        if cells.len() != 3 || cells[0] == "Threat" {
+            continue;
+        }
+        rows += 1;
+        let named: Vec<&str> = name
+            .captures_iter(cells[2])
+            .map(|found| found.get(1).map_or("", |m| m.as_str()))
+            .collect();
+        assert!(!named.is_empty(), "a threat without a test: {row}");
+        missing.extend(named.into_iter().filter(|test| !names.contains(*test)));
+    }
+    assert!(rows >= 30, "only {rows} threats found");
+    assert!(
+        missing.is_empty(),
+        "SECURITY.md names tests that do not exist: {missing:?}"
+    );
 }
