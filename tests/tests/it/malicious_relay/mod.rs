@@ -394,11 +394,7 @@ async fn a_malicious_relay_never_shows_a_phone_a_challenge_or_context_the_nas_di
         .find(|received| received.entry.cid == cancelled.cid)
         .expect("the phone cannot know the NAS cancelled it");
     let approve = phone.answer(received, Decision::Approve, cancelled.number.as_deref());
-    proxy.once(VERDICT, move |exchange| {
-        exchange.status = 200;
-        exchange.body = serde_json::to_vec(&approve).expect("json");
-        true
-    });
+    proxy.answer_json_once(VERDICT, &approve);
     assert_eq!(
         nas.wait_for_verdict(&cancelled, &alice, Duration::ZERO)
             .await

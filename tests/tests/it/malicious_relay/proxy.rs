@@ -117,6 +117,20 @@ impl MaliciousRelay {
             .push((route.to_owned(), Box::new(rewrite)));
     }
 
+    /// Answer the next request on `route` with `status` and `body` (whatever the relay said).
+    pub fn answer_once(&self, route: &str, status: u16, body: Vec<u8>) {
+        self.once(route, move |exchange| {
+            exchange.status = status;
+            exchange.body = body.clone();
+            true
+        });
+    }
+
+    /// [`MaliciousRelay::answer_once`] with `value` as JSON and status 200.
+    pub fn answer_json_once(&self, route: &str, value: &impl serde::Serialize) {
+        self.answer_once(route, 200, serde_json::to_vec(value).expect("json"));
+    }
+
     /// Drop the rules not applied yet.
     pub fn disarm(&self) {
         self.state.lock().expect("proxy state").rules.clear();

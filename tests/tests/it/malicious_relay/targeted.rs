@@ -36,11 +36,7 @@ async fn a_dropped_deny_redelivered_and_repushed_50_times_prompts_once() {
         .await
         .expect("deny");
     // The relay hides the deny from the NAS…
-    proxy.once(VERDICT, |exchange| {
-        exchange.status = 204;
-        exchange.body.clear();
-        true
-    });
+    proxy.answer_once(VERDICT, 204, Vec::new());
     assert_eq!(
         nas.wait_for_verdict(&sent, std::slice::from_ref(&device), Duration::ZERO)
             .await
@@ -50,12 +46,7 @@ async fn a_dropped_deny_redelivered_and_repushed_50_times_prompts_once() {
     // …and pushes the same challenge again and again: the phone fetches and never shows it.
     let mut prompts = 1;
     for _ in 0..50 {
-        let replay = inbox.clone();
-        proxy.once(INBOX, move |exchange| {
-            exchange.status = 200;
-            exchange.body = serde_json::to_vec(&replay).expect("json");
-            true
-        });
+        proxy.answer_json_once(INBOX, &inbox);
         prompts += phone.inbox(Duration::ZERO).await.expect("inbox").len();
     }
     assert_eq!(prompts, 1, "an answered challenge was shown again");
@@ -74,10 +65,7 @@ async fn a_hidden_challenge_s_number_typed_into_another_is_a_wrong_number() {
     let b = ask(&nas, devices, "alice").await;
     assert_ne!(a.number, b.number, "numbers are distinct per account");
     // The relay hides B and shows A; the user types B's number into A.
-    proxy.once(INBOX, move |exchange| {
-        exchange.body = serde_json::to_vec(&inbox_with_a_only).expect("json");
-        true
-    });
+    proxy.answer_json_once(INBOX, &inbox_with_a_only);
     let shown = phone.inbox(Duration::ZERO).await.expect("inbox");
     assert_eq!(shown.len(), 1);
     assert_eq!(shown[0].entry.cid, shown_a.entry.cid);
@@ -123,11 +111,7 @@ async fn a_wrong_number_approve_stored_first_decides_and_the_right_one_after_is_
         })
     );
     // The relay now hands over the right number's approval: the NAS decided already.
-    proxy.once(VERDICT, move |exchange| {
-        exchange.status = 200;
-        exchange.body = serde_json::to_vec(&right).expect("json");
-        true
-    });
+    proxy.answer_json_once(VERDICT, &right);
     assert!(matches!(
         nas.wait_for_verdict(&sent, &devices, Duration::ZERO)
             .await
@@ -189,11 +173,7 @@ async fn a_handle_refreshed_notice_cannot_bring_in_the_relay_s_own_signing_key()
             verdict: forged.clone(),
         },
     ] {
-        proxy.once(VERDICT, move |exchange| {
-            exchange.status = 200;
-            exchange.body = serde_json::to_vec(&signed).expect("json");
-            true
-        });
+        proxy.answer_json_once(VERDICT, &signed);
         assert!(matches!(
             nas.wait_for_verdict(&sent, devices, Duration::ZERO)
                 .await
@@ -222,11 +202,7 @@ async fn a_verdict_signed_with_the_request_key_is_refused_by_relay_and_nas() {
         Some("invalid-signature"),
         "{refused:?}"
     );
-    proxy.once(VERDICT, move |exchange| {
-        exchange.status = 200;
-        exchange.body = serde_json::to_vec(&by_api_key).expect("json");
-        true
-    });
+    proxy.answer_json_once(VERDICT, &by_api_key);
     assert!(matches!(
         nas.wait_for_verdict(&sent, devices, Duration::ZERO)
             .await
@@ -296,11 +272,7 @@ async fn a_relay_holding_the_qr_secret_grinds_claims_but_the_phone_never_shows_a
             true
         });
         // The honest relay refuses an acceptance of a claim it did not store; this one takes it.
-        proxy.once(ACCEPT, |exchange| {
-            exchange.status = 204;
-            exchange.body.clear();
-            true
-        });
+        proxy.answer_once(ACCEPT, 204, Vec::new());
         let verified = nas
             .wait_for_claim(&uri, WAIT)
             .await
@@ -309,11 +281,7 @@ async fn a_relay_holding_the_qr_secret_grinds_claims_but_the_phone_never_shows_a
         assert_ne!(verified.claimed.claim.device_id, phone.device_id());
         // It hands the phone the NAS's acceptance — of the claim the NAS was shown.
         let acceptance = proxy.seen(ACCEPT).pop().expect("accepted").request;
-        proxy.once(ACCEPTANCE, move |exchange| {
-            exchange.status = 200;
-            exchange.body = acceptance.clone();
-            true
-        });
+        proxy.answer_once(ACCEPTANCE, 200, acceptance);
         // (The honest relay holds nothing for the phone: ask without waiting.)
         let shown = phone.wait_for_acceptance(Duration::ZERO).await;
         assert!(
@@ -424,12 +392,7 @@ async fn a_verdict_replayed_after_expiry_or_twice_for_one_challenge_decides_noth
         })
     );
     // Served a second time, it is refused: one verdict per challenge.
-    let again = approve.clone();
-    proxy.once(VERDICT, move |exchange| {
-        exchange.status = 200;
-        exchange.body = serde_json::to_vec(&again).expect("json");
-        true
-    });
+    proxy.answer_json_once(VERDICT, &approve);
     assert!(matches!(
         nas.wait_for_verdict(&sent, devices, Duration::ZERO)
             .await
