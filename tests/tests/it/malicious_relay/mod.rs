@@ -130,13 +130,13 @@ fn error_class(error: &ClientError) -> String {
     }
 }
 
-/// The first `ok` response recorded on `route`, as JSON.
+/// The last answer with a body (200 or 201) recorded on `route`, as JSON.
 fn recorded(proxy: &MaliciousRelay, route: &str) -> Value {
     proxy
         .seen(route)
         .into_iter()
         .rev()
-        .find(|exchange| exchange.status == 200)
+        .find(|exchange| exchange.status == 200 || exchange.status == 201)
         .map(|exchange| exchange.json())
         .unwrap_or_else(|| panic!("no answer recorded on {route}"))
 }
@@ -610,4 +610,73 @@ async fn a_malicious_relay_never_pairs_other_keys_through_any_rewritten_pairing_
         }
         tally.report(message, at_least);
     }
+}
+
+#[tokio::test]
+async fn a_malicious_relay_s_delivery_report_changes_nothing_the_nas_decides() {
+    // The answer to creating a challenge is the relay's own report (who was pushed): a lie can
+    // only mislead about delivery. Whatever it says, the NAS keeps its own record of the
+    // challenge, and the phone's genuine answer — and nothing else — decides it.
+    let (_relay, proxy) = malicious_relay().await;
+    let nas = nas_behind(&proxy, &approvd_proto::generate_signing_key());
+    let (phone, device) = paired(&nas, "alice", "alice's phone").await;
+    let (_tablet, other_device) = paired(&nas, "alice", "alice's tablet").await;
+    let alice = [device.clone(), other_device.clone()];
+    let _ = ask(&nas, &alice, "alice").await;
+    let genuine = recorded(&proxy, "POST /v1/challenges");
+    let received = only_request(&phone, WAIT).await;
+    phone
+        .submit(&phone.answer(&received, Decision::Deny, None))
+        .await
+        .expect("deny");
+    let _ = ask(&nas, std::slice::from_ref(&device), "alice").await;
+    let single = recorded(&proxy, "POST /v1/challenges");
+    let received = only_request(&phone, WAIT).await;
+    phone
+        .submit(&phone.answer(&received, Decision::Deny, None))
+        .await
+        .expect("deny");
+    let donors = [("the report of another challenge", single)];
+    let mut tally = Tally::default();
+    for mutation in mutations(&genuine, &donors) {
+        let served = serve_mutated(
+            &proxy,
+            "POST /v1/challenges",
+            Some(genuine.clone()),
+            &mutation,
+        );
+        let sent = nas
+            .request_approval(&alice, &login("alice"), true, MINUTE)
+            .await;
+        if served.lock().expect("cell").is_none() {
+            continue;
+        }
+        let received = only_request(&phone, WAIT).await;
+        let number = sent.as_ref().ok().and_then(|sent| sent.number.clone());
+        let approve = phone.answer(&received, Decision::Approve, number.as_deref());
+        phone.submit(&approve).await.expect("approve");
+        match sent {
+            Ok(sent) => {
+                assert_eq!(sent.cid, received.entry.cid, "{}", mutation.label);
+                let outcome = nas
+                    .wait_for_verdict(&sent, &alice, WAIT)
+                    .await
+                    .expect("poll");
+                assert_eq!(
+                    outcome,
+                    Some(Outcome::Approved {
+                        device_id: device.device_id
+                    }),
+                    "{}",
+                    mutation.label
+                );
+                tally.count("report ignored: the genuine approval decides");
+            }
+            Err(error) => tally.count(format!(
+                "{} (the NAS has no challenge to decide)",
+                error_class(&error)
+            )),
+        }
+    }
+    tally.report("the delivery report a NAS receives", 30);
 }
