@@ -220,8 +220,19 @@ impl Nas {
         ttl: Duration,
     ) -> Result<PairingUri, ClientError> {
         approvd_proto::context::check_text("account", account, pairing::MAX_ACCOUNT, false)?;
-        let request = CreatePairingRequest {
+        let mut uri = PairingUri {
+            relay: self.client.base_url().to_owned(),
             pairing_id: PairingId::random(),
+            secret: PairingSecret::generate(),
+            nas_id: self.nas_id(),
+            label: label.to_owned(),
+            account: account.to_owned(),
+            expires_at: unix_now() + ttl.as_secs(),
+        };
+        // Refuse a QR code the phone would refuse before making a slot for it.
+        uri.checked_uri()?;
+        let request = CreatePairingRequest {
+            pairing_id: uri.pairing_id,
             ttl_secs: ttl.as_secs(),
         };
         let created: PairingCreated = self
@@ -229,15 +240,10 @@ impl Nas {
             .call("POST", "/v1/pairings", "", Some(&request))
             .await?
             .ok_or_else(|| unexpected("an empty answer to POST /v1/pairings"))?;
-        Ok(PairingUri {
-            relay: self.client.base_url().to_owned(),
-            pairing_id: created.pairing_id,
-            secret: PairingSecret::generate(),
-            nas_id: self.nas_id(),
-            label: label.to_owned(),
-            account: account.to_owned(),
-            expires_at: created.expires_at,
-        })
+        uri.pairing_id = created.pairing_id;
+        uri.expires_at = created.expires_at;
+        uri.checked_uri()?;
+        Ok(uri)
     }
 
     /// Long-poll for the phone's claim, check it completely, and commit to it (`pair-accept`)

@@ -122,6 +122,26 @@ impl PairingUri {
         )
     }
 
+    /// [`PairingUri::to_uri`], checked to parse back to itself — in particular that it fits
+    /// [`MAX_URI`] once percent-encoded (a label or account of non-ASCII characters grows up
+    /// to threefold). A NAS renders its QR codes with this, so it never shows one that phones
+    /// refuse.
+    pub fn checked_uri(&self) -> Result<String, Error> {
+        let uri = self.to_uri();
+        if uri.len() > MAX_URI {
+            return Err(Error::TooLong {
+                field: "pairing URI (shorten the NAS label, the account name or the relay URL)",
+                max: MAX_URI,
+                got: uri.len(),
+            });
+        }
+        let parsed = Self::parse(&uri, self.expires_at.saturating_sub(1))?;
+        if parsed != *self {
+            return Err(UriError::Encoding("pairing URI").into());
+        }
+        Ok(uri)
+    }
+
     /// Parse and check a pairing URI at time `now` (unix seconds).
     ///
     /// Every parameter must appear exactly once; unknown parameters are refused (a newer QR

@@ -235,3 +235,29 @@ fn secrets_are_redacted_in_debug_output() {
     assert!(text.contains("PairingSecret(<redacted>)"));
     assert!(!text.contains(&approvd_proto::ids::encode_b64(&uri().secret.0)));
 }
+
+#[test]
+fn a_uri_that_would_not_fit_once_encoded_is_refused_before_it_is_shown() {
+    // Found by the `pairing_uri` fuzzer: limits apply to the decoded label, account and relay
+    // URL, but each byte of non-ASCII text takes three characters once percent-encoded, so a
+    // NAS could print a QR code longer than any phone accepts. `checked_uri` refuses it.
+    let long = PairingUri {
+        label: "é".repeat(pairing::MAX_LABEL / 2),
+        account: "ü".repeat(pairing::MAX_ACCOUNT / 2),
+        relay: format!("https://relay.example.com/{}", "ä".repeat(100)),
+        ..uri()
+    };
+    // Every field is within its own limit.
+    assert!(long.label.len() <= pairing::MAX_LABEL && long.account.len() <= pairing::MAX_ACCOUNT);
+    pairing::check_relay_url(&long.relay).expect("a valid relay URL");
+    assert!(long.to_uri().len() > pairing::MAX_URI);
+    assert!(matches!(long.checked_uri(), Err(Error::TooLong { .. })));
+    // The same in ASCII fits, and what `checked_uri` prints parses back to the same values.
+    let plain = PairingUri {
+        label: "n".repeat(pairing::MAX_LABEL),
+        account: "a".repeat(pairing::MAX_ACCOUNT),
+        ..uri()
+    };
+    let printed = plain.checked_uri().expect("fits");
+    assert_eq!(PairingUri::parse(&printed, NOW).expect("parses"), plain);
+}

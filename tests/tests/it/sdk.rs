@@ -166,3 +166,30 @@ async fn the_phone_refuses_inbox_entries_not_signed_by_the_pinned_nas() {
         "expired"
     );
 }
+
+#[tokio::test]
+async fn a_nas_never_shows_a_qr_code_phones_would_refuse() {
+    // Every field within its own limit can still make the QR code too long once
+    // percent-encoded — here a relay URL of 340 characters that each take three (found by the
+    // `pairing_uri` fuzzer). The NAS says so before it makes a slot, instead of showing a QR
+    // code every phone refuses.
+    let relay = RelayProcess::start(&[]);
+    let long_base = format!("{}/{}", relay.url, "(".repeat(340));
+    let nas = approvd_client::Nas::new(&long_base, approvd_proto::generate_signing_key())
+        .expect("a valid relay URL");
+    let refused = nas
+        .start_pairing("東京の家のNAS", "ユーザー", Duration::from_secs(60))
+        .await;
+    assert!(
+        matches!(&refused, Err(approvd_client::ClientError::Protocol(_))),
+        "{refused:?}"
+    );
+    assert!(refused.unwrap_err().to_string().contains("pairing URI"));
+    // With the relay's own URL the same label and account fit, and the phone parses the code.
+    let uri = relay
+        .nas()
+        .start_pairing("東京の家のNAS", "ユーザー", Duration::from_secs(60))
+        .await
+        .expect("fits");
+    approvd_proto::pairing::PairingUri::parse(&uri.to_uri(), unix_now()).expect("parses");
+}
