@@ -184,7 +184,10 @@ async fn a_nas_never_shows_a_qr_code_phones_would_refuse() {
         matches!(&refused, Err(approvd_client::ClientError::Protocol(_))),
         "{refused:?}"
     );
-    assert!(refused.unwrap_err().to_string().contains("pairing URI"));
+    assert!(refused
+        .expect_err("refused")
+        .to_string()
+        .contains("pairing URI"));
     // With the relay's own URL the same label and account fit, and the phone parses the code.
     let uri = relay
         .nas()

@@ -170,6 +170,32 @@ async fn ask(nas: &Nas, devices: &[PairedDevice], user: &str) -> SentChallenge {
         .expect("challenge")
 }
 
+/// A genuine approval by `phone` of a new challenge to it alone, as the NAS received it.
+async fn approval_of(
+    nas: &Nas,
+    proxy: &MaliciousRelay,
+    (phone, device): (&Phone, &PairedDevice),
+    devices: &[PairedDevice],
+    user: &str,
+) -> Value {
+    let sent = ask(nas, std::slice::from_ref(device), user).await;
+    answered(nas, proxy, phone, &sent, devices, Decision::Approve).await
+}
+
+/// How the NAS judges `verdict` when the relay serves it as the answer to its next poll.
+async fn judged_when_served(
+    nas: &Nas,
+    proxy: &MaliciousRelay,
+    sent: &SentChallenge,
+    devices: &[PairedDevice],
+    verdict: &SignedVerdict,
+) -> Option<Outcome> {
+    proxy.answer_json_once(VERDICT, verdict);
+    nas.wait_for_verdict(sent, devices, Duration::ZERO)
+        .await
+        .expect("poll")
+}
+
 #[tokio::test]
 async fn a_malicious_relay_never_turns_any_rewritten_verdict_into_a_decision() {
     let (_relay, proxy) = malicious_relay().await;
@@ -183,36 +209,23 @@ async fn a_malicious_relay_never_turns_any_rewritten_verdict_into_a_decision() {
     let alice = [device.clone(), other_device.clone()];
 
     // Donors: genuine approvals the relay has seen elsewhere.
-    let older = ask(&nas, std::slice::from_ref(&device), "alice").await;
-    let older_approve = answered(&nas, &proxy, &phone, &older, &alice, Decision::Approve).await;
-    let tablet = ask(&nas, std::slice::from_ref(&other_device), "alice").await;
-    let tablet_approve = answered(
+    let older_approve = approval_of(&nas, &proxy, (&phone, &device), &alice, "alice").await;
+    let tablet_approve =
+        approval_of(&nas, &proxy, (&other_phone, &other_device), &alice, "alice").await;
+    let bob_approve = approval_of(
         &nas,
         &proxy,
-        &other_phone,
-        &tablet,
-        &alice,
-        Decision::Approve,
-    )
-    .await;
-    let bobs = ask(&nas, std::slice::from_ref(&bob_device), "bob").await;
-    let bob_approve = answered(
-        &nas,
-        &proxy,
-        &bob_phone,
-        &bobs,
+        (&bob_phone, &bob_device),
         std::slice::from_ref(&bob_device),
-        Decision::Approve,
+        "bob",
     )
     .await;
-    let foreign = ask(&other_nas, std::slice::from_ref(&stranger_device), "alice").await;
-    let foreign_approve = answered(
+    let foreign_approve = approval_of(
         &other_nas,
         &proxy,
-        &stranger,
-        &foreign,
+        (&stranger, &stranger_device),
         std::slice::from_ref(&stranger_device),
-        Decision::Approve,
+        "alice",
     )
     .await;
     let donors = [
@@ -394,11 +407,8 @@ async fn a_malicious_relay_never_shows_a_phone_a_challenge_or_context_the_nas_di
         .find(|received| received.entry.cid == cancelled.cid)
         .expect("the phone cannot know the NAS cancelled it");
     let approve = phone.answer(received, Decision::Approve, cancelled.number.as_deref());
-    proxy.answer_json_once(VERDICT, &approve);
     assert_eq!(
-        nas.wait_for_verdict(&cancelled, &alice, Duration::ZERO)
-            .await
-            .expect("poll"),
+        judged_when_served(&nas, &proxy, &cancelled, &alice, &approve).await,
         Some(Outcome::Cancelled)
     );
     assert!(![bobs.cid, foreign.cid]

@@ -17,8 +17,8 @@ use approvd_proto::{DeviceId, SignedMessage as _};
 use approvd_tests::{login, only_request};
 
 use super::{
-    ask, malicious_relay, nas_behind, paired, recorded, ACCEPTANCE, CLAIM, INBOX, MAILBOX, MINUTE,
-    VERDICT, WAIT,
+    ask, judged_when_served, malicious_relay, nas_behind, paired, recorded, ACCEPTANCE, CLAIM,
+    INBOX, MAILBOX, MINUTE, VERDICT, WAIT,
 };
 
 const ACCEPT: &str = "POST /v1/pairings/{pairing_id}/accept";
@@ -111,11 +111,8 @@ async fn a_wrong_number_approve_stored_first_decides_and_the_right_one_after_is_
         })
     );
     // The relay now hands over the right number's approval: the NAS decided already.
-    proxy.answer_json_once(VERDICT, &right);
     assert!(matches!(
-        nas.wait_for_verdict(&sent, &devices, Duration::ZERO)
-            .await
-            .expect("poll"),
+        judged_when_served(&nas, &proxy, &sent, &devices, &right).await,
         Some(Outcome::Invalid { .. })
     ));
 }
@@ -173,11 +170,8 @@ async fn a_handle_refreshed_notice_cannot_bring_in_the_relay_s_own_signing_key()
             verdict: forged.clone(),
         },
     ] {
-        proxy.answer_json_once(VERDICT, &signed);
         assert!(matches!(
-            nas.wait_for_verdict(&sent, devices, Duration::ZERO)
-                .await
-                .expect("poll"),
+            judged_when_served(&nas, &proxy, &sent, devices, &signed).await,
             Some(Outcome::Invalid { .. })
         ));
     }
@@ -202,11 +196,8 @@ async fn a_verdict_signed_with_the_request_key_is_refused_by_relay_and_nas() {
         Some("invalid-signature"),
         "{refused:?}"
     );
-    proxy.answer_json_once(VERDICT, &by_api_key);
     assert!(matches!(
-        nas.wait_for_verdict(&sent, devices, Duration::ZERO)
-            .await
-            .expect("poll"),
+        judged_when_served(&nas, &proxy, &sent, devices, &by_api_key).await,
         Some(Outcome::Invalid { .. })
     ));
 }
@@ -392,11 +383,8 @@ async fn a_verdict_replayed_after_expiry_or_twice_for_one_challenge_decides_noth
         })
     );
     // Served a second time, it is refused: one verdict per challenge.
-    proxy.answer_json_once(VERDICT, &approve);
     assert!(matches!(
-        nas.wait_for_verdict(&sent, devices, Duration::ZERO)
-            .await
-            .expect("poll"),
+        judged_when_served(&nas, &proxy, &sent, devices, &approve).await,
         Some(Outcome::Invalid { .. })
     ));
 }
