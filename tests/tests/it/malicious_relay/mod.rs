@@ -2,13 +2,13 @@
 //! ([`proxy::MaliciousRelay`]) that rewrites answers in every way [`mutate::mutations`] generates
 //! — every field × every rewrite, and every field and whole answer taken from another flow
 //! (another challenge, phone, account or NAS). For every message of every flow (pairing claim,
-//! acceptance and confirmation; inbox; verdict; mailbox) each case asserts that nothing is ever
-//! approved or paired that the user did not approve or pair, that no context is shown but the
-//! one the NAS sealed for that phone, and that the genuine answer still works afterwards. Each
-//! test prints its case count and the reasons the SDK gave. Targeted attacks that need more
-//! than one rewrite (a dropped deny re-delivered 50 times, a hidden challenge, a key swapped
-//! through a mailbox notice, an approve after cancel, a wrong number stored first, a request
-//! replayed to another replica) follow.
+//! acceptance and confirmation; delivery report; inbox; verdict; mailbox) each case asserts that
+//! nothing is ever approved or paired that the user did not approve or pair, that no context is
+//! shown but the one the NAS sealed for that phone, and that the genuine answer still works
+//! afterwards. Each test prints its case count and the reasons the SDK gave. Targeted attacks
+//! that need more than one rewrite (a dropped deny re-delivered 50 times, a hidden challenge, a
+//! key swapped through a mailbox notice, an approve after cancel, a wrong number stored first, a
+//! request replayed to another replica) follow.
 
 mod mutate;
 mod proxy;
