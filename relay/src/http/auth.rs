@@ -179,10 +179,7 @@ impl<R: Role, B: BodyKind, Q: QueryKind> FromRequest for Signed<R, B, Q> {
         let request = request.clone();
         let payload = payload.take();
         Box::pin(async move {
-            let state = request
-                .app_data::<web::Data<AppState>>()
-                .ok_or(ApiError::Internal)?
-                .clone();
+            let state = app_state(&request)?;
             let (key, body) = authenticate::<R>(&state, &request, payload).await?;
             let ip = client_ip(&state, &request);
             let parsed = B::parse(&body)?;
@@ -196,6 +193,14 @@ impl<R: Role, B: BodyKind, Q: QueryKind> FromRequest for Signed<R, B, Q> {
             })
         })
     }
+}
+
+/// The application state the server registered (absent only in a misbuilt app: 500).
+fn app_state(request: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    request
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or(ApiError::Internal)
 }
 
 /// The client address used for per-IP limits. Behind a trusted proxy (`--trust-forwarded-for`)
@@ -339,10 +344,7 @@ impl<B: BodyKind> FromRequest for Forwarded<B> {
         let request = request.clone();
         let payload = payload.take();
         Box::pin(async move {
-            let state = request
-                .app_data::<web::Data<AppState>>()
-                .ok_or(ApiError::Internal)?
-                .clone();
+            let state = app_state(&request)?;
             let verifier = state.forwarding.as_ref().ok_or(ApiError::NoRoute)?;
             let ip = client_ip(&state, &request);
             let downstream = match verifier.subject(&request).and_then(downstream_name) {

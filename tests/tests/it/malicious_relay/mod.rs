@@ -170,6 +170,39 @@ async fn ask(nas: &Nas, devices: &[PairedDevice], user: &str) -> SentChallenge {
         .expect("challenge")
 }
 
+/// The parties of the verdict and inbox cases, all behind the proxy: a NAS (and its key) with
+/// two phones of alice's and one of bob's, and another NAS with one phone.
+struct Cast {
+    key: ed25519_dalek::SigningKey,
+    nas: Nas,
+    alice: (Phone, PairedDevice),
+    alice_tablet: (Phone, PairedDevice),
+    bob: (Phone, PairedDevice),
+    other_nas: Nas,
+    stranger: (Phone, PairedDevice),
+}
+
+impl Cast {
+    async fn pair(proxy: &MaliciousRelay) -> Self {
+        let key = approvd_proto::generate_signing_key();
+        let nas = nas_behind(proxy, &key);
+        let alice = paired(&nas, "alice", "alice's phone").await;
+        let alice_tablet = paired(&nas, "alice", "alice's tablet").await;
+        let bob = paired(&nas, "bob", "bob's phone").await;
+        let other_nas = nas_behind(proxy, &approvd_proto::generate_signing_key());
+        let stranger = paired(&other_nas, "alice", "phone of another NAS").await;
+        Self {
+            key,
+            nas,
+            alice,
+            alice_tablet,
+            bob,
+            other_nas,
+            stranger,
+        }
+    }
+}
+
 /// A genuine approval by `phone` of a new challenge to it alone, as the NAS received it.
 async fn approval_of(
     nas: &Nas,
@@ -199,13 +232,15 @@ async fn judged_when_served(
 #[tokio::test]
 async fn a_malicious_relay_never_turns_any_rewritten_verdict_into_a_decision() {
     let (_relay, proxy) = malicious_relay().await;
-    let key = approvd_proto::generate_signing_key();
-    let nas = nas_behind(&proxy, &key);
-    let (phone, device) = paired(&nas, "alice", "alice's phone").await;
-    let (other_phone, other_device) = paired(&nas, "alice", "alice's tablet").await;
-    let (bob_phone, bob_device) = paired(&nas, "bob", "bob's phone").await;
-    let other_nas = nas_behind(&proxy, &approvd_proto::generate_signing_key());
-    let (stranger, stranger_device) = paired(&other_nas, "alice", "phone of another NAS").await;
+    let Cast {
+        key,
+        nas,
+        alice: (phone, device),
+        alice_tablet: (other_phone, other_device),
+        bob: (bob_phone, bob_device),
+        other_nas,
+        stranger: (stranger, stranger_device),
+    } = Cast::pair(&proxy).await;
     let alice = [device.clone(), other_device.clone()];
 
     // Donors: genuine approvals the relay has seen elsewhere.
@@ -308,13 +343,15 @@ fn remember(
 #[tokio::test]
 async fn a_malicious_relay_never_shows_a_phone_a_challenge_or_context_the_nas_did_not_send_it() {
     let (_relay, proxy) = malicious_relay().await;
-    let key = approvd_proto::generate_signing_key();
-    let nas = nas_behind(&proxy, &key);
-    let (phone, device) = paired(&nas, "alice", "alice's phone").await;
-    let (other_phone, other_device) = paired(&nas, "alice", "alice's tablet").await;
-    let (bob_phone, bob_device) = paired(&nas, "bob", "bob's phone").await;
-    let other_nas = nas_behind(&proxy, &approvd_proto::generate_signing_key());
-    let (stranger, stranger_device) = paired(&other_nas, "alice", "phone of another NAS").await;
+    let Cast {
+        key: _,
+        nas,
+        alice: (phone, device),
+        alice_tablet: (other_phone, other_device),
+        bob: (bob_phone, bob_device),
+        other_nas,
+        stranger: (stranger, stranger_device),
+    } = Cast::pair(&proxy).await;
     let alice = [device.clone(), other_device.clone()];
     let mut sent_to_phone = Sent::new();
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use approvd_client::transport::unix_now;
-use approvd_client::{ClientError, MailboxEvent, Outcome, Phone, RelayClient};
+use approvd_client::{ClientError, MailboxEvent, Nas, Outcome, Phone, RelayClient};
 use approvd_proto::context::SealSecret;
 use approvd_proto::ids::{PublicKey, SealKey};
 use approvd_proto::pairing::{self, DeviceInfo, PairingUri};
@@ -16,6 +16,7 @@ use approvd_proto::wire::{ClaimMac, PairingClaimed, SignedVerdict};
 use approvd_proto::{DeviceId, SignedMessage as _};
 use approvd_tests::{login, only_request};
 
+use super::proxy::MaliciousRelay;
 use super::{
     ask, judged_when_served, malicious_relay, nas_behind, paired, recorded, ACCEPTANCE, CLAIM,
     INBOX, MAILBOX, MINUTE, VERDICT, WAIT,
@@ -235,6 +236,30 @@ fn claim_with_the_qr_secret(
     serde_json::to_value(claimed).expect("json")
 }
 
+/// A new pairing slot the user's phone claims, with the relay set to hand the NAS, in place of
+/// that claim, one of its own made with the QR secret and sealing to `seal_key`.
+async fn slot_with_a_claim_of_the_relay(
+    nas: &Nas,
+    proxy: &MaliciousRelay,
+    seal_key: SealKey,
+) -> (PairingUri, Phone) {
+    let uri = nas
+        .start_pairing("nas", "alice", MINUTE)
+        .await
+        .expect("slot");
+    let phone = Phone::enroll(&uri, "phone", "ios", None)
+        .await
+        .expect("enroll");
+    let slot = uri.clone();
+    proxy.once(CLAIM, move |exchange| {
+        let genuine = exchange.json();
+        let ours = claim_with_the_qr_secret(&slot, seal_key, &genuine["push_handle"]);
+        exchange.body = serde_json::to_vec(&ours).expect("json");
+        true
+    });
+    (uri, phone)
+}
+
 #[tokio::test]
 async fn a_relay_holding_the_qr_secret_grinds_claims_but_the_phone_never_shows_a_code() {
     let (_relay, proxy) = malicious_relay().await;
@@ -244,24 +269,8 @@ async fn a_relay_holding_the_qr_secret_grinds_claims_but_the_phone_never_shows_a
     // an acceptance of another claim and raises the alarm instead of showing a code. So however
     // many claims it grinds for a code equal to the phone's, there is no code to match.
     for attempt in 0..20 {
-        let uri = nas
-            .start_pairing("nas", "alice", MINUTE)
-            .await
-            .expect("slot");
-        let phone = Phone::enroll(&uri, "phone", "ios", None)
-            .await
-            .expect("enroll");
-        let slot = uri.clone();
-        proxy.once(CLAIM, move |exchange| {
-            let genuine = exchange.json();
-            let ours = claim_with_the_qr_secret(
-                &slot,
-                SealSecret::generate().public_key(),
-                &genuine["push_handle"],
-            );
-            exchange.body = serde_json::to_vec(&ours).expect("json");
-            true
-        });
+        let (uri, phone) =
+            slot_with_a_claim_of_the_relay(&nas, &proxy, SealSecret::generate().public_key()).await;
         // The honest relay refuses an acceptance of a claim it did not store; this one takes it.
         proxy.answer_once(ACCEPT, 204, Vec::new());
         let verified = nas
@@ -291,20 +300,7 @@ async fn a_claim_with_an_all_zero_or_small_order_seal_key_never_pairs() {
         one[0] = 1;
         one
     }] {
-        let uri = nas
-            .start_pairing("nas", "alice", MINUTE)
-            .await
-            .expect("slot");
-        let _phone = Phone::enroll(&uri, "phone", "ios", None)
-            .await
-            .expect("enroll");
-        let slot = uri.clone();
-        proxy.once(CLAIM, move |exchange| {
-            let genuine = exchange.json();
-            let ours = claim_with_the_qr_secret(&slot, SealKey(point), &genuine["push_handle"]);
-            exchange.body = serde_json::to_vec(&ours).expect("json");
-            true
-        });
+        let (uri, _phone) = slot_with_a_claim_of_the_relay(&nas, &proxy, SealKey(point)).await;
         let refused = match nas.wait_for_claim(&uri, WAIT).await {
             Err(error) => error.to_string(),
             Ok(None) => panic!("no claim"),
