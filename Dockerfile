@@ -19,16 +19,23 @@ COPY Cargo.toml Cargo.lock ./
 COPY proto/Cargo.toml proto/Cargo.toml
 COPY client/Cargo.toml client/Cargo.toml
 COPY relay/Cargo.toml relay/build.rs relay/
+COPY agent/Cargo.toml agent/Cargo.toml
+COPY cli/Cargo.toml cli/Cargo.toml
 COPY tests/Cargo.toml tests/Cargo.toml
 COPY loadtest/Cargo.toml loadtest/Cargo.toml
+COPY examples/signin-web/Cargo.toml examples/signin-web/Cargo.toml
+COPY deploy/pam/Cargo.toml deploy/pam/Cargo.toml
+COPY fuzz-targets/Cargo.toml fuzz-targets/Cargo.toml
 # Empty targets so the manifests load; this layer only changes when a manifest or the lock does.
-RUN for crate in proto client relay tests loadtest; do mkdir -p $crate/src && echo > $crate/src/lib.rs; done \
- && mkdir -p relay/src/bin/approvd && echo 'fn main() {}' > relay/src/bin/approvd/main.rs \
+RUN for crate in proto client relay agent tests loadtest examples/signin-web deploy/pam fuzz-targets; do \
+      mkdir -p $crate/src && echo > $crate/src/lib.rs; done \
+ && for bin in cli/src/main.rs examples/signin-web/src/main.rs loadtest/src/main.rs; do \
+      mkdir -p "$(dirname "$bin")" && echo 'fn main() {}' > "$bin"; done \
  && cargo fetch --locked
 COPY . .
 ARG APPROVD_GIT_SHA=unknown
 RUN --mount=type=cache,target=/src/target \
-    APPROVD_GIT_SHA=${APPROVD_GIT_SHA} cargo build --release --locked -p approvd-relay --bin approvd \
+    APPROVD_GIT_SHA=${APPROVD_GIT_SHA} cargo build --release --locked -p approvd --bin approvd \
  && install -m 0755 target/release/approvd /usr/local/bin/approvd
 
 # ---- runtime-base: what both final images share ----

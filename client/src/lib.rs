@@ -3,7 +3,6 @@
 //! and `phone` run the flows and apply every end-to-end check of PROTOCOL.md §11, so a relay can
 //! delay or drop, never approve; `home` keeps their state in private, atomically written files.
 
-pub mod agent_api;
 pub mod files;
 pub mod home;
 pub mod nas;
@@ -12,8 +11,8 @@ pub mod transport;
 
 pub use home::{CodeCheck, DeviceRecord, NasHome, PhoneHome};
 pub use nas::{
-    ChallengeState, MailboxEvent, Nas, Outcome, PairedDevice, SentChallenge, VerifiedClaim,
-    NUMBER_DIGITS,
+    ChallengeRecord, ChallengeState, MailboxEvent, Nas, Outcome, PairedDevice, SentChallenge,
+    VerifiedClaim, NUMBER_DIGITS, RECORD_RETENTION,
 };
 pub use phone::{Phone, PhoneState, PromptMemory, ReceivedChallenge, MAX_PROMPTS, PROMPT_WINDOW};
 pub use transport::{ClientError, Prepared, RelayClient};

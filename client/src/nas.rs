@@ -93,7 +93,8 @@ pub enum MailboxEvent {
 }
 
 /// The NAS's verdict on a verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Approved {
         device_id: DeviceId,
@@ -130,12 +131,34 @@ pub enum ChallengeState {
     Cancelled,
 }
 
-#[derive(Debug)]
-struct Live {
-    user: String,
-    number: Option<String>,
-    expires: u64,
-    state: ChallengeState,
+/// How long after its expiry a challenge's record is kept (so that a caller polling late still
+/// learns the outcome), seconds. A forgotten challenge can only be judged expired.
+pub const RECORD_RETENTION: u64 = 300;
+
+/// What this NAS remembers of a challenge it sent: the one record per challenge, from which
+/// its verdict is judged, its number kept apart from the user's other prompts, and its outcome
+/// answered once decided. Serializable, so a daemon can keep judging it after a restart
+/// ([`Nas::pending_records`], [`Nas::restore`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChallengeRecord {
+    /// The account whose phones were asked.
+    pub user: String,
+    pub sent: SentChallenge,
+    /// The devices asked, as they were when it was sent (their keys judge the verdict).
+    pub devices: Vec<PairedDevice>,
+    /// The final outcome: a verified verdict, [`Outcome::Expired`] or [`Outcome::Cancelled`]
+    /// (never [`Outcome::Invalid`]). `None` while pending.
+    pub outcome: Option<Outcome>,
+}
+
+impl ChallengeRecord {
+    pub fn state(&self) -> ChallengeState {
+        match self.outcome {
+            None => ChallengeState::Pending,
+            Some(Outcome::Cancelled) => ChallengeState::Cancelled,
+            Some(_) => ChallengeState::Decided,
+        }
+    }
 }
 
 /// A NAS identity talking to one relay. Clones share the record of live challenges.
@@ -145,7 +168,8 @@ pub struct Nas {
     client: RelayClient,
     /// Approvals must carry `user_verified` ([`Nas::require_user_verification`]).
     require_user_verification: bool,
-    live: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Cid, Live>>>,
+    /// Every challenge sent and not yet forgotten ([`RECORD_RETENTION`]), shared by clones.
+    live: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Cid, ChallengeRecord>>>,
 }
 
 impl Nas {
@@ -165,7 +189,7 @@ impl Nas {
         self.require_user_verification = required;
     }
 
-    fn live(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Cid, Live>> {
+    fn live(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Cid, ChallengeRecord>> {
         // A panic while holding the lock leaves only this bookkeeping behind: keep using it.
         self.live
             .lock()
@@ -175,20 +199,60 @@ impl Nas {
     /// Where challenge `cid` stands for this NAS (`None`: not sent by it, or forgotten after
     /// expiry).
     pub fn challenge_state(&self, cid: &Cid) -> Option<ChallengeState> {
-        self.live().get(cid).map(|live| live.state)
+        self.live().get(cid).map(ChallengeRecord::state)
+    }
+
+    /// This NAS's record of challenge `cid` (`None`: not sent by it, or forgotten).
+    pub fn record(&self, cid: &Cid) -> Option<ChallengeRecord> {
+        self.live().get(cid).cloned()
+    }
+
+    /// The records of every challenge still pending and not expired at `now`: what a daemon
+    /// keeps on disk to judge them after a restart.
+    pub fn pending_records(&self, now: u64) -> Vec<ChallengeRecord> {
+        self.live()
+            .values()
+            .filter(|record| record.outcome.is_none() && record.sent.expires > now)
+            .cloned()
+            .collect()
+    }
+
+    /// Take back a record kept by [`Nas::pending_records`] (another NAS's records are refused:
+    /// their verdicts could never verify).
+    pub fn restore(&self, record: ChallengeRecord) -> Result<(), ClientError> {
+        if record.sent.report.cid != record.sent.cid {
+            return Err(verification(
+                "a record whose report names another challenge",
+            ));
+        }
+        self.live().insert(record.sent.cid, record);
+        Ok(())
+    }
+
+    /// Record the final `outcome` of `cid` unless one is recorded already (the first wins).
+    fn settle(&self, cid: &Cid, outcome: &Outcome) {
+        if matches!(outcome, Outcome::Invalid { .. }) {
+            return;
+        }
+        if let Some(record) = self.live().get_mut(cid) {
+            record.outcome.get_or_insert_with(|| outcome.clone());
+        }
     }
 
     /// A number of [`NUMBER_DIGITS`] digits, uniform from the CSPRNG, different from the number
-    /// of every other live challenge of `user` (so that two prompts cannot be confused).
-    fn draw_number(&self, user: &str, now: u64) -> String {
-        let mut live = self.live();
-        live.retain(|_, challenge| challenge.expires + 60 > now);
+    /// of every other challenge of `user` in `live` still pending at `now` (so that two prompts
+    /// cannot be confused).
+    fn draw_number(
+        live: &std::collections::HashMap<Cid, ChallengeRecord>,
+        user: &str,
+        now: u64,
+    ) -> String {
         let taken: Vec<&str> = live
             .values()
-            .filter(|challenge| {
-                challenge.user == user && challenge.state == ChallengeState::Pending
+            .filter(|record| {
+                record.user == user && record.outcome.is_none() && record.sent.expires >= now
             })
-            .filter_map(|challenge| challenge.number.as_deref())
+            .filter_map(|record| record.sent.number.as_deref())
             .collect();
         let range = 10u32.pow(NUMBER_DIGITS);
         loop {
@@ -387,11 +451,24 @@ impl Nas {
         lifetime: Duration,
     ) -> Result<SentChallenge, ClientError> {
         let (request, sent) = self.build_challenge(devices, context, number_matching, lifetime)?;
-        let report: ChallengeCreated = self
+        let posted = self
             .client
             .call("POST", "/v1/challenges", "", Some(&request))
-            .await?
-            .ok_or_else(|| unexpected("an empty answer to POST /v1/challenges"))?;
+            .await
+            .and_then(|report: Option<ChallengeCreated>| {
+                report.ok_or_else(|| unexpected("an empty answer to POST /v1/challenges"))
+            });
+        let report = match posted {
+            Ok(report) => report,
+            Err(error) => {
+                // Not sent (or not known to be): no record, so its number is free again.
+                self.live().remove(&sent.cid);
+                return Err(error);
+            }
+        };
+        if let Some(record) = self.live().get_mut(&sent.cid) {
+            record.sent.report = report.clone();
+        }
         Ok(SentChallenge { report, ..sent })
     }
 
@@ -442,16 +519,6 @@ impl Nas {
                 sealed: Sealed(sealed),
             });
         }
-        let number = number_matching.then(|| self.draw_number(&context.user, created));
-        self.live().insert(
-            cid,
-            Live {
-                user: context.user.clone(),
-                number: number.clone(),
-                expires,
-                state: ChallengeState::Pending,
-            },
-        );
         let request = CreateChallengeRequest {
             cid,
             created,
@@ -459,11 +526,13 @@ impl Nas {
             number_matching,
             targets,
         };
+        let mut live = self.live();
+        live.retain(|_, record| record.sent.expires + RECORD_RETENTION > created);
         let sent = SentChallenge {
             cid,
             created,
             expires,
-            number,
+            number: number_matching.then(|| Self::draw_number(&live, &context.user, created)),
             challenge_hashes,
             report: ChallengeCreated {
                 cid,
@@ -471,6 +540,15 @@ impl Nas {
                 deliveries: Vec::new(),
             },
         };
+        live.insert(
+            cid,
+            ChallengeRecord {
+                user: context.user.clone(),
+                sent: sent.clone(),
+                devices: devices.to_vec(),
+                outcome: None,
+            },
+        );
         Ok((request, sent))
     }
 
@@ -492,20 +570,38 @@ impl Nas {
         {
             Ok(Some(verdict)) => {
                 let outcome = self.judge(sent, devices, &verdict, unix_now());
-                if !matches!(outcome, Outcome::Invalid { .. }) {
-                    if let Some(live) = self.live().get_mut(&sent.cid) {
-                        live.state = ChallengeState::Decided;
-                    }
-                }
+                self.settle(&sent.cid, &outcome);
                 Ok(Some(outcome))
             }
             Ok(None) => Ok(None),
-            Err(error) => match error.problem_name() {
-                Some("challenge-expired") => Ok(Some(Outcome::Expired)),
-                Some("challenge-cancelled") => Ok(Some(Outcome::Cancelled)),
-                _ => Err(error),
-            },
+            Err(error) => {
+                let outcome = match error.problem_name() {
+                    Some("challenge-expired") => Outcome::Expired,
+                    Some("challenge-cancelled") => Outcome::Cancelled,
+                    _ => return Err(error),
+                };
+                self.settle(&sent.cid, &outcome);
+                Ok(Some(outcome))
+            }
         }
+    }
+
+    /// [`Nas::wait_for_verdict`] for a challenge of this NAS's record, answered from the
+    /// record once it is decided. `Ok(None)`: still pending, or not a challenge this NAS
+    /// remembers (see [`Nas::record`]).
+    pub async fn poll_recorded(
+        &self,
+        cid: &Cid,
+        wait: Duration,
+    ) -> Result<Option<Outcome>, ClientError> {
+        let Some(record) = self.record(cid) else {
+            return Ok(None);
+        };
+        if let Some(outcome) = record.outcome {
+            return Ok(Some(outcome));
+        }
+        self.wait_for_verdict(&record.sent, &record.devices, wait)
+            .await
     }
 
     /// The NAS's checks on a verdict (PROTOCOL.md §11): only keys and hashes this NAS holds,
@@ -682,9 +778,7 @@ impl Nas {
     /// Cancel a challenge (e.g. the user signed in another way). From now on this NAS refuses
     /// any verdict for it, even if the relay never learns of the cancel.
     pub async fn cancel(&self, cid: &Cid) -> Result<(), ClientError> {
-        if let Some(live) = self.live().get_mut(cid) {
-            live.state = ChallengeState::Cancelled;
-        }
+        self.settle(cid, &Outcome::Cancelled);
         let path = format!("/v1/challenges/{cid}");
         self.client
             .call::<(), ()>("DELETE", &path, "", None)

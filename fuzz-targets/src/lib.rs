@@ -269,7 +269,7 @@ pub fn sealed(data: &[u8]) {
 /// approval request becomes the login context the phones see, which is then checked and
 /// sealed as the agent would.
 pub fn agent_body(data: &[u8]) {
-    use approvd_client::agent_api::{ApprovalRequest, CodeRequest, PairingRequest};
+    use approvd_agent::api::{ApprovalRequest, CodeRequest, PairingRequest};
     let Some((which, body)) = data.split_first() else {
         return;
     };

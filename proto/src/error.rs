@@ -58,6 +58,31 @@ pub enum Error {
     ContextJson(String),
 }
 
+impl Error {
+    /// The wire field the error is about, when it names one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Error::Base64 { field }
+            | Error::Length { field, .. }
+            | Error::TooLong { field, .. }
+            | Error::TooMany { field, .. }
+            | Error::Empty { field }
+            | Error::InvalidKey { field }
+            | Error::WeakKey { field }
+            | Error::Invalid { field, .. } => Some(field),
+            Error::BadSignature
+            | Error::BadMac
+            | Error::Expired { .. }
+            | Error::NotYetValid { .. }
+            | Error::Uri(_)
+            | Error::HttpSig(_)
+            | Error::OpenFailed
+            | Error::SealFailed
+            | Error::ContextJson(_) => None,
+        }
+    }
+}
+
 /// What is wrong with an `approvd://pair?...` URI.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UriError {

@@ -3,7 +3,6 @@
 //! (`approvd agent`). Owns the command line, the demo user table and the HTTP server; the flow
 //! is in `routes`, the pages in `pages`, what it remembers in `state`.
 
-mod agent;
 mod pages;
 mod routes;
 mod state;
@@ -156,7 +155,7 @@ impl Users {
 /// Everything the handlers share.
 #[derive(Debug)]
 pub struct App {
-    pub agent: agent::Agent,
+    pub agent: approvd_agent::client::AgentClient,
     pub users: Arc<Users>,
     pub state: state::State,
     pub lifetime_secs: u64,
@@ -245,7 +244,7 @@ fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> ExitCode {
     let endpoint = match (&args.agent_url, &args.agent_token_file) {
         (Some(url), Some(file)) => match std::fs::read_to_string(file) {
-            Ok(token) => agent::Endpoint::Tcp {
+            Ok(token) => approvd_agent::client::Endpoint::Tcp {
                 url: url.clone(),
                 token: token.trim().to_owned(),
             },
@@ -254,7 +253,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        _ => agent::Endpoint::Socket(args.agent_socket.clone()),
+        _ => approvd_agent::client::Endpoint::Socket(args.agent_socket.clone()),
     };
     let users = match Users::load(args.users.as_deref()) {
         Ok(users) => users,
@@ -263,7 +262,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let agent = match agent::Agent::new(endpoint) {
+    let agent = match approvd_agent::client::AgentClient::new(endpoint) {
         Ok(agent) => agent,
         Err(error) => {
             eprintln!("approvd-signin-web: {error}");

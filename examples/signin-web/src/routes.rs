@@ -6,10 +6,13 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::agent::{AgentError, CodeResult, Status};
 use crate::pages;
 use crate::state::{is_id, now, Attempt, Mode, Progress};
 use crate::App;
+use approvd_agent::api::{
+    AccountName, ApprovalRequest, CodeKind, CodeResult, ProblemType, RequestStatus, MAX_WAIT_SECS,
+};
+use approvd_proto::context::LoginKind;
 
 /// The cookie binding a browser to its CSRF token and its attempts.
 const BROWSER_COOKIE: &str = "approvd_browser";
@@ -112,15 +115,12 @@ fn client_address(app: &App, request: &HttpRequest) -> Option<std::net::IpAddr> 
     forwarded.or_else(|| request.peer_addr().map(|address| address.ip()))
 }
 
-/// A username as typed: trimmed; `None` when it cannot be an account name.
+/// A username as typed: trimmed; `None` when it cannot be an account name (the agent's rule,
+/// `AccountName`).
 fn username(typed: &str) -> Option<String> {
-    let name = typed.trim();
-    let fine = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-    fine.then(|| name.to_owned())
+    AccountName::parse(typed.trim())
+        .ok()
+        .map(|name| name.to_string())
 }
 
 pub async fn home(app: web::Data<App>, request: HttpRequest) -> HttpResponse {
@@ -249,21 +249,25 @@ async fn start(
         .and_then(|value| value.to_str().ok())
         .map(|agent| agent.chars().take(200).collect::<String>());
     let kind = match mode {
-        Mode::TwoStep => "login",
-        Mode::Passwordless => "passwordless",
+        Mode::TwoStep => LoginKind::Login,
+        Mode::Passwordless => LoginKind::Passwordless,
     };
-    let created = if user.starts_with('\u{0}') {
-        Err(AgentError::NoDevices)
-    } else {
-        app.agent
-            .create(
-                user,
-                kind,
-                client_ip.as_deref(),
-                user_agent.as_deref(),
-                app.lifetime_secs,
-            )
-            .await
+    // A name outside the agent's rule (the decoy of a malformed username) has no phone.
+    let account = AccountName::parse(user).ok();
+    let created = match &account {
+        None => None,
+        Some(account) => {
+            let asked = ApprovalRequest {
+                service: "Web sign-in".to_owned(),
+                kind: Some(kind),
+                client_ip,
+                user_agent,
+                number_matching: true,
+                lifetime_secs: app.lifetime_secs,
+                ..ApprovalRequest::sign_in(account.clone())
+            };
+            Some(app.agent.create_request(&asked).await)
+        }
     };
     let mut attempt = Attempt {
         user: user.to_owned(),
@@ -275,15 +279,20 @@ async fn start(
         expires: now() + app.lifetime_secs,
         progress: Progress::Waiting,
     };
+    let no_devices = |kind: Option<ProblemType>| kind == Some(ProblemType::NoDevices);
     match created {
-        Ok(created) => {
-            if mode == Mode::TwoStep {
-                let ids: Vec<String> = created
-                    .deliveries
-                    .iter()
-                    .map(|delivery| delivery.device_id.clone())
-                    .collect();
-                attempt.phones = app.agent.device_names(user, &ids).await.unwrap_or_default();
+        Some(Ok(created)) => {
+            if let (Mode::TwoStep, Some(account)) = (mode, &account) {
+                let reached: Vec<_> = created.reached().collect();
+                attempt.phones = match app.agent.devices(account).await {
+                    Ok(listed) => listed
+                        .devices
+                        .into_iter()
+                        .filter(|device| reached.contains(&&device.device_id))
+                        .map(|device| device.name)
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
             }
             attempt.number = created.number.unwrap_or_default();
             attempt.expires = created.expires;
@@ -291,19 +300,23 @@ async fn start(
         }
         // No phones (or no such account): a decoy that looks the same and expires. A person
         // who signed in with their password learns the truth.
-        Err(AgentError::NoDevices) if mode == Mode::Passwordless => {}
-        Err(AgentError::NoDevices) => {
+        None if mode == Mode::Passwordless => {}
+        Some(Err(error)) if no_devices(error.kind()) && mode == Mode::Passwordless => {}
+        None => {
             attempt.progress = Progress::Ended("no_phone");
         }
-        Err(AgentError::RateLimited) => {
+        Some(Err(error)) if no_devices(error.kind()) => {
+            attempt.progress = Progress::Ended("no_phone");
+        }
+        Some(Err(error)) if error.kind() == Some(ProblemType::RateLimited) => {
             attempt.progress = Progress::Ended("rate_limited");
         }
-        Err(AgentError::Unreachable(reason)) => {
-            eprintln!("approvd-signin-web: the agent cannot ask {user}'s phones: {reason}");
+        Some(Err(error)) if error.is_unreachable() => {
+            eprintln!("approvd-signin-web: the agent cannot ask {user}'s phones: {error}");
             attempt.progress = Progress::Unreachable;
         }
-        Err(AgentError::Refused(reason)) => {
-            eprintln!("approvd-signin-web: the agent refused a request: {reason}");
+        Some(Err(error)) => {
+            eprintln!("approvd-signin-web: the agent refused a request: {error}");
             attempt.progress = Progress::Unreachable;
         }
     }
@@ -389,7 +402,7 @@ pub async fn attempt_status(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(serde_json::json!({ "status": status, "message": message }))
     };
-    let wait = query.wait.min(crate::agent::MAX_WAIT);
+    let wait = query.wait.min(MAX_WAIT_SECS);
     match (&attempt.progress, &attempt.request_id) {
         (Progress::Approved, _) => answer("approved", ""),
         (Progress::Unreachable, _) => answer("unreachable", pages::UNREACHABLE),
@@ -405,38 +418,27 @@ pub async fn attempt_status(
                 answer("pending", "")
             }
         }
-        (Progress::Waiting, Some(request_id)) => match app.agent.outcome(request_id, wait).await {
-            Ok(Status::Pending) => answer("pending", ""),
-            Ok(Status::Approved) => {
-                app.state.set_progress(&id, Progress::Approved);
-                answer("approved", "")
+        (Progress::Waiting, Some(request_id)) => {
+            match app.agent.request_status(request_id, wait).await {
+                Ok(RequestStatus::Pending) => answer("pending", ""),
+                Ok(RequestStatus::Approved(_)) => {
+                    app.state.set_progress(&id, Progress::Approved);
+                    answer("approved", "")
+                }
+                Ok(status) => {
+                    let status = status.name();
+                    app.state.set_progress(&id, Progress::Ended(status));
+                    answer(status, pages::ended_message(status))
+                }
+                Err(error) => {
+                    eprintln!("approvd-signin-web: waiting for the agent: {error}");
+                    answer(
+                        "unreachable_retry",
+                        "Still waiting: the approval service is not answering right now…",
+                    )
+                }
             }
-            Ok(status) => {
-                let status = status_name(&status);
-                app.state.set_progress(&id, Progress::Ended(status));
-                answer(status, pages::ended_message(status))
-            }
-            Err(error) => {
-                eprintln!("approvd-signin-web: waiting for the agent: {error}");
-                answer(
-                    "unreachable_retry",
-                    "Still waiting: the approval service is not answering right now…",
-                )
-            }
-        },
-    }
-}
-
-fn status_name(status: &Status) -> &'static str {
-    match status {
-        Status::Pending => "pending",
-        Status::Approved => "approved",
-        Status::Denied => "denied",
-        Status::WrongNumber => "wrong_number",
-        Status::Fraud => "fraud",
-        Status::Expired => "expired",
-        Status::Cancelled => "cancelled",
-        Status::Invalid => "invalid",
+        }
     }
 }
 
@@ -474,7 +476,10 @@ pub async fn finish(
     let approved = match (&attempt.progress, &attempt.request_id) {
         (Progress::Approved, _) => true,
         (Progress::Waiting, Some(request_id)) => {
-            matches!(app.agent.outcome(request_id, 0).await, Ok(Status::Approved))
+            matches!(
+                app.agent.request_status(request_id, 0).await,
+                Ok(RequestStatus::Approved(_))
+            )
         }
         _ => false,
     };
@@ -501,7 +506,7 @@ pub async fn resend(
     }
     app.state.remove_attempt(&id);
     if let Some(request_id) = &attempt.request_id {
-        if let Err(error) = app.agent.cancel(request_id).await {
+        if let Err(error) = app.agent.cancel_request(request_id).await {
             eprintln!("approvd-signin-web: cancelling a request: {error}");
         }
     }
@@ -521,7 +526,7 @@ pub async fn cancel(
     };
     if attempt.progress == Progress::Waiting {
         if let Some(request_id) = &attempt.request_id {
-            if let Err(error) = app.agent.cancel(request_id).await {
+            if let Err(error) = app.agent.cancel_request(request_id).await {
                 eprintln!("approvd-signin-web: cancelling a request: {error}");
             }
         }
@@ -570,22 +575,32 @@ pub async fn code(
     if now() > attempt.expires.saturating_add(CODE_GRACE) {
         return gone();
     }
-    let result = if attempt.request_id.is_none() && attempt.progress == Progress::Waiting {
+    let account = AccountName::parse(&attempt.user).ok();
+    let result = match account {
         // A decoy: there is no account with phones to check against.
-        Ok(CodeResult::Rejected)
-    } else {
-        app.agent.check_code(&attempt.user, &form.code).await
+        Some(_) | None if attempt.request_id.is_none() && attempt.progress == Progress::Waiting => {
+            Ok(CodeResult::Rejected { failures: 0 })
+        }
+        None => Ok(CodeResult::Rejected { failures: 0 }),
+        Some(account) => {
+            let code = form.code.trim();
+            app.agent
+                .check_code(&account, CodeKind::of(code), code)
+                .await
+        }
     };
     match result {
-        Ok(CodeResult::Accepted) => {
+        Ok(CodeResult::Accepted { .. }) => {
             app.state.remove_attempt(&id);
             if let (Some(request_id), Progress::Waiting) = (&attempt.request_id, &attempt.progress)
             {
-                let _ = app.agent.cancel(request_id).await;
+                let _ = app.agent.cancel_request(request_id).await;
             }
             signed_in(&app, &request, &attempt.user)
         }
-        Ok(CodeResult::Rejected) => again("That code is not valid. Check the app and try again."),
+        Ok(CodeResult::Rejected { .. }) => {
+            again("That code is not valid. Check the app and try again.")
+        }
         Ok(CodeResult::LockedOut { locked_until }) => again(&format!(
             "Too many wrong codes. Try again in {} minute(s).",
             locked_until.saturating_sub(now()).div_ceil(60).max(1)

@@ -64,7 +64,7 @@ pub struct Attempt {
     pub browser: String,
     /// The agent's request id; `None` for a decoy (an account without phones: the page looks
     /// the same and simply expires, so a stranger learns nothing).
-    pub request_id: Option<String>,
+    pub request_id: Option<approvd_proto::Cid>,
     pub number: String,
     /// Names of the phones it was sent to (only shown after a password).
     pub phones: Vec<String>,

@@ -1,19 +1,23 @@
 //! `approvd pam`: one PAM authentication (SSH, console, su) approved on the phone, through the
-//! NAS agent. Run by `pam_approvd.so` (which relays its lines to the PAM conversation and
-//! answers its prompts) or by `pam_exec.so` (messages only, no prompts). Reads `PAM_USER`,
-//! `PAM_RHOST`, `PAM_SERVICE`, `PAM_TTY`; the exit status is the verdict.
+//! agent's API (`client`). Run by `pam_approvd.so` (which relays its lines to the PAM
+//! conversation and answers its prompts) or by `pam_exec.so` (messages only, no prompts).
+//! Reads `PAM_USER`, `PAM_RHOST`, `PAM_SERVICE`, `PAM_TTY`; the exit status is the verdict.
+//! When the agent itself is down, an offline or recovery code is checked in the NAS home
+//! through the same `service` the agent runs.
 
 use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use approvd_client::transport::unix_now;
-use approvd_client::{CodeCheck, NasHome};
 use clap::{Args, ValueEnum};
 
+use crate::api::{AccountName, ApprovalRequest, CodeKind, CodeResult, ProblemType, RequestStatus};
+use crate::client::{AgentClient, ClientError, Endpoint};
+use crate::service::{Keep, Service};
+
 /// Exit statuses, mapped to PAM results by `pam_approvd.so` (pam_exec fails on any non-zero).
-mod status {
+pub mod status {
     /// The phone approved (or a valid offline code was typed): PAM_SUCCESS.
     pub const APPROVED: u8 = 0;
     /// Denied, wrong number, fraud, expired, or a wrong code: PAM_AUTH_ERR.
@@ -117,33 +121,18 @@ enum Failure {
     Refused(String),
 }
 
-struct AgentCall {
-    http: reqwest::Client,
-}
-
-impl AgentCall {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<(u16, serde_json::Value), Failure> {
-        let mut request = self.http.request(method, format!("http://agent{path}"));
-        if let Some(body) = body {
-            request = request.json(&body);
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        if error.is_unreachable() {
+            return Failure::Unreachable(error.to_string());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| Failure::Unreachable(format!("the approvd agent: {error}")))?;
-        let status = response.status().as_u16();
-        let json: serde_json::Value = response.json().await.unwrap_or_default();
-        if matches!(status, 502..=504) {
-            return Err(Failure::Unreachable(
-                json["detail"].as_str().unwrap_or("the relay").to_owned(),
-            ));
+        match error.kind() {
+            Some(ProblemType::NoDevices) => Failure::NoPhone,
+            Some(ProblemType::RateLimited) => Failure::Refused(
+                "too many requests were sent to your phone; wait a minute.".to_owned(),
+            ),
+            _ => Failure::Refused(format!("the agent refused: {error}")),
         }
-        Ok((status, json))
     }
 }
 
@@ -161,117 +150,86 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-pub async fn run(args: PamArgs) -> ExitCode {
+/// How long one call to the agent may take: a held poll (25 s) and then some.
+const CALL_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// One PAM authentication; the exit status of [`status`].
+pub async fn run(args: PamArgs) -> u8 {
     let talk = Talk {
         conversation: args.conversation,
     };
     let Some(user) = env("PAM_USER") else {
         eprintln!("approvd pam: PAM_USER is not set (run me from pam_approvd.so or pam_exec.so)");
-        return ExitCode::from(status::MISUSE);
+        return status::MISUSE;
     };
-    // Account names go into the agent's URL paths: a name outside this set has no phone.
-    let plain = user.len() <= 64
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-    if !plain {
+    // The agent's rule for account names: a name outside it has no phone.
+    let Ok(account) = AccountName::parse(&user) else {
         talk.error("approvd: this account has no phone paired for approval.");
-        return ExitCode::from(status::NO_PHONE);
-    }
-    let http = match reqwest::Client::builder()
-        .unix_socket(args.socket.clone())
-        .timeout(Duration::from_secs(40))
-        .connect_timeout(Duration::from_secs(3))
-        .build()
+        return status::NO_PHONE;
+    };
+    let agent = match AgentClient::with_timeout(Endpoint::Socket(args.socket.clone()), CALL_TIMEOUT)
     {
-        Ok(http) => http,
+        Ok(agent) => agent,
         Err(error) => {
             eprintln!("approvd pam: {error}");
-            return ExitCode::from(status::MISUSE);
+            return status::MISUSE;
         }
     };
-    let agent = AgentCall { http };
-    let service = service_name(&env("PAM_SERVICE").unwrap_or_default());
-    // PAM_RHOST may be a host name; the context carries an address or nothing.
-    let client_ip = env("PAM_RHOST").filter(|host| host.parse::<std::net::IpAddr>().is_ok());
-    let body = serde_json::json!({
-        "user": user,
-        "service": service,
-        "client_ip": client_ip,
-        "user_agent": env("PAM_TTY").map(|tty| format!("terminal {tty}")),
-        "lifetime_secs": args.lifetime,
-    });
-    let verdict = ask_phone(&agent, &talk, body, args.prompt_number).await;
-    let code = match verdict {
-        Ok(code) => return ExitCode::from(code),
+    let request = ApprovalRequest {
+        service: service_name(&env("PAM_SERVICE").unwrap_or_default()),
+        // PAM_RHOST may be a host name; the context carries an address or nothing.
+        client_ip: env("PAM_RHOST").filter(|host| host.parse::<std::net::IpAddr>().is_ok()),
+        user_agent: env("PAM_TTY").map(|tty| format!("terminal {tty}")),
+        lifetime_secs: args.lifetime,
+        ..ApprovalRequest::sign_in(account.clone())
+    };
+    let code = match ask_phone(&agent, &talk, &request, args.prompt_number).await {
+        Ok(code) => return code,
         Err(Failure::CodeTyped(code)) => code,
         Err(Failure::NoPhone) => {
             talk.error(&format!(
-                "approvd: {user} has no phone paired for approval."
+                "approvd: {account} has no phone paired for approval."
             ));
-            return ExitCode::from(status::NO_PHONE);
+            return status::NO_PHONE;
         }
         Err(Failure::Refused(reason)) => {
             talk.error(&format!("approvd: {reason}"));
-            return ExitCode::from(status::REFUSED);
+            return status::REFUSED;
         }
         Err(Failure::Unreachable(reason)) => {
             eprintln!("approvd pam: unreachable: {reason}");
             if args.when_unreachable == WhenUnreachable::Deny {
                 talk.error("approvd: your phone cannot be asked right now; login refused.");
-                return ExitCode::from(status::UNREACHABLE);
+                return status::UNREACHABLE;
             }
             match talk.prompt("Your phone cannot be asked. Offline code from the approvd app (or a recovery code): ") {
                 Some(code) if !code.is_empty() => code,
                 _ => {
                     talk.error("approvd: your phone cannot be asked and no code was given.");
-                    return ExitCode::from(status::UNREACHABLE);
+                    return status::UNREACHABLE;
                 }
             }
         }
     };
-    ExitCode::from(check_code(&agent, &talk, &args, &user, &code).await)
+    check_code(&agent, &talk, &args, &account, &code).await
 }
 
 /// Ask the phones and wait for the agent's verified outcome: an exit status, or why not.
 async fn ask_phone(
-    agent: &AgentCall,
+    agent: &AgentClient,
     talk: &Talk,
-    body: serde_json::Value,
+    request: &ApprovalRequest,
     prompt_number: bool,
 ) -> Result<u8, Failure> {
-    let (status, created) = agent
-        .call(reqwest::Method::POST, "/v1/requests", Some(body))
-        .await?;
-    match status {
-        201 => {}
-        404 => return Err(Failure::NoPhone),
-        429 => {
-            return Err(Failure::Refused(
-                "too many requests were sent to your phone; wait a minute.".to_owned(),
-            ))
-        }
-        _ => {
-            return Err(Failure::Refused(format!(
-                "the agent refused: {}",
-                created["detail"].as_str().unwrap_or("no detail")
-            )))
-        }
-    }
-    let id = created["request_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let expires = created["expires"].as_u64().unwrap_or(0);
-    let number = created["number"].as_str().unwrap_or("the number shown");
+    let created = agent.create_request(request).await?;
+    let number = created.number.as_deref().unwrap_or("the number shown");
     if prompt_number {
         let typed = talk.prompt(&format!(
             "approvd: approve this login on your phone by choosing {number}, then press Enter (or type the offline code): "
         ));
         if let Some(code) = typed.filter(|typed| !typed.is_empty()) {
             // A code instead of the phone: withdraw the phone's request first.
-            let path = format!("/v1/requests/{id}");
-            let _ = agent.call(reqwest::Method::DELETE, &path, None).await;
+            let _ = agent.cancel_request(&created.request_id).await;
             return Err(Failure::CodeTyped(code));
         }
     } else {
@@ -280,79 +238,74 @@ async fn ask_phone(
         ));
     }
     loop {
-        let path = format!("/v1/requests/{id}?wait=25");
-        let (status, outcome) = agent.call(reqwest::Method::GET, &path, None).await?;
-        if status != 200 {
-            return Err(Failure::Refused(format!(
-                "the agent lost the request: {}",
-                outcome["detail"].as_str().unwrap_or("no detail")
-            )));
-        }
-        let message = match outcome["status"].as_str().unwrap_or("invalid") {
-            "pending" if unix_now() <= expires + 5 => continue,
-            "pending" | "expired" => "the request expired before your phone answered.",
-            "approved" => {
+        let outcome = match agent.request_status(&created.request_id, 25).await {
+            Ok(outcome) => outcome,
+            Err(error) if error.is_unreachable() => return Err(error.into()),
+            Err(error) => {
+                return Err(Failure::Refused(format!(
+                    "the agent lost the request: {error}"
+                )))
+            }
+        };
+        let message = match outcome {
+            RequestStatus::Pending if unix_now() <= created.expires + 5 => continue,
+            RequestStatus::Pending | RequestStatus::Expired => {
+                "the request expired before your phone answered."
+            }
+            RequestStatus::Approved(_) => {
                 talk.info("approvd: approved.");
                 return Ok(status::APPROVED);
             }
-            "denied" => "you denied this login on your phone.",
-            "wrong_number" => "the number chosen on your phone did not match.",
-            "fraud" => "you reported this login as not you; it was refused.",
-            "cancelled" => "the request was cancelled.",
-            _ => "your phone's answer could not be verified.",
+            RequestStatus::Denied(_) => "you denied this login on your phone.",
+            RequestStatus::WrongNumber(_) => "the number chosen on your phone did not match.",
+            RequestStatus::Fraud(_) => "you reported this login as not you; it was refused.",
+            RequestStatus::Cancelled => "the request was cancelled.",
+            RequestStatus::Invalid { .. } => "your phone's answer could not be verified.",
         };
         return Err(Failure::Refused(message.to_owned()));
     }
 }
 
-/// One of the NAS home's code checks.
-type HomeCheck = fn(&NasHome, &str, &str, u64) -> Result<CodeCheck, approvd_client::ClientError>;
-
 /// Check an offline code (digits) or a recovery code (anything else) with the agent, or in
 /// the NAS home when the agent is down.
-async fn check_code(agent: &AgentCall, talk: &Talk, args: &PamArgs, user: &str, code: &str) -> u8 {
-    let offline = code.bytes().all(|byte| byte.is_ascii_digit());
-    let (endpoint, check): (&str, HomeCheck) = if offline {
-        ("offline-code", NasHome::check_offline_code)
-    } else {
-        ("recovery-code", NasHome::use_recovery_code)
-    };
-    let path = format!("/v1/accounts/{user}/{endpoint}");
-    let body = serde_json::json!({ "code": code });
-    let checked = match agent.call(reqwest::Method::POST, &path, Some(body)).await {
-        Ok((200, answer)) => match answer["result"].as_str() {
-            Some("accepted") => Ok(true),
-            Some("locked_out") => Err("too many wrong codes; try again later."),
-            _ => Ok(false),
-        },
-        Ok(_) => Ok(false),
+async fn check_code(
+    agent: &AgentClient,
+    talk: &Talk,
+    args: &PamArgs,
+    account: &AccountName,
+    code: &str,
+) -> u8 {
+    let kind = CodeKind::of(code);
+    let checked = match agent.check_code(account, kind, code).await {
+        Ok(result) => Ok(result),
         // The agent itself is down: the NAS home holds the code secrets.
-        Err(_) => match args.home.as_deref().map(NasHome::open) {
-            Some(Ok(home)) => match check(&home, user, code, unix_now()) {
-                Ok(CodeCheck::Accepted { .. }) => Ok(true),
-                Ok(CodeCheck::Rejected { .. }) => Ok(false),
-                Ok(CodeCheck::LockedOut { .. }) => Err("too many wrong codes; try again later."),
-                Err(error) => {
+        Err(error) if error.is_unreachable() => match &args.home {
+            Some(home) => Service::open(home, Keep::InMemory)
+                .and_then(|service| service.check_code(account, kind, code))
+                .map_err(|error| {
                     eprintln!("approvd pam: the NAS home: {error}");
-                    Err("the code cannot be checked right now.")
-                }
-            },
-            Some(Err(error)) => {
-                eprintln!("approvd pam: the NAS home: {error}");
-                Err("the code cannot be checked right now.")
-            }
+                    "the code cannot be checked right now."
+                }),
             None => Err(
                 "the code cannot be checked right now (the agent is down and no --home was given).",
             ),
         },
+        Err(error) => {
+            eprintln!("approvd pam: the agent refused the code check: {error}");
+            Ok(CodeResult::Rejected { failures: 0 })
+        }
     };
     match checked {
-        Ok(true) => {
+        Ok(CodeResult::Accepted { .. }) => {
             talk.info("approvd: code accepted.");
             status::APPROVED
         }
-        Ok(false) => {
+        Ok(CodeResult::Rejected { .. }) => {
             talk.error("approvd: wrong code.");
+            status::REFUSED
+        }
+        Ok(CodeResult::LockedOut { .. }) => {
+            talk.error("approvd: too many wrong codes; try again later.");
             status::REFUSED
         }
         Err(message) => {

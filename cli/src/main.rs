@@ -1,14 +1,13 @@
-//! The `approvd` command: parse the command line, set up logging, hand off to the library
-//! (`serve`) or to the client subcommands this binary owns: `nas …` and `phone …` (the SDK driven
-//! from a terminal, state in a `--home` directory) and `demo` (a whole flow in one process).
-//! Owns argument definitions, terminal output and exit codes.
+//! The `approvd` command: parse the command line, set up logging, hand off to a library —
+//! `approvd-relay` (`serve`), `approvd-agent` (`agent`, `pam`) — or to the client subcommands
+//! this binary owns: `nas …` (on the agent's service) and `phone …` (the SDK driven from a
+//! terminal, state in a `--home` directory) and `demo` (a whole flow in one process). Owns
+//! argument definitions, terminal output and exit codes.
 
-mod agent;
 mod cli;
 mod demo;
 mod healthcheck;
 mod nas;
-mod pam;
 mod phone;
 mod push_test;
 mod token;
@@ -47,10 +46,10 @@ enum Command {
     Nas(nas::NasArgs),
     /// Run the NAS agent: apply mailbox notices as they arrive and serve the local approval
     /// API on a Unix socket, for login systems that are not written in Rust.
-    Agent(agent::AgentArgs),
+    Agent(approvd_agent::AgentArgs),
     /// Ask the phone to approve a PAM login (SSH, console): run by pam_approvd.so or
     /// pam_exec.so, through the agent; the exit status is the verdict (deploy/pam/).
-    Pam(pam::PamArgs),
+    Pam(approvd_agent::pam::PamArgs),
     /// Send one test push to a device token through the configured credentials (or the
     /// --push-upstream relay), and print the credential used, the classified result and the
     /// time it took.
@@ -72,13 +71,32 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
         Command::Nas(args) => client(nas::run(args)),
-        Command::Agent(args) => client(agent::run(args)),
-        Command::Pam(args) => client(pam::run(args)),
+        Command::Agent(args) => client(agent(args)),
+        Command::Pam(args) => client(async { ExitCode::from(approvd_agent::pam::run(args).await) }),
         Command::Phone(args) => client(phone::run(args)),
         Command::PushTest(args) => client(push_test::run(args)),
         Command::Token(args) => token::run(&args),
         Command::Demo => client(demo::run()),
         Command::Healthcheck(args) => client(healthcheck::run(args)),
+    }
+}
+
+/// The NAS agent until SIGTERM, logging to standard error.
+async fn agent(args: approvd_agent::AgentArgs) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("APPROVD_AGENT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    match approvd_agent::run(args, approvd_agent::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("approvd agent: {error}");
+            ExitCode::from(error.exit_code())
+        }
     }
 }
 

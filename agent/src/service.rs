@@ -1,0 +1,704 @@
+//! The agent's use cases, without HTTP: asking an account's phones and answering for the
+//! verified outcome, pairing a phone for an account (QR code, claim, code, the first-phone
+//! recovery codes), an account's phones and codes, and keeping the mailbox applied. Owns the
+//! agent's state: the NAS home (through `approvd_client::NasHome`), the SDK's one record per
+//! challenge (`Nas::record`) kept on disk while undecided, and the pairing sessions. The HTTP
+//! handlers (`http`) and `approvd nas …` both call these functions; neither repeats them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use approvd_client::transport::unix_now;
+use approvd_client::{
+    ChallengeRecord, ClientError, CodeCheck, MailboxEvent, Nas, NasHome, Outcome, PairedDevice,
+    VerifiedClaim,
+};
+use approvd_proto::pairing::PairingUri;
+use approvd_proto::totp::CodeSecret;
+use approvd_proto::{Cid, DeviceId, PairingId};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{
+    AccountName, ApprovalRequest, CodeKind, CodeResult, Decider, Device, Devices, PairingConfirmed,
+    PairingRequest, PairingStarted, PairingState, PairingStatus, RecoveryCodes, RequestCreated,
+    RequestStatus, MAX_WAIT_SECS,
+};
+
+/// Why a use case refused or failed. `http` maps each variant to one problem type.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No such request, pairing or device (`what` names which).
+    #[error("no such {what}")]
+    NotFound { what: &'static str },
+    #[error("`{0}` has no paired phones (to ask)")]
+    NoDevices(AccountName),
+    #[error(
+        "account `{account}` has {max} phones already (the limit): remove one first \
+         (`approvd nas remove --user {account} DEVICE_ID`)"
+    )]
+    TooManyPhones { account: AccountName, max: usize },
+    /// The code typed is not the one the phone shows; the pairing has failed.
+    #[error("{0}; start a new pairing")]
+    WrongCode(String),
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// The relay's per-phone budget (push-bombing defence).
+    #[error(
+        "the relay refuses more requests to these phones for now (push-bombing defence); \
+         try again in a minute"
+    )]
+    RateLimited,
+    /// A value the protocol refuses (e.g. a context field too long to seal).
+    #[error(transparent)]
+    Invalid(approvd_proto::Error),
+    /// The NAS home cannot be read or written.
+    #[error("the agent's state: {0}")]
+    State(ClientError),
+    /// The relay cannot be reached, refused the call, or answered what fails the checks.
+    #[error("the relay: {0}")]
+    Relay(ClientError),
+    #[error("the agent is shutting down; ask again when it is back (the request is kept)")]
+    ShuttingDown,
+}
+
+impl From<ClientError> for Error {
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::Protocol(error) => Error::Invalid(error),
+            ClientError::Storage { .. } => Error::State(error),
+            ClientError::Relay { status: 429, .. } => Error::RateLimited,
+            other => Error::Relay(other),
+        }
+    }
+}
+
+/// Whether undecided requests are kept on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// In `<home>/agent-requests.json`, so a restarted agent judges them still (the daemon).
+    OnDisk,
+    /// In memory only (`approvd nas …`, which may run beside an agent that owns the file).
+    InMemory,
+}
+
+/// Where a pairing started here stands.
+#[derive(Debug, Clone)]
+enum Step {
+    Waiting,
+    Claimed(Box<VerifiedClaim>),
+    Paired { device_id: DeviceId, name: String },
+    Expired,
+    Failed(String),
+}
+
+#[derive(Debug)]
+struct PairingSession {
+    account: AccountName,
+    expires_at: u64,
+    step: Step,
+}
+
+impl PairingSession {
+    fn status(&self, now: u64) -> PairingStatus {
+        let expired =
+            matches!(self.step, Step::Waiting | Step::Claimed(_)) && self.expires_at <= now;
+        let state = match &self.step {
+            _ if expired => PairingState::Expired,
+            Step::Waiting => PairingState::Waiting,
+            Step::Claimed(verified) => PairingState::Claimed {
+                device_name: verified.device.name.clone(),
+                platform: verified.device.platform.clone(),
+            },
+            Step::Paired { device_id, name } => PairingState::Paired {
+                device_id: *device_id,
+                device_name: name.clone(),
+            },
+            Step::Expired => PairingState::Expired,
+            Step::Failed(reason) => PairingState::Failed {
+                reason: reason.clone(),
+            },
+        };
+        PairingStatus {
+            user: self.account.clone(),
+            state,
+        }
+    }
+}
+
+/// How long a finished pairing's status can still be read, seconds after its QR code expired.
+const PAIRING_RETENTION: u64 = 600;
+/// How long a confirmation waits for the claim to be recorded (the phone shows its code as
+/// soon as the acceptance is on the relay, a moment before the claim task records it).
+const CLAIM_SETTLE: Duration = Duration::from_secs(2);
+/// Back-off of the mailbox loop while the relay or the home cannot be reached.
+const MAILBOX_RETRY: Duration = Duration::from_secs(5);
+
+/// The NAS side's use cases over one NAS home.
+#[derive(Debug)]
+pub struct Service {
+    home: NasHome,
+    nas: Nas,
+    /// The NAS's name as phones show it.
+    label: String,
+    /// `<home>/agent-requests.json` with [`Keep::OnDisk`].
+    requests_file: Option<PathBuf>,
+    /// Held while the requests file is written, so two saves never interleave.
+    save_lock: Mutex<()>,
+    /// Pairings started here, by id; finished ones are dropped [`PAIRING_RETENTION`] after
+    /// their QR code expired.
+    pairings: Mutex<HashMap<PairingId, PairingSession>>,
+    /// Woken whenever a pairing changes step, for those waiting on one.
+    pairing_changed: tokio::sync::Notify,
+    /// Cancelled at shutdown: held polls answer [`Error::ShuttingDown`] at once, claim tasks end.
+    stopping: CancellationToken,
+}
+
+impl Service {
+    /// Open the NAS home in `dir`: its key, settings and device state must all be readable (an
+    /// old or damaged state is refused here, before anything is served). With
+    /// [`Keep::OnDisk`], requests a previous run left undecided are judged again.
+    pub fn open(dir: &Path, keep: Keep) -> Result<Arc<Self>, Error> {
+        let home = NasHome::open(dir)?;
+        let nas = home.nas()?;
+        let label = home.settings()?.label;
+        home.state()?;
+        let requests_file = (keep == Keep::OnDisk).then(|| dir.join("agent-requests.json"));
+        let service = Self {
+            home,
+            nas,
+            label,
+            requests_file,
+            save_lock: Mutex::new(()),
+            pairings: Mutex::new(HashMap::new()),
+            pairing_changed: tokio::sync::Notify::new(),
+            stopping: CancellationToken::new(),
+        };
+        service.restore_requests();
+        Ok(Arc::new(service))
+    }
+
+    pub fn nas(&self) -> &Nas {
+        &self.nas
+    }
+
+    pub fn home(&self) -> &NasHome {
+        &self.home
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// End held polls and claim tasks (at shutdown).
+    pub fn stop(&self) {
+        self.stopping.cancel();
+    }
+
+    // ---- approval requests ----
+
+    /// Ask the account's phones (or the listed ones among them) to approve.
+    pub async fn create_request(&self, request: &ApprovalRequest) -> Result<RequestCreated, Error> {
+        let devices: Vec<PairedDevice> = self
+            .home
+            .account_devices(request.user.as_str())?
+            .into_iter()
+            .filter(|device| {
+                request.devices.is_empty() || request.devices.contains(&device.device_id)
+            })
+            .collect();
+        if devices.is_empty() {
+            return Err(Error::NoDevices(request.user.clone()));
+        }
+        let context = request.login_context(&self.label, unix_now());
+        let number_matching = request.number_matching(&context);
+        let sent = self
+            .nas
+            .request_approval(&devices, &context, number_matching, request.lifetime())
+            .await?;
+        self.save_requests();
+        tracing::info!(
+            "{}: request {} sent to {} phone(s)",
+            request.user,
+            sent.cid,
+            sent.report.deliveries.len()
+        );
+        Ok(RequestCreated {
+            request_id: sent.cid,
+            number: sent.number,
+            expires: sent.expires,
+            deliveries: sent.report.deliveries,
+        })
+    }
+
+    /// Where request `cid` stands, waiting up to `wait` (at most [`MAX_WAIT_SECS`]) for the
+    /// phone's verified answer. A decided request is answered from the record.
+    pub async fn request_status(&self, cid: &Cid, wait: Duration) -> Result<RequestStatus, Error> {
+        let record = self
+            .nas
+            .record(cid)
+            .ok_or(Error::NotFound { what: "request" })?;
+        if let Some(outcome) = &record.outcome {
+            return Ok(status_of(outcome, &record));
+        }
+        let wait = wait.min(Duration::from_secs(MAX_WAIT_SECS));
+        let polled = tokio::select! {
+            polled = self.nas.wait_for_verdict(&record.sent, &record.devices, wait) => polled?,
+            () = self.stopping.cancelled() => return Err(Error::ShuttingDown),
+        };
+        let Some(outcome) = polled else {
+            return Ok(RequestStatus::Pending);
+        };
+        // Another poll may have recorded the answer while this one waited: the record decides
+        // (this poll's copy of the same verdict is judged "decided already").
+        let record = self.nas.record(cid).unwrap_or(record);
+        match &record.outcome {
+            Some(recorded) => {
+                self.save_requests();
+                let status = status_of(recorded, &record);
+                tracing::info!("{}: request {cid} is {}", record.user, status.name());
+                Ok(status)
+            }
+            None => {
+                if let Outcome::Invalid { reason } = &outcome {
+                    tracing::warn!(
+                        "{}: request {cid}: invalid answer refused: {reason}",
+                        record.user
+                    );
+                }
+                Ok(status_of(&outcome, &record))
+            }
+        }
+    }
+
+    /// Cancel request `cid`: from now on no answer counts, whatever the relay delivers.
+    pub async fn cancel_request(&self, cid: &Cid) -> Result<(), Error> {
+        if self.nas.record(cid).is_none() {
+            return Err(Error::NotFound { what: "request" });
+        }
+        let cancelled = self.nas.cancel(cid).await;
+        self.save_requests();
+        cancelled?;
+        Ok(())
+    }
+
+    /// Keep the undecided requests on disk (with [`Keep::OnDisk`]).
+    fn save_requests(&self) {
+        let Some(path) = &self.requests_file else {
+            return;
+        };
+        let _saving = self
+            .save_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let records = self.nas.pending_records(unix_now());
+        let written = serde_json::to_vec(&records)
+            .map_err(|error| error.to_string())
+            .and_then(|text| {
+                approvd_client::files::write_atomic(path, &text, true).map_err(|e| e.to_string())
+            });
+        if let Err(error) = written {
+            tracing::error!("cannot save the pending requests: {error}");
+        }
+    }
+
+    fn restore_requests(&self) {
+        let Some(path) = &self.requests_file else {
+            return;
+        };
+        let Ok(bytes) = std::fs::read(path) else {
+            return;
+        };
+        match serde_json::from_slice::<Vec<ChallengeRecord>>(&bytes) {
+            Ok(records) => {
+                let now = unix_now();
+                for record in records
+                    .into_iter()
+                    .filter(|record| record.sent.expires > now)
+                {
+                    if let Err(error) = self.nas.restore(record) {
+                        tracing::warn!("a kept request is not restored: {error}");
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(
+                "{}: not a list of pending requests ({error}); starting without them",
+                path.display()
+            ),
+        }
+    }
+
+    // ---- accounts ----
+
+    /// The account's phones.
+    pub fn devices(&self, account: &AccountName) -> Result<Devices, Error> {
+        let state = self.home.state()?;
+        let devices = state.of(account.as_str()).map(device_of).collect();
+        Ok(Devices { devices })
+    }
+
+    /// Every paired phone with its account's name, as stored.
+    pub fn all_devices(&self) -> Result<Vec<(String, Device)>, Error> {
+        Ok(self
+            .home
+            .devices()?
+            .iter()
+            .map(|record| (record.account.clone(), device_of(record)))
+            .collect())
+    }
+
+    /// Forget one of the account's phones: no more requests; its codes stop working.
+    pub fn remove_device(&self, account: &AccountName, device_id: &DeviceId) -> Result<(), Error> {
+        if !self.home.remove_device(account.as_str(), device_id)? {
+            return Err(Error::NotFound {
+                what: "device of this account",
+            });
+        }
+        tracing::info!("{account}: removed device {device_id}");
+        Ok(())
+    }
+
+    /// A new set of recovery codes for the account; the old set stops working.
+    pub fn new_recovery_codes(&self, account: &AccountName) -> Result<RecoveryCodes, Error> {
+        let recovery_codes = self.home.new_recovery_codes(account.as_str())?;
+        tracing::info!("{account}: new recovery codes issued");
+        Ok(RecoveryCodes { recovery_codes })
+    }
+
+    /// Check a code the user typed, within the account's attempt limit. The outcome is logged,
+    /// never the code.
+    pub fn check_code(
+        &self,
+        account: &AccountName,
+        kind: CodeKind,
+        code: &str,
+    ) -> Result<CodeResult, Error> {
+        let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+        let now = unix_now();
+        let checked = match kind {
+            CodeKind::Offline => self.home.check_offline_code(account.as_str(), &code, now)?,
+            CodeKind::Recovery => self.home.use_recovery_code(account.as_str(), &code, now)?,
+        };
+        Ok(match checked {
+            CodeCheck::Accepted { device_id } => {
+                tracing::info!("{account}: code accepted");
+                CodeResult::Accepted { device_id }
+            }
+            CodeCheck::Rejected { failures } => {
+                tracing::warn!("{account}: wrong code ({failures} in a row)");
+                CodeResult::Rejected { failures }
+            }
+            CodeCheck::LockedOut { until } => {
+                tracing::warn!(
+                    "{account}: code refused, locked out for {} s more",
+                    until.saturating_sub(now)
+                );
+                CodeResult::LockedOut {
+                    locked_until: until,
+                }
+            }
+        })
+    }
+
+    // ---- pairing ----
+
+    /// Start pairing a phone for the account: a relay slot and the QR code to show. A task
+    /// then waits for the phone's claim, checks it and commits to it.
+    pub async fn start_pairing(
+        self: &Arc<Self>,
+        request: &PairingRequest,
+    ) -> Result<PairingStarted, Error> {
+        self.check_room(&request.user)?;
+        let uri = self
+            .nas
+            .start_pairing(&self.label, request.user.as_str(), request.ttl())
+            .await?;
+        let text = uri.to_uri();
+        let qr_svg = qrcode::QrCode::new(text.as_bytes())
+            .map(|code| {
+                code.render::<qrcode::render::svg::Color<'_>>()
+                    .min_dimensions(256, 256)
+                    .build()
+            })
+            .unwrap_or_default();
+        {
+            let now = unix_now();
+            let mut pairings = self.pairings();
+            pairings.retain(|_, session| session.expires_at + PAIRING_RETENTION > now);
+            pairings.insert(
+                uri.pairing_id,
+                PairingSession {
+                    account: request.user.clone(),
+                    expires_at: uri.expires_at,
+                    step: Step::Waiting,
+                },
+            );
+        }
+        tracing::info!("{}: pairing {} started", request.user, uri.pairing_id);
+        let started = PairingStarted {
+            pairing_id: uri.pairing_id,
+            uri: text,
+            qr_svg,
+            expires_at: uri.expires_at,
+        };
+        tokio::spawn(Arc::clone(self).await_claim(uri));
+        Ok(started)
+    }
+
+    /// Whether the account may pair one more phone.
+    fn check_room(&self, account: &AccountName) -> Result<(), Error> {
+        let max = self.home.settings()?.max_phones_per_account;
+        if self.home.state()?.of(account.as_str()).count() >= max {
+            return Err(Error::TooManyPhones {
+                account: account.clone(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Wait for the phone's claim until the slot expires, the pairing ends another way, or
+    /// the agent stops; the SDK checks the claim and commits to it.
+    async fn await_claim(self: Arc<Self>, uri: PairingUri) {
+        let next = loop {
+            let left = uri.expires_at.saturating_sub(unix_now());
+            if left == 0 {
+                break Step::Expired;
+            }
+            let still_waiting = self
+                .pairings()
+                .get(&uri.pairing_id)
+                .is_some_and(|session| matches!(session.step, Step::Waiting));
+            if !still_waiting {
+                return;
+            }
+            let wait = Duration::from_secs(left.min(MAX_WAIT_SECS));
+            let claimed = tokio::select! {
+                claimed = self.nas.wait_for_claim(&uri, wait) => claimed,
+                () = self.stopping.cancelled() => return,
+            };
+            match claimed {
+                Ok(Some(verified)) => break Step::Claimed(Box::new(verified)),
+                Ok(None) => continue,
+                Err(error) => break Step::Failed(error.to_string()),
+            }
+        };
+        self.advance(&uri.pairing_id, |step| {
+            matches!(step, Step::Waiting).then_some(next)
+        });
+    }
+
+    /// Move a pairing to the step `next` returns for its current one (`None`: leave it).
+    fn advance(
+        &self,
+        id: &PairingId,
+        next: impl FnOnce(&Step) -> Option<Step>,
+    ) -> Option<PairingStatus> {
+        let status = {
+            let mut pairings = self.pairings();
+            let session = pairings.get_mut(id)?;
+            if let Some(step) = next(&session.step) {
+                session.step = step;
+            }
+            session.status(unix_now())
+        };
+        self.pairing_changed.notify_waiters();
+        Some(status)
+    }
+
+    fn pairings(&self) -> std::sync::MutexGuard<'_, HashMap<PairingId, PairingSession>> {
+        self.pairings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where pairing `id` stands.
+    pub fn pairing_status(&self, id: &PairingId) -> Result<PairingStatus, Error> {
+        self.pairings()
+            .get(id)
+            .map(|session| session.status(unix_now()))
+            .ok_or(Error::NotFound { what: "pairing" })
+    }
+
+    /// Where pairing `id` stands once it is no longer waiting for a claim, or after `wait`.
+    pub async fn wait_for_pairing(
+        &self,
+        id: &PairingId,
+        wait: Duration,
+    ) -> Result<PairingStatus, Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let changed = self.pairing_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let status = self.pairing_status(id)?;
+            if !matches!(status.state, PairingState::Waiting) {
+                return Ok(status);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// The user refuses the phone (it is not theirs): the pairing ends, nothing is recorded.
+    pub fn reject_pairing(&self, id: &PairingId) -> Result<PairingStatus, Error> {
+        let mut paired = false;
+        let status = self
+            .advance(id, |step| match step {
+                Step::Paired { .. } => {
+                    paired = true;
+                    None
+                }
+                _ => Some(Step::Failed("rejected".to_owned())),
+            })
+            .ok_or(Error::NotFound { what: "pairing" })?;
+        if paired {
+            return Err(Error::Conflict("paired already: remove the device instead"));
+        }
+        tracing::info!("{}: pairing {id} rejected", status.user);
+        Ok(status)
+    }
+
+    /// Confirm pairing `id` with the code the user typed from the phone. A wrong code fails
+    /// the pairing (start a new one). The account's first phone comes with recovery codes.
+    pub async fn confirm_pairing(
+        &self,
+        id: &PairingId,
+        typed_code: &str,
+    ) -> Result<PairingConfirmed, Error> {
+        self.wait_for_pairing(id, CLAIM_SETTLE).await?;
+        let (account, verified) = {
+            let pairings = self.pairings();
+            let session = pairings
+                .get(id)
+                .ok_or(Error::NotFound { what: "pairing" })?;
+            match &session.step {
+                Step::Claimed(verified) if session.expires_at > unix_now() => {
+                    (session.account.clone(), verified.clone())
+                }
+                _ => {
+                    return Err(Error::Conflict(
+                        "nothing to confirm: see the pairing's status",
+                    ))
+                }
+            }
+        };
+        let (device, secret) = match self.nas.confirm(&verified, typed_code.trim()).await {
+            Ok(paired) => paired,
+            Err(ClientError::Verification(reason)) => {
+                tracing::warn!("{account}: pairing {id}: wrong code typed");
+                self.advance(id, |_| Some(Step::Failed(reason.clone())));
+                return Err(Error::WrongCode(reason));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let recovery_codes = self.record_paired(&account, device.clone(), &secret)?;
+        let pairing = self
+            .advance(id, |_| {
+                Some(Step::Paired {
+                    device_id: device.device_id,
+                    name: device.name.clone(),
+                })
+            })
+            .ok_or(Error::NotFound { what: "pairing" })?;
+        Ok(PairingConfirmed {
+            pairing,
+            recovery_codes,
+        })
+    }
+
+    /// Record a newly paired phone of `account`. The rule for recovery codes lives here only:
+    /// an account that has none left gets a new set with this phone (returned, to be shown
+    /// once).
+    pub fn record_paired(
+        &self,
+        account: &AccountName,
+        device: PairedDevice,
+        code_secret: &CodeSecret,
+    ) -> Result<Option<Vec<String>>, Error> {
+        let needs_codes = !self.home.has_recovery_codes(account.as_str())?;
+        let (device_id, name) = (device.device_id, device.name.clone());
+        self.home
+            .add_device(account.as_str(), device, code_secret)?;
+        tracing::info!("{account}: paired {name} ({device_id})");
+        if !needs_codes {
+            return Ok(None);
+        }
+        Ok(Some(self.new_recovery_codes(account)?.recovery_codes))
+    }
+
+    // ---- mailbox ----
+
+    /// Fetch, verify, apply and acknowledge the mailbox's notices (waiting up to `wait` for
+    /// one); the events applied.
+    pub async fn drain_mailbox(&self, wait: Duration) -> Result<Vec<MailboxEvent>, Error> {
+        let devices: Vec<PairedDevice> = self
+            .home
+            .devices()?
+            .into_iter()
+            .map(|record| record.device)
+            .collect();
+        let events = self.nas.drain_mailbox(&devices, wait).await?;
+        for event in &events {
+            tracing::info!("mailbox: {event:?}");
+        }
+        self.home.apply(&events)?;
+        Ok(events)
+    }
+
+    /// Apply mailbox notices as they arrive, until the agent stops; back off while the relay
+    /// or the home cannot be reached.
+    pub async fn keep_mailbox_applied(self: Arc<Self>) {
+        loop {
+            let drained = tokio::select! {
+                drained = self.drain_mailbox(Duration::from_secs(MAX_WAIT_SECS)) => drained,
+                () = self.stopping.cancelled() => return,
+            };
+            if let Err(error) = drained {
+                tracing::warn!(
+                    "mailbox: {error}; retrying in {} s",
+                    MAILBOX_RETRY.as_secs()
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(MAILBOX_RETRY) => {}
+                    () = self.stopping.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+fn device_of(record: &approvd_client::DeviceRecord) -> Device {
+    Device {
+        device_id: record.device.device_id,
+        name: record.device.name.clone(),
+        platform: record.device.platform.clone(),
+        push_gone: record.push_gone,
+        muted_until: record.muted_until,
+    }
+}
+
+/// The API's status for `outcome`, naming the deciding phone as the record knew it.
+fn status_of(outcome: &Outcome, record: &ChallengeRecord) -> RequestStatus {
+    let decider = |device_id: &DeviceId| Decider {
+        device_id: *device_id,
+        device_name: record
+            .devices
+            .iter()
+            .find(|device| device.device_id == *device_id)
+            .map(|device| device.name.clone()),
+    };
+    match outcome {
+        Outcome::Approved { device_id } => RequestStatus::Approved(decider(device_id)),
+        Outcome::Denied { device_id } => RequestStatus::Denied(decider(device_id)),
+        Outcome::WrongNumber { device_id } => RequestStatus::WrongNumber(decider(device_id)),
+        Outcome::FraudReported { device_id } => RequestStatus::Fraud(decider(device_id)),
+        Outcome::Expired => RequestStatus::Expired,
+        Outcome::Cancelled => RequestStatus::Cancelled,
+        Outcome::Invalid { reason } => RequestStatus::Invalid {
+            reason: reason.clone(),
+        },
+    }
+}
