@@ -247,7 +247,7 @@ async fn cancel_request(agent: Agent, id: web::Path<String>) -> Answer {
     responses((status = 200, body = Devices), Problems),
 )]
 #[get("/v1/accounts/{user}/devices")]
-async fn devices(agent: Agent, user: web::Path<String>) -> Answer {
+async fn list_devices(agent: Agent, user: web::Path<String>) -> Answer {
     ok(&agent.devices(&account(&user)?)?)
 }
 
@@ -287,7 +287,7 @@ async fn new_recovery_codes(agent: Agent, user: web::Path<String>) -> Answer {
     responses((status = 200, body = CodeResult), Problems),
 )]
 #[post("/v1/accounts/{user}/offline-code")]
-async fn offline_code(
+async fn check_offline_code(
     agent: Agent,
     user: web::Path<String>,
     body: web::Json<CodeRequest>,
@@ -303,7 +303,7 @@ async fn offline_code(
     responses((status = 200, body = CodeResult), Problems),
 )]
 #[post("/v1/accounts/{user}/recovery-code")]
-async fn recovery_code(
+async fn use_recovery_code(
     agent: Agent,
     user: web::Path<String>,
     body: web::Json<CodeRequest>,
@@ -318,7 +318,7 @@ struct Document(serde_json::Value);
 /// Handle `GET /openapi.json`: this document.
 #[utoipa::path(tag = "meta", responses((status = 200, description = "The OpenAPI 3.1 document")))]
 #[get("/openapi.json")]
-async fn openapi(document: web::Data<Document>) -> Answer {
+async fn get_openapi(document: web::Data<Document>) -> Answer {
     ok(&document.0)
 }
 
@@ -332,12 +332,12 @@ pub fn routes(config: &mut ServiceConfig<'_>) {
         .service(create_request)
         .service(request_status)
         .service(cancel_request)
-        .service(devices)
+        .service(list_devices)
         .service(remove_device)
         .service(new_recovery_codes)
-        .service(offline_code)
-        .service(recovery_code)
-        .service(openapi);
+        .service(check_offline_code)
+        .service(use_recovery_code)
+        .service(get_openapi);
 }
 
 /// The errors every route may answer (application/problem+json), for the document.
@@ -399,12 +399,22 @@ pub fn document() -> utoipa::openapi::OpenApi {
                     .build(),
             ),
         );
-    actix_web::App::new()
+    let mut document = actix_web::App::new()
         .into_utoipa_app()
         .openapi(base)
         .configure(routes)
         .split_for_parts()
-        .1
+        .1;
+    // The problem answers name `Problem`, which no route body brings along.
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .insert(
+            "Problem".to_owned(),
+            <Problem as utoipa::PartialSchema>::schema(),
+        );
+    document
 }
 
 /// The app: the routes, the token check for TCP callers, problem+json for every refusal.
@@ -482,15 +492,403 @@ async fn require_token(
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim);
-        let allowed = match (expected, presented) {
-            (Some(expected), Some(presented)) => {
+        let allowed = expected
+            .zip(presented)
+            .is_some_and(|(expected, presented)| {
                 bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
-            }
-            _ => false,
-        };
+            });
         if !allowed {
             return Ok(request.error_response(ApiError::Unauthenticated));
         }
     }
     Ok(next.call(request).await?.map_into_boxed_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use approvd_proto::wire::{Delivery, TargetDelivery};
+
+    use super::*;
+    use crate::api::{Decider, Device, PairingState};
+
+    /// A device id (a distinct fresh key per call; `_n` only tells them apart in the code).
+    fn key(_n: u8) -> DeviceId {
+        DeviceId(PublicKey::from(&approvd_proto::generate_signing_key()))
+    }
+
+    /// A validator for the schema the document gives `pointer` (a JSON pointer into it), with
+    /// the document's components in reach of its `$ref`s.
+    fn validator(document: &serde_json::Value, pointer: &str) -> jsonschema::Validator {
+        let schema = document
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("{pointer}"));
+        let mut root = schema.clone();
+        root["components"] = document["components"].clone();
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&root)
+            .unwrap_or_else(|error| panic!("{pointer}: {error}"))
+    }
+
+    /// `value` serialized fits the schema at `pointer`, and reads back as itself.
+    fn round_trips<T>(document: &serde_json::Value, pointer: &str, value: &T)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let json = serde_json::to_value(value).expect("serializes");
+        let validator = validator(document, pointer);
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{pointer}: {json} does not fit: {errors:?}"
+        );
+        let back: T = serde_json::from_value(json.clone()).expect("reads back");
+        assert_eq!(&back, value, "{json}");
+    }
+
+    fn answer(method: &str, path: &str, status: &str) -> String {
+        format!(
+            "/paths/{}/{method}/responses/{status}/content/application~1json/schema",
+            path.replace('~', "~0").replace('/', "~1")
+        )
+    }
+
+    fn body(method: &str, path: &str) -> String {
+        format!(
+            "/paths/{}/{method}/requestBody/content/application~1json/schema",
+            path.replace('~', "~0").replace('/', "~1")
+        )
+    }
+
+    #[test]
+    fn every_answer_and_body_round_trips_against_the_document() {
+        let document = serde_json::to_value(document()).expect("document");
+        let alice = AccountName::parse("alice").expect("name");
+        let decider = Decider {
+            device_id: key(1),
+            device_name: Some("Alice's phone".to_owned()),
+        };
+        let statuses = [
+            RequestStatus::Pending,
+            RequestStatus::Approved(decider.clone()),
+            RequestStatus::Denied(Decider {
+                device_name: None,
+                ..decider.clone()
+            }),
+            RequestStatus::WrongNumber(decider.clone()),
+            RequestStatus::Fraud(decider.clone()),
+            RequestStatus::Expired,
+            RequestStatus::Cancelled,
+            RequestStatus::Invalid {
+                reason: "bad signature".to_owned(),
+            },
+        ];
+        for status in &statuses {
+            round_trips(
+                &document,
+                &answer("get", "/v1/requests/{id}", "200"),
+                status,
+            );
+        }
+        let created = RequestCreated {
+            request_id: Cid([7; 16]),
+            number: Some("042".to_owned()),
+            expires: 1_800_000_000,
+            deliveries: vec![
+                TargetDelivery {
+                    device_id: key(1),
+                    delivery: Delivery::Pushed,
+                },
+                TargetDelivery {
+                    device_id: key(2),
+                    delivery: Delivery::RateLimited,
+                },
+            ],
+        };
+        round_trips(&document, &answer("post", "/v1/requests", "201"), &created);
+        round_trips(
+            &document,
+            &answer("post", "/v1/requests", "201"),
+            &RequestCreated {
+                number: None,
+                deliveries: Vec::new(),
+                ..created
+            },
+        );
+        let states = [
+            PairingState::Waiting,
+            PairingState::Claimed {
+                device_name: "Alice's phone".to_owned(),
+                platform: "ios".to_owned(),
+            },
+            PairingState::Paired {
+                device_id: key(1),
+                device_name: "Alice's phone".to_owned(),
+            },
+            PairingState::Expired,
+            PairingState::Failed {
+                reason: "rejected".to_owned(),
+            },
+        ];
+        for state in states {
+            let status = PairingStatus {
+                user: alice.clone(),
+                state,
+            };
+            round_trips(
+                &document,
+                &answer("get", "/v1/pairings/{id}", "200"),
+                &status,
+            );
+            round_trips(
+                &document,
+                &answer("post", "/v1/pairings/{id}/reject", "200"),
+                &status,
+            );
+        }
+        for recovery_codes in [None, Some(vec!["abcde-fghjk".to_owned()])] {
+            let confirmed = PairingConfirmed {
+                pairing: PairingStatus {
+                    user: alice.clone(),
+                    state: PairingState::Paired {
+                        device_id: key(1),
+                        device_name: "Alice's phone".to_owned(),
+                    },
+                },
+                recovery_codes,
+            };
+            round_trips(
+                &document,
+                &answer("post", "/v1/pairings/{id}/confirm", "200"),
+                &confirmed,
+            );
+        }
+        round_trips(
+            &document,
+            &answer("post", "/v1/pairings", "201"),
+            &PairingStarted {
+                pairing_id: PairingId([3; 16]),
+                uri: "approvd://pair?v=1".to_owned(),
+                qr_svg: "<svg/>".to_owned(),
+                expires_at: 1_800_000_000,
+            },
+        );
+        let devices = Devices {
+            devices: vec![Device {
+                device_id: key(1),
+                name: "Alice's phone".to_owned(),
+                platform: "ios".to_owned(),
+                push_gone: false,
+                muted_until: Some(1_800_000_000),
+            }],
+        };
+        round_trips(
+            &document,
+            &answer("get", "/v1/accounts/{user}/devices", "200"),
+            &devices,
+        );
+        round_trips(
+            &document,
+            &answer("post", "/v1/accounts/{user}/recovery-codes", "201"),
+            &RecoveryCodes {
+                recovery_codes: vec!["abcde-fghjk".to_owned()],
+            },
+        );
+        for result in [
+            CodeResult::Accepted {
+                device_id: Some(key(1)),
+            },
+            CodeResult::Accepted { device_id: None },
+            CodeResult::Rejected { failures: 3 },
+            CodeResult::LockedOut {
+                locked_until: 1_800_000_000,
+            },
+        ] {
+            round_trips(
+                &document,
+                &answer("post", "/v1/accounts/{user}/offline-code", "200"),
+                &result,
+            );
+            round_trips(
+                &document,
+                &answer("post", "/v1/accounts/{user}/recovery-code", "200"),
+                &result,
+            );
+        }
+        let problem = ApiError::Service(service::Error::NoDevices(alice.clone())).problem();
+        round_trips(
+            &document,
+            "/paths/~1v1~1requests/post/responses/404/content/application~1problem+json/schema",
+            &problem,
+        );
+
+        // Request bodies, as small and as full as they come.
+        let full = ApprovalRequest {
+            client_ip: Some("203.0.113.7".to_owned()),
+            user_agent: Some("Firefox".to_owned()),
+            location: Some("Berlin, DE".to_owned()),
+            kind: Some(approvd_proto::context::LoginKind::Action),
+            action: Some("Delete the share".to_owned()),
+            number_matching: true,
+            devices: vec![key(1)],
+            ..ApprovalRequest::sign_in(alice.clone())
+        };
+        round_trips(&document, &body("post", "/v1/requests"), &full);
+        round_trips(
+            &document,
+            &body("post", "/v1/requests"),
+            &ApprovalRequest::sign_in(alice.clone()),
+        );
+        round_trips(
+            &document,
+            &body("post", "/v1/pairings"),
+            &PairingRequest {
+                user: alice,
+                ttl_secs: 120,
+            },
+        );
+        round_trips(
+            &document,
+            &body("post", "/v1/pairings/{id}/confirm"),
+            &CodeRequest {
+                code: "123456".to_owned(),
+            },
+        );
+    }
+
+    #[test]
+    fn the_document_refuses_what_the_types_refuse() {
+        let document = serde_json::to_value(document()).expect("document");
+        let status = validator(&document, &answer("get", "/v1/requests/{id}", "200"));
+        assert!(status.is_valid(&serde_json::json!({"status": "pending"})));
+        for wrong in [
+            serde_json::json!({"status": "approved_maybe"}),
+            serde_json::json!({"status": "approved"}),
+            serde_json::json!({"status": "denied", "device_id": 7}),
+            serde_json::json!({}),
+        ] {
+            assert!(!status.is_valid(&wrong), "{wrong}");
+            assert!(serde_json::from_value::<RequestStatus>(wrong).is_err());
+        }
+        let request = validator(&document, &body("post", "/v1/requests"));
+        for wrong in [
+            serde_json::json!({}),
+            serde_json::json!({"user": ""}),
+            serde_json::json!({"user": "alice", "usr": "alice"}),
+            serde_json::json!({"user": "alice", "lifetime_secs": -1}),
+        ] {
+            assert!(!request.is_valid(&wrong), "{wrong}");
+            assert!(serde_json::from_value::<ApprovalRequest>(wrong).is_err());
+        }
+    }
+
+    /// Every `$ref` in `value`.
+    fn refs<'v>(value: &'v serde_json::Value, found: &mut Vec<&'v str>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(target)) = map.get("$ref") {
+                    found.push(target);
+                }
+                map.values().for_each(|value| refs(value, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|value| refs(value, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_in_the_document_resolves() {
+        let document = serde_json::to_value(document()).expect("document");
+        let mut found = Vec::new();
+        refs(&document, &mut found);
+        assert!(found.len() > 20, "{found:?}");
+        for target in found {
+            let pointer = target.strip_prefix('#').expect("a local reference");
+            assert!(document.pointer(pointer).is_some(), "{target} is dangling");
+        }
+    }
+
+    #[test]
+    fn the_document_lists_every_route_the_app_serves() {
+        let document = serde_json::to_value(document()).expect("document");
+        let mut listed: Vec<String> = document["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("methods")
+                    .keys()
+                    .map(move |method| format!("{} {path}", method.to_uppercase()))
+            })
+            .collect();
+        listed.sort();
+        assert_eq!(
+            listed,
+            [
+                "DELETE /v1/accounts/{user}/devices/{device_id}",
+                "DELETE /v1/requests/{id}",
+                "GET /openapi.json",
+                "GET /v1/accounts/{user}/devices",
+                "GET /v1/pairings/{id}",
+                "GET /v1/requests/{id}",
+                "POST /v1/accounts/{user}/offline-code",
+                "POST /v1/accounts/{user}/recovery-code",
+                "POST /v1/accounts/{user}/recovery-codes",
+                "POST /v1/pairings",
+                "POST /v1/pairings/{id}/confirm",
+                "POST /v1/pairings/{id}/reject",
+                "POST /v1/requests",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_error_maps_to_a_problem_of_its_status() {
+        let alice = AccountName::parse("alice").expect("name");
+        let errors = [
+            ApiError::Service(service::Error::NotFound { what: "request" }),
+            ApiError::Service(service::Error::NoDevices(alice.clone())),
+            ApiError::Service(service::Error::TooManyPhones {
+                account: alice,
+                max: 2,
+            }),
+            ApiError::Service(service::Error::WrongCode("wrong".to_owned())),
+            ApiError::Service(service::Error::Conflict("no")),
+            ApiError::Service(service::Error::RateLimited),
+            ApiError::Service(service::Error::Invalid(approvd_proto::Error::Empty {
+                field: "service",
+            })),
+            ApiError::Service(service::Error::ShuttingDown),
+            ApiError::InvalidBody("not JSON".to_owned()),
+            ApiError::InvalidField {
+                field: "wait",
+                detail: "not a number".to_owned(),
+            },
+            ApiError::NoSuch { what: "pairing" },
+            ApiError::BodyTooLarge,
+            ApiError::Unauthenticated,
+            ApiError::NoRoute,
+        ];
+        for error in errors {
+            let problem = error.problem();
+            let response = error.error_response();
+            assert_eq!(response.status().as_u16(), problem.status, "{error:?}");
+            assert_eq!(ProblemType::of(&problem), Some(error.problem_type()));
+            assert!(!problem.detail.is_empty());
+            let retry = response.headers().get("retry-after").is_some();
+            assert_eq!(
+                retry,
+                error.problem_type().retry_after_secs().is_some(),
+                "{error:?}"
+            );
+        }
+        let field = ApiError::Service(service::Error::Invalid(approvd_proto::Error::Empty {
+            field: "service",
+        }));
+        assert_eq!(field.problem().field.as_deref(), Some("service"));
+    }
 }

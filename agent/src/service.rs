@@ -481,6 +481,10 @@ impl Service {
             match claimed {
                 Ok(Some(verified)) => break Step::Claimed(Box::new(verified)),
                 Ok(None) => continue,
+                // The relay's clock ended the slot a moment before ours.
+                Err(error) if error.problem_name() == Some("pairing-expired") => {
+                    break Step::Expired
+                }
                 Err(error) => break Step::Failed(error.to_string()),
             }
         };
@@ -700,5 +704,173 @@ fn status_of(outcome: &Outcome, record: &ChallengeRecord) -> RequestStatus {
         Outcome::Invalid { reason } => RequestStatus::Invalid {
             reason: reason.clone(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use approvd_proto::wire::PushHandle;
+    use approvd_proto::{PublicKey, SealKey};
+
+    use super::*;
+
+    /// A NAS home in a fresh directory under the system's temporary directory (removed on
+    /// drop). No relay is needed for what these tests do.
+    struct Home(PathBuf);
+
+    impl Home {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "approvd-agent-{name}-{}-{}",
+                std::process::id(),
+                approvd_proto::ids::encode_b64(&approvd_proto::random_bytes::<6>())
+            ));
+            NasHome::init(&dir, "http://127.0.0.1:9", "test-nas").expect("init");
+            Self(dir)
+        }
+    }
+
+    impl Drop for Home {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn phone(name: &str) -> PairedDevice {
+        PairedDevice {
+            device_id: DeviceId(PublicKey::from(&approvd_proto::generate_signing_key())),
+            sig_key: PublicKey::from(&approvd_proto::generate_signing_key()),
+            seal_key: SealKey([9; 32]),
+            name: name.to_owned(),
+            platform: "ios".to_owned(),
+            push_handle: PushHandle(vec![1, 2, 3]),
+            paired_at: 1_800_000_000,
+        }
+    }
+
+    fn account(name: &str) -> AccountName {
+        AccountName::parse(name).expect("name")
+    }
+
+    #[test]
+    fn an_accounts_first_phone_comes_with_recovery_codes_and_the_next_does_not() {
+        let home = Home::new("first-phone");
+        let service = Service::open(&home.0, Keep::InMemory).expect("open");
+        let alice = account("alice");
+        let first = service
+            .record_paired(&alice, phone("first"), &CodeSecret::generate())
+            .expect("recorded");
+        assert_eq!(
+            first.map(|codes| codes.len()),
+            Some(approvd_client::home::RECOVERY_CODES)
+        );
+        let second = service
+            .record_paired(&alice, phone("second"), &CodeSecret::generate())
+            .expect("recorded");
+        assert_eq!(second, None);
+        // Bob is another account: his first phone has codes of its own.
+        let bob = service
+            .record_paired(&account("bob"), phone("bob's"), &CodeSecret::generate())
+            .expect("recorded");
+        assert!(bob.is_some());
+        // An account whose codes are used up gets a new set with its next phone.
+        let mut codes = service
+            .new_recovery_codes(&alice)
+            .expect("codes")
+            .recovery_codes;
+        for code in codes.drain(..) {
+            let used = service
+                .check_code(&alice, CodeKind::Recovery, &code)
+                .expect("checked");
+            assert!(matches!(used, CodeResult::Accepted { device_id: None }));
+        }
+        let third = service
+            .record_paired(&alice, phone("third"), &CodeSecret::generate())
+            .expect("recorded");
+        assert!(third.is_some());
+        assert_eq!(service.devices(&alice).expect("devices").devices.len(), 3);
+    }
+
+    #[test]
+    fn a_state_that_cannot_be_read_is_an_error_not_a_set_of_codes() {
+        let home = Home::new("unreadable");
+        let service = Service::open(&home.0, Keep::InMemory).expect("open");
+        std::fs::write(home.0.join("devices.json"), b"{not json").expect("damage");
+        let refused = service.record_paired(&account("alice"), phone("x"), &CodeSecret::generate());
+        assert!(matches!(refused, Err(Error::State(_))), "{refused:?}");
+        assert!(matches!(
+            Service::open(&home.0, Keep::InMemory),
+            Err(Error::State(_))
+        ));
+    }
+
+    #[test]
+    fn phones_and_codes_belong_to_one_account() {
+        let home = Home::new("accounts");
+        let service = Service::open(&home.0, Keep::InMemory).expect("open");
+        let (alice, bob) = (account("alice"), account("bob"));
+        let alices = phone("alice's");
+        service
+            .record_paired(&alice, alices.clone(), &CodeSecret::generate())
+            .expect("recorded");
+        assert!(matches!(
+            service.remove_device(&bob, &alices.device_id),
+            Err(Error::NotFound { .. })
+        ));
+        let checked = service
+            .check_code(&bob, CodeKind::Offline, "123 456")
+            .expect("checked");
+        assert_eq!(checked, CodeResult::Rejected { failures: 1 });
+        let all = service.all_devices().expect("all");
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].0, "alice");
+        service
+            .remove_device(&alice, &alices.device_id)
+            .expect("removed");
+        assert!(service.devices(&alice).expect("devices").devices.is_empty());
+        assert!(matches!(
+            service.remove_device(&alice, &alices.device_id),
+            Err(Error::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn an_unknown_request_or_pairing_is_not_found() {
+        let home = Home::new("unknown");
+        let service = Service::open(&home.0, Keep::InMemory).expect("open");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let cid = Cid::random();
+        let status = runtime.block_on(service.request_status(&cid, Duration::ZERO));
+        assert!(matches!(status, Err(Error::NotFound { what: "request" })));
+        let cancelled = runtime.block_on(service.cancel_request(&cid));
+        assert!(matches!(cancelled, Err(Error::NotFound { .. })));
+        let id = PairingId::random();
+        assert!(matches!(
+            service.pairing_status(&id),
+            Err(Error::NotFound { .. })
+        ));
+        assert!(matches!(
+            service.reject_pairing(&id),
+            Err(Error::NotFound { .. })
+        ));
+        let confirmed = runtime.block_on(service.confirm_pairing(&id, "123456"));
+        assert!(matches!(confirmed, Err(Error::NotFound { .. })));
+    }
+
+    #[test]
+    fn a_damaged_requests_file_is_set_aside_and_in_memory_writes_none() {
+        let home = Home::new("requests-file");
+        let file = home.0.join("agent-requests.json");
+        std::fs::write(&file, b"[{\"neither\": \"here nor there\"}]").expect("write");
+        let service = Service::open(&home.0, Keep::OnDisk).expect("a bad file does not stop it");
+        assert!(service.nas().pending_records(0).is_empty());
+        drop(service);
+        std::fs::remove_file(&file).expect("remove");
+        let service = Service::open(&home.0, Keep::InMemory).expect("open");
+        service.save_requests();
+        assert!(!file.exists(), "approvd nas leaves the agent's file alone");
     }
 }

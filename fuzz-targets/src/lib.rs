@@ -12,8 +12,8 @@ use approvd_proto::pairing::{self, PairingUri};
 use approvd_proto::signed::SignedMessage as _;
 use approvd_proto::vectors::Examples;
 use approvd_proto::wire::{self, Notice, PushHandle, Validate};
-use approvd_relay::handle::HandleKeys;
 use approvd_relay::http::auth::{BodyKind, Json};
+use approvd_relay::push_handle::HandleKeys;
 
 /// What a fuzz target runs on one input.
 pub type Target = fn(&[u8]);
@@ -314,7 +314,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let claim = &examples.claim;
     let claim_sig = claim.sign(&keys.device_sig);
     let mac = encode_b64(&pairing::claim_mac(&examples.pairing_uri.secret, claim));
-    let handle = handle_keys().mint(&approvd_relay::handle::HandleContents {
+    let handle = handle_keys().mint(&approvd_relay::push_handle::HandleContents {
         device_id: claim.device_id,
         nas_id: claim.nas_id,
         sig_key: claim.sig_key,

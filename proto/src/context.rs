@@ -9,6 +9,7 @@ use hpke::{Deserializable as _, Kem as _, OpModeR, OpModeS, Serializable as _};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::ids::{Cid, DeviceId, Digest, NasId, SealKey};
+pub use crate::limits::{check_text, MAX_ACTION, MAX_PLAINTEXT, MAX_SEALED};
 use crate::signed::Encoder;
 use crate::Error;
 
@@ -19,12 +20,6 @@ pub const AAD_LABEL: &str = "context-aad";
 /// Plaintext is padded with spaces to a multiple of this, so the sealed size does not reveal
 /// the length of the user name, user agent or location.
 pub const PAD_BLOCK: usize = 256;
-/// Largest plaintext (after padding) a sealer produces and an opener accepts.
-pub const MAX_PLAINTEXT: usize = 4096;
-/// Longest action text (`kind: action`), bytes.
-pub const MAX_ACTION: usize = 256;
-/// Largest sealed blob: `enc` (32) + plaintext + Poly1305 tag (16).
-pub const MAX_SEALED: usize = 32 + MAX_PLAINTEXT + 16;
 
 /// What sort of sign-in the phone is asked about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -102,26 +97,6 @@ fn check_opt(field: &'static str, value: &Option<String>, max: usize) -> Result<
     value
         .as_deref()
         .map_or(Ok(()), |value| check_text(field, value, max, true))
-}
-
-/// Check a text field's byte length (and, unless `allow_empty`, that it is non-empty).
-pub fn check_text(
-    field: &'static str,
-    value: &str,
-    max: usize,
-    allow_empty: bool,
-) -> Result<(), Error> {
-    if !allow_empty && value.is_empty() {
-        return Err(Error::Empty { field });
-    }
-    if value.len() > max {
-        return Err(Error::TooLong {
-            field,
-            max,
-            got: value.len(),
-        });
-    }
-    Ok(())
 }
 
 /// The challenge fields the sealed context is bound to (through HPKE `info` and `aad`), so a

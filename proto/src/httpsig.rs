@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::HttpSigError;
 use crate::ids::{PublicKey, Sig};
+pub use crate::limits::{MAX_COMPONENTS, MAX_HEADER, MAX_LIFETIME, MAX_SKEW};
 use crate::signed::verify_strict;
 
 /// The `tag` parameter of every approvd request signature.
@@ -24,16 +25,8 @@ pub const SIG_TAG: &str = "approvd/v1";
 pub const SIG_ALG: &str = "ed25519";
 /// The label our signers use (verifiers accept any single label).
 pub const SIG_LABEL: &str = "sig1";
-/// Largest allowed |now − created|, seconds.
-pub const MAX_SKEW: u64 = 60;
-/// Largest allowed `expires − created`, seconds.
-pub const MAX_LIFETIME: u64 = 300;
 /// Lifetime our signers give a request signature, seconds.
 pub const DEFAULT_LIFETIME: u64 = 60;
-/// Longest `Signature-Input` / `Signature` / `Content-Digest` header we parse.
-pub const MAX_HEADER: usize = 2048;
-/// Most components one signature may cover (the profile's 4 plus what a signer adds).
-pub const MAX_COMPONENTS: usize = 16;
 
 /// The components every signature covers, in the order our signers write them.
 const METHOD: &str = "@method";

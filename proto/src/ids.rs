@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::VerifyingKey;
 
+use crate::limits::SEALED_DEVICE_INFO;
 use crate::Error;
 
 /// Decode unpadded base64url into exactly `N` bytes, naming `field` in the error.
@@ -168,6 +169,11 @@ pub(crate) use fixed_bytes;
 fixed_bytes!(
     /// Challenge id: 16 random bytes chosen by the NAS.
     Cid, 16, "cid"
+);
+fixed_bytes!(
+    /// A device's name and platform sealed under the pairing secret's device-info subkey
+    /// (`pairing::seal_device_info`): `nonce (12) || ChaCha20-Poly1305 ciphertext`.
+    SealedDeviceInfo, SEALED_DEVICE_INFO, "device_info"
 );
 fixed_bytes!(
     /// Pairing slot id: 16 random bytes chosen by the NAS.

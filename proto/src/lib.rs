@@ -9,6 +9,7 @@ pub mod context;
 pub mod error;
 pub mod httpsig;
 pub mod ids;
+pub mod limits;
 pub mod pairing;
 pub mod signed;
 pub mod totp;

@@ -11,21 +11,15 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::UriError;
 use crate::ids::{decode_fixed, encode_b64, NasId, PairingId};
+pub use crate::limits::{
+    DEVICE_INFO_PLAINTEXT, MAX_ACCOUNT, MAX_LABEL, MAX_PAIRING_TTL, MAX_RELAY_URL, MAX_URI,
+    SEALED_DEVICE_INFO,
+};
 use crate::signed::{Encoder, PairClaim, SignedMessage as _};
 use crate::Error;
 
 /// The URI prefix.
 pub const URI_PREFIX: &str = "approvd://pair?";
-/// Longest URI accepted (fits a version-10 QR code comfortably).
-pub const MAX_URI: usize = 1024;
-/// Longest relay URL.
-pub const MAX_RELAY_URL: usize = 512;
-/// Longest NAS label.
-pub const MAX_LABEL: usize = 64;
-/// Longest account name.
-pub const MAX_ACCOUNT: usize = 64;
-/// Longest a pairing slot may live, in seconds.
-pub const MAX_PAIRING_TTL: u64 = 600;
 /// Label of the SAS input (an [`Encoder`] label) and of its subkey.
 pub const SAS_LABEL: &str = "sas";
 /// HKDF salt of the subkeys of `k`.
@@ -38,11 +32,6 @@ pub const SAS_KEY_LABEL: &[u8] = b"sas";
 pub const INFO_KEY_LABEL: &[u8] = b"device-info";
 /// Label of the device-info AEAD's associated data.
 pub const INFO_AAD_LABEL: &str = "device-info";
-/// The device-info plaintext is padded with spaces to this many bytes, so its sealed size says
-/// nothing about the name's length.
-pub const DEVICE_INFO_PLAINTEXT: usize = 128;
-/// Length of the sealed device info: nonce (12) + padded plaintext + tag (16).
-pub const SEALED_DEVICE_INFO: usize = 12 + DEVICE_INFO_PLAINTEXT + 16;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -174,9 +163,9 @@ impl PairingUri {
         let secret = PairingSecret(decode_fixed("k", get(3)?)?);
         let nas_id = NasId(crate::ids::PublicKey::parse("n", get(4)?)?);
         let label = decode_value("a", get(5)?)?;
-        crate::context::check_text("a", &label, MAX_LABEL, false)?;
+        crate::limits::check_text("a", &label, MAX_LABEL, false)?;
         let account = decode_value("u", get(6)?)?;
-        crate::context::check_text("u", &account, MAX_ACCOUNT, false)?;
+        crate::limits::check_text("u", &account, MAX_ACCOUNT, false)?;
         let expiry_text = get(7)?;
         if expiry_text.is_empty() || !expiry_text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(UriError::Expiry.into());
@@ -293,27 +282,28 @@ pub fn sas_matches(secret: &PairingSecret, claim: &PairClaim, typed: &str) -> bo
     bool::from(expected.as_bytes().ct_eq(typed.trim().as_bytes()))
 }
 
-crate::ids::fixed_bytes!(
-    /// A device's name and platform sealed under the pairing secret's device-info subkey
-    /// ([`seal_device_info`]): `nonce (12) || ChaCha20-Poly1305 ciphertext`.
-    SealedDeviceInfo, SEALED_DEVICE_INFO, "device_info"
-);
+pub use crate::ids::SealedDeviceInfo;
 
 /// The phone's name and platform as the NAS will show and record them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceInfo {
-    /// Non-empty, at most [`crate::wire::MAX_DEVICE_NAME`] bytes of UTF-8.
+    /// Non-empty, at most [`crate::limits::MAX_DEVICE_NAME`] bytes of UTF-8.
     pub name: String,
-    /// e.g. `ios`, `android`: printable ASCII, at most [`crate::wire::MAX_PLATFORM`] bytes.
+    /// e.g. `ios`, `android`: printable ASCII, at most [`crate::limits::MAX_PLATFORM`] bytes.
     pub platform: String,
 }
 
 impl DeviceInfo {
     /// Check the field limits.
     pub fn validate(&self) -> Result<(), Error> {
-        crate::context::check_text("name", &self.name, crate::wire::MAX_DEVICE_NAME, false)?;
-        crate::context::check_text("platform", &self.platform, crate::wire::MAX_PLATFORM, false)?;
+        crate::limits::check_text("name", &self.name, crate::limits::MAX_DEVICE_NAME, false)?;
+        crate::limits::check_text(
+            "platform",
+            &self.platform,
+            crate::limits::MAX_PLATFORM,
+            false,
+        )?;
         if !self.platform.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             return Err(Error::Invalid {
                 field: "platform",

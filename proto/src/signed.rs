@@ -4,8 +4,9 @@
 
 use ed25519_dalek::{Signer as _, SigningKey};
 
-use crate::ids::{Cid, DeviceId, Digest, NasId, PairingId, PublicKey, SealKey, Sig};
-use crate::pairing::SealedDeviceInfo;
+use crate::ids::{
+    Cid, DeviceId, Digest, NasId, PairingId, PublicKey, SealKey, SealedDeviceInfo, Sig,
+};
 use crate::Error;
 
 /// The domain prefix of every approvd signed message (and HPKE `info`/`aad`).

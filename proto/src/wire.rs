@@ -2,35 +2,17 @@
 //! Owns field names, size limits and cheap structural validation; signatures inside these
 //! bodies are checked by whoever holds the key (see PROTOCOL.md "who verifies what").
 
-use crate::context::MAX_SEALED;
 use crate::ids::{decode_b64, encode_b64, fixed_bytes, Cid, DeviceId, NasId, PairingId, Sig};
+use crate::limits::MAX_SEALED;
+pub use crate::limits::{
+    MAX_ACK, MAX_BODY, MAX_CHALLENGE_LIFETIME, MAX_DEVICE_NAME, MAX_HANDLE, MAX_NUMBER,
+    MAX_PLATFORM, MAX_PUSH_TOKEN, MAX_TARGETS, MAX_TOPIC, MIN_NUMBER,
+};
 use crate::signed::{Challenge, Mute, PairAccept, PairClaim, PairConfirm, Unpair, Verdict};
 use crate::Error;
 
-/// Largest request body the relay accepts, bytes.
-pub const MAX_BODY: usize = 64 * 1024;
-/// Most targets (devices) in one challenge.
-pub const MAX_TARGETS: usize = 10;
-/// Longest challenge lifetime (`expires − created`), seconds.
-pub const MAX_CHALLENGE_LIFETIME: u64 = 120;
 /// Default challenge lifetime, seconds.
 pub const DEFAULT_CHALLENGE_LIFETIME: u64 = 60;
-/// Longest push handle, bytes.
-pub const MAX_HANDLE: usize = 1024;
-/// Longest push token, bytes (APNs: 32 bytes as 64 hex; FCM: ~160 characters).
-pub const MAX_PUSH_TOKEN: usize = 512;
-/// Longest push topic / app id, bytes.
-pub const MAX_TOPIC: usize = 255;
-/// Longest device name, bytes.
-pub const MAX_DEVICE_NAME: usize = 64;
-/// Longest platform string, bytes.
-pub const MAX_PLATFORM: usize = 16;
-/// Shortest typed number (number matching), digits: a blind guess of 3 digits wins 1 in 1000.
-pub const MIN_NUMBER: usize = 3;
-/// Longest typed number (number matching), digits.
-pub const MAX_NUMBER: usize = 8;
-/// Most notice ids in one mailbox acknowledgement.
-pub const MAX_ACK: usize = 100;
 
 /// Defines a variable-length byte-string newtype that is base64url on the wire.
 macro_rules! blob {
@@ -139,7 +121,7 @@ impl Validate for PushRegistration {
 
 /// Non-empty printable ASCII of at most `max` bytes.
 fn check_printable(field: &'static str, value: &str, max: usize) -> Result<(), Error> {
-    crate::context::check_text(field, value, max, false)?;
+    crate::limits::check_text(field, value, max, false)?;
     if !value.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return Err(Error::Invalid {
             field,
@@ -169,7 +151,7 @@ pub struct CreatePairingRequest {
 
 impl Validate for CreatePairingRequest {
     fn validate(&self) -> Result<(), Error> {
-        if self.ttl_secs == 0 || self.ttl_secs > crate::pairing::MAX_PAIRING_TTL {
+        if self.ttl_secs == 0 || self.ttl_secs > crate::limits::MAX_PAIRING_TTL {
             return Err(Error::Invalid {
                 field: "ttl_secs",
                 reason: "must be between 1 and 600",

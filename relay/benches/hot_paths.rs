@@ -8,7 +8,7 @@ use std::time::Duration;
 use approvd_proto::ids::{Digest, PublicKey, Sig};
 use approvd_proto::wire::{PushProvider, PushRegistration, Sealed, SignedVerdict};
 use approvd_proto::{Cid, Decision, DeviceId, NasId, Verdict};
-use approvd_relay::handle::{HandleContents, HandleKeys};
+use approvd_relay::push_handle::{HandleContents, HandleKeys};
 use approvd_relay::store::{ChallengeState, MemoryStore, Store, StoredChallenge, StoredTarget};
 use criterion::{criterion_group, criterion_main, Criterion};
 

@@ -1,5 +1,10 @@
 //! Wall-clock time for protocol checks (signature skew, expiry) and rate limits, behind a trait
-//! so unit tests can fix it. Durations and timeouts use `tokio::time` instead.
+//! so unit tests can fix it; and the relay's one reader of `SystemTime::now`
+//! ([`system_now_us`]), which the few places that need wall time outside those checks call
+//! directly: a JWT's `iat`/`exp` for FCM, a forwarded push's remaining lifetime, the retry
+//! deadline, a wakeup's write stamp for the latency metric. Those read the real clock on
+//! purpose (a provider or another replica compares them with its own), and their tests set
+//! deadlines in the message instead. Durations and timeouts use `tokio::time`.
 
 /// A source of unix time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -23,9 +28,19 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_us(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
+        system_now_us()
     }
+}
+
+/// Unix microseconds from the system clock (0 before 1970).
+pub fn system_now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Unix seconds from the system clock.
+pub fn system_now() -> u64 {
+    system_now_us() / 1_000_000
 }

@@ -15,8 +15,7 @@ use crate::config::{
     ApnsAuth, ApnsConfig, Config, FcmAccount, FcmConfig, HttpConfig, PushConfig, StoreConfig,
     UpstreamConfig, UpstreamToken,
 };
-use crate::handle::{HandleError, HandleKeys};
-use crate::http::auth::{Admission, AUTH_FAILURE_REASONS};
+use crate::http::auth::{BearerJwt, AUTH_FAILURE_REASONS};
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::push::apns::{A2Client, ApnsSender};
@@ -24,6 +23,7 @@ use crate::push::fcm::FcmSender;
 use crate::push::retry::RetryPolicy;
 use crate::push::upstream::UpstreamSender;
 use crate::push::{DispatchLimits, Dispatcher, LogSender, PushResult, PushRoutes, PushSender};
+use crate::push_handle::{HandleError, HandleKeys};
 use crate::service::mailbox::MAILBOX_TTL;
 use crate::service::Deps;
 use crate::store::{
@@ -307,14 +307,14 @@ pub async fn build_state(config: &Config, metrics: Metrics) -> Result<AppState, 
                 message,
             };
             let pem = std::fs::read(path).map_err(|error| admission_error(error.to_string()))?;
-            Some(Admission::from_pem(&pem).map_err(admission_error)?)
+            Some(BearerJwt::from_pem(&pem).map_err(admission_error)?)
         }
     };
     let forwarding = match &config.push.forward_key_file {
         None => None,
         Some(path) => {
             let pem = read_file("push-forward-key-file", path)?;
-            let verifier = Admission::from_pem(&pem).map_err(|message| StartError::Option {
+            let verifier = BearerJwt::from_pem(&pem).map_err(|message| StartError::Option {
                 option: "push-forward-key-file",
                 message: format!("{}: {message}", path.display()),
             })?;

@@ -1,5 +1,6 @@
-//! The NAS agent (`approvd agent`) as a process for tests, and one-shot HTTP/1.1 calls over its
-//! Unix socket.
+//! The NAS agent (`approvd agent`) as a process for tests, its typed client
+//! (`approvd_agent::client`, for everything a login system does), and one-shot raw HTTP/1.1
+//! calls over its Unix socket (for what no client would send: malformed and hostile input).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::net::UnixStream;
@@ -19,6 +20,14 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
+    /// The API's client over the Unix socket.
+    pub fn client(&self) -> approvd_agent::client::AgentClient {
+        approvd_agent::client::AgentClient::new(approvd_agent::client::Endpoint::Socket(
+            self.socket.clone(),
+        ))
+        .expect("client")
+    }
+
     /// SIGTERM, then wait for the exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
@@ -71,19 +80,31 @@ pub fn call(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
+    let body = body.map(|body| body.to_string()).unwrap_or_default();
+    call_raw(agent, method, path, body.as_bytes())
+}
+
+/// [`call`] with a body of any bytes (not JSON, oversized, …).
+pub fn call_raw(
+    agent: &AgentProcess,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
     let mut stream = UnixStream::connect(&agent.socket).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(40)))
         .expect("timeout");
-    let body = body.map(|body| body.to_string()).unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .expect("write");
+    // The agent may answer (413) before reading all of a large body, then close.
+    let _ = stream.write_all(body);
     let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
+    let _ = stream.read_to_string(&mut answer);
     let status = answer
         .split_whitespace()
         .nth(1)

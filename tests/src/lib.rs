@@ -223,7 +223,7 @@ pub fn shared_handle_keys(dir: &TempDir) -> String {
     let path = dir.0.join("handle-keys");
     std::fs::write(
         &path,
-        approvd_relay::handle::HandleKeys::generate_file_text().as_bytes(),
+        approvd_relay::push_handle::HandleKeys::generate_file_text().as_bytes(),
     )
     .expect("write keys");
     path.display().to_string()

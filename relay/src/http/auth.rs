@@ -529,26 +529,27 @@ async fn verify(
     Ok((verified.key, budget))
 }
 
-/// A bearer-JWT check (`Authorization: Bearer <JWT>`) against an operator's public key: the
+/// A bearer-JWT check (`Authorization: Bearer <JWT>`) against an operator's public key, verified
+/// by `jsonwebtoken` (not `signed::verify_strict`: a JWT is not a protocol message): the
 /// admission of NAS requests, and the forwarding tokens of downstream relays.
-pub struct Admission {
+pub struct BearerJwt {
     /// The operator's public key.
     key: jsonwebtoken::DecodingKey,
     validation: jsonwebtoken::Validation,
 }
 
-impl std::fmt::Debug for Admission {
+impl std::fmt::Debug for BearerJwt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admission").finish_non_exhaustive()
+        f.debug_struct("BearerJwt").finish_non_exhaustive()
     }
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct AdmissionClaims {
+struct BearerClaims {
     sub: String,
 }
 
-impl Admission {
+impl BearerJwt {
     /// From a PEM public key: Ed25519 (EdDSA tokens) or P-256 (ES256 tokens).
     pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
         let (key, algorithm) = match jsonwebtoken::DecodingKey::from_ed_pem(pem) {
@@ -583,9 +584,8 @@ impl Admission {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or(ApiError::AdmissionRequired)?;
-        let data =
-            jsonwebtoken::decode::<AdmissionClaims>(token.trim(), &self.key, &self.validation)
-                .map_err(|error| ApiError::AdmissionDenied(error.to_string()))?;
+        let data = jsonwebtoken::decode::<BearerClaims>(token.trim(), &self.key, &self.validation)
+            .map_err(|error| ApiError::AdmissionDenied(error.to_string()))?;
         Ok(data.claims.sub)
     }
 }

@@ -33,9 +33,9 @@ pub struct AppState {
     /// How long a request's body may take to arrive (then 408).
     pub body_timeout: Duration,
     /// The operator's admission check, when configured.
-    pub admission: Option<auth::Admission>,
+    pub admission: Option<auth::BearerJwt>,
     /// The check of downstream relays' forwarding tokens; `None`: push forwarding is off.
-    pub forwarding: Option<auth::Admission>,
+    pub forwarding: Option<auth::BearerJwt>,
     /// Write an access-log line per request.
     pub access_log: bool,
     /// Name the client IP in access-log lines.

@@ -9,8 +9,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::problem::ApiError;
 use actix_web::rt::net::TcpStream;
-use approvd_proto::wire::{Problem, PROBLEM_TYPE_PREFIX};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A connection whose bodiless parser-error responses become problem+json.
@@ -101,27 +101,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ProblemIo<T> {
     }
 }
 
-/// The parser's errors this module rewrites: status, problem type, title, what to fix.
-const PARSER_ERRORS: [(u16, &str, &str, &str); 3] = [
-    (
-        400,
-        "malformed-request",
-        "Malformed HTTP request",
-        "the request is not valid HTTP/1.1 (request line, header syntax, Content-Length with \
-         chunked, NUL or folded header lines); the connection is closed",
-    ),
-    (
-        431,
-        "headers-too-large",
-        "Request header fields too large",
-        "the request head is larger than the relay accepts; the connection is closed",
-    ),
-    (
-        408,
-        "request-timeout",
-        "Request timeout",
-        "the request head did not arrive within the relay's deadline; the connection is closed",
-    ),
+/// The parser's errors this module rewrites; their status, type, title and detail come from
+/// `problem`'s one table.
+const PARSER_ERRORS: [ApiError; 3] = [
+    ApiError::MalformedRequest,
+    ApiError::HeadersTooLarge,
+    ApiError::HeadTimeout,
 ];
 
 /// If `buf` is a complete bodiless 400/431/408 response head, the problem+json response to send
@@ -133,7 +118,9 @@ fn replacement_for(buf: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let status: u16 = std::str::from_utf8(buf.get(9..12)?).ok()?.parse().ok()?;
-    let &(status, kind, title, detail) = PARSER_ERRORS.iter().find(|(code, ..)| *code == status)?;
+    let refusal = PARSER_ERRORS
+        .iter()
+        .find(|refusal| refusal.row().status.as_u16() == status)?;
     let end = buf.windows(4).position(|window| window == b"\r\n\r\n")?;
     if end + 4 != buf.len() {
         return None; // something follows the head: a body, so not the parser's answer
@@ -143,15 +130,7 @@ fn replacement_for(buf: &[u8]) -> Option<Vec<u8>> {
     if !bodiless {
         return None;
     }
-    let problem = Problem {
-        type_uri: format!("{PROBLEM_TYPE_PREFIX}{kind}"),
-        title: title.to_owned(),
-        status,
-        detail: detail.to_owned(),
-        field: None,
-        instance: None,
-    };
-    let body = serde_json::to_vec(&problem).ok()?;
+    let body = serde_json::to_vec(&refusal.problem()).ok()?;
     let reason = match status {
         400 => "Bad Request",
         431 => "Request Header Fields Too Large",
@@ -187,7 +166,8 @@ mod tests {
         );
         assert!(replaced.contains("content-type: application/problem+json"));
         let body = replaced.split("\r\n\r\n").nth(1).expect("body");
-        let problem: Problem = serde_json::from_str(body).expect("a problem document");
+        let problem: approvd_proto::wire::Problem =
+            serde_json::from_str(body).expect("a problem document");
         assert_eq!(problem.type_uri, "urn:approvd:problem:malformed-request");
         assert_eq!(problem.status, 400);
 

@@ -12,6 +12,42 @@ use approvd_proto::HttpSigError;
 use crate::service;
 use crate::store::StoreError;
 
+/// One row of [`ApiError::row`]'s table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub status: StatusCode,
+    pub name: &'static str,
+    pub title: &'static str,
+    /// The offending field, for validation errors.
+    pub field: Option<String>,
+    /// `Retry-After` seconds, for 429 and 503.
+    pub retry_after_secs: Option<u64>,
+}
+
+/// The field an authentication failure is about.
+fn signature_field(error: &HttpSigError) -> &'static str {
+    match error {
+        HttpSigError::MissingHeader(header) | HttpSigError::Malformed { header, .. } => header,
+        HttpSigError::DateSkew { .. } => "Date",
+        HttpSigError::Label
+        | HttpSigError::MissingComponent(_)
+        | HttpSigError::UnsupportedComponent(_)
+        | HttpSigError::MissingField(_)
+        | HttpSigError::MissingParam(_)
+        | HttpSigError::UnknownParam(_)
+        | HttpSigError::Alg
+        | HttpSigError::Tag
+        | HttpSigError::Skew { .. }
+        | HttpSigError::Expired
+        | HttpSigError::Lifetime { .. }
+        | HttpSigError::Nonce
+        | HttpSigError::KeyId(_)
+        | HttpSigError::DigestMismatch
+        | HttpSigError::DigestAlgorithm
+        | HttpSigError::BadSignature => "Signature-Input",
+    }
+}
+
 /// An error answer: the use case's refusal, or what the HTTP layer itself refuses.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,6 +71,20 @@ pub enum ApiError {
     /// The body did not arrive in time; the connection is closed after this answer.
     #[error("the request body did not arrive within {secs} s")]
     RequestTimeout { secs: u64 },
+    /// The request head is not valid HTTP/1.1 (answered by `parse_errors` for the parser).
+    #[error(
+        "the request is not valid HTTP/1.1 (request line, header syntax, Content-Length with \
+         chunked, NUL or folded header lines); the connection is closed"
+    )]
+    MalformedRequest,
+    /// The request head is larger than the relay accepts (`parse_errors`).
+    #[error("the request head is larger than the relay accepts; the connection is closed")]
+    HeadersTooLarge,
+    /// The request head did not arrive in time (`parse_errors`).
+    #[error(
+        "the request head did not arrive within the relay's deadline; the connection is closed"
+    )]
+    HeadTimeout,
     /// `allow`: the methods the resource takes, for the `Allow` header (RFC 9110 §15.5.6).
     #[error("method not allowed on this resource; it allows {allow}")]
     MethodNotAllowed { allow: String },
@@ -53,165 +103,129 @@ impl ApiError {
         }
     }
 
-    /// The stable problem name (after [`PROBLEM_TYPE_PREFIX`]).
-    pub fn problem_name(&self) -> &'static str {
+    /// The one table: what the API answers for each error — status, problem name (after
+    /// [`PROBLEM_TYPE_PREFIX`]), title, the offending field, `Retry-After`. Every variant by
+    /// name, no catch-all; `parse_errors` reads the rows of the parser's refusals from here.
+    pub fn row(&self) -> Row {
         use service::Error as S;
+        use StatusCode as C;
+        let row = |status, name, title| Row {
+            status,
+            name,
+            title,
+            field: None,
+            retry_after_secs: None,
+        };
         match self {
             ApiError::Service(error) => match error {
-                S::InvalidField { .. } => "invalid-field",
-                S::InvalidSignature { .. } => "invalid-signature",
-                S::NotOwner(_) => "not-owner",
-                S::HandleMismatch { .. } => "handle-mismatch",
-                S::NotTargeted => "not-targeted",
-                S::NotFound(_) => "not-found",
-                S::Conflict(_) => "conflict",
-                S::AlreadyClaimed => "already-claimed",
-                S::AlreadyConfirmed => "already-confirmed",
-                S::AlreadyDecided => "already-decided",
-                S::PairingExpired => "pairing-expired",
-                S::ChallengeExpired => "challenge-expired",
-                S::ChallengeCancelled => "challenge-cancelled",
-                S::RateLimited { .. } => "rate-limited",
-                S::ShuttingDown | S::Store(StoreError::Unavailable(_)) => "unavailable",
-                S::Store(StoreError::Data(_)) => "internal",
-            },
-            ApiError::InvalidBody { .. } => "invalid-body",
-            ApiError::InvalidField { .. } => "invalid-field",
-            ApiError::Unauthenticated(_) => "unauthenticated",
-            ApiError::ReplayedNonce => "replayed-nonce",
-            ApiError::AdmissionRequired => "admission-required",
-            ApiError::AdmissionDenied(_) => "admission-denied",
-            ApiError::BodyTooLarge { .. } => "body-too-large",
-            ApiError::RequestTimeout { .. } => "request-timeout",
-            ApiError::MethodNotAllowed { .. } => "method-not-allowed",
-            ApiError::NoRoute => "no-route",
-            ApiError::Internal => "internal",
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        use service::Error as S;
-        match self {
-            ApiError::Service(error) => match error {
-                S::InvalidField { .. } => "Invalid field",
-                S::InvalidSignature { .. } => "Signature does not verify",
-                S::NotOwner(_) => "Not yours",
-                S::HandleMismatch { .. } => "Push handle mismatch",
-                S::NotTargeted => "Device not targeted",
-                S::NotFound(_) => "Not found",
-                S::Conflict(_) => "Conflict",
-                S::AlreadyClaimed => "Already claimed",
-                S::AlreadyConfirmed => "Already confirmed",
-                S::AlreadyDecided => "Already decided",
-                S::PairingExpired => "Pairing expired",
-                S::ChallengeExpired => "Challenge expired",
-                S::ChallengeCancelled => "Challenge cancelled",
-                S::RateLimited { .. } => "Rate limited",
-                S::ShuttingDown | S::Store(StoreError::Unavailable(_)) => "Service unavailable",
-                S::Store(StoreError::Data(_)) => "Internal error",
-            },
-            ApiError::InvalidBody { .. } => "Malformed request body",
-            ApiError::InvalidField { .. } => "Invalid field",
-            ApiError::Unauthenticated(_) => "Request authentication failed",
-            ApiError::ReplayedNonce => "Replayed request",
-            ApiError::AdmissionRequired => "Admission token required",
-            ApiError::AdmissionDenied(_) => "Admission token refused",
-            ApiError::BodyTooLarge { .. } => "Body too large",
-            ApiError::RequestTimeout { .. } => "Request timeout",
-            ApiError::MethodNotAllowed { .. } => "Method not allowed",
-            ApiError::NoRoute => "No such endpoint",
-            ApiError::Internal => "Internal error",
-        }
-    }
-
-    fn field_name(&self) -> Option<String> {
-        use service::Error as S;
-        match self {
-            ApiError::Service(error) => match error {
-                S::InvalidField { field, .. }
-                | S::InvalidSignature { field, .. }
-                | S::HandleMismatch { field } => Some(field.clone()),
-                S::NotOwner(_)
-                | S::NotTargeted
-                | S::NotFound(_)
-                | S::Conflict(_)
-                | S::AlreadyClaimed
-                | S::AlreadyConfirmed
-                | S::AlreadyDecided
-                | S::PairingExpired
-                | S::ChallengeExpired
-                | S::ChallengeCancelled
-                | S::RateLimited { .. }
-                | S::ShuttingDown
-                | S::Store(_) => None,
-            },
-            ApiError::InvalidField { field, .. } => Some(field.clone()),
-            ApiError::Unauthenticated(HttpSigError::MissingHeader(header)) => {
-                Some((*header).to_owned())
-            }
-            ApiError::Unauthenticated(HttpSigError::Malformed { header, .. }) => {
-                Some((*header).to_owned())
-            }
-            ApiError::Unauthenticated(HttpSigError::DateSkew { .. }) => Some("Date".to_owned()),
-            ApiError::Unauthenticated(_) => Some("Signature-Input".to_owned()),
-            ApiError::InvalidBody { .. }
-            | ApiError::ReplayedNonce
-            | ApiError::AdmissionRequired
-            | ApiError::AdmissionDenied(_)
-            | ApiError::BodyTooLarge { .. }
-            | ApiError::RequestTimeout { .. }
-            | ApiError::MethodNotAllowed { .. }
-            | ApiError::NoRoute
-            | ApiError::Internal => None,
-        }
-    }
-
-    fn retry_after_secs(&self) -> Option<u64> {
-        use service::Error as S;
-        match self {
-            ApiError::Service(error) => match error {
+                S::InvalidField { field, .. } => Row {
+                    field: Some(field.clone()),
+                    ..row(C::BAD_REQUEST, "invalid-field", "Invalid field")
+                },
+                S::InvalidSignature { field, .. } => Row {
+                    field: Some(field.clone()),
+                    ..row(
+                        C::BAD_REQUEST,
+                        "invalid-signature",
+                        "Signature does not verify",
+                    )
+                },
+                S::NotOwner(_) => row(C::FORBIDDEN, "not-owner", "Not yours"),
+                S::HandleMismatch { field } => Row {
+                    field: Some(field.clone()),
+                    ..row(C::FORBIDDEN, "handle-mismatch", "Push handle mismatch")
+                },
+                S::NotTargeted => row(C::FORBIDDEN, "not-targeted", "Device not targeted"),
+                S::NotFound(_) => row(C::NOT_FOUND, "not-found", "Not found"),
+                S::Conflict(_) => row(C::CONFLICT, "conflict", "Conflict"),
+                S::AlreadyClaimed => row(C::CONFLICT, "already-claimed", "Already claimed"),
+                S::AlreadyConfirmed => row(C::CONFLICT, "already-confirmed", "Already confirmed"),
+                S::AlreadyDecided => row(C::CONFLICT, "already-decided", "Already decided"),
+                S::PairingExpired => row(C::GONE, "pairing-expired", "Pairing expired"),
+                S::ChallengeExpired => row(C::GONE, "challenge-expired", "Challenge expired"),
+                S::ChallengeCancelled => row(C::GONE, "challenge-cancelled", "Challenge cancelled"),
                 S::RateLimited {
                     retry_after_secs, ..
-                } => Some(*retry_after_secs),
-                S::Store(StoreError::Unavailable(_)) => Some(2),
-                S::ShuttingDown => Some(1),
-                S::InvalidField { .. }
-                | S::InvalidSignature { .. }
-                | S::NotOwner(_)
-                | S::HandleMismatch { .. }
-                | S::NotTargeted
-                | S::NotFound(_)
-                | S::Conflict(_)
-                | S::AlreadyClaimed
-                | S::AlreadyConfirmed
-                | S::AlreadyDecided
-                | S::PairingExpired
-                | S::ChallengeExpired
-                | S::ChallengeCancelled
-                | S::Store(StoreError::Data(_)) => None,
+                } => Row {
+                    retry_after_secs: Some(*retry_after_secs),
+                    ..row(C::TOO_MANY_REQUESTS, "rate-limited", "Rate limited")
+                },
+                S::ShuttingDown => Row {
+                    retry_after_secs: Some(1),
+                    ..row(C::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
+                },
+                S::Store(StoreError::Unavailable(_)) => Row {
+                    retry_after_secs: Some(2),
+                    ..row(C::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
+                },
+                S::Store(StoreError::Data(_)) => {
+                    row(C::INTERNAL_SERVER_ERROR, "internal", "Internal error")
+                }
             },
-            ApiError::InvalidBody { .. }
-            | ApiError::InvalidField { .. }
-            | ApiError::Unauthenticated(_)
-            | ApiError::ReplayedNonce
-            | ApiError::AdmissionRequired
-            | ApiError::AdmissionDenied(_)
-            | ApiError::BodyTooLarge { .. }
-            | ApiError::RequestTimeout { .. }
-            | ApiError::MethodNotAllowed { .. }
-            | ApiError::NoRoute
-            | ApiError::Internal => None,
+            ApiError::InvalidBody { .. } => {
+                row(C::BAD_REQUEST, "invalid-body", "Malformed request body")
+            }
+            ApiError::InvalidField { field, .. } => Row {
+                field: Some(field.clone()),
+                ..row(C::BAD_REQUEST, "invalid-field", "Invalid field")
+            },
+            ApiError::Unauthenticated(error) => Row {
+                field: Some(signature_field(error).to_owned()),
+                ..row(
+                    C::UNAUTHORIZED,
+                    "unauthenticated",
+                    "Request authentication failed",
+                )
+            },
+            ApiError::ReplayedNonce => row(C::UNAUTHORIZED, "replayed-nonce", "Replayed request"),
+            ApiError::AdmissionRequired => row(
+                C::UNAUTHORIZED,
+                "admission-required",
+                "Admission token required",
+            ),
+            ApiError::AdmissionDenied(_) => {
+                row(C::FORBIDDEN, "admission-denied", "Admission token refused")
+            }
+            ApiError::BodyTooLarge { .. } => {
+                row(C::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large")
+            }
+            ApiError::RequestTimeout { .. } | ApiError::HeadTimeout => {
+                row(C::REQUEST_TIMEOUT, "request-timeout", "Request timeout")
+            }
+            ApiError::MalformedRequest => row(
+                C::BAD_REQUEST,
+                "malformed-request",
+                "Malformed HTTP request",
+            ),
+            ApiError::HeadersTooLarge => row(
+                C::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers-too-large",
+                "Request header fields too large",
+            ),
+            ApiError::MethodNotAllowed { .. } => row(
+                C::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            ApiError::NoRoute => row(C::NOT_FOUND, "no-route", "No such endpoint"),
+            ApiError::Internal => row(C::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
+    }
+
+    /// The stable problem name (after [`PROBLEM_TYPE_PREFIX`]).
+    pub fn problem_name(&self) -> &'static str {
+        self.row().name
     }
 
     /// The problem document.
     pub fn problem(&self) -> Problem {
+        let row = self.row();
         Problem {
-            type_uri: format!("{PROBLEM_TYPE_PREFIX}{}", self.problem_name()),
-            title: self.title().to_owned(),
-            status: self.status_code().as_u16(),
+            type_uri: format!("{PROBLEM_TYPE_PREFIX}{}", row.name),
+            title: row.title.to_owned(),
+            status: row.status.as_u16(),
             detail: self.to_string(),
-            field: self.field_name(),
+            field: row.field,
             instance: None,
         }
     }
@@ -222,9 +236,10 @@ impl ApiError {
     }
 
     fn respond(&self, request_id: Option<&str>) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
+        let row = self.row();
+        let mut response = HttpResponse::build(row.status);
         response.content_type("application/problem+json");
-        if let Some(seconds) = self.retry_after_secs() {
+        if let Some(seconds) = row.retry_after_secs {
             response.insert_header(("Retry-After", seconds.max(1).to_string()));
         }
         if let ApiError::MethodNotAllowed { allow } = self {
@@ -243,33 +258,7 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        use service::Error as S;
-        match self {
-            ApiError::Service(error) => match error {
-                S::InvalidField { .. } | S::InvalidSignature { .. } => StatusCode::BAD_REQUEST,
-                S::NotOwner(_) | S::HandleMismatch { .. } | S::NotTargeted => StatusCode::FORBIDDEN,
-                S::NotFound(_) => StatusCode::NOT_FOUND,
-                S::Conflict(_) | S::AlreadyClaimed | S::AlreadyConfirmed | S::AlreadyDecided => {
-                    StatusCode::CONFLICT
-                }
-                S::PairingExpired | S::ChallengeExpired | S::ChallengeCancelled => StatusCode::GONE,
-                S::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-                S::ShuttingDown | S::Store(StoreError::Unavailable(_)) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                S::Store(StoreError::Data(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            ApiError::InvalidBody { .. } | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated(_)
-            | ApiError::ReplayedNonce
-            | ApiError::AdmissionRequired => StatusCode::UNAUTHORIZED,
-            ApiError::AdmissionDenied(_) => StatusCode::FORBIDDEN,
-            ApiError::NoRoute => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.row().status
     }
 
     /// Logs store failures (once: the request-id middleware rebuilds this response with

@@ -168,10 +168,7 @@ impl FcmSender {
         {
             return Ok(token.value.clone());
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_secs())
-            .unwrap_or(0);
+        let now = crate::clock::system_now();
         let claims = serde_json::json!({
             "iss": self.account.client_email,
             "scope": SCOPE,
@@ -337,10 +334,7 @@ impl PushSender for FcmSender {
     }
 
     async fn send(&self, registration: &PushRegistration, message: &PushMessage) -> PushResult {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_secs())
-            .unwrap_or(0);
+        let now = crate::clock::system_now();
         let body = Self::message_body(registration, message, now);
         self.retry
             .run(message.expires, || self.attempt(&body))

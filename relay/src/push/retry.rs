@@ -44,10 +44,7 @@ impl Default for RetryPolicy {
 }
 
 fn unix_now_secs_f64() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs_f64())
-        .unwrap_or(0.0)
+    crate::clock::system_now_us() as f64 / 1e6
 }
 
 impl RetryPolicy {

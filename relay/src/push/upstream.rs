@@ -94,9 +94,7 @@ impl UpstreamSender {
         registration: &PushRegistration,
         message: &PushMessage,
     ) -> Result<PushResult, PushResult> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_secs());
+        let now = crate::clock::system_now();
         let wait = Duration::from_secs(message.expires.saturating_sub(now))
             .clamp(Duration::from_secs(1), MAX_WAIT);
         let request = ForwardPushRequest {

@@ -426,8 +426,8 @@ pub async fn await_inbox(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handle::HandleContents;
     use crate::push::PushResult;
+    use crate::push_handle::HandleContents;
     use crate::service::testing::{deps, deps_pushing_to, FixedClock, RecordingSender};
     use approvd_proto::ids::{PublicKey, Sig};
     use approvd_proto::wire::{ChallengeTarget, Notice, PushHandle, PushProvider, Sealed};

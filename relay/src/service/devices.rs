@@ -12,7 +12,7 @@ use approvd_proto::wire::{
 use approvd_proto::{DeviceId, NasId, SignedMessage};
 
 use super::{check_signature, mailbox, Deps, Error};
-use crate::handle::HandleContents;
+use crate::push_handle::HandleContents;
 use crate::store::Bucket;
 
 /// Longest mute, seconds.

@@ -24,9 +24,9 @@ pub use error::Error;
 
 use crate::clock::Clock;
 use crate::config::LimitsConfig;
-use crate::handle::HandleKeys;
 use crate::metrics::Metrics;
 use crate::push::Dispatcher;
+use crate::push_handle::HandleKeys;
 use crate::store::notify::unix_now_us;
 use crate::store::{Bucket, RateDecision, Store, Topic};
 
@@ -209,11 +209,11 @@ pub(crate) mod testing {
     use super::Deps;
     use crate::clock::Clock;
     use crate::config::Config;
-    use crate::handle::HandleKeys;
     use crate::metrics::Metrics;
     use crate::push::{
         DispatchLimits, Dispatcher, LogSender, PushMessage, PushResult, PushRoutes, PushSender,
     };
+    use crate::push_handle::HandleKeys;
     use crate::store::MemoryStore;
 
     /// A clock the test sets (unix µs).

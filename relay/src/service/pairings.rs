@@ -13,7 +13,7 @@ use approvd_proto::wire::{
 use approvd_proto::{DeviceId, Digest, NasId, PairClaim, PairingId, SignedMessage as _};
 
 use super::{check_signature, Deps, Error};
-use crate::handle::HandleContents;
+use crate::push_handle::HandleContents;
 use crate::store::{ClaimOutcome, PairingSlot, PairingState, PairingStep, StepOutcome, Topic};
 
 /// Slots are kept this long past their expiry so late pollers learn "expired", not "unknown".

@@ -66,11 +66,7 @@ pub struct Wake {
 
 /// Now, in unix µs.
 pub fn unix_now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
-        })
+    crate::clock::system_now_us()
 }
 
 /// The registry of waiters, shared by a store and all its [`Watch`]es.

@@ -7,10 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use approvd_agent::api::{
+    AccountName, ApprovalRequest, CodeKind, CodeResult, Decider, Devices, PairingRequest,
+    PairingStarted, PairingState, PairingStatus, ProblemType, RecoveryCodes, RequestCreated,
+    RequestStatus,
+};
+use approvd_agent::client::AgentClient;
 use approvd_client::transport::unix_now;
 use approvd_client::NasHome;
-use approvd_proto::Decision;
-use approvd_tests::agent::{call, start_agent, start_agent_with, AgentProcess};
+use approvd_proto::{Cid, Decision};
+use approvd_tests::agent::{call, call_raw, start_agent, start_agent_with};
 use approvd_tests::{approvd_binary, eventually, pair_for, RelayProcess, TempDir};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -44,26 +50,28 @@ async fn with_alices_phone(label: &str, phone_name: &str) -> Setup {
     }
 }
 
-/// Ask alice's phones through the agent; the request id.
-fn ask(agent: &AgentProcess, body: serde_json::Value) -> String {
-    let (status, created) = call(agent, "POST", "/v1/requests", Some(body));
-    assert_eq!(status, 201, "{created}");
-    created["request_id"].as_str().expect("id").to_owned()
+fn alice() -> AccountName {
+    AccountName::parse("alice").expect("name")
+}
+
+/// Ask alice's phones through the agent.
+async fn ask(agent: &AgentClient, request: ApprovalRequest) -> RequestCreated {
+    agent.create_request(&request).await.expect("created")
 }
 
 /// The phone answers `decision` to its first pending request; the outcome the agent reports.
 async fn answered(
-    agent: &AgentProcess,
+    agent: &AgentClient,
     phone: &approvd_client::Phone,
-    id: &str,
+    id: &Cid,
     decision: Decision,
-) -> serde_json::Value {
+) -> RequestStatus {
     let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
     phone
         .submit(&phone.answer(&received, decision, None))
         .await
         .expect("answered");
-    call(agent, "GET", &format!("/v1/requests/{id}?wait=10"), None).1
+    agent.request_status(id, 10).await.expect("status")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,21 +88,22 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     let (bob_phone, bob_device, bob_secret) = pair_for(&nas, "bob", "Bob's phone", None).await;
     home.add_device("bob", bob_device.clone(), &bob_secret)
         .expect("recorded");
-    let agent = start_agent(&path);
+    let process = start_agent(&path);
+    let agent = process.client();
+    let bob = AccountName::parse("bob").expect("name");
 
     // Approve: the login page shows the number, the user types it on their phone.
-    let (status, created) = call(
+    let created = ask(
         &agent,
-        "POST",
-        "/v1/requests",
-        Some(serde_json::json!({"user": "alice", "service": "SSH", "client_ip": "203.0.113.7"})),
-    );
-    assert_eq!(status, 201, "{created}");
-    let id = created["request_id"].as_str().expect("id").to_owned();
-    let number = created["number"]
-        .as_str()
-        .expect("a number for a sign-in")
-        .to_owned();
+        ApprovalRequest {
+            service: "SSH".to_owned(),
+            client_ip: Some("203.0.113.7".to_owned()),
+            ..ApprovalRequest::sign_in(alice())
+        },
+    )
+    .await;
+    let number = created.number.clone().expect("a number for a sign-in");
+    assert_eq!(created.reached().collect::<Vec<_>>(), [&device.device_id]);
     assert!(bob_phone
         .inbox(Duration::ZERO)
         .await
@@ -102,32 +111,54 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
         .is_empty());
     let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
     assert_eq!(received.context.service, "SSH");
-    let (status, pending) = call(&agent, "GET", &format!("/v1/requests/{id}"), None);
-    assert_eq!((status, pending["status"].as_str()), (200, Some("pending")));
+    assert_eq!(
+        agent
+            .request_status(&created.request_id, 0)
+            .await
+            .expect("status"),
+        RequestStatus::Pending
+    );
     phone
         .submit(&phone.answer(&received, Decision::Approve, Some(&number)))
         .await
         .expect("approved");
-    let (status, outcome) = call(&agent, "GET", &format!("/v1/requests/{id}?wait=10"), None);
-    assert_eq!(status, 200);
-    assert_eq!(outcome["status"], "approved", "{outcome}");
-    assert_eq!(outcome["device_name"], "Alice's phone");
+    let outcome = agent
+        .request_status(&created.request_id, 10)
+        .await
+        .expect("status");
+    assert_eq!(
+        outcome,
+        RequestStatus::Approved(Decider {
+            device_id: device.device_id,
+            device_name: Some("Alice's phone".to_owned()),
+        })
+    );
+    // A decided request is answered from the record, as often as asked.
+    assert_eq!(
+        agent
+            .request_status(&created.request_id, 0)
+            .await
+            .expect("again"),
+        outcome
+    );
 
     // Deny, and cancel.
-    let id = ask(&agent, serde_json::json!({"user": "alice"}));
+    let id = ask(&agent, ApprovalRequest::sign_in(alice()))
+        .await
+        .request_id;
     let outcome = answered(&agent, &phone, &id, Decision::Deny).await;
-    assert_eq!(outcome["status"], "denied", "{outcome}");
-    let id = ask(&agent, serde_json::json!({"user": "alice"}));
+    assert!(matches!(outcome, RequestStatus::Denied(_)), "{outcome:?}");
+    let id = ask(&agent, ApprovalRequest::sign_in(alice()))
+        .await
+        .request_id;
+    agent.cancel_request(&id).await.expect("cancelled");
     assert_eq!(
-        call(&agent, "DELETE", &format!("/v1/requests/{id}"), None).0,
-        204
+        agent.request_status(&id, 0).await.expect("status"),
+        RequestStatus::Cancelled
     );
-    let (_, outcome) = call(&agent, "GET", &format!("/v1/requests/{id}"), None);
-    assert_eq!(outcome["status"], "cancelled", "{outcome}");
 
     // The API describes itself, and every route it documents is served.
-    let (status, document) = call(&agent, "GET", "/openapi.json", None);
-    assert_eq!(status, 200);
+    let document = agent.openapi().await.expect("document");
     let paths = document["paths"].as_object().expect("paths");
     assert_eq!(paths.len(), 12, "{document}");
     for (path, item) in paths {
@@ -137,7 +168,7 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
                 .replace("{device_id}", "AAAAAAAAAAAAAAAAAAAAAA")
                 .replace("{user}", "nobody");
             let body = (method == "post").then(|| serde_json::json!({}));
-            let (_, answer) = call(&agent, &method.to_uppercase(), &concrete, body);
+            let (_, answer) = call(&process, &method.to_uppercase(), &concrete, body);
             assert_ne!(
                 answer["type"], "urn:approvd:problem:no-route",
                 "{method} {path}"
@@ -146,93 +177,94 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     }
 
     // Fraud, and a request nobody answers.
-    let id = ask(&agent, serde_json::json!({"user": "alice"}));
+    let id = ask(&agent, ApprovalRequest::sign_in(alice()))
+        .await
+        .request_id;
     let outcome = answered(&agent, &phone, &id, Decision::Fraud).await;
-    assert_eq!(outcome["status"], "fraud", "{outcome}");
+    assert!(matches!(outcome, RequestStatus::Fraud(_)), "{outcome:?}");
     let id = ask(
         &agent,
-        serde_json::json!({"user": "alice", "lifetime_secs": 1}),
-    );
+        ApprovalRequest {
+            lifetime_secs: 1,
+            ..ApprovalRequest::sign_in(alice())
+        },
+    )
+    .await
+    .request_id;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, outcome) = call(&agent, "GET", &format!("/v1/requests/{id}?wait=5"), None);
-    assert_eq!(outcome["status"], "expired", "{outcome}");
+    assert_eq!(
+        agent.request_status(&id, 5).await.expect("status"),
+        RequestStatus::Expired
+    );
 
-    // Bad input is a problem, never a crash.
-    let (status, problem) = call(
-        &agent,
-        "POST",
-        "/v1/requests",
-        Some(serde_json::json!({"user": "carol"})),
-    );
-    assert_eq!(status, 404, "{problem}");
-    assert_eq!(problem["type"], "urn:approvd:problem:no-devices");
-    let (status, _) = call(
-        &agent,
-        "POST",
-        "/v1/requests",
-        Some(serde_json::json!({"usr": "alice"})),
-    );
-    assert_eq!(status, 400);
-    assert_eq!(call(&agent, "GET", "/v1/requests/nonsense", None).0, 404);
+    // An account without phones is a typed refusal.
+    let refused = agent
+        .create_request(&ApprovalRequest::sign_in(
+            AccountName::parse("carol").expect("name"),
+        ))
+        .await
+        .expect_err("carol has no phone");
+    assert_eq!(refused.kind(), Some(ProblemType::NoDevices), "{refused}");
 
     // Offline and recovery codes, per account.
     let now = unix_now();
     let code = phone.offline_code(now).expect("code");
-    let (_, checked) = call(
-        &agent,
-        "POST",
-        "/v1/accounts/bob/offline-code",
-        Some(serde_json::json!({"code": code})),
+    let checked = agent
+        .check_code(&bob, CodeKind::Offline, &code)
+        .await
+        .expect("checked");
+    assert_eq!(
+        checked,
+        CodeResult::Rejected { failures: 1 },
+        "alice's code is not bob's"
     );
-    assert_eq!(checked["result"], "rejected", "alice's code is not bob's");
-    let (_, checked) = call(
-        &agent,
-        "POST",
-        "/v1/accounts/alice/offline-code",
-        Some(serde_json::json!({"code": code})),
+    let checked = agent
+        .check_code(&alice(), CodeKind::of(&code), &code)
+        .await
+        .expect("checked");
+    assert_eq!(
+        checked,
+        CodeResult::Accepted {
+            device_id: Some(device.device_id)
+        }
     );
-    assert_eq!(checked["result"], "accepted", "{checked}");
-    let (status, issued) = call(&agent, "POST", "/v1/accounts/alice/recovery-codes", None);
-    assert_eq!(status, 201, "{issued}");
-    let (_, checked) = call(
-        &agent,
-        "POST",
-        "/v1/accounts/alice/recovery-code",
-        Some(serde_json::json!({"code": issued["recovery_codes"][0]})),
-    );
-    assert_eq!(checked["result"], "accepted", "{checked}");
+    let issued = agent.new_recovery_codes(&alice()).await.expect("issued");
+    let recovery = &issued.recovery_codes[0];
+    assert_eq!(CodeKind::of(recovery), CodeKind::Recovery);
+    let checked = agent
+        .check_code(&alice(), CodeKind::Recovery, recovery)
+        .await
+        .expect("checked");
+    assert_eq!(checked, CodeResult::Accepted { device_id: None });
     let log = std::fs::read_to_string(path.join("agent.log")).unwrap_or_default();
+    assert!(log.contains("bob: wrong code"), "{log}");
     assert!(
-        log.contains("alice: wrong code") || log.contains("bob: wrong code"),
-        "{log}"
-    );
-    assert!(
-        !log.contains(&code),
+        !log.contains(&code) && !log.contains(recovery.as_str()),
         "failed and accepted codes are logged without the code"
     );
 
     // Removing is per account.
-    let bob_id = bob_device.device_id.to_string();
-    let (status, _) = call(
-        &agent,
-        "DELETE",
-        &format!("/v1/accounts/alice/devices/{bob_id}"),
-        None,
-    );
-    assert_eq!(status, 404, "bob's phone is not alice's to remove");
-    let (status, _) = call(
-        &agent,
-        "DELETE",
-        &format!("/v1/accounts/bob/devices/{bob_id}"),
-        None,
-    );
-    assert_eq!(status, 204);
-    let (_, listed) = call(&agent, "GET", "/v1/accounts/bob/devices", None);
-    assert_eq!(listed["devices"].as_array().map(Vec::len), Some(0));
+    let refused = agent
+        .remove_device(&alice(), &bob_device.device_id)
+        .await
+        .expect_err("bob's phone is not alice's to remove");
+    assert_eq!(refused.kind(), Some(ProblemType::NotFound));
+    agent
+        .remove_device(&bob, &bob_device.device_id)
+        .await
+        .expect("removed");
+    assert!(agent
+        .devices(&bob)
+        .await
+        .expect("listed")
+        .devices
+        .is_empty());
 
     // The phone unpairs; the agent's mailbox loop drops it without being asked.
-    let (_, listed) = call(&agent, "GET", "/v1/accounts/alice/devices", None);
-    assert_eq!(listed["devices"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        agent.devices(&alice()).await.expect("listed").devices.len(),
+        1
+    );
     phone.unpair().await.expect("unpaired");
     eventually(
         "the agent applies the unpair notice",
@@ -240,8 +272,10 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
         || {
             let agent = &agent;
             async move {
-                let (_, listed) = call(agent, "GET", "/v1/accounts/alice/devices", None);
-                listed["devices"].as_array().is_some_and(Vec::is_empty)
+                agent
+                    .devices(&alice())
+                    .await
+                    .is_ok_and(|listed| listed.devices.is_empty())
             }
         },
     )
@@ -251,7 +285,6 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
         log.contains("Unpaired"),
         "the agent logs what it applied: {log}"
     );
-    drop(device);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,23 +296,26 @@ async fn phones_pair_for_an_account_through_the_agent() {
     let dir = TempDir::new("agent-pairing");
     let path = dir.0.join("nas");
     NasHome::init(&path, &relay.url, "home-nas").expect("init");
-    let agent = start_agent(&path);
+    let process = start_agent(&path);
+    let agent = process.client();
+    let carol = AccountName::parse("carol").expect("name");
+    let pairing = |ttl_secs| PairingRequest {
+        user: carol.clone(),
+        ttl_secs,
+    };
 
-    let (status, started) = call(
-        &agent,
-        "POST",
-        "/v1/pairings",
-        Some(serde_json::json!({"user": "carol", "ttl_secs": 120})),
-    );
-    assert_eq!(status, 201, "{started}");
-    assert!(started["qr_svg"]
-        .as_str()
-        .is_some_and(|svg| svg.contains("<svg")));
-    let id = started["pairing_id"].as_str().expect("id").to_owned();
-    let uri = PairingUri::parse(started["uri"].as_str().expect("uri"), unix_now()).expect("uri");
+    let started = agent.start_pairing(&pairing(120)).await.expect("started");
+    assert!(started.qr_svg.contains("<svg"));
+    let uri = PairingUri::parse(&started.uri, unix_now()).expect("uri");
     assert_eq!(uri.account, "carol");
-    let (_, waiting) = call(&agent, "GET", &format!("/v1/pairings/{id}"), None);
-    assert_eq!(waiting["status"], "waiting");
+    let waiting = agent
+        .pairing_status(&started.pairing_id)
+        .await
+        .expect("status");
+    assert_eq!(
+        (&waiting.user, &waiting.state),
+        (&carol, &PairingState::Waiting)
+    );
 
     let mut phone = Phone::enroll(&uri, "Carol's phone", "android", None)
         .await
@@ -290,52 +326,54 @@ async fn phones_pair_for_an_account_through_the_agent() {
         .expect("poll")
         .expect("the agent committed to the claim");
     // The agent records the claim a moment after the phone can see its acceptance.
-    let mut claimed = serde_json::Value::Null;
+    let mut claimed = waiting;
     for _ in 0..40 {
-        claimed = call(&agent, "GET", &format!("/v1/pairings/{id}"), None).1;
-        if claimed["status"] != "waiting" {
+        claimed = agent
+            .pairing_status(&started.pairing_id)
+            .await
+            .expect("status");
+        if claimed.state != PairingState::Waiting {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(claimed["status"], "claimed", "{claimed}");
-    assert_eq!(claimed["device_name"], "Carol's phone");
-    let (status, paired) = call(
-        &agent,
-        "POST",
-        &format!("/v1/pairings/{id}/confirm"),
-        Some(serde_json::json!({ "code": code })),
-    );
-    assert_eq!(status, 200, "{paired}");
     assert_eq!(
-        paired["recovery_codes"].as_array().map(Vec::len),
+        claimed.state,
+        PairingState::Claimed {
+            device_name: "Carol's phone".to_owned(),
+            platform: "android".to_owned()
+        }
+    );
+    let paired = agent
+        .confirm_pairing(&started.pairing_id, &code)
+        .await
+        .expect("confirmed");
+    assert!(matches!(paired.pairing.state, PairingState::Paired { .. }));
+    assert_eq!(
+        paired.recovery_codes.as_ref().map(Vec::len),
         Some(approvd_client::home::RECOVERY_CODES),
         "the account's first phone comes with recovery codes"
     );
     assert!(phone.wait_for_confirmation(WAIT).await.expect("poll"));
-    let (_, listed) = call(&agent, "GET", "/v1/accounts/carol/devices", None);
-    assert_eq!(listed["devices"][0]["name"], "Carol's phone");
+    let listed = agent.devices(&carol).await.expect("listed");
+    assert_eq!(listed.devices[0].name, "Carol's phone");
 
     // The user may refuse a phone that is not theirs.
-    let (_, started) = call(
-        &agent,
-        "POST",
-        "/v1/pairings",
-        Some(serde_json::json!({"user": "carol"})),
+    let started = agent.start_pairing(&pairing(300)).await.expect("started");
+    let rejected = agent
+        .reject_pairing(&started.pairing_id)
+        .await
+        .expect("rejected");
+    assert_eq!(
+        rejected.state,
+        PairingState::Failed {
+            reason: "rejected".to_owned()
+        }
     );
-    let id = started["pairing_id"].as_str().expect("id").to_owned();
-    let (status, rejected) = call(&agent, "POST", &format!("/v1/pairings/{id}/reject"), None);
-    assert_eq!((status, rejected["status"].as_str()), (200, Some("failed")));
 
     // A wrong code confirms nothing, and the pairing has to start over.
-    let (_, started) = call(
-        &agent,
-        "POST",
-        "/v1/pairings",
-        Some(serde_json::json!({"user": "carol"})),
-    );
-    let id = started["pairing_id"].as_str().expect("id").to_owned();
-    let uri = PairingUri::parse(started["uri"].as_str().expect("uri"), unix_now()).expect("uri");
+    let started = agent.start_pairing(&pairing(300)).await.expect("started");
+    let uri = PairingUri::parse(&started.uri, unix_now()).expect("uri");
     let second = Phone::enroll(&uri, "Carol's tablet", "android", None)
         .await
         .expect("enroll");
@@ -345,25 +383,39 @@ async fn phones_pair_for_an_account_through_the_agent() {
         .expect("poll")
         .expect("accepted");
     let wrong = if code == "000000" { "111111" } else { "000000" };
-    let (status, problem) = call(
-        &agent,
-        "POST",
-        &format!("/v1/pairings/{id}/confirm"),
-        Some(serde_json::json!({ "code": wrong })),
-    );
-    assert_eq!(status, 400, "{problem}");
-    assert_eq!(problem["type"], "urn:approvd:problem:wrong-code");
-    let (_, failed) = call(&agent, "GET", &format!("/v1/pairings/{id}"), None);
-    assert_eq!(failed["status"], "failed");
-    let (status, _) = call(
-        &agent,
-        "POST",
-        &format!("/v1/pairings/{id}/confirm"),
-        Some(serde_json::json!({ "code": code })),
-    );
-    assert_eq!(status, 409, "the right code after a wrong one is too late");
-    let (_, listed) = call(&agent, "GET", "/v1/accounts/carol/devices", None);
-    assert_eq!(listed["devices"].as_array().map(Vec::len), Some(1));
+    let refused = agent
+        .confirm_pairing(&started.pairing_id, wrong)
+        .await
+        .expect_err("a wrong code");
+    assert_eq!(refused.kind(), Some(ProblemType::WrongCode), "{refused}");
+    let failed = agent
+        .pairing_status(&started.pairing_id)
+        .await
+        .expect("status");
+    assert!(matches!(failed.state, PairingState::Failed { .. }));
+    let refused = agent
+        .confirm_pairing(&started.pairing_id, &code)
+        .await
+        .expect_err("the right code after a wrong one is too late");
+    assert_eq!(refused.kind(), Some(ProblemType::Conflict));
+    let listed = agent.devices(&carol).await.expect("listed");
+    assert_eq!(listed.devices.len(), 1);
+    // The second phone of the account gets no new recovery codes.
+    let started = agent.start_pairing(&pairing(300)).await.expect("started");
+    let uri = PairingUri::parse(&started.uri, unix_now()).expect("uri");
+    let third = Phone::enroll(&uri, "Carol's laptop", "web", None)
+        .await
+        .expect("enroll");
+    let code = third
+        .wait_for_acceptance(WAIT)
+        .await
+        .expect("poll")
+        .expect("accepted");
+    let paired = agent
+        .confirm_pairing(&started.pairing_id, &code)
+        .await
+        .expect("confirmed");
+    assert_eq!(paired.recovery_codes, None);
 }
 
 #[tokio::test]
@@ -429,34 +481,26 @@ async fn a_restarted_agent_still_judges_what_was_pending_and_sigterm_ends_held_p
         phone,
         ..
     } = with_alices_phone("agent-restart", "Alice's phone").await;
-    let mut agent = start_agent(&path);
-    let (_, created) = call(
-        &agent,
-        "POST",
-        "/v1/requests",
-        Some(serde_json::json!({"user": "alice"})),
-    );
-    let id = created["request_id"].as_str().expect("id").to_owned();
-    let number = created["number"].as_str().expect("number").to_owned();
+    let mut process = start_agent(&path);
+    let agent = process.client();
+    let created = ask(&agent, ApprovalRequest::sign_in(alice())).await;
+    let number = created.number.clone().expect("number");
 
     // A held poll is answered 503 at SIGTERM, not cut off.
     let held = {
-        let socket = agent.socket.clone();
-        let id = id.clone();
-        std::thread::spawn(move || {
-            let probe = AgentProcess {
-                child: Command::new("true").spawn().expect("placeholder"),
-                socket,
-                tcp: None,
-            };
-            call(&probe, "GET", &format!("/v1/requests/{id}?wait=20"), None)
-        })
+        let agent = agent.clone();
+        let id = created.request_id;
+        tokio::spawn(async move { agent.request_status(&id, 20).await })
     };
-    std::thread::sleep(Duration::from_millis(500));
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let started = std::time::Instant::now();
-    assert!(agent.terminate().success());
-    let (status, problem) = held.join().expect("held poll");
-    assert_eq!(status, 503, "{problem}");
+    assert!(process.terminate().success());
+    let refused = held
+        .await
+        .expect("held poll")
+        .expect_err("answered at shutdown");
+    assert_eq!(refused.kind(), Some(ProblemType::Unavailable), "{refused}");
+    assert!(refused.is_unreachable(), "a caller retries or falls back");
     assert!(started.elapsed() < Duration::from_secs(10));
 
     // The phone answers while the agent is down; the restarted agent judges the answer.
@@ -465,9 +509,13 @@ async fn a_restarted_agent_still_judges_what_was_pending_and_sigterm_ends_held_p
         .submit(&phone.answer(&received, Decision::Approve, Some(&number)))
         .await
         .expect("approved");
-    let agent = start_agent(&path);
-    let (_, outcome) = call(&agent, "GET", &format!("/v1/requests/{id}?wait=10"), None);
-    assert_eq!(outcome["status"], "approved", "{outcome}");
+    let process = start_agent(&path);
+    let outcome = process
+        .client()
+        .request_status(&created.request_id, 10)
+        .await
+        .expect("status");
+    assert!(matches!(outcome, RequestStatus::Approved(_)), "{outcome:?}");
 }
 
 /// The README's `curl` lines, with the socket and request id of this test.
@@ -523,4 +571,335 @@ async fn the_readme_curl_example_asks_and_gets_the_answer() {
     let outcome = sh(&readme_curl(&agent.socket, id)[1]);
     assert_eq!(outcome["status"], "approved", "{outcome}");
     assert_eq!(outcome["device_name"], "Alice's laptop");
+}
+
+/// `json` reads as a `T` and writes back as exactly `json`: the answer is the type.
+fn is_exactly<T: serde::Serialize + serde::de::DeserializeOwned>(json: &serde_json::Value) -> T {
+    let typed: T = serde_json::from_value(json.clone())
+        .unwrap_or_else(|error| panic!("{json} is not a {}: {error}", std::any::type_name::<T>()));
+    assert_eq!(&serde_json::to_value(&typed).expect("serializes"), json);
+    typed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_serves_its_document_and_answers_exactly_its_types() {
+    let Setup {
+        relay: _relay,
+        dir: _dir,
+        path,
+        phone,
+        ..
+    } = with_alices_phone("agent-openapi", "Alice's phone").await;
+    let process = start_agent(&path);
+
+    // The document served is the one the agent crate checks every answer type against.
+    let (status, served) = call(&process, "GET", "/openapi.json", None);
+    assert_eq!(status, 200);
+    let built = serde_json::to_value(approvd_agent::http::document()).expect("document");
+    assert_eq!(served, built);
+
+    let (status, created) = call(
+        &process,
+        "POST",
+        "/v1/requests",
+        Some(serde_json::json!({"user": "alice", "client_ip": "203.0.113.7"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let created: RequestCreated = is_exactly(&created);
+    let path_of = format!("/v1/requests/{}", created.request_id);
+    let (_, pending) = call(&process, "GET", &path_of, None);
+    assert_eq!(
+        is_exactly::<RequestStatus>(&pending),
+        RequestStatus::Pending
+    );
+    let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
+    phone
+        .submit(&phone.answer(&received, Decision::Approve, created.number.as_deref()))
+        .await
+        .expect("approved");
+    let (_, approved) = call(&process, "GET", &format!("{path_of}?wait=10"), None);
+    assert!(matches!(
+        is_exactly::<RequestStatus>(&approved),
+        RequestStatus::Approved(_)
+    ));
+    let (_, listed) = call(&process, "GET", "/v1/accounts/alice/devices", None);
+    assert_eq!(is_exactly::<Devices>(&listed).devices.len(), 1);
+    let (_, checked) = call(
+        &process,
+        "POST",
+        "/v1/accounts/alice/offline-code",
+        Some(serde_json::json!({"code": "000000"})),
+    );
+    is_exactly::<CodeResult>(&checked);
+    let (status, issued) = call(&process, "POST", "/v1/accounts/alice/recovery-codes", None);
+    assert_eq!(status, 201);
+    is_exactly::<RecoveryCodes>(&issued);
+    let (status, started) = call(
+        &process,
+        "POST",
+        "/v1/pairings",
+        Some(serde_json::json!({"user": "alice"})),
+    );
+    assert_eq!(status, 201);
+    let started: PairingStarted = is_exactly(&started);
+    let (_, waiting) = call(
+        &process,
+        "GET",
+        &format!("/v1/pairings/{}", started.pairing_id),
+        None,
+    );
+    is_exactly::<PairingStatus>(&waiting);
+    let (_, problem) = call(&process, "GET", "/v1/pairings/AAAAAAAAAAAAAAAAAAAAAA", None);
+    let problem: approvd_agent::api::Problem = is_exactly(&problem);
+    assert_eq!(problem.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_problem_and_loses_nothing() {
+    let Setup {
+        relay: _relay,
+        dir: _dir,
+        path,
+        phone,
+        ..
+    } = with_alices_phone("agent-bad-input", "Alice's phone").await;
+    let process = start_agent(&path);
+    let agent = process.client();
+    // A request in flight while the bad input arrives.
+    let created = ask(&agent, ApprovalRequest::sign_in(alice())).await;
+
+    let problem_type = |answer: &serde_json::Value| {
+        answer["type"]
+            .as_str()
+            .and_then(|uri| uri.strip_prefix("urn:approvd:problem:"))
+            .unwrap_or_else(|| panic!("not a problem: {answer}"))
+            .to_owned()
+    };
+    let oversized = format!(
+        "{{\"user\":\"{}\"}}",
+        "a".repeat(approvd_agent::api::MAX_BODY)
+    );
+    let cases: Vec<(&str, String, Vec<u8>, u16, &str)> = vec![
+        (
+            "POST",
+            "/v1/requests".into(),
+            b"{not json".to_vec(),
+            400,
+            "invalid-body",
+        ),
+        (
+            "POST",
+            "/v1/requests".into(),
+            b"".to_vec(),
+            400,
+            "invalid-body",
+        ),
+        (
+            "POST",
+            "/v1/requests".into(),
+            br#"{"usr":"alice"}"#.to_vec(),
+            400,
+            "invalid-body",
+        ),
+        (
+            "POST",
+            "/v1/requests".into(),
+            br#"{"user":"../etc"}"#.to_vec(),
+            400,
+            "invalid-body",
+        ),
+        (
+            "POST",
+            "/v1/requests".into(),
+            br#"{"user":""}"#.to_vec(),
+            400,
+            "invalid-body",
+        ),
+        (
+            "POST",
+            "/v1/requests".into(),
+            br#"{"user":"alice","devices":["nope"]}"#.to_vec(),
+            400,
+            "invalid-body",
+        ),
+        (
+            "POST",
+            "/v1/requests".into(),
+            br#"{"user":"alice","lifetime_secs":-5}"#.to_vec(),
+            400,
+            "invalid-body",
+        ),
+        (
+            "POST",
+            "/v1/requests".into(),
+            oversized.into_bytes(),
+            413,
+            "body-too-large",
+        ),
+        (
+            "POST",
+            "/v1/requests".into(),
+            format!(
+                "{{\"user\":\"alice\",\"location\":\"{}\"}}",
+                "x".repeat(5000)
+            )
+            .into_bytes(),
+            400,
+            "invalid-field",
+        ),
+        (
+            "GET",
+            "/v1/requests/nonsense".into(),
+            Vec::new(),
+            404,
+            "not-found",
+        ),
+        (
+            "GET",
+            format!("/v1/requests/{}?wait=soon", created.request_id),
+            Vec::new(),
+            400,
+            "invalid-field",
+        ),
+        (
+            "GET",
+            format!("/v1/requests/{}?wait=1&extra=1", created.request_id),
+            Vec::new(),
+            400,
+            "invalid-field",
+        ),
+        (
+            "GET",
+            "/v1/accounts/a%3Ab/devices".into(),
+            Vec::new(),
+            400,
+            "invalid-field",
+        ),
+        (
+            "GET",
+            "/v1/accounts/%20alice/devices".into(),
+            Vec::new(),
+            400,
+            "invalid-field",
+        ),
+        (
+            "DELETE",
+            "/v1/accounts/alice/devices/short".into(),
+            Vec::new(),
+            404,
+            "not-found",
+        ),
+        (
+            "POST",
+            "/v1/pairings/AAAAAAAAAAAAAAAAAAAAAA/confirm".into(),
+            br#"{"code":"123456"}"#.to_vec(),
+            404,
+            "not-found",
+        ),
+        (
+            "POST",
+            "/v1/accounts/alice/offline-code".into(),
+            br#"{"code":1}"#.to_vec(),
+            400,
+            "invalid-body",
+        ),
+        ("PUT", "/v1/requests".into(), Vec::new(), 404, "no-route"),
+        ("GET", "/v2/anything".into(), Vec::new(), 404, "no-route"),
+    ];
+    for (method, path, body, status, kind) in cases {
+        let (got, answer) = call_raw(&process, method, &path, &body);
+        assert_eq!(
+            (got, problem_type(&answer).as_str()),
+            (status, kind),
+            "{method} {path}: {answer}"
+        );
+    }
+    // An expired pairing confirms nothing.
+    let started = agent
+        .start_pairing(&PairingRequest {
+            user: alice(),
+            ttl_secs: 1,
+        })
+        .await
+        .expect("started");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = agent
+        .pairing_status(&started.pairing_id)
+        .await
+        .expect("status");
+    assert_eq!(expired.state, PairingState::Expired);
+    let refused = agent
+        .confirm_pairing(&started.pairing_id, "123456")
+        .await
+        .expect_err("expired");
+    assert_eq!(refused.kind(), Some(ProblemType::Conflict));
+
+    // Nothing was lost: the request in flight is still judged.
+    let received = phone.inbox(WAIT).await.expect("inbox").remove(0);
+    phone
+        .submit(&phone.answer(&received, Decision::Approve, created.number.as_deref()))
+        .await
+        .expect("approved");
+    let outcome = agent
+        .request_status(&created.request_id, 10)
+        .await
+        .expect("status");
+    assert!(matches!(outcome, RequestStatus::Approved(_)), "{outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_names_reach_their_phones_exactly_whatever_their_characters() {
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("agent-names");
+    let path = dir.0.join("nas");
+    let home = NasHome::init(&path, &relay.url, "home-nas").expect("init");
+    let nas = home.nas().expect("nas");
+    let names = [
+        "jürgen",
+        "Jane Doe",
+        "DOMAIN\\jane",
+        "a%2Fb+c?d#e",
+        "user@example.com",
+    ];
+    let mut phones = Vec::new();
+    for name in names {
+        let (phone, device, secret) = pair_for(&nas, name, name, None).await;
+        home.add_device(name, device, &secret).expect("recorded");
+        phones.push(phone);
+    }
+    let process = start_agent(&path);
+    let agent = process.client();
+    for (name, phone) in names.iter().zip(&phones) {
+        let account = AccountName::parse(name).expect("a name");
+        let listed = agent.devices(&account).await.expect("listed");
+        assert_eq!(listed.devices.len(), 1, "{name}");
+        assert_eq!(listed.devices[0].name, *name, "only {name}'s phone");
+        let created = ask(&agent, ApprovalRequest::sign_in(account.clone())).await;
+        let received = phone.inbox(WAIT).await.expect("inbox");
+        assert_eq!(received.len(), 1, "{name}");
+        assert_eq!(received[0].context.user, *name);
+        agent
+            .cancel_request(&created.request_id)
+            .await
+            .expect("cancelled");
+        let code = phone.offline_code(unix_now()).expect("code");
+        let checked = agent
+            .check_code(&account, CodeKind::Offline, &code)
+            .await
+            .expect("checked");
+        assert!(
+            matches!(checked, CodeResult::Accepted { .. }),
+            "{name}: {checked:?}"
+        );
+    }
+    // The same name typed decomposed (u + combining diaeresis) is the same account.
+    let (status, created) = call(
+        &process,
+        "POST",
+        "/v1/requests",
+        Some(serde_json::json!({"user": "ju\u{0308}rgen"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let received = phones[0].inbox(WAIT).await.expect("inbox");
+    assert_eq!(received.len(), 1);
 }

@@ -1,8 +1,10 @@
 //! Repository tidiness that a reviewer would otherwise check by hand: every Rust file starts
 //! with a `//!` line saying what it owns (STYLE.md), and the invariants ARCHITECTURE.md writes
-//! as absences hold in the source (no catch-all in the error mapping, Redis keys spelled only in
-//! `store::redis`, no HTTP in the use cases, no I/O in `approvd-proto`, one Redis key table),
-//! and every test SECURITY.md names as the proof of a mitigation exists.
+//! as absences hold in the source (no catch-all in the relay's or the agent's error mapping,
+//! Redis keys spelled only in `store::redis`, no HTTP in either's use cases, no `json!` answers
+//! in the agent, no I/O and no import circle in `approvd-proto`, no SDK in the relay, one
+//! reader of the system clock, one Redis key table, every workspace crate in the image's build
+//! layer), and every test SECURITY.md names as the proof of a mitigation exists.
 
 use std::path::{Path, PathBuf};
 
@@ -54,10 +56,14 @@ fn every_rust_file_says_what_it_owns() {
         "proto",
         "client",
         "relay",
+        "agent",
+        "cli",
         "loadtest",
         "tests",
         "fuzz-targets",
         "fuzz",
+        "examples",
+        "deploy",
     ] {
         rust_files(&workspace().join(crate_dir), &mut files);
     }
@@ -77,14 +83,163 @@ fn every_rust_file_says_what_it_owns() {
     );
 }
 
+/// A source file's text without its `#[cfg(test)]` module (tests may do what code may not).
+fn code_of(file: &str) -> String {
+    let text = std::fs::read_to_string(workspace().join(file)).expect("source");
+    text.split("#[cfg(test)]")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[test]
-fn the_error_mapping_has_no_catch_all() {
-    let problem =
-        std::fs::read_to_string(workspace().join("relay/src/http/problem.rs")).expect("problem.rs");
+fn the_error_mappings_have_no_catch_all() {
+    for file in ["relay/src/http/problem.rs", "agent/src/http.rs"] {
+        assert!(
+            !code_of(file).contains("_ =>"),
+            "{file} must match every error variant explicitly"
+        );
+    }
+}
+
+#[test]
+fn the_agent_answers_only_with_its_api_types() {
+    let offenders: Vec<String> = sources("agent/src")
+        .into_iter()
+        .filter(|(_, text)| {
+            text.split("#[cfg(test)]")
+                .next()
+                .is_some_and(|code| code.contains("json!"))
+        })
+        .map(|(file, _)| file.display().to_string())
+        .collect();
     assert!(
-        !problem.contains("_ =>"),
-        "http::problem must match every error variant explicitly"
+        offenders.is_empty(),
+        "json! outside the api types: {offenders:?}"
     );
+}
+
+#[test]
+fn the_relay_knows_no_sdk() {
+    let offenders = files_containing("relay", &["approvd_client", "qrcode"]);
+    assert!(offenders.is_empty(), "the SDK in the relay: {offenders:?}");
+    let manifest = std::fs::read_to_string(workspace().join("relay/Cargo.toml")).expect("manifest");
+    for dependency in ["approvd-client", "qrcode"] {
+        assert!(
+            !manifest.contains(dependency),
+            "relay/Cargo.toml depends on {dependency}"
+        );
+    }
+}
+
+#[test]
+fn only_the_clock_reads_the_system_time() {
+    let clock = workspace().join("relay/src/clock.rs");
+    let offenders: Vec<String> = sources("relay/src")
+        .into_iter()
+        .filter(|(file, text)| *file != clock && text.contains("SystemTime::now"))
+        .map(|(file, _)| file.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "SystemTime::now outside clock.rs: {offenders:?}"
+    );
+}
+
+/// The modules of `approvd-proto` each module's code (not its tests, not its comments) uses.
+fn proto_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let bin = workspace().join("proto/src/bin");
+    let used = regex::Regex::new(r"crate::([a-z_]+)").expect("regex");
+    let mut graph = std::collections::BTreeMap::new();
+    for (file, text) in sources("proto/src") {
+        if file.starts_with(&bin) {
+            continue;
+        }
+        let module = file
+            .file_stem()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        let code: String = text
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let uses = used
+            .captures_iter(&code)
+            .map(|found| found[1].to_owned())
+            .filter(|other| {
+                *other != module && *other != "Error" && other.as_str() != "random_bytes"
+            })
+            .collect();
+        graph.insert(module, uses);
+    }
+    graph
+}
+
+#[test]
+fn the_protocol_modules_import_no_circle() {
+    let graph = proto_imports();
+    assert!(graph.len() >= 10, "{graph:?}");
+    assert!(
+        graph["limits"].is_empty(),
+        "limits is the ground floor: {:?}",
+        graph["limits"]
+    );
+    // Depth-first search for a back edge.
+    fn visit<'g>(
+        module: &'g str,
+        graph: &'g std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<&'g str>,
+        done: &mut std::collections::BTreeSet<&'g str>,
+    ) {
+        if done.contains(module) {
+            return;
+        }
+        if let Some(at) = path.iter().position(|on| *on == module) {
+            panic!("import circle: {} -> {module}", path[at..].join(" -> "));
+        }
+        path.push(module);
+        for next in graph.get(module).into_iter().flatten() {
+            if graph.contains_key(next.as_str()) {
+                visit(next, graph, path, done);
+            }
+        }
+        path.pop();
+        done.insert(module);
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for module in graph.keys() {
+        visit(module, &graph, &mut Vec::new(), &mut done);
+    }
+}
+
+#[test]
+fn the_images_build_layer_copies_every_workspace_manifest() {
+    let manifest = std::fs::read_to_string(workspace().join("Cargo.toml")).expect("Cargo.toml");
+    let members = manifest
+        .split("members = [")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .expect("members");
+    let dockerfile = std::fs::read_to_string(workspace().join("Dockerfile")).expect("Dockerfile");
+    let mut count = 0;
+    for member in members
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| !m.is_empty())
+    {
+        count += 1;
+        let copied = format!("COPY {member}/Cargo.toml");
+        assert!(
+            dockerfile.contains(&copied),
+            "the Dockerfile's builder misses {copied}"
+        );
+    }
+    assert!(count >= 9, "{members}");
 }
 
 #[test]
@@ -108,14 +263,25 @@ fn only_store_redis_spells_redis_keys() {
 
 #[test]
 fn the_use_cases_know_no_http() {
-    let offenders = files_containing(
-        "relay/src/service",
-        &["actix", "StatusCode", "HttpRequest", "HttpResponse"],
-    );
-    assert!(
-        offenders.is_empty(),
-        "HTTP in the service layer: {offenders:?}"
-    );
+    for place in ["relay/src/service", "agent/src/service.rs"] {
+        let offenders = if place.ends_with(".rs") {
+            let code = code_of(place);
+            ["actix", "StatusCode", "HttpRequest", "HttpResponse"]
+                .iter()
+                .filter(|needle| code.contains(*needle))
+                .map(|needle| format!("{place}: {needle}"))
+                .collect()
+        } else {
+            files_containing(
+                place,
+                &["actix", "StatusCode", "HttpRequest", "HttpResponse"],
+            )
+        };
+        assert!(
+            offenders.is_empty(),
+            "HTTP in the service layer: {offenders:?}"
+        );
+    }
 }
 
 #[test]
@@ -181,7 +347,7 @@ fn layers_import_only_downward() {
             ],
         ),
         (
-            "relay/src/handle.rs",
+            "relay/src/push_handle.rs",
             &[
                 "crate::config",
                 "crate::service",

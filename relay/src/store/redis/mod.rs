@@ -289,10 +289,7 @@ fn millis(duration: Duration) -> u64 {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    crate::clock::system_now_us() / 1000
 }
 
 /// An inbox hash value: the entry and when the store must forget it.
