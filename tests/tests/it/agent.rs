@@ -287,6 +287,26 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     );
 }
 
+/// A pairing started through the agent and claimed by a new phone called `name`: the pairing
+/// and the code that phone shows.
+async fn claimed_by(
+    agent: &AgentClient,
+    request: &PairingRequest,
+    name: &str,
+) -> (PairingStarted, String) {
+    let started = agent.start_pairing(request).await.expect("started");
+    let uri = approvd_proto::pairing::PairingUri::parse(&started.uri, unix_now()).expect("uri");
+    let phone = approvd_client::Phone::enroll(&uri, name, "android", None)
+        .await
+        .expect("enroll");
+    let code = phone
+        .wait_for_acceptance(WAIT)
+        .await
+        .expect("poll")
+        .expect("the agent committed to the claim");
+    (started, code)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phones_pair_for_an_account_through_the_agent() {
     use approvd_client::Phone;
@@ -372,16 +392,7 @@ async fn phones_pair_for_an_account_through_the_agent() {
     );
 
     // A wrong code confirms nothing, and the pairing has to start over.
-    let started = agent.start_pairing(&pairing(300)).await.expect("started");
-    let uri = PairingUri::parse(&started.uri, unix_now()).expect("uri");
-    let second = Phone::enroll(&uri, "Carol's tablet", "android", None)
-        .await
-        .expect("enroll");
-    let code = second
-        .wait_for_acceptance(WAIT)
-        .await
-        .expect("poll")
-        .expect("accepted");
+    let (started, code) = claimed_by(&agent, &pairing(300), "Carol's tablet").await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let refused = agent
         .confirm_pairing(&started.pairing_id, wrong)
@@ -401,16 +412,7 @@ async fn phones_pair_for_an_account_through_the_agent() {
     let listed = agent.devices(&carol).await.expect("listed");
     assert_eq!(listed.devices.len(), 1);
     // The second phone of the account gets no new recovery codes.
-    let started = agent.start_pairing(&pairing(300)).await.expect("started");
-    let uri = PairingUri::parse(&started.uri, unix_now()).expect("uri");
-    let third = Phone::enroll(&uri, "Carol's laptop", "web", None)
-        .await
-        .expect("enroll");
-    let code = third
-        .wait_for_acceptance(WAIT)
-        .await
-        .expect("poll")
-        .expect("accepted");
+    let (started, code) = claimed_by(&agent, &pairing(300), "Carol's laptop").await;
     let paired = agent
         .confirm_pairing(&started.pairing_id, &code)
         .await
