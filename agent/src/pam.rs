@@ -12,7 +12,9 @@ use std::time::Duration;
 use approvd_client::transport::unix_now;
 use clap::{Args, ValueEnum};
 
-use crate::api::{AccountName, ApprovalRequest, CodeKind, CodeResult, ProblemType, RequestStatus};
+use crate::api::{
+    AccountName, ApprovalRequest, CodeKind, CodeResult, ProblemType, RequestStatus, MAX_WAIT_SECS,
+};
 use crate::client::{AgentClient, ClientError, Endpoint};
 use crate::service::{Keep, Service};
 
@@ -238,7 +240,10 @@ async fn ask_phone(
         ));
     }
     loop {
-        let outcome = match agent.request_status(&created.request_id, 25).await {
+        let outcome = match agent
+            .request_status(&created.request_id, MAX_WAIT_SECS)
+            .await
+        {
             Ok(outcome) => outcome,
             Err(error) if error.is_unreachable() => return Err(error.into()),
             Err(error) => {

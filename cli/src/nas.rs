@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use approvd_agent::api::MAX_WAIT_SECS;
 use approvd_agent::api::{
     AccountName, ApprovalRequest, CodeKind, CodeResult, PairingRequest, PairingState, RequestStatus,
 };
@@ -337,7 +338,7 @@ async fn pair(service: &Arc<Service>, account: AccountName, ttl: u64) -> Result<
     let _ = std::io::stdout().flush();
     let claimed = loop {
         let status = service
-            .wait_for_pairing(&started.pairing_id, Duration::from_secs(25))
+            .wait_for_pairing(&started.pairing_id, Duration::from_secs(MAX_WAIT_SECS))
             .await?;
         match status.state {
             PairingState::Waiting => continue,
@@ -426,7 +427,12 @@ async fn request_approval(service: &Service, request: &ApprovalRequest) -> Resul
     }
     let _ = std::io::stdout().flush();
     loop {
-        let wait = Duration::from_secs(created.expires.saturating_sub(unix_now()).clamp(1, 25));
+        let wait = Duration::from_secs(
+            created
+                .expires
+                .saturating_sub(unix_now())
+                .clamp(1, MAX_WAIT_SECS),
+        );
         let status = service.request_status(&created.request_id, wait).await?;
         return Ok(match status {
             RequestStatus::Pending => continue,

@@ -217,8 +217,9 @@ impl Nas {
             .collect()
     }
 
-    /// Take back a record kept by [`Nas::pending_records`] (another NAS's records are refused:
-    /// their verdicts could never verify).
+    /// Take back a record kept by [`Nas::pending_records`] (one whose delivery report names
+    /// another challenge is refused). Its verdict is still judged only against its own hashes
+    /// and this NAS's key.
     pub fn restore(&self, record: ChallengeRecord) -> Result<(), ClientError> {
         if record.sent.report.cid != record.sent.cid {
             return Err(verification(

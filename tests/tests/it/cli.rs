@@ -316,7 +316,7 @@ fn the_demo_verifies_everything_and_exits_0() {
     ] {
         assert!(shown.contains(expected), "{expected} missing:\n{shown}");
     }
-    assert!(readme().contains("cargo run --release -p approvd-relay -- demo"));
+    assert!(readme().contains("cargo run --release -p approvd -- demo"));
 }
 
 /// A minimal container has no `ca-certificates`: a plain-http relay must still be reachable.
