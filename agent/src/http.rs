@@ -313,13 +313,13 @@ async fn use_recovery_code(
 
 /// The OpenAPI document, computed once (`GET /openapi.json`).
 #[derive(Debug)]
-struct Document(serde_json::Value);
+struct Document(Arc<serde_json::Value>);
 
 /// Handle `GET /openapi.json`: this document.
 #[utoipa::path(tag = "meta", responses((status = 200, description = "The OpenAPI 3.1 document")))]
 #[get("/openapi.json")]
 async fn get_openapi(document: web::Data<Document>) -> Answer {
-    ok(&document.0)
+    ok(&*document.0)
 }
 
 /// Every route: the one list both the server and the OpenAPI document are made from.
@@ -436,7 +436,7 @@ pub fn app(
         .configure(routes)
         .split_for_parts();
     app.app_data(service)
-        .app_data(web::Data::new(Document((*document).clone())))
+        .app_data(web::Data::new(Document(document)))
         .app_data(web::Data::new(Token(token)))
         .app_data(
             web::JsonConfig::default()
@@ -463,6 +463,8 @@ pub fn app(
         }))
 }
 
+/// The JSON extractor's refusal as ours. actix's error enum is `#[non_exhaustive]`, so every
+/// kind but the size limit is a malformed body.
 fn body_error(error: &actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as E;
     match error {

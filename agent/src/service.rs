@@ -183,14 +183,6 @@ impl Service {
         &self.nas
     }
 
-    pub fn home(&self) -> &NasHome {
-        &self.home
-    }
-
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
     /// End held polls and claim tasks (at shutdown).
     pub fn stop(&self) {
         self.stopping.cancel();
@@ -861,13 +853,54 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_requests_file_is_set_aside_and_in_memory_writes_none() {
+    fn kept_requests_come_back_a_damaged_file_is_set_aside_and_in_memory_writes_none() {
         let home = Home::new("requests-file");
         let file = home.0.join("agent-requests.json");
+        let cid = Cid::random();
+        let expires = unix_now() + 60;
+        let record = ChallengeRecord {
+            user: "alice".to_owned(),
+            sent: approvd_client::SentChallenge {
+                cid,
+                created: expires - 60,
+                expires,
+                number: Some("042".to_owned()),
+                challenge_hashes: Vec::new(),
+                report: approvd_proto::wire::ChallengeCreated {
+                    cid,
+                    expires,
+                    deliveries: Vec::new(),
+                },
+            },
+            devices: vec![phone("alice's")],
+            outcome: None,
+        };
+        let expired = ChallengeRecord {
+            sent: approvd_client::SentChallenge {
+                expires: 1,
+                ..record.sent.clone()
+            },
+            ..record.clone()
+        };
+        std::fs::write(
+            &file,
+            serde_json::to_vec(&[&record, &expired]).expect("json"),
+        )
+        .expect("write");
+        let service = Service::open(&home.0, Keep::OnDisk).expect("open");
+        assert_eq!(service.nas().pending_records(0), [record.clone()]);
+        // Saved again as it was: the expired one is gone from the file too.
+        service.save_requests();
+        let saved: Vec<ChallengeRecord> =
+            serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("records");
+        assert_eq!(saved, [record]);
+        drop(service);
+
         std::fs::write(&file, b"[{\"neither\": \"here nor there\"}]").expect("write");
         let service = Service::open(&home.0, Keep::OnDisk).expect("a bad file does not stop it");
         assert!(service.nas().pending_records(0).is_empty());
         drop(service);
+
         std::fs::remove_file(&file).expect("remove");
         let service = Service::open(&home.0, Keep::InMemory).expect("open");
         service.save_requests();

@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use approvd_agent::api::MAX_WAIT_SECS;
 use approvd_agent::api::{
-    AccountName, ApprovalRequest, CodeKind, CodeResult, PairingRequest, PairingState, RequestStatus,
+    AccountName, ApprovalRequest, CodeKind, CodeResult, PairingRequest, PairingState,
+    RequestStatus, MAX_WAIT_SECS,
 };
 use approvd_agent::service::{Error, Keep, Service};
 use approvd_client::transport::unix_now;

@@ -12,6 +12,7 @@ use crate::App;
 use approvd_agent::api::{
     AccountName, ApprovalRequest, CodeKind, CodeResult, ProblemType, RequestStatus, MAX_WAIT_SECS,
 };
+use approvd_agent::client::ClientError;
 use approvd_proto::context::LoginKind;
 
 /// The cookie binding a browser to its CSRF token and its attempts.
@@ -252,10 +253,11 @@ async fn start(
         Mode::TwoStep => LoginKind::Login,
         Mode::Passwordless => LoginKind::Passwordless,
     };
-    // A name outside the agent's rule (the decoy of a malformed username) has no phone.
+    // A name outside the agent's rule (the decoy of a malformed username) has no phone:
+    // `Err(None)`, as an account without phones is `Err(Some(no-devices))`.
     let account = AccountName::parse(user).ok();
     let created = match &account {
-        None => None,
+        None => Err(None),
         Some(account) => {
             let asked = ApprovalRequest {
                 service: "Web sign-in".to_owned(),
@@ -266,7 +268,7 @@ async fn start(
                 lifetime_secs: app.lifetime_secs,
                 ..ApprovalRequest::sign_in(account.clone())
             };
-            Some(app.agent.create_request(&asked).await)
+            app.agent.create_request(&asked).await.map_err(Some)
         }
     };
     let mut attempt = Attempt {
@@ -279,9 +281,13 @@ async fn start(
         expires: now() + app.lifetime_secs,
         progress: Progress::Waiting,
     };
-    let no_devices = |kind: Option<ProblemType>| kind == Some(ProblemType::NoDevices);
+    let no_phone = |error: &Option<ClientError>| {
+        error
+            .as_ref()
+            .is_none_or(|error| error.kind() == Some(ProblemType::NoDevices))
+    };
     match created {
-        Some(Ok(created)) => {
+        Ok(created) => {
             if let (Mode::TwoStep, Some(account)) = (mode, &account) {
                 let reached: Vec<_> = created.reached().collect();
                 attempt.phones = match app.agent.devices(account).await {
@@ -300,23 +306,17 @@ async fn start(
         }
         // No phones (or no such account): a decoy that looks the same and expires. A person
         // who signed in with their password learns the truth.
-        None if mode == Mode::Passwordless => {}
-        Some(Err(error)) if no_devices(error.kind()) && mode == Mode::Passwordless => {}
-        None => {
-            attempt.progress = Progress::Ended("no_phone");
+        Err(error) if no_phone(&error) => {
+            if mode == Mode::TwoStep {
+                attempt.progress = Progress::Ended("no_phone");
+            }
         }
-        Some(Err(error)) if no_devices(error.kind()) => {
-            attempt.progress = Progress::Ended("no_phone");
-        }
-        Some(Err(error)) if error.kind() == Some(ProblemType::RateLimited) => {
+        Err(Some(error)) if error.kind() == Some(ProblemType::RateLimited) => {
             attempt.progress = Progress::Ended("rate_limited");
         }
-        Some(Err(error)) if error.is_unreachable() => {
+        Err(error) => {
+            let error = error.map_or_else(String::new, |error| error.to_string());
             eprintln!("approvd-signin-web: the agent cannot ask {user}'s phones: {error}");
-            attempt.progress = Progress::Unreachable;
-        }
-        Some(Err(error)) => {
-            eprintln!("approvd-signin-web: the agent refused a request: {error}");
             attempt.progress = Progress::Unreachable;
         }
     }
@@ -575,19 +575,16 @@ pub async fn code(
     if now() > attempt.expires.saturating_add(CODE_GRACE) {
         return gone();
     }
-    let account = AccountName::parse(&attempt.user).ok();
-    let result = match account {
+    let decoy = attempt.request_id.is_none() && attempt.progress == Progress::Waiting;
+    let result = match AccountName::parse(&attempt.user) {
         // A decoy: there is no account with phones to check against.
-        Some(_) | None if attempt.request_id.is_none() && attempt.progress == Progress::Waiting => {
-            Ok(CodeResult::Rejected { failures: 0 })
-        }
-        None => Ok(CodeResult::Rejected { failures: 0 }),
-        Some(account) => {
+        Ok(account) if !decoy => {
             let code = form.code.trim();
             app.agent
                 .check_code(&account, CodeKind::of(code), code)
                 .await
         }
+        Ok(_) | Err(_) => Ok(CodeResult::Rejected { failures: 0 }),
     };
     match result {
         Ok(CodeResult::Accepted { .. }) => {
