@@ -888,7 +888,10 @@ mod tests {
         )
         .expect("write");
         let service = Service::open(&home.0, Keep::OnDisk).expect("open");
-        assert_eq!(service.nas().pending_records(0), [record.clone()]);
+        assert_eq!(
+            service.nas().pending_records(0),
+            std::slice::from_ref(&record)
+        );
         // Saved again as it was: the expired one is gone from the file too.
         service.save_requests();
         let saved: Vec<ChallengeRecord> =
