@@ -15,6 +15,9 @@ pub use approvd_proto::wire::Problem;
 
 /// Longest `?wait=` an outcome poll may hold, seconds (longer asks are cut to this).
 pub const MAX_WAIT_SECS: u64 = 25;
+/// Most requests one account may have pending at once; one more is `429 too-many-pending`
+/// (a caller hammering one name cannot grow the agent's state or its number draw).
+pub const MAX_PENDING_PER_ACCOUNT: usize = 10;
 /// A request's lifetime when the caller names none, seconds.
 pub const DEFAULT_LIFETIME_SECS: u64 = 60;
 /// Longest lifetime of a request, seconds (the relay's challenge limit, PROTOCOL.md §3).
@@ -504,17 +507,21 @@ pub enum ProblemType {
     BodyTooLarge,
     /// 429: the relay refuses more requests to these phones for now (push bombing defence).
     RateLimited,
+    /// 429: the account has [`MAX_PENDING_PER_ACCOUNT`] requests pending already.
+    TooManyPending,
     /// 500: the agent's own state cannot be read or written.
     State,
     /// 502: the relay cannot be reached or refused the call.
     Relay,
     /// 503: the agent is shutting down; ask again (`Retry-After`).
     Unavailable,
+    /// 503: another process holds the NAS state's lock; nothing was changed, ask again.
+    StateBusy,
 }
 
 impl ProblemType {
     /// Every problem type, for tables and tests.
-    pub const ALL: [ProblemType; 14] = [
+    pub const ALL: [ProblemType; 16] = [
         Self::InvalidBody,
         Self::InvalidField,
         Self::WrongCode,
@@ -526,9 +533,11 @@ impl ProblemType {
         Self::Conflict,
         Self::BodyTooLarge,
         Self::RateLimited,
+        Self::TooManyPending,
         Self::State,
         Self::Relay,
         Self::Unavailable,
+        Self::StateBusy,
     ];
 
     /// The one table: the stable name after the prefix, the HTTP status, the title, and the
@@ -546,9 +555,16 @@ impl ProblemType {
             Self::Conflict => ("conflict", 409, "Conflict", None),
             Self::BodyTooLarge => ("body-too-large", 413, "Body too large", None),
             Self::RateLimited => ("rate-limited", 429, "Rate limited", Some(60)),
+            Self::TooManyPending => (
+                "too-many-pending",
+                429,
+                "Too many pending requests",
+                Some(30),
+            ),
             Self::State => ("state", 500, "Agent state unavailable", None),
             Self::Relay => ("relay", 502, "Relay unavailable", None),
             Self::Unavailable => ("unavailable", 503, "Shutting down", Some(1)),
+            Self::StateBusy => ("state-busy", 503, "Agent state busy", Some(1)),
         }
     }
 

@@ -1,7 +1,9 @@
-//! `approvd agent`'s lifecycle: its options, opening the NAS home, binding the Unix socket
-//! (0600) and the optional loopback TCP listener, serving `http::app`, the mailbox task, and a
-//! clean stop at SIGTERM or SIGINT (held polls answer 503 at once). Every failure is a
-//! [`RunError`] for the binary to print and turn into an exit status; nothing here exits.
+//! `approvd agent`'s lifecycle: its options, opening the NAS home (private to its user),
+//! the one-agent-per-home lock (`<home>/agent.lock`), binding the Unix socket (created 0600
+//! under a 0177 umask, in a directory no other user can write) and the optional loopback TCP
+//! listener, serving `http::app`, the mailbox task, and a clean stop at SIGTERM or SIGINT (held
+//! polls answer 503 at once). Every failure is a [`RunError`] for the binary to print and turn
+//! into an exit status; nothing here exits.
 
 use std::future::Future;
 use std::io::Write as _;
@@ -50,6 +52,16 @@ pub enum RunError {
         place: String,
         error: std::io::Error,
     },
+    #[error(
+        "another agent serves this NAS home (it holds {0}); stop it first, or give this one \
+         another --home"
+    )]
+    AlreadyRunning(PathBuf),
+    #[error(
+        "{0}: other users can write to this directory, so they could replace the agent's \
+         socket; put the socket in a directory only the NAS's user can write (e.g. the home)"
+    )]
+    OpenSocketDir(PathBuf),
     #[error("{0}")]
     Serve(std::io::Error),
 }
@@ -58,8 +70,11 @@ impl RunError {
     /// The exit status: 2 for options to fix, 3 for what went wrong while running.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Token { .. } | RunError::NotLoopback(_) => 2,
-            RunError::Home(_) | RunError::Listen { .. } | RunError::Serve(_) => 3,
+            RunError::Token { .. } | RunError::NotLoopback(_) | RunError::OpenSocketDir(_) => 2,
+            RunError::Home(_)
+            | RunError::AlreadyRunning(_)
+            | RunError::Listen { .. }
+            | RunError::Serve(_) => 3,
         }
     }
 }
@@ -94,8 +109,11 @@ pub async fn run(
     if let Some(address) = args.listen.filter(|address| !address.ip().is_loopback()) {
         return Err(RunError::NotLoopback(address));
     }
+    // The lock first: a second agent must not touch the requests file or the socket.
+    let _instance = hold_instance_lock(&args.home)?;
     let service = web::Data::from(Service::open(&args.home, Keep::OnDisk)?);
     let socket = args.socket.unwrap_or_else(|| args.home.join("agent.sock"));
+    check_socket_dir(&socket)?;
     let _ = std::fs::remove_file(&socket);
     let document = Arc::new(
         serde_json::to_value(crate::http::document())
@@ -104,12 +122,17 @@ pub async fn run(
     let listen_error = |place: String| move |error| RunError::Listen { place, error };
     let server = {
         let service = service.clone();
-        HttpServer::new(move || crate::http::app(service.clone(), token.clone(), document.clone()))
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(2)
-            .bind_uds(&socket)
-            .map_err(listen_error(socket.display().to_string()))?
+        // The socket is born 0600: no moment exists in which another user could connect.
+        let umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+        let bound = HttpServer::new(move || {
+            crate::http::app(service.clone(), token.clone(), document.clone())
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(2)
+        .bind_uds(&socket);
+        nix::sys::stat::umask(umask);
+        bound.map_err(listen_error(socket.display().to_string()))?
     };
     let (server, tcp) = match args.listen {
         Some(address) => {
@@ -153,7 +176,57 @@ pub async fn run(
     served.map_err(RunError::Serve)
 }
 
-/// Only the NAS's own user may connect to the socket.
+/// Hold `<home>/agent.lock` for as long as the agent runs (closing it at exit releases it):
+/// a second agent on the same home is refused, instead of taking the socket over and deleting
+/// it when it stops.
+fn hold_instance_lock(home: &std::path::Path) -> Result<std::fs::File, RunError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = home.join("agent.lock");
+    let failed = |error: std::io::Error| {
+        RunError::Home(service::Error::State(
+            approvd_client::ClientError::Storage {
+                path: path.display().to_string(),
+                message: error.to_string(),
+            },
+        ))
+    };
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(&path)
+        .map_err(failed)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RunError::AlreadyRunning(path)),
+        Err(std::fs::TryLockError::Error(error)) => Err(failed(error)),
+    }
+}
+
+/// Refuse a socket directory that other users can write (they could swap the socket for one
+/// of theirs between runs); a sticky one like /tmp too, since its files' owners can.
+fn check_socket_dir(socket: &std::path::Path) -> Result<(), RunError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = socket
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mode = std::fs::metadata(dir)
+        .map_err(|error| RunError::Listen {
+            place: socket.display().to_string(),
+            error,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(RunError::OpenSocketDir(dir.to_owned()));
+    }
+    Ok(())
+}
+
+/// Only the NAS's own user may connect to the socket (it is born so; this keeps it so).
 fn restrict(socket: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))

@@ -52,9 +52,11 @@ impl ApiError {
                 S::WrongCode(_) => ProblemType::WrongCode,
                 S::Conflict(_) => ProblemType::Conflict,
                 S::RateLimited => ProblemType::RateLimited,
+                S::TooManyPending(_) => ProblemType::TooManyPending,
                 S::Invalid(_) => ProblemType::InvalidField,
                 S::State(_) => ProblemType::State,
-                S::Relay(_) => ProblemType::Relay,
+                S::Busy(_) => ProblemType::StateBusy,
+                S::Relay(_) | S::RelayPoll(_) => ProblemType::Relay,
                 S::ShuttingDown => ProblemType::Unavailable,
             },
             ApiError::InvalidBody(_) => ProblemType::InvalidBody,
@@ -79,8 +81,11 @@ impl ApiError {
                 | S::WrongCode(_)
                 | S::Conflict(_)
                 | S::RateLimited
+                | S::TooManyPending(_)
                 | S::State(_)
+                | S::Busy(_)
                 | S::Relay(_)
+                | S::RelayPoll(_)
                 | S::ShuttingDown,
             )
             | ApiError::InvalidBody(_)
@@ -248,7 +253,7 @@ async fn cancel_request(agent: Agent, id: web::Path<String>) -> Answer {
 )]
 #[get("/v1/accounts/{user}/devices")]
 async fn list_devices(agent: Agent, user: web::Path<String>) -> Answer {
-    ok(&agent.devices(&account(&user)?)?)
+    ok(&agent.devices(&account(&user)?).await?)
 }
 
 /// Handle `DELETE /v1/accounts/{user}/devices/{device_id}`: no more requests to that phone;
@@ -264,7 +269,7 @@ async fn remove_device(agent: Agent, path: web::Path<(String, String)>) -> Answe
     let device_id = PublicKey::parse("device_id", &device_id)
         .map(DeviceId)
         .map_err(|_| ApiError::NoSuch { what: "device" })?;
-    agent.remove_device(&account(&user)?, &device_id)?;
+    agent.remove_device(&account(&user)?, &device_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -276,7 +281,7 @@ async fn remove_device(agent: Agent, path: web::Path<(String, String)>) -> Answe
 )]
 #[post("/v1/accounts/{user}/recovery-codes")]
 async fn new_recovery_codes(agent: Agent, user: web::Path<String>) -> Answer {
-    created(&agent.new_recovery_codes(&account(&user)?)?)
+    created(&agent.new_recovery_codes(&account(&user)?).await?)
 }
 
 /// Handle `POST /v1/accounts/{user}/offline-code`.
@@ -292,7 +297,9 @@ async fn check_offline_code(
     user: web::Path<String>,
     body: web::Json<CodeRequest>,
 ) -> Answer {
-    ok(&agent.check_code(&account(&user)?, CodeKind::Offline, &body.code)?)
+    ok(&agent
+        .check_code(&account(&user)?, CodeKind::Offline, &body.code)
+        .await?)
 }
 
 /// Handle `POST /v1/accounts/{user}/recovery-code`: each works once.
@@ -308,7 +315,9 @@ async fn use_recovery_code(
     user: web::Path<String>,
     body: web::Json<CodeRequest>,
 ) -> Answer {
-    ok(&agent.check_code(&account(&user)?, CodeKind::Recovery, &body.code)?)
+    ok(&agent
+        .check_code(&account(&user)?, CodeKind::Recovery, &body.code)
+        .await?)
 }
 
 /// The OpenAPI document, computed once (`GET /openapi.json`).
@@ -359,7 +368,8 @@ enum Problems {
     /// The body is larger than 16 KiB.
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(Problem),
-    /// The relay refuses more requests to these phones for now; see Retry-After.
+    /// The relay refuses more requests to these phones for now, or the account has too many
+    /// pending; see Retry-After.
     #[response(status = 429, content_type = "application/problem+json")]
     RateLimited(Problem),
     /// The agent's state cannot be read or written.
@@ -368,7 +378,8 @@ enum Problems {
     /// The relay cannot be reached or refused the call.
     #[response(status = 502, content_type = "application/problem+json")]
     Relay(Problem),
-    /// The agent is shutting down; see Retry-After.
+    /// The agent is shutting down, or its state is locked by another process; see
+    /// Retry-After.
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(Problem),
 }

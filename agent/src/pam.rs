@@ -3,10 +3,10 @@
 //! conversation and answers its prompts) or by `pam_exec.so` (messages only, no prompts).
 //! Reads `PAM_USER`, `PAM_RHOST`, `PAM_SERVICE`, `PAM_TTY`; the exit status is the verdict.
 //! When the agent itself is down, an offline or recovery code is checked in the NAS home
-//! through the same `service` the agent runs.
+//! through the same `service` the agent runs — as the home's owner, never as root.
 
 use std::io::{BufRead as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use approvd_client::transport::unix_now;
@@ -285,12 +285,20 @@ async fn check_code(
         Ok(result) => Ok(result),
         // The agent itself is down: the NAS home holds the code secrets.
         Err(error) if error.is_unreachable() => match &args.home {
-            Some(home) => Service::open(home, Keep::InMemory)
-                .and_then(|service| service.check_code(account, kind, code))
+            Some(home) => match become_owner_of(home) {
+                Ok(()) => match Service::open(home, Keep::InMemory) {
+                    Ok(service) => service.check_code(account, kind, code).await,
+                    Err(error) => Err(error),
+                }
                 .map_err(|error| {
                     eprintln!("approvd pam: the NAS home: {error}");
                     "the code cannot be checked right now."
                 }),
+                Err(error) => {
+                    eprintln!("approvd pam: {error}");
+                    Err("the code cannot be checked right now.")
+                }
+            },
             None => Err(
                 "the code cannot be checked right now (the agent is down and no --home was given).",
             ),
@@ -318,4 +326,29 @@ async fn check_code(
             status::REFUSED
         }
     }
+}
+
+/// Become the NAS home's owner before the fallback touches it. PAM runs this helper as root,
+/// and root must never write the NAS state: the files would change owner (the agent could no
+/// longer read them), and links the NAS's account planted in its home would be followed. For
+/// the rest of this process (it ends after the check); a no-op when already the owner.
+fn become_owner_of(home: &Path) -> Result<(), String> {
+    use nix::unistd::{geteuid, setgid, setgroups, setuid, Gid, Uid};
+    use std::os::unix::fs::MetadataExt as _;
+    let meta =
+        std::fs::symlink_metadata(home).map_err(|error| format!("{}: {error}", home.display()))?;
+    let (uid, gid) = (Uid::from_raw(meta.uid()), Gid::from_raw(meta.gid()));
+    if geteuid() == uid || !geteuid().is_root() {
+        // Not root: nothing to drop (a home of another user is refused when opened).
+        return Ok(());
+    }
+    let dropped = setgroups(&[])
+        .and_then(|()| setgid(gid))
+        .and_then(|()| setuid(uid));
+    dropped.map_err(|error| {
+        format!(
+            "cannot become uid {uid} (the owner of {}) to check the code there: {error}",
+            home.display()
+        )
+    })
 }

@@ -2,8 +2,11 @@
 //! verified outcome, pairing a phone for an account (QR code, claim, code, the first-phone
 //! recovery codes), an account's phones and codes, and keeping the mailbox applied. Owns the
 //! agent's state: the NAS home (through `approvd_client::NasHome`), the SDK's one record per
-//! challenge (`Nas::record`) kept on disk while undecided, and the pairing sessions. The HTTP
-//! handlers (`http`) and `approvd nas …` both call these functions; neither repeats them.
+//! challenge (`Nas::record`) kept on disk until it is forgotten (so cancels and verdicts
+//! survive a restart), the one relay long-poll per pending request that every status read
+//! shares, and the pairing sessions. Every use of the NAS home runs off the async workers
+//! (its lock may be held by another process for up to `LOCK_WAIT`). The HTTP handlers (`http`)
+//! and `approvd nas …` both call these functions; neither repeats them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +15,8 @@ use std::time::Duration;
 
 use approvd_client::transport::unix_now;
 use approvd_client::{
-    ChallengeRecord, ClientError, CodeCheck, MailboxEvent, Nas, NasHome, Outcome, PairedDevice,
-    VerifiedClaim,
+    ChallengeRecord, ClientError, CodeCheck, DeviceRecord, MailboxEvent, Nas, NasHome, Outcome,
+    PairedDevice, VerifiedClaim,
 };
 use approvd_proto::pairing::PairingUri;
 use approvd_proto::totp::CodeSecret;
@@ -23,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{
     AccountName, ApprovalRequest, CodeKind, CodeResult, Decider, Device, Devices, PairingConfirmed,
     PairingRequest, PairingStarted, PairingState, PairingStatus, RecoveryCodes, RequestCreated,
-    RequestStatus, MAX_WAIT_SECS,
+    RequestStatus, MAX_PENDING_PER_ACCOUNT, MAX_WAIT_SECS,
 };
 
 /// Why a use case refused or failed. `http` maps each variant to one problem type.
@@ -50,15 +53,27 @@ pub enum Error {
          try again in a minute"
     )]
     RateLimited,
+    /// The account has [`MAX_PENDING_PER_ACCOUNT`] requests pending already.
+    #[error(
+        "`{0}` has {MAX_PENDING_PER_ACCOUNT} sign-in requests pending already; let one end \
+         (answer, cancel or expire) first"
+    )]
+    TooManyPending(AccountName),
     /// A value the protocol refuses (e.g. a context field too long to seal).
     #[error(transparent)]
     Invalid(approvd_proto::Error),
     /// The NAS home cannot be read or written.
     #[error("the agent's state: {0}")]
     State(ClientError),
+    /// Another process holds the NAS state's lock: nothing was read or changed.
+    #[error("the agent's state: {0}")]
+    Busy(ClientError),
     /// The relay cannot be reached, refused the call, or answered what fails the checks.
     #[error("the relay: {0}")]
     Relay(ClientError),
+    /// The relay poll of a pending request failed the last time it ran (it is tried again).
+    #[error("the relay: {0}")]
+    RelayPoll(String),
     #[error("the agent is shutting down; ask again when it is back (the request is kept)")]
     ShuttingDown,
 }
@@ -68,6 +83,7 @@ impl From<ClientError> for Error {
         match error {
             ClientError::Protocol(error) => Error::Invalid(error),
             ClientError::Storage { .. } => Error::State(error),
+            ClientError::Busy { .. } => Error::Busy(error),
             ClientError::Relay { status: 429, .. } => Error::RateLimited,
             other => Error::Relay(other),
         }
@@ -134,6 +150,26 @@ const PAIRING_RETENTION: u64 = 600;
 const CLAIM_SETTLE: Duration = Duration::from_secs(2);
 /// Back-off of the mailbox loop while the relay or the home cannot be reached.
 const MAILBOX_RETRY: Duration = Duration::from_secs(5);
+/// Back-off of a request's relay poll after the relay failed or answered what fails the checks.
+const POLL_RETRY: Duration = Duration::from_secs(2);
+/// The shortest time between two relay polls of one request (a relay that answers "pending"
+/// at once instead of holding the poll must not make the agent spin).
+const POLL_SPACING: Duration = Duration::from_secs(1);
+/// How old a temp file in the home must be before the agent removes it as a crash's leftover.
+const STRAY_TEMP_AGE: Duration = Duration::from_secs(60);
+
+/// What the relay poll of a pending request last saw, for the status reads that watch it.
+#[derive(Debug, Clone)]
+enum PollEvent {
+    /// Nothing yet (or the relay held the poll and answered "pending").
+    Polling,
+    /// The relay handed over an answer that fails the NAS's checks (ignored; polling goes on).
+    Invalid(String),
+    /// The relay could not be asked; polling goes on after [`POLL_RETRY`].
+    Failed(String),
+    /// The request is decided (or forgotten); the poll has ended.
+    Ended,
+}
 
 /// The NAS side's use cases over one NAS home.
 #[derive(Debug)]
@@ -146,6 +182,10 @@ pub struct Service {
     requests_file: Option<PathBuf>,
     /// Held while the requests file is written, so two saves never interleave.
     save_lock: Mutex<()>,
+    /// The one relay poll per pending request that status reads share (H1: a status read
+    /// costs the NAS's relay budget nothing; each pending request costs one long-poll at a
+    /// time, whoever watches it and however often).
+    polls: Mutex<HashMap<Cid, tokio::sync::watch::Receiver<PollEvent>>>,
     /// Pairings started here, by id; finished ones are dropped [`PAIRING_RETENTION`] after
     /// their QR code expired.
     pairings: Mutex<HashMap<PairingId, PairingSession>>,
@@ -156,27 +196,55 @@ pub struct Service {
 }
 
 impl Service {
-    /// Open the NAS home in `dir`: its key, settings and device state must all be readable (an
-    /// old or damaged state is refused here, before anything is served). With
-    /// [`Keep::OnDisk`], requests a previous run left undecided are judged again.
+    /// Open the NAS home in `dir`: it must be private to the user running, and its key,
+    /// settings and device state must all be readable (an old or damaged state is refused
+    /// here, before anything is served). With [`Keep::OnDisk`] (the agent), the requests a
+    /// previous run kept are restored, with their cancels and verdicts (a damaged file is
+    /// refused, never dropped), and temp files a crash left are removed.
     pub fn open(dir: &Path, keep: Keep) -> Result<Arc<Self>, Error> {
         let home = NasHome::open(dir)?;
         let nas = home.nas()?;
         let label = home.settings()?.label;
         home.state()?;
         let requests_file = (keep == Keep::OnDisk).then(|| dir.join("agent-requests.json"));
+        if keep == Keep::OnDisk {
+            let removed = approvd_client::files::remove_stray_temps(dir, STRAY_TEMP_AGE);
+            if removed > 0 {
+                tracing::info!("removed {removed} temp file(s) an interrupted write left");
+            }
+        }
         let service = Self {
             home,
             nas,
             label,
             requests_file,
             save_lock: Mutex::new(()),
+            polls: Mutex::new(HashMap::new()),
             pairings: Mutex::new(HashMap::new()),
             pairing_changed: tokio::sync::Notify::new(),
             stopping: CancellationToken::new(),
         };
-        service.restore_requests();
+        service.restore_requests()?;
         Ok(Arc::new(service))
+    }
+
+    /// Run `f` on the NAS home on a blocking thread: the state lock, which another process of
+    /// the NAS's user may hold for up to `LOCK_WAIT`, never stalls an async worker (and with
+    /// it every other call).
+    async fn on_home<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&NasHome) -> Result<R, ClientError> + Send + 'static,
+    ) -> Result<R, Error> {
+        let home = self.home.clone();
+        tokio::task::spawn_blocking(move || f(&home))
+            .await
+            .map_err(|error| {
+                Error::State(ClientError::Storage {
+                    path: self.home.dir().display().to_string(),
+                    message: format!("the state task failed: {error}"),
+                })
+            })?
+            .map_err(Error::from)
     }
 
     pub fn nas(&self) -> &Nas {
@@ -192,9 +260,13 @@ impl Service {
 
     /// Ask the account's phones (or the listed ones among them) to approve.
     pub async fn create_request(&self, request: &ApprovalRequest) -> Result<RequestCreated, Error> {
+        if self.nas.pending_for(request.user.as_str(), unix_now()) >= MAX_PENDING_PER_ACCOUNT {
+            return Err(Error::TooManyPending(request.user.clone()));
+        }
+        let account = request.user.clone();
         let devices: Vec<PairedDevice> = self
-            .home
-            .account_devices(request.user.as_str())?
+            .on_home(move |home| home.account_devices(account.as_str()))
+            .await?
             .into_iter()
             .filter(|device| {
                 request.devices.is_empty() || request.devices.contains(&device.device_id)
@@ -225,8 +297,41 @@ impl Service {
     }
 
     /// Where request `cid` stands, waiting up to `wait` (at most [`MAX_WAIT_SECS`]) for the
-    /// phone's verified answer. A decided request is answered from the record.
-    pub async fn request_status(&self, cid: &Cid, wait: Duration) -> Result<RequestStatus, Error> {
+    /// phone's verified answer. Answered from the agent's own record: the relay is asked only
+    /// by the one poll this request has ([`Service::poll_relay`], started by the first status
+    /// read), so any number of reads, of any `wait`, cost the NAS's relay budget nothing more.
+    pub async fn request_status(
+        self: &Arc<Self>,
+        cid: &Cid,
+        wait: Duration,
+    ) -> Result<RequestStatus, Error> {
+        let record = self
+            .nas
+            .record(cid)
+            .ok_or(Error::NotFound { what: "request" })?;
+        if record.outcome.is_none() && self.nas.settle_overdue(cid, unix_now()) {
+            self.save_requests();
+        }
+        if let Some(record) = self.nas.record(cid).filter(|r| r.outcome.is_some()) {
+            return Ok(status_of(
+                record.outcome.as_ref().unwrap_or(&Outcome::Expired),
+                &record,
+            ));
+        }
+        let mut events = self.watch(cid);
+        let wait = wait.min(Duration::from_secs(MAX_WAIT_SECS));
+        let event = if wait.is_zero() {
+            PollEvent::Polling
+        } else {
+            tokio::select! {
+                changed = tokio::time::timeout(wait, events.changed()) => match changed {
+                    Ok(Ok(())) => events.borrow_and_update().clone(),
+                    // The poll ended (decided) or the wait is over: the record says which.
+                    Ok(Err(_)) | Err(_) => PollEvent::Ended,
+                },
+                () = self.stopping.cancelled() => return Err(Error::ShuttingDown),
+            }
+        };
         let record = self
             .nas
             .record(cid)
@@ -234,48 +339,131 @@ impl Service {
         if let Some(outcome) = &record.outcome {
             return Ok(status_of(outcome, &record));
         }
-        let wait = wait.min(Duration::from_secs(MAX_WAIT_SECS));
-        let polled = tokio::select! {
-            polled = self.nas.wait_for_verdict(&record.sent, &record.devices, wait) => polled?,
-            () = self.stopping.cancelled() => return Err(Error::ShuttingDown),
-        };
-        let Some(outcome) = polled else {
-            return Ok(RequestStatus::Pending);
-        };
-        // Another poll may have recorded the answer while this one waited: the record decides
-        // (this poll's copy of the same verdict is judged "decided already").
-        let record = self.nas.record(cid).unwrap_or(record);
-        match &record.outcome {
-            Some(recorded) => {
-                self.save_requests();
-                let status = status_of(recorded, &record);
-                tracing::info!("{}: request {cid} is {}", record.user, status.name());
-                Ok(status)
+        match event {
+            PollEvent::Invalid(reason) => Ok(RequestStatus::Invalid { reason }),
+            PollEvent::Failed(reason) => Err(Error::RelayPoll(reason)),
+            PollEvent::Polling | PollEvent::Ended => Ok(RequestStatus::Pending),
+        }
+    }
+
+    /// A watch of request `cid`'s relay poll, starting the poll if none runs.
+    fn watch(self: &Arc<Self>, cid: &Cid) -> tokio::sync::watch::Receiver<PollEvent> {
+        let mut polls = self.polls();
+        if let Some(events) = polls.get(cid) {
+            let mut events = events.clone();
+            events.mark_unchanged();
+            return events;
+        }
+        let (sender, events) = tokio::sync::watch::channel(PollEvent::Polling);
+        polls.insert(*cid, events.clone());
+        tokio::spawn(Arc::clone(self).poll_relay(*cid, sender));
+        events
+    }
+
+    fn polls(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Cid, tokio::sync::watch::Receiver<PollEvent>>> {
+        self.polls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The one relay poll of request `cid`: long-polls for its verdict until it is decided,
+    /// past its expiry, or the agent stops, judging every verdict against the account's phones
+    /// as they are now (a phone removed meanwhile cannot approve). Tells the watchers what each
+    /// poll saw, and keeps the decided request on disk.
+    async fn poll_relay(self: Arc<Self>, cid: Cid, events: tokio::sync::watch::Sender<PollEvent>) {
+        loop {
+            let Some(record) = self.nas.record(&cid) else {
+                break;
+            };
+            let now = unix_now();
+            if record.outcome.is_some() || self.nas.settle_overdue(&cid, now) {
+                break;
             }
-            None => {
-                if let Outcome::Invalid { reason } = &outcome {
+            let left =
+                (record.sent.expires + approvd_client::VERDICT_GRACE + 1).saturating_sub(now);
+            let wait = Duration::from_secs(left.clamp(1, MAX_WAIT_SECS));
+            let started = tokio::time::Instant::now();
+            let polled = tokio::select! {
+                polled = self.judge_next(&record, wait) => polled,
+                () = self.stopping.cancelled() => break,
+            };
+            let pause = match polled {
+                Ok(None) => POLL_SPACING.saturating_sub(started.elapsed()),
+                Ok(Some(Outcome::Invalid { reason })) => {
                     tracing::warn!(
                         "{}: request {cid}: invalid answer refused: {reason}",
                         record.user
                     );
+                    events.send_replace(PollEvent::Invalid(reason));
+                    POLL_RETRY
                 }
-                Ok(status_of(&outcome, &record))
+                Ok(Some(outcome)) => {
+                    tracing::info!(
+                        "{}: request {cid} is {}",
+                        record.user,
+                        status_of(&outcome, &record).name()
+                    );
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!("{}: request {cid}: polling the relay: {error}", record.user);
+                    events.send_replace(PollEvent::Failed(error.to_string()));
+                    POLL_RETRY
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.stopping.cancelled() => break,
             }
         }
+        self.polls().remove(&cid);
+        self.save_requests();
+        events.send_replace(PollEvent::Ended);
     }
 
-    /// Cancel request `cid`: from now on no answer counts, whatever the relay delivers.
+    /// One long-poll of the relay for `record`'s verdict, judged against the phones of its
+    /// account that are still paired (with the keys recorded when it was sent).
+    async fn judge_next(
+        &self,
+        record: &ChallengeRecord,
+        wait: Duration,
+    ) -> Result<Option<Outcome>, Error> {
+        let account = record.user.clone();
+        let current: Vec<DeviceRecord> = self
+            .on_home(move |home| Ok(home.state()?.of(&account).cloned().collect()))
+            .await?;
+        let devices: Vec<PairedDevice> = record
+            .devices
+            .iter()
+            .filter(|device| {
+                current.iter().any(|now| {
+                    now.device.device_id == device.device_id && now.device.sig_key == device.sig_key
+                })
+            })
+            .cloned()
+            .collect();
+        Ok(self
+            .nas
+            .wait_for_verdict(&record.sent, &devices, wait)
+            .await?)
+    }
+
+    /// Cancel request `cid`: from now on no answer counts, whatever the relay delivers, and
+    /// the cancel is on disk before the relay is told (a restart keeps it).
     pub async fn cancel_request(&self, cid: &Cid) -> Result<(), Error> {
         if self.nas.record(cid).is_none() {
             return Err(Error::NotFound { what: "request" });
         }
-        let cancelled = self.nas.cancel(cid).await;
+        self.nas.withdraw(cid);
         self.save_requests();
-        cancelled?;
+        self.nas.cancel(cid).await?;
         Ok(())
     }
 
-    /// Keep the undecided requests on disk (with [`Keep::OnDisk`]).
+    /// Keep the requests on disk (with [`Keep::OnDisk`]): pending ones to judge after a
+    /// restart, cancelled and decided ones so their outcome stands.
     fn save_requests(&self) {
         let Some(path) = &self.requests_file else {
             return;
@@ -284,7 +472,7 @@ impl Service {
             .save_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let records = self.nas.pending_records(unix_now());
+        let records = self.nas.kept_records(unix_now());
         let written = serde_json::to_vec(&records)
             .map_err(|error| error.to_string())
             .and_then(|text| {
@@ -295,72 +483,108 @@ impl Service {
         }
     }
 
-    fn restore_requests(&self) {
+    /// Take back the requests a previous run kept. A file that is there but unreadable is
+    /// refused (the agent does not start), never silently dropped: a PAM login waiting on one
+    /// of them would otherwise be told its request is lost.
+    fn restore_requests(&self) -> Result<(), Error> {
         let Some(path) = &self.requests_file else {
-            return;
+            return Ok(());
         };
-        let Ok(bytes) = std::fs::read(path) else {
-            return;
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(refused_requests(path, &error.to_string())),
         };
-        match serde_json::from_slice::<Vec<ChallengeRecord>>(&bytes) {
-            Ok(records) => {
-                let now = unix_now();
-                for record in records
-                    .into_iter()
-                    .filter(|record| record.sent.expires > now)
-                {
-                    if let Err(error) = self.nas.restore(record) {
-                        tracing::warn!("a kept request is not restored: {error}");
-                    }
-                }
+        let records: Vec<ChallengeRecord> = serde_json::from_slice(&bytes).map_err(|error| {
+            refused_requests(path, &format!("not a list of requests ({error})"))
+        })?;
+        let now = unix_now();
+        for record in records
+            .into_iter()
+            .filter(|record| record.sent.expires + approvd_client::RECORD_RETENTION > now)
+        {
+            if let Err(error) = self.nas.restore(record) {
+                tracing::warn!("a kept request is not restored: {error}");
             }
-            Err(error) => tracing::warn!(
-                "{}: not a list of pending requests ({error}); starting without them",
-                path.display()
-            ),
         }
+        Ok(())
     }
 
     // ---- accounts ----
 
     /// The account's phones.
-    pub fn devices(&self, account: &AccountName) -> Result<Devices, Error> {
-        let state = self.home.state()?;
+    pub async fn devices(&self, account: &AccountName) -> Result<Devices, Error> {
+        let account = account.clone();
+        let state = self.on_home(|home| home.state()).await?;
         let devices = state.of(account.as_str()).map(device_of).collect();
         Ok(Devices { devices })
     }
 
     /// Every paired phone with its account's name, as stored.
-    pub fn all_devices(&self) -> Result<Vec<(String, Device)>, Error> {
+    pub async fn all_devices(&self) -> Result<Vec<(String, Device)>, Error> {
         Ok(self
-            .home
-            .devices()?
+            .on_home(|home| home.devices())
+            .await?
             .iter()
             .map(|record| (record.account.clone(), device_of(record)))
             .collect())
     }
 
-    /// Forget one of the account's phones: no more requests; its codes stop working.
-    pub fn remove_device(&self, account: &AccountName, device_id: &DeviceId) -> Result<(), Error> {
-        if !self.home.remove_device(account.as_str(), device_id)? {
+    /// Forget one of the account's phones: no more requests; its codes stop working; its
+    /// answers to requests still pending no longer count, and a pending request that only
+    /// it could answer is cancelled.
+    pub async fn remove_device(
+        &self,
+        account: &AccountName,
+        device_id: &DeviceId,
+    ) -> Result<(), Error> {
+        let (name, id) = (account.clone(), *device_id);
+        if !self
+            .on_home(move |home| home.remove_device(name.as_str(), &id))
+            .await?
+        {
             return Err(Error::NotFound {
                 what: "device of this account",
             });
         }
         tracing::info!("{account}: removed device {device_id}");
+        let orphaned: Vec<Cid> = self
+            .nas
+            .kept_records(unix_now())
+            .into_iter()
+            .filter(|record| record.outcome.is_none() && record.user == account.as_str())
+            .filter(|record| {
+                record
+                    .devices
+                    .iter()
+                    .all(|device| device.device_id == *device_id)
+            })
+            .map(|record| record.sent.cid)
+            .collect();
+        for cid in orphaned {
+            tracing::info!("{account}: request {cid} cancelled: its phone was removed");
+            if let Err(error) = self.cancel_request(&cid).await {
+                tracing::warn!(
+                    "{account}: request {cid}: telling the relay of the cancel: {error}"
+                );
+            }
+        }
         Ok(())
     }
 
     /// A new set of recovery codes for the account; the old set stops working.
-    pub fn new_recovery_codes(&self, account: &AccountName) -> Result<RecoveryCodes, Error> {
-        let recovery_codes = self.home.new_recovery_codes(account.as_str())?;
+    pub async fn new_recovery_codes(&self, account: &AccountName) -> Result<RecoveryCodes, Error> {
+        let name = account.clone();
+        let recovery_codes = self
+            .on_home(move |home| home.new_recovery_codes(name.as_str()))
+            .await?;
         tracing::info!("{account}: new recovery codes issued");
         Ok(RecoveryCodes { recovery_codes })
     }
 
     /// Check a code the user typed, within the account's attempt limit. The outcome is logged,
     /// never the code.
-    pub fn check_code(
+    pub async fn check_code(
         &self,
         account: &AccountName,
         kind: CodeKind,
@@ -368,10 +592,13 @@ impl Service {
     ) -> Result<CodeResult, Error> {
         let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
         let now = unix_now();
-        let checked = match kind {
-            CodeKind::Offline => self.home.check_offline_code(account.as_str(), &code, now)?,
-            CodeKind::Recovery => self.home.use_recovery_code(account.as_str(), &code, now)?,
-        };
+        let name = account.clone();
+        let checked = self
+            .on_home(move |home| match kind {
+                CodeKind::Offline => home.check_offline_code(name.as_str(), &code, now),
+                CodeKind::Recovery => home.use_recovery_code(name.as_str(), &code, now),
+            })
+            .await?;
         Ok(match checked {
             CodeCheck::Accepted { device_id } => {
                 tracing::info!("{account}: code accepted");
@@ -401,7 +628,7 @@ impl Service {
         self: &Arc<Self>,
         request: &PairingRequest,
     ) -> Result<PairingStarted, Error> {
-        self.check_room(&request.user)?;
+        self.check_room(&request.user).await?;
         let uri = self
             .nas
             .start_pairing(&self.label, request.user.as_str(), request.ttl())
@@ -439,9 +666,15 @@ impl Service {
     }
 
     /// Whether the account may pair one more phone.
-    fn check_room(&self, account: &AccountName) -> Result<(), Error> {
-        let max = self.home.settings()?.max_phones_per_account;
-        if self.home.state()?.of(account.as_str()).count() >= max {
+    async fn check_room(&self, account: &AccountName) -> Result<(), Error> {
+        let name = account.clone();
+        let (max, paired) = self
+            .on_home(move |home| {
+                let max = home.settings()?.max_phones_per_account;
+                Ok((max, home.state()?.of(name.as_str()).count()))
+            })
+            .await?;
+        if paired >= max {
             return Err(Error::TooManyPhones {
                 account: account.clone(),
                 max,
@@ -590,7 +823,9 @@ impl Service {
             }
             Err(error) => return Err(error.into()),
         };
-        let recovery_codes = self.record_paired(&account, device.clone(), &secret)?;
+        let recovery_codes = self
+            .record_paired(&account, device.clone(), &secret)
+            .await?;
         let pairing = self
             .advance(id, |_| {
                 Some(Step::Paired {
@@ -608,21 +843,26 @@ impl Service {
     /// Record a newly paired phone of `account`. The rule for recovery codes lives here only:
     /// an account that has none left gets a new set with this phone (returned, to be shown
     /// once).
-    pub fn record_paired(
+    pub async fn record_paired(
         &self,
         account: &AccountName,
         device: PairedDevice,
         code_secret: &CodeSecret,
     ) -> Result<Option<Vec<String>>, Error> {
-        let needs_codes = !self.home.has_recovery_codes(account.as_str())?;
         let (device_id, name) = (device.device_id, device.name.clone());
-        self.home
-            .add_device(account.as_str(), device, code_secret)?;
+        let (owner, secret) = (account.clone(), code_secret.clone());
+        let needs_codes = self
+            .on_home(move |home| {
+                let needs_codes = !home.has_recovery_codes(owner.as_str())?;
+                home.add_device(owner.as_str(), device, &secret)?;
+                Ok(needs_codes)
+            })
+            .await?;
         tracing::info!("{account}: paired {name} ({device_id})");
         if !needs_codes {
             return Ok(None);
         }
-        Ok(Some(self.new_recovery_codes(account)?.recovery_codes))
+        Ok(Some(self.new_recovery_codes(account).await?.recovery_codes))
     }
 
     // ---- mailbox ----
@@ -631,8 +871,8 @@ impl Service {
     /// one); the events applied.
     pub async fn drain_mailbox(&self, wait: Duration) -> Result<Vec<MailboxEvent>, Error> {
         let devices: Vec<PairedDevice> = self
-            .home
-            .devices()?
+            .on_home(|home| home.devices())
+            .await?
             .into_iter()
             .map(|record| record.device)
             .collect();
@@ -640,7 +880,8 @@ impl Service {
         for event in &events {
             tracing::info!("mailbox: {event:?}");
         }
-        self.home.apply(&events)?;
+        let applied = events.clone();
+        self.on_home(move |home| home.apply(&applied)).await?;
         Ok(events)
     }
 
@@ -666,7 +907,17 @@ impl Service {
     }
 }
 
-fn device_of(record: &approvd_client::DeviceRecord) -> Device {
+fn refused_requests(path: &Path, reason: &str) -> Error {
+    Error::State(ClientError::Storage {
+        path: path.display().to_string(),
+        message: format!(
+            "{reason}: the agent will not start without the requests it kept; move the file \
+             away to start without them (their sign-ins then end as lost)"
+        ),
+    })
+}
+
+fn device_of(record: &DeviceRecord) -> Device {
     Device {
         device_id: record.device.device_id,
         name: record.device.name.clone(),
@@ -744,13 +995,14 @@ mod tests {
         AccountName::parse(name).expect("name")
     }
 
-    #[test]
-    fn an_accounts_first_phone_comes_with_recovery_codes_and_the_next_does_not() {
+    #[tokio::test]
+    async fn an_accounts_first_phone_comes_with_recovery_codes_and_the_next_does_not() {
         let home = Home::new("first-phone");
         let service = Service::open(&home.0, Keep::InMemory).expect("open");
         let alice = account("alice");
         let first = service
             .record_paired(&alice, phone("first"), &CodeSecret::generate())
+            .await
             .expect("recorded");
         assert_eq!(
             first.map(|codes| codes.len()),
@@ -758,37 +1010,52 @@ mod tests {
         );
         let second = service
             .record_paired(&alice, phone("second"), &CodeSecret::generate())
+            .await
             .expect("recorded");
         assert_eq!(second, None);
         // Bob is another account: his first phone has codes of its own.
         let bob = service
             .record_paired(&account("bob"), phone("bob's"), &CodeSecret::generate())
+            .await
             .expect("recorded");
         assert!(bob.is_some());
         // An account whose codes are used up gets a new set with its next phone.
         let mut codes = service
             .new_recovery_codes(&alice)
+            .await
             .expect("codes")
             .recovery_codes;
         for code in codes.drain(..) {
             let used = service
                 .check_code(&alice, CodeKind::Recovery, &code)
+                .await
                 .expect("checked");
             assert!(matches!(used, CodeResult::Accepted { device_id: None }));
         }
         let third = service
             .record_paired(&alice, phone("third"), &CodeSecret::generate())
+            .await
             .expect("recorded");
         assert!(third.is_some());
-        assert_eq!(service.devices(&alice).expect("devices").devices.len(), 3);
+        assert_eq!(
+            service
+                .devices(&alice)
+                .await
+                .expect("devices")
+                .devices
+                .len(),
+            3
+        );
     }
 
-    #[test]
-    fn a_state_that_cannot_be_read_is_an_error_not_a_set_of_codes() {
+    #[tokio::test]
+    async fn a_state_that_cannot_be_read_is_an_error_not_a_set_of_codes() {
         let home = Home::new("unreadable");
         let service = Service::open(&home.0, Keep::InMemory).expect("open");
         std::fs::write(home.0.join("devices.json"), b"{not json").expect("damage");
-        let refused = service.record_paired(&account("alice"), phone("x"), &CodeSecret::generate());
+        let refused = service
+            .record_paired(&account("alice"), phone("x"), &CodeSecret::generate())
+            .await;
         assert!(matches!(refused, Err(Error::State(_))), "{refused:?}");
         assert!(matches!(
             Service::open(&home.0, Keep::InMemory),
@@ -796,32 +1063,40 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn phones_and_codes_belong_to_one_account() {
+    #[tokio::test]
+    async fn phones_and_codes_belong_to_one_account() {
         let home = Home::new("accounts");
         let service = Service::open(&home.0, Keep::InMemory).expect("open");
         let (alice, bob) = (account("alice"), account("bob"));
         let alices = phone("alice's");
         service
             .record_paired(&alice, alices.clone(), &CodeSecret::generate())
+            .await
             .expect("recorded");
         assert!(matches!(
-            service.remove_device(&bob, &alices.device_id),
+            service.remove_device(&bob, &alices.device_id).await,
             Err(Error::NotFound { .. })
         ));
         let checked = service
             .check_code(&bob, CodeKind::Offline, "123 456")
+            .await
             .expect("checked");
         assert_eq!(checked, CodeResult::Rejected { failures: 1 });
-        let all = service.all_devices().expect("all");
+        let all = service.all_devices().await.expect("all");
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].0, "alice");
         service
             .remove_device(&alice, &alices.device_id)
+            .await
             .expect("removed");
-        assert!(service.devices(&alice).expect("devices").devices.is_empty());
+        assert!(service
+            .devices(&alice)
+            .await
+            .expect("devices")
+            .devices
+            .is_empty());
         assert!(matches!(
-            service.remove_device(&alice, &alices.device_id),
+            service.remove_device(&alice, &alices.device_id).await,
             Err(Error::NotFound { .. })
         ));
     }
@@ -853,7 +1128,7 @@ mod tests {
     }
 
     #[test]
-    fn kept_requests_come_back_a_damaged_file_is_set_aside_and_in_memory_writes_none() {
+    fn kept_requests_and_their_cancels_come_back_a_damaged_file_is_refused_and_strays_go() {
         let home = Home::new("requests-file");
         let file = home.0.join("agent-requests.json");
         let cid = Cid::random();
@@ -875,7 +1150,20 @@ mod tests {
             devices: vec![phone("alice's")],
             outcome: None,
         };
-        let expired = ChallengeRecord {
+        let other = Cid::random();
+        let cancelled = ChallengeRecord {
+            sent: approvd_client::SentChallenge {
+                cid: other,
+                report: approvd_proto::wire::ChallengeCreated {
+                    cid: other,
+                    ..record.sent.report.clone()
+                },
+                ..record.sent.clone()
+            },
+            outcome: Some(Outcome::Cancelled),
+            ..record.clone()
+        };
+        let forgotten = ChallengeRecord {
             sent: approvd_client::SentChallenge {
                 expires: 1,
                 ..record.sent.clone()
@@ -884,25 +1172,49 @@ mod tests {
         };
         std::fs::write(
             &file,
-            serde_json::to_vec(&[&record, &expired]).expect("json"),
+            serde_json::to_vec(&[&record, &cancelled, &forgotten]).expect("json"),
         )
         .expect("write");
+        // A crash's leftover copy of the state, old enough to be nobody's write under way.
+        let stray = home.0.join(".devices.json.AAAAAAAAAAAAAAAA.tmp");
+        std::fs::write(&stray, b"{}").expect("stray");
+        let old = std::time::SystemTime::now() - 2 * STRAY_TEMP_AGE;
+        std::fs::File::options()
+            .write(true)
+            .open(&stray)
+            .and_then(|file| file.set_modified(old))
+            .expect("age the stray file");
         let service = Service::open(&home.0, Keep::OnDisk).expect("open");
+        assert!(!stray.exists(), "the agent removes what a crash left");
+        let mut kept = service.nas().kept_records(0);
+        kept.sort_by_key(|record| record.sent.cid != cid);
+        assert_eq!(kept, [record.clone(), cancelled.clone()]);
         assert_eq!(
-            service.nas().pending_records(0),
-            std::slice::from_ref(&record)
+            service.nas().challenge_state(&other),
+            Some(approvd_client::nas::ChallengeState::Cancelled),
+            "a cancel survives the restart"
         );
-        // Saved again as it was: the expired one is gone from the file too.
+        // Saved again as it was: the forgotten one is gone from the file too.
         service.save_requests();
         let saved: Vec<ChallengeRecord> =
             serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("records");
-        assert_eq!(saved, [record]);
+        assert_eq!(saved.len(), 2);
         drop(service);
 
-        std::fs::write(&file, b"[{\"neither\": \"here nor there\"}]").expect("write");
-        let service = Service::open(&home.0, Keep::OnDisk).expect("a bad file does not stop it");
-        assert!(service.nas().pending_records(0).is_empty());
-        drop(service);
+        for damaged in [&b"[{\"neither\": \"here nor there\"}]"[..], b"[[{\"garbage"] {
+            std::fs::write(&file, damaged).expect("write");
+            let refused =
+                Service::open(&home.0, Keep::OnDisk).expect_err("a damaged file stops it");
+            assert!(
+                refused.to_string().contains("move the file away"),
+                "{refused}"
+            );
+            assert_eq!(
+                std::fs::read(&file).expect("kept"),
+                damaged,
+                "and is left as it was"
+            );
+        }
 
         std::fs::remove_file(&file).expect("remove");
         let service = Service::open(&home.0, Keep::InMemory).expect("open");

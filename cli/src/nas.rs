@@ -187,20 +187,23 @@ async fn run_with(service: &Arc<Service>, command: NasCommand) -> Result<ExitCod
     match command {
         NasCommand::Init { .. } => unreachable!("handled by run"),
         NasCommand::Pair { user, ttl } => pair(service, user, ttl).await,
-        NasCommand::Remove { user, device_id } => match service.remove_device(&user, &device_id) {
-            Ok(()) => {
-                println!("removed {device_id} from {user}");
-                Ok(ExitCode::SUCCESS)
+        NasCommand::Remove { user, device_id } => {
+            match service.remove_device(&user, &device_id).await {
+                Ok(()) => {
+                    println!("removed {device_id} from {user}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(Error::NotFound { .. }) => {
+                    eprintln!("{user} has no device {device_id}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(error) => Err(error),
             }
-            Err(Error::NotFound { .. }) => {
-                eprintln!("{user} has no device {device_id}");
-                Ok(ExitCode::from(1))
-            }
-            Err(error) => Err(error),
-        },
+        }
         NasCommand::Devices { user } => {
             let devices: Vec<_> = service
-                .all_devices()?
+                .all_devices()
+                .await?
                 .into_iter()
                 .filter(|(account, _)| user.as_ref().is_none_or(|user| account == user.as_str()))
                 .collect();
@@ -274,11 +277,11 @@ async fn run_with(service: &Arc<Service>, command: NasCommand) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         NasCommand::Otp { user, code } => Ok(report_code(
-            service.check_code(&user, CodeKind::Offline, &code)?,
+            service.check_code(&user, CodeKind::Offline, &code).await?,
             "offline code",
         )),
         NasCommand::RecoveryCodes { user } => {
-            let codes = service.new_recovery_codes(&user)?;
+            let codes = service.new_recovery_codes(&user).await?;
             println!(
                 "Recovery codes for {user} (each works once; the old set no longer works). \
                  Keep them somewhere safe — they are not shown again:"
@@ -289,7 +292,7 @@ async fn run_with(service: &Arc<Service>, command: NasCommand) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         NasCommand::Recover { user, code } => Ok(report_code(
-            service.check_code(&user, CodeKind::Recovery, &code)?,
+            service.check_code(&user, CodeKind::Recovery, &code).await?,
             "recovery code",
         )),
     }
@@ -395,7 +398,10 @@ async fn pair(service: &Arc<Service>, account: AccountName, ttl: u64) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-async fn request_approval(service: &Service, request: &ApprovalRequest) -> Result<ExitCode, Error> {
+async fn request_approval(
+    service: &Arc<Service>,
+    request: &ApprovalRequest,
+) -> Result<ExitCode, Error> {
     let created = match service.create_request(request).await {
         Ok(created) => created,
         Err(Error::NoDevices(user)) => {
@@ -411,7 +417,7 @@ async fn request_approval(service: &Service, request: &ApprovalRequest) -> Resul
         }
         Err(error) => return Err(error),
     };
-    let devices = service.devices(&request.user)?.devices;
+    let devices = service.devices(&request.user).await?.devices;
     let name = |device_id: &approvd_proto::DeviceId| {
         devices
             .iter()

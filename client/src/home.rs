@@ -9,7 +9,9 @@ use approvd_proto::totp::CodeSecret;
 use approvd_proto::DeviceId;
 use ed25519_dalek::SigningKey;
 
-use crate::files::{read_json, read_private, write_atomic, write_json};
+use crate::files::{
+    check_private_dir, create_private_dir, read_json, read_private, write_atomic, write_json,
+};
 use crate::nas::{MailboxEvent, Nas, PairedDevice};
 use crate::phone::{Phone, PhoneState};
 use crate::transport::ClientError;
@@ -59,6 +61,9 @@ pub const FIRST_LOCKOUT: u64 = 60;
 pub const MAX_LOCKOUT: u64 = 24 * 3600;
 /// Recovery codes per set.
 pub const RECOVERY_CODES: usize = 10;
+/// The longest a read or change waits for the state lock before it is refused as busy (a
+/// lock held longer than any real change takes is a stuck or hostile process).
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// An account's record of wrong codes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -182,7 +187,8 @@ impl NasState {
 }
 
 /// `<dir>/nas.key` (0600), `<dir>/nas.json`, `<dir>/devices.json` (0600: offline-code secrets),
-/// `<dir>/devices.lock` (held while the device state is read or changed).
+/// `<dir>/devices.lock` (0600, held while the device state is read or changed). The directory
+/// is 0700 and belongs to the user running: [`NasHome::open`] refuses any other.
 #[derive(Debug, Clone)]
 pub struct NasHome {
     dir: PathBuf,
@@ -212,6 +218,8 @@ impl NasHome {
         let home = Self {
             dir: dir.to_owned(),
         };
+        create_private_dir(dir)?;
+        check_private_dir(dir)?;
         if home.key_path().exists() {
             return Err(ClientError::Storage {
                 path: home.key_path().display().to_string(),
@@ -246,7 +254,8 @@ impl NasHome {
         Ok(home)
     }
 
-    /// Open an existing NAS home.
+    /// Open an existing NAS home: refused when another user could enter it or it belongs to
+    /// another user ([`check_private_dir`]).
     pub fn open(dir: &Path) -> Result<Self, ClientError> {
         let home = Self {
             dir: dir.to_owned(),
@@ -257,7 +266,12 @@ impl NasHome {
                 message: "no NAS identity here; run `approvd nas init` first".to_owned(),
             });
         }
+        check_private_dir(dir)?;
         Ok(home)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn settings(&self) -> Result<NasSettings, ClientError> {
@@ -273,7 +287,9 @@ impl NasHome {
     }
 
     /// Hold the state lock (exclusive for a change, shared for a read) while `f` runs: two
-    /// processes (the CLI, an agent) never interleave a read-modify-write of the devices.
+    /// processes (the CLI, an agent) never interleave a read-modify-write of the devices. The
+    /// lock file is 0600 and never opened through a link; a lock not had within [`LOCK_WAIT`]
+    /// is [`ClientError::Busy`], never an endless wait.
     fn locked<R>(
         &self,
         exclusive: bool,
@@ -284,16 +300,35 @@ impl NasHome {
             path: path.display().to_string(),
             message: error.to_string(),
         };
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(storage)?;
-        if exclusive {
-            lock.lock().map_err(storage)?;
-        } else {
-            lock.lock_shared().map_err(storage)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options
+                .mode(0o600)
+                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
+        }
+        let lock = options.open(&path).map_err(storage)?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let taken = if exclusive {
+                lock.try_lock()
+            } else {
+                lock.try_lock_shared()
+            };
+            match taken {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(ClientError::Busy {
+                        path: path.display().to_string(),
+                    })
+                }
+                Err(std::fs::TryLockError::Error(error)) => return Err(storage(error)),
+            }
         }
         let result = f(&self.devices_path());
         drop(lock); // closing the file releases the lock

@@ -12,7 +12,7 @@ pub mod transport;
 pub use home::{CodeCheck, DeviceRecord, NasHome, PhoneHome};
 pub use nas::{
     ChallengeRecord, ChallengeState, MailboxEvent, Nas, Outcome, PairedDevice, SentChallenge,
-    VerifiedClaim, NUMBER_DIGITS, RECORD_RETENTION,
+    VerifiedClaim, MAX_PENDING_PER_USER, NUMBER_DIGITS, RECORD_RETENTION, VERDICT_GRACE,
 };
 pub use phone::{Phone, PhoneState, PromptMemory, ReceivedChallenge, MAX_PROMPTS, PROMPT_WINDOW};
 pub use transport::{ClientError, Prepared, RelayClient};

@@ -135,6 +135,14 @@ pub enum ChallengeState {
 /// learns the outcome), seconds. A forgotten challenge can only be judged expired.
 pub const RECORD_RETENTION: u64 = 300;
 
+/// Seconds past a challenge's expiry in which a verdict fetched now still counts (clock skew
+/// between the phone, the relay and this NAS); later, the challenge can only be expired.
+pub const VERDICT_GRACE: u64 = 5;
+
+/// Most challenges one account may have pending at once: [`NUMBER_DIGITS`] numbers must stay
+/// distinct among them, and a caller hammering one name must not fill the number space.
+pub const MAX_PENDING_PER_USER: usize = 100;
+
 /// What this NAS remembers of a challenge it sent: the one record per challenge, from which
 /// its verdict is judged, its number kept apart from the user's other prompts, and its outcome
 /// answered once decided. Serializable, so a daemon can keep judging it after a restart
@@ -207,19 +215,31 @@ impl Nas {
         self.live().get(cid).cloned()
     }
 
-    /// The records of every challenge still pending and not expired at `now`: what a daemon
-    /// keeps on disk to judge them after a restart.
-    pub fn pending_records(&self, now: u64) -> Vec<ChallengeRecord> {
+    /// The records of every challenge not yet forgotten at `now` ([`RECORD_RETENTION`] after
+    /// its expiry), pending, cancelled or decided: what a daemon keeps on disk so that after a
+    /// restart its pending challenges are still judged and its cancels and verdicts still
+    /// stand (a cancelled challenge never turns `approved`).
+    pub fn kept_records(&self, now: u64) -> Vec<ChallengeRecord> {
         self.live()
             .values()
-            .filter(|record| record.outcome.is_none() && record.sent.expires > now)
+            .filter(|record| record.sent.expires + RECORD_RETENTION > now)
             .cloned()
             .collect()
     }
 
-    /// Take back a record kept by [`Nas::pending_records`] (one whose delivery report names
-    /// another challenge is refused). Its verdict is still judged only against its own hashes
-    /// and this NAS's key.
+    /// How many challenges of `user` are pending and not expired at `now`.
+    pub fn pending_for(&self, user: &str, now: u64) -> usize {
+        self.live()
+            .values()
+            .filter(|record| {
+                record.user == user && record.outcome.is_none() && record.sent.expires >= now
+            })
+            .count()
+    }
+
+    /// Take back a record kept by [`Nas::kept_records`] (one whose delivery report names
+    /// another challenge is refused), with its outcome if it had one. Its verdict is still
+    /// judged only against its own hashes and this NAS's key.
     pub fn restore(&self, record: ChallengeRecord) -> Result<(), ClientError> {
         if record.sent.report.cid != record.sent.cid {
             return Err(verification(
@@ -232,22 +252,51 @@ impl Nas {
 
     /// Record the final `outcome` of `cid` unless one is recorded already (the first wins).
     fn settle(&self, cid: &Cid, outcome: &Outcome) {
+        Self::settle_in(&mut self.live(), cid, outcome);
+    }
+
+    fn settle_in(
+        live: &mut std::collections::HashMap<Cid, ChallengeRecord>,
+        cid: &Cid,
+        outcome: &Outcome,
+    ) {
         if matches!(outcome, Outcome::Invalid { .. }) {
             return;
         }
-        if let Some(record) = self.live().get_mut(cid) {
+        if let Some(record) = live.get_mut(cid) {
             record.outcome.get_or_insert_with(|| outcome.clone());
         }
+    }
+
+    /// Record `cid` as expired if it is still pending past its expiry and [`VERDICT_GRACE`] at
+    /// `now` (no verdict fetched from then on could count); whether it is now decided.
+    pub fn settle_overdue(&self, cid: &Cid, now: u64) -> bool {
+        let mut live = self.live();
+        let Some(record) = live.get_mut(cid) else {
+            return false;
+        };
+        if record.outcome.is_none() && now > record.sent.expires + VERDICT_GRACE {
+            record.outcome = Some(Outcome::Expired);
+        }
+        record.outcome.is_some()
+    }
+
+    /// Record this NAS's own cancel of `cid` (unless it is decided already), without telling
+    /// the relay: from now on no verdict counts. [`Nas::cancel`] also tells the relay.
+    pub fn withdraw(&self, cid: &Cid) {
+        self.settle(cid, &Outcome::Cancelled);
     }
 
     /// A number of [`NUMBER_DIGITS`] digits, uniform from the CSPRNG, different from the number
     /// of every other challenge of `user` in `live` still pending at `now` (so that two prompts
     /// cannot be confused).
+    /// More than [`MAX_PENDING_PER_USER`] pending challenges of `user` are refused, so the
+    /// draw always has most numbers free.
     fn draw_number(
         live: &std::collections::HashMap<Cid, ChallengeRecord>,
         user: &str,
         now: u64,
-    ) -> String {
+    ) -> Result<String, ClientError> {
         let taken: Vec<&str> = live
             .values()
             .filter(|record| {
@@ -255,6 +304,13 @@ impl Nas {
             })
             .filter_map(|record| record.sent.number.as_deref())
             .collect();
+        if taken.len() >= MAX_PENDING_PER_USER {
+            return Err(approvd_proto::Error::Invalid {
+                field: "user",
+                reason: "this account has too many sign-in requests pending; let some end first",
+            }
+            .into());
+        }
         let range = 10u32.pow(NUMBER_DIGITS);
         loop {
             let draw = u32::from_be_bytes(approvd_proto::random_bytes::<4>());
@@ -264,7 +320,7 @@ impl Nas {
             }
             let number = format!("{:0width$}", draw % range, width = NUMBER_DIGITS as usize);
             if !taken.contains(&number.as_str()) {
-                return number;
+                return Ok(number);
             }
         }
     }
@@ -529,11 +585,14 @@ impl Nas {
         };
         let mut live = self.live();
         live.retain(|_, record| record.sent.expires + RECORD_RETENTION > created);
+        let number = number_matching
+            .then(|| Self::draw_number(&live, &context.user, created))
+            .transpose()?;
         let sent = SentChallenge {
             cid,
             created,
             expires,
-            number: number_matching.then(|| Self::draw_number(&live, &context.user, created)),
+            number,
             challenge_hashes,
             report: ChallengeCreated {
                 cid,
@@ -570,8 +629,12 @@ impl Nas {
             .await
         {
             Ok(Some(verdict)) => {
-                let outcome = self.judge(sent, devices, &verdict, unix_now());
-                self.settle(&sent.cid, &outcome);
+                // Judge and record under one lock: two polls sharing this NAS never accept two
+                // verdicts for one challenge, and a cancel cannot slip in between.
+                let mut live = self.live();
+                let state = live.get(&sent.cid).map(ChallengeRecord::state);
+                let outcome = self.judge_in(state, sent, devices, &verdict, unix_now());
+                Self::settle_in(&mut live, &sent.cid, &outcome);
                 Ok(Some(outcome))
             }
             Ok(None) => Ok(None),
@@ -615,11 +678,23 @@ impl Nas {
         signed: &SignedVerdict,
         now: u64,
     ) -> Outcome {
+        self.judge_in(self.challenge_state(&sent.cid), sent, devices, signed, now)
+    }
+
+    /// [`Nas::judge`] given the challenge's recorded state.
+    fn judge_in(
+        &self,
+        state: Option<ChallengeState>,
+        sent: &SentChallenge,
+        devices: &[PairedDevice],
+        signed: &SignedVerdict,
+        now: u64,
+    ) -> Outcome {
         let verdict = &signed.verdict;
         let invalid = |reason: &str| Outcome::Invalid {
             reason: reason.to_owned(),
         };
-        match self.challenge_state(&sent.cid) {
+        match state {
             Some(ChallengeState::Cancelled) => return Outcome::Cancelled,
             Some(ChallengeState::Decided) => {
                 return invalid("this challenge is decided already: one verdict per challenge")
@@ -646,7 +721,7 @@ impl Nas {
         if expected_hash != Some(verdict.challenge_hash) {
             return invalid("the verdict does not answer the challenge this NAS sent that device");
         }
-        if verdict.decided_at > sent.expires || now > sent.expires + 5 {
+        if verdict.decided_at > sent.expires || now > sent.expires + VERDICT_GRACE {
             return Outcome::Expired;
         }
         match verdict.decision {
@@ -779,7 +854,7 @@ impl Nas {
     /// Cancel a challenge (e.g. the user signed in another way). From now on this NAS refuses
     /// any verdict for it, even if the relay never learns of the cancel.
     pub async fn cancel(&self, cid: &Cid) -> Result<(), ClientError> {
-        self.settle(cid, &Outcome::Cancelled);
+        self.withdraw(cid);
         let path = format!("/v1/challenges/{cid}");
         self.client
             .call::<(), ()>("DELETE", &path, "", None)

@@ -42,6 +42,10 @@ pub enum ClientError {
     /// A state file could not be read or written, or is unsafe to use.
     #[error("{path}: {message}")]
     Storage { path: String, message: String },
+    /// Another process held the state lock longer than a change takes: nothing was read or
+    /// changed; ask again.
+    #[error("{path}: the state is locked by another process; nothing was changed, try again")]
+    Busy { path: String },
 }
 
 impl ClientError {
@@ -84,6 +88,9 @@ fn http_client(base_url: &str) -> Result<reqwest::Client, ClientError> {
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(50))
+            // A relay may drop or delay, never point this client elsewhere: a redirect would
+            // carry the signed request (and its body) to any address the relay names.
+            .redirect(reqwest::redirect::Policy::none())
     };
     if base_url.starts_with("http://") {
         return Ok(builder().tls_certs_only(Vec::new()).build()?);
@@ -221,7 +228,35 @@ impl RelayClient {
     }
 }
 
-/// Decode a relay response (see [`RelayClient::call`]).
+/// The largest relay answer read, bytes (a mailbox page of [`approvd_proto::limits::MAX_ACK`]
+/// notices is well under it): a larger one is refused unread, not buffered.
+pub const MAX_ANSWER: usize = 1024 * 1024;
+
+/// The body of `response`, refused past [`MAX_ANSWER`] bytes without reading the rest.
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+    let status = response.status().as_u16();
+    let too_large = || ClientError::Unexpected {
+        status,
+        detail: format!("an answer larger than {MAX_ANSWER} bytes (not read)"),
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_ANSWER as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Decode a relay response (see [`RelayClient::call`]). A redirect is an unexpected answer
+/// (never followed), and a body past [`MAX_ANSWER`] is refused.
 pub async fn decode<T: DeserializeOwned>(
     response: reqwest::Response,
 ) -> Result<Option<T>, ClientError> {
@@ -229,7 +264,7 @@ pub async fn decode<T: DeserializeOwned>(
     if status == 204 {
         return Ok(None);
     }
-    let bytes = response.bytes().await?;
+    let bytes = read_capped(response).await?;
     if (200..300).contains(&status) {
         return serde_json::from_slice(&bytes)
             .map(Some)

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse, HttpServer};
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
 use clap::{Parser, Subcommand};
 
 /// A web sign-in page approved on the phone, on the approvd NAS agent.
@@ -98,6 +98,11 @@ pub struct Users {
     hashes: HashMap<String, String>,
     /// Checked for unknown usernames so that they take as long as known ones.
     dummy: String,
+    /// Argon2 working memory, reused: one buffer per check running at once (at most
+    /// [`PASSWORD_CHECKS`]), allocated once and never freed. A fresh 19 MiB buffer per check
+    /// stays in the allocator's heap after it is freed, and a flood of wrong passwords grew
+    /// the page to ~2 GB.
+    scratch: std::sync::Mutex<Vec<Vec<argon2::Block>>>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -136,6 +141,7 @@ impl Users {
         Ok(Self {
             hashes: file.users,
             dummy,
+            scratch: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -143,12 +149,60 @@ impl Users {
     pub fn verify(&self, user: Option<&str>, password: &str) -> bool {
         let known = user.and_then(|user| self.hashes.get(user));
         let stored = known.unwrap_or(&self.dummy);
-        let matches = PasswordHash::new(stored).is_ok_and(|parsed| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        });
+        let matches = PasswordHash::new(stored)
+            .is_ok_and(|parsed| self.matches(&parsed, password.as_bytes()));
         known.is_some() && matches
+    }
+
+    /// Argon2 of `password` under `stored`'s algorithm, parameters and salt, in a reused
+    /// buffer, compared in constant time with `stored`'s hash.
+    fn matches(&self, stored: &PasswordHash<'_>, password: &[u8]) -> bool {
+        let (Some(expected), Some(salt)) = (stored.hash, stored.salt) else {
+            return false;
+        };
+        let mut salt_bytes = [0u8; 64];
+        let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+            return false;
+        };
+        let (Ok(algorithm), Ok(params)) = (
+            argon2::Algorithm::try_from(stored.algorithm),
+            argon2::Params::try_from(stored),
+        ) else {
+            return false;
+        };
+        let version = stored
+            .version
+            .and_then(|version| argon2::Version::try_from(version).ok())
+            .unwrap_or_default();
+        let mut memory = self.take_scratch(params.block_count());
+        let mut out = vec![0u8; expected.len()];
+        let hashed = argon2::Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..]);
+        self.return_scratch(memory);
+        hashed.is_ok() && bool::from(subtle::ConstantTimeEq::ct_eq(&out[..], expected.as_bytes()))
+    }
+
+    fn take_scratch(&self, blocks: usize) -> Vec<argon2::Block> {
+        let reused = self
+            .scratch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut memory = reused.unwrap_or_default();
+        if memory.len() < blocks {
+            memory.resize(blocks, argon2::Block::default());
+        }
+        memory
+    }
+
+    fn return_scratch(&self, memory: Vec<argon2::Block>) {
+        let mut pool = self
+            .scratch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pool.len() < PASSWORD_CHECKS {
+            pool.push(memory);
+        }
     }
 }
 
@@ -361,5 +415,43 @@ async fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("approvd-signin-web: {error}");
             ExitCode::from(3)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_checked_in_reused_memory_under_each_hashs_own_parameters() {
+        let alice = hash("correct horse").expect("hash");
+        // A hash made elsewhere with other parameters (less memory, two lanes) still verifies.
+        let params = argon2::Params::new(4096, 2, 2, None).expect("params");
+        let salt = SaltString::encode_b64(&[7u8; 16]).expect("salt");
+        let carol =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+                .hash_password(b"carol pass", &salt)
+                .expect("hash")
+                .to_string();
+        let users = Users {
+            hashes: HashMap::from([("alice".to_owned(), alice), ("carol".to_owned(), carol)]),
+            dummy: hash("approvd dummy password").expect("hash"),
+            scratch: std::sync::Mutex::new(Vec::new()),
+        };
+        for _ in 0..2 {
+            assert!(users.verify(Some("alice"), "correct horse"));
+            assert!(!users.verify(Some("alice"), "correct horse "));
+            assert!(users.verify(Some("carol"), "carol pass"));
+            assert!(!users.verify(Some("carol"), "correct horse"));
+            assert!(!users.verify(Some("nobody"), "approvd dummy password"));
+            assert!(!users.verify(None, "correct horse"));
+        }
+        let pool = users.scratch.lock().expect("pool");
+        assert_eq!(
+            pool.len(),
+            1,
+            "one check at a time needs one buffer, reused"
+        );
+        assert_eq!(pool[0].len(), argon2::Params::default().block_count());
     }
 }

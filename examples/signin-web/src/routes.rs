@@ -243,7 +243,9 @@ async fn start(
             );
         }
     }
-    let client_ip = request.peer_addr().map(|address| address.ip().to_string());
+    // The address the phone shows is the one the budgets use: behind a trusted proxy, the
+    // client's (not the proxy's).
+    let client_ip = address.map(|address| address.to_string());
     let user_agent = request
         .headers()
         .get(header::USER_AGENT)
@@ -402,7 +404,13 @@ pub async fn attempt_status(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(serde_json::json!({ "status": status, "message": message }))
     };
-    let wait = query.wait.min(MAX_WAIT_SECS);
+    // Past the held polls an attempt may have, a poll is answered at once.
+    let held = app.state.hold_poll(&id);
+    let wait = if held.is_some() {
+        query.wait.min(MAX_WAIT_SECS)
+    } else {
+        0
+    };
     match (&attempt.progress, &attempt.request_id) {
         (Progress::Approved, _) => answer("approved", ""),
         (Progress::Unreachable, _) => answer("unreachable", pages::UNREACHABLE),
@@ -429,6 +437,12 @@ pub async fn attempt_status(
                     let status = status.name();
                     app.state.set_progress(&id, Progress::Ended(status));
                     answer(status, pages::ended_message(status))
+                }
+                // The agent no longer knows the request (restarted without it, or forgotten):
+                // the attempt is over, not waiting for ever.
+                Err(error) if error.kind() == Some(ProblemType::NotFound) => {
+                    app.state.set_progress(&id, Progress::Ended("expired"));
+                    answer("expired", pages::ended_message("expired"))
                 }
                 Err(error) => {
                     eprintln!("approvd-signin-web: waiting for the agent: {error}");

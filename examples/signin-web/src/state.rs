@@ -16,6 +16,9 @@ pub const MAX_SESSIONS: usize = 100_000;
 pub const MAX_BUDGETS: usize = 100_000;
 /// A signed-in session lasts this long, seconds.
 pub const SESSION_SECS: u64 = 12 * 3600;
+/// Status polls of one attempt held open at once; more are answered at once (a page needs
+/// one; a client opening thousands must not hold the page's connections for free).
+pub const MAX_HELD_POLLS: usize = 2;
 
 /// Approval requests per username per window: a stranger typing alice's name cannot flood
 /// her phone (known and unknown names share the budget, so it reveals nothing either).
@@ -79,6 +82,27 @@ pub struct State {
     attempts: Mutex<HashMap<String, Attempt>>,
     sessions: Mutex<HashMap<String, (String, u64)>>,
     requests: Mutex<HashMap<String, (u64, u32)>>,
+    /// Per attempt id: its status polls held open now.
+    held: Mutex<HashMap<String, usize>>,
+}
+
+/// A held status poll of one attempt, counted until dropped (also when the client goes away).
+#[derive(Debug)]
+pub struct HeldPoll<'a> {
+    state: &'a State,
+    id: String,
+}
+
+impl Drop for HeldPoll<'_> {
+    fn drop(&mut self) {
+        let mut held = lock(&self.state.held);
+        if let Some(count) = held.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.id);
+            }
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -116,6 +140,7 @@ impl State {
             attempts: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             requests: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         }
     }
 
@@ -202,6 +227,20 @@ impl State {
                 attempt.progress = progress;
             }
         }
+    }
+
+    /// Count one more held status poll of attempt `id`, unless [`MAX_HELD_POLLS`] are held.
+    pub fn hold_poll(&self, id: &str) -> Option<HeldPoll<'_>> {
+        let mut held = lock(&self.held);
+        let count = held.entry(id.to_owned()).or_default();
+        if *count >= MAX_HELD_POLLS {
+            return None;
+        }
+        *count += 1;
+        Some(HeldPoll {
+            state: self,
+            id: id.to_owned(),
+        })
     }
 
     pub fn remove_attempt(&self, id: &str) -> Option<Attempt> {
