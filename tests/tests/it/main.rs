@@ -13,6 +13,7 @@ mod hardening;
 mod lifecycle;
 mod loadtest;
 mod malicious_relay;
+mod nas_side;
 mod operations;
 mod pam;
 mod protocol_revision;

@@ -259,11 +259,12 @@ async fn sign_ins_require_number_matching_with_at_least_three_digits() {
         .build_challenge(devices, &context("alice"), false, MINUTE)
         .is_ok());
 
-    // Numbers have 3 digits and differ among one user's live challenges.
-    let numbers: Vec<String> = (0..200)
+    // Numbers have 3 digits and differ among one user's (bob's) live challenges, of which there are
+    // at most MAX_PENDING_PER_USER: the draw never runs out of numbers (N-11).
+    let numbers: Vec<String> = (0..approvd_client::MAX_PENDING_PER_USER)
         .map(|_| {
             let (_, sent) = nas
-                .build_challenge(devices, &login("alice"), true, MINUTE)
+                .build_challenge(devices, &login("bob"), true, MINUTE)
                 .expect("built");
             sent.number.expect("a number")
         })
@@ -275,7 +276,12 @@ async fn sign_ins_require_number_matching_with_at_least_three_digits() {
     assert_eq!(
         distinct.len(),
         numbers.len(),
-        "no two live prompts of alice share a number"
+        "no two live prompts of bob share a number"
+    );
+    let one_more = nas.build_challenge(devices, &login("bob"), true, MINUTE);
+    assert!(
+        one_more.is_err_and(|error| error.to_string().contains("too many sign-in requests")),
+        "past the pending limit a challenge is refused, not drawn for ever"
     );
 
     // A phone refuses a sign-in that a NAS (or anyone with its key) sent without a number.
