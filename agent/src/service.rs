@@ -373,10 +373,7 @@ impl Service {
     /// as they are now (a phone removed meanwhile cannot approve). Tells the watchers what each
     /// poll saw, and keeps the decided request on disk.
     async fn poll_relay(self: Arc<Self>, cid: Cid, events: tokio::sync::watch::Sender<PollEvent>) {
-        loop {
-            let Some(record) = self.nas.record(&cid) else {
-                break;
-            };
+        while let Some(record) = self.nas.record(&cid) {
             let now = unix_now();
             if record.outcome.is_some() || self.nas.settle_overdue(&cid, now) {
                 break;
