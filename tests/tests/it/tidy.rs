@@ -412,6 +412,8 @@ fn test_names() -> std::collections::BTreeSet<String> {
     for dir in [
         "proto",
         "client",
+        "agent",
+        "cli",
         "relay",
         "tests",
         "fuzz-targets",
