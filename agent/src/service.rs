@@ -312,11 +312,12 @@ impl Service {
         if record.outcome.is_none() && self.nas.settle_overdue(cid, unix_now()) {
             self.save_requests();
         }
-        if let Some(record) = self.nas.record(cid).filter(|r| r.outcome.is_some()) {
-            return Ok(status_of(
-                record.outcome.as_ref().unwrap_or(&Outcome::Expired),
-                &record,
-            ));
+        if let Some((outcome, record)) = self
+            .nas
+            .record(cid)
+            .and_then(|record| Some((record.outcome.clone()?, record)))
+        {
+            return Ok(status_of(&outcome, &record));
         }
         let mut events = self.watch(cid);
         let wait = wait.min(Duration::from_secs(MAX_WAIT_SECS));
