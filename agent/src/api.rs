@@ -286,25 +286,8 @@ impl WaitQuery {
     }
 }
 
-/// Which of an account's codes a user typed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodeKind {
-    /// The 6-digit code the phone shows when it is offline.
-    Offline,
-    /// One of the account's recovery codes (each works once).
-    Recovery,
-}
-
-impl CodeKind {
-    /// Digits (and spaces) are an offline code, anything else a recovery code.
-    pub fn of(code: &str) -> Self {
-        if code.trim().chars().all(|c| c.is_ascii_digit() || c == ' ') {
-            Self::Offline
-        } else {
-            Self::Recovery
-        }
-    }
-}
+/// Which of an account's codes a user typed (each kind has its own attempt limit).
+pub use approvd_client::home::CodeKind;
 
 // ---- answers ----
 
@@ -509,6 +492,9 @@ pub enum ProblemType {
     RateLimited,
     /// 429: the account has [`MAX_PENDING_PER_ACCOUNT`] requests pending already.
     TooManyPending,
+    /// 429: the account refused a recent sign-in (fraud report, wrong numbers) and cools
+    /// down: its phones are not asked before `Retry-After` seconds.
+    AccountCoolingDown,
     /// 500: the agent's own state cannot be read or written.
     State,
     /// 502: the relay cannot be reached or refused the call.
@@ -521,7 +507,7 @@ pub enum ProblemType {
 
 impl ProblemType {
     /// Every problem type, for tables and tests.
-    pub const ALL: [ProblemType; 16] = [
+    pub const ALL: [ProblemType; 17] = [
         Self::InvalidBody,
         Self::InvalidField,
         Self::WrongCode,
@@ -534,6 +520,7 @@ impl ProblemType {
         Self::BodyTooLarge,
         Self::RateLimited,
         Self::TooManyPending,
+        Self::AccountCoolingDown,
         Self::State,
         Self::Relay,
         Self::Unavailable,
@@ -560,6 +547,12 @@ impl ProblemType {
                 429,
                 "Too many pending requests",
                 Some(30),
+            ),
+            Self::AccountCoolingDown => (
+                "account-cooling-down",
+                429,
+                "Account cooling down",
+                Some(60),
             ),
             Self::State => ("state", 500, "Agent state unavailable", None),
             Self::Relay => ("relay", 502, "Relay unavailable", None),

@@ -53,6 +53,7 @@ impl ApiError {
                 S::Conflict(_) => ProblemType::Conflict,
                 S::RateLimited => ProblemType::RateLimited,
                 S::TooManyPending(_) => ProblemType::TooManyPending,
+                S::CoolingDown { .. } => ProblemType::AccountCoolingDown,
                 S::Invalid(_) => ProblemType::InvalidField,
                 S::State(_) => ProblemType::State,
                 S::Busy(_) => ProblemType::StateBusy,
@@ -82,6 +83,7 @@ impl ApiError {
                 | S::Conflict(_)
                 | S::RateLimited
                 | S::TooManyPending(_)
+                | S::CoolingDown { .. }
                 | S::State(_)
                 | S::Busy(_)
                 | S::Relay(_)
@@ -94,6 +96,14 @@ impl ApiError {
             | ApiError::Unauthenticated
             | ApiError::NoRoute => None,
         }
+    }
+
+    /// `Retry-After`: the type's, or the time left for a cool-down.
+    fn retry_after_secs(&self) -> Option<u64> {
+        if let ApiError::Service(service::Error::CoolingDown { until, .. }) = self {
+            return Some(until.saturating_sub(approvd_client::transport::unix_now()).max(1));
+        }
+        self.problem_type().retry_after_secs()
     }
 
     pub fn problem(&self) -> Problem {
@@ -121,7 +131,7 @@ impl ResponseError for ApiError {
         }
         let mut response = HttpResponse::build(self.status_code());
         response.content_type("application/problem+json");
-        if let Some(seconds) = kind.retry_after_secs() {
+        if let Some(seconds) = self.retry_after_secs() {
             response.insert_header(("Retry-After", seconds.to_string()));
         }
         response.json(self.problem())

@@ -23,6 +23,8 @@ use approvd_proto::totp::CodeSecret;
 use approvd_proto::{Cid, DeviceId, PairingId};
 use tokio_util::sync::CancellationToken;
 
+use crate::cooling::{Cooldowns, Verdict};
+
 use crate::api::{
     AccountName, ApprovalRequest, CodeKind, CodeResult, Decider, Device, Devices, PairingConfirmed,
     PairingRequest, PairingStarted, PairingState, PairingStatus, RecoveryCodes, RequestCreated,
@@ -59,6 +61,14 @@ pub enum Error {
          (answer, cancel or expire) first"
     )]
     TooManyPending(AccountName),
+    /// The account cools down after a fraud report or wrong numbers (push fatigue): no
+    /// request reaches its phones before `until` (unix seconds).
+    #[error(
+        "`{account}` refused a recent sign-in (reported it, or chose wrong numbers): its phones \
+         are not asked again for {} s",
+        until.saturating_sub(unix_now())
+    )]
+    CoolingDown { account: AccountName, until: u64 },
     /// A value the protocol refuses (e.g. a context field too long to seal).
     #[error(transparent)]
     Invalid(approvd_proto::Error),
@@ -151,6 +161,8 @@ const CLAIM_SETTLE: Duration = Duration::from_secs(2);
 /// Back-off of the mailbox loop while the relay or the home cannot be reached.
 const MAILBOX_RETRY: Duration = Duration::from_secs(5);
 /// Back-off of a request's relay poll after the relay failed or answered what fails the checks.
+/// Names with no account whose wrong codes are counted at once (see `Service::strangers`).
+pub const MAX_STRANGER_COUNTS: usize = 10_000;
 const POLL_RETRY: Duration = Duration::from_secs(2);
 /// The shortest time between two relay polls of one request (a relay that answers "pending"
 /// at once instead of holding the poll must not make the agent spin).
@@ -191,6 +203,13 @@ pub struct Service {
     pairings: Mutex<HashMap<PairingId, PairingSession>>,
     /// Woken whenever a pairing changes step, for those waiting on one.
     pairing_changed: tokio::sync::Notify,
+    /// Wrong codes typed for names with no phone and no recovery code, in memory only and
+    /// bounded ([`MAX_STRANGER_COUNTS`]): they are answered like a real account's (no
+    /// enumeration) and never written to the NAS state (which strangers must not grow).
+    strangers: Mutex<HashMap<(String, CodeKind), approvd_client::home::Attempts>>,
+    /// Per account: the cool-down after refused sign-ins (push fatigue), kept on disk with
+    /// [`Keep::OnDisk`] so a restart never lifts one.
+    cooldowns: Cooldowns,
     /// Cancelled at shutdown: held polls answer [`Error::ShuttingDown`] at once, claim tasks end.
     stopping: CancellationToken,
 }
@@ -213,7 +232,18 @@ impl Service {
                 tracing::info!("removed {removed} temp file(s) an interrupted write left");
             }
         }
+        let cooldowns = match keep {
+            Keep::OnDisk => Cooldowns::on_disk(dir).map_err(|error| {
+                Error::State(ClientError::Storage {
+                    path: error.path.clone(),
+                    message: error.to_string(),
+                })
+            })?,
+            Keep::InMemory => Cooldowns::in_memory(),
+        };
         let service = Self {
+            strangers: Mutex::new(HashMap::new()),
+            cooldowns,
             home,
             nas,
             label,
@@ -260,6 +290,12 @@ impl Service {
 
     /// Ask the account's phones (or the listed ones among them) to approve.
     pub async fn create_request(&self, request: &ApprovalRequest) -> Result<RequestCreated, Error> {
+        if let Some(until) = self.cooldowns.until(request.user.as_str(), unix_now()) {
+            return Err(Error::CoolingDown {
+                account: request.user.clone(),
+                until,
+            });
+        }
         if self.nas.pending_for(request.user.as_str(), unix_now()) >= MAX_PENDING_PER_ACCOUNT {
             return Err(Error::TooManyPending(request.user.clone()));
         }
@@ -403,6 +439,7 @@ impl Service {
                         record.user,
                         status_of(&outcome, &record).name()
                     );
+                    self.count_verdict(&record.user, &outcome);
                     continue;
                 }
                 Err(error) => {
@@ -419,6 +456,25 @@ impl Service {
         self.polls().remove(&cid);
         self.save_requests();
         events.send_replace(PollEvent::Ended);
+    }
+
+    /// Count a decided request toward its account's cool-down (push fatigue).
+    fn count_verdict(&self, account: &str, outcome: &Outcome) {
+        let verdict = match outcome {
+            Outcome::Approved { .. } => Verdict::Approved,
+            Outcome::Denied { .. } => Verdict::Denied,
+            Outcome::WrongNumber { .. } => Verdict::WrongNumber,
+            Outcome::FraudReported { .. } => Verdict::Fraud,
+            Outcome::Expired | Outcome::Cancelled | Outcome::Invalid { .. } => return,
+        };
+        let now = unix_now();
+        if let Some(until) = self.cooldowns.record(account, verdict, now) {
+            tracing::warn!(
+                "{account}: a refused sign-in ({verdict:?}); the account's phones are not asked \
+                 for {} s",
+                until - now
+            );
+        }
     }
 
     /// One long-poll of the relay for `record`'s verdict, judged against the phones of its
@@ -597,25 +653,56 @@ impl Service {
                 CodeKind::Recovery => home.use_recovery_code(name.as_str(), &code, now),
             })
             .await?;
-        Ok(match checked {
-            CodeCheck::Accepted { device_id } => {
-                tracing::info!("{account}: code accepted");
-                CodeResult::Accepted { device_id }
-            }
-            CodeCheck::Rejected { failures } => {
+        let result = match checked {
+            CodeCheck::Accepted { device_id } => CodeResult::Accepted { device_id },
+            CodeCheck::Rejected { failures } => CodeResult::Rejected { failures },
+            CodeCheck::LockedOut { until } => CodeResult::LockedOut {
+                locked_until: until,
+            },
+            CodeCheck::NoAccount => self.stranger_code(account, kind, now),
+        };
+        match &result {
+            CodeResult::Accepted { .. } => tracing::info!("{account}: code accepted"),
+            CodeResult::Rejected { failures } => {
                 tracing::warn!("{account}: wrong code ({failures} in a row)");
-                CodeResult::Rejected { failures }
             }
-            CodeCheck::LockedOut { until } => {
-                tracing::warn!(
-                    "{account}: code refused, locked out for {} s more",
-                    until.saturating_sub(now)
-                );
-                CodeResult::LockedOut {
-                    locked_until: until,
+            CodeResult::LockedOut { locked_until } => tracing::warn!(
+                "{account}: code refused, locked out for {} s more",
+                locked_until.saturating_sub(now)
+            ),
+        }
+        Ok(result)
+    }
+
+    /// A code typed for a name with no phone and no recovery code: wrong, counted in memory
+    /// only (at most [`MAX_STRANGER_COUNTS`] names) under the same limit as a real account's,
+    /// so the answers — failures, then a lockout — are the same as for a real account.
+    fn stranger_code(&self, account: &AccountName, kind: CodeKind, now: u64) -> CodeResult {
+        let limit = kind.limit();
+        let mut strangers = self
+            .strangers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (account.as_str().to_owned(), kind);
+        if !strangers.contains_key(&key) && strangers.len() >= MAX_STRANGER_COUNTS {
+            strangers.retain(|(_, kind), attempts| !attempts.is_spent(&kind.limit(), now));
+            if strangers.len() >= MAX_STRANGER_COUNTS {
+                let oldest = strangers
+                    .iter()
+                    .min_by_key(|(_, attempts)| attempts.last_failure)
+                    .map(|(key, _)| key.clone());
+                if let Some(oldest) = oldest {
+                    strangers.remove(&oldest);
                 }
             }
-        })
+        }
+        let attempts = strangers.entry(key).or_default();
+        match attempts.admit(&limit, now) {
+            Err(locked_until) => CodeResult::LockedOut { locked_until },
+            Ok(()) => CodeResult::Rejected {
+                failures: attempts.fail(&limit, now),
+            },
+        }
     }
 
     // ---- pairing ----

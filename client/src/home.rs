@@ -53,25 +53,91 @@ pub struct DeviceRecord {
     pub muted_until: Option<u64>,
 }
 
-/// Wrong offline or recovery codes an account may enter before it is locked out.
-pub const FREE_FAILURES: u32 = 5;
-/// The first lockout, seconds; each further failure doubles it, up to [`MAX_LOCKOUT`].
-pub const FIRST_LOCKOUT: u64 = 60;
-/// The longest lockout, seconds.
-pub const MAX_LOCKOUT: u64 = 24 * 3600;
+/// How many wrong codes of one kind an account may enter, and what follows (PROTOCOL.md §5.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeLimit {
+    /// Wrong codes before the first lockout.
+    pub free: u32,
+    /// The first lockout, seconds; each further wrong code doubles it, up to `max_lockout`.
+    pub first_lockout: u64,
+    pub max_lockout: u64,
+    /// One wrong code is forgiven per this many seconds without one (failures decay, so a
+    /// stranger's occasional guess never keeps the account locked for good).
+    pub decay: u64,
+}
+
+/// Offline codes: six digits, three accepted at a time (±1 step), so a few guesses only.
+pub const OFFLINE_CODE_LIMIT: CodeLimit = CodeLimit {
+    free: 5,
+    first_lockout: 60,
+    max_lockout: 24 * 3600,
+    decay: 3600,
+};
+
+/// Recovery codes: 50 random bits each, so guessing is hopeless and the threshold is high; a
+/// count of their own, so wrong offline codes never lock the way back in (nor the reverse).
+pub const RECOVERY_CODE_LIMIT: CodeLimit = CodeLimit {
+    free: 20,
+    first_lockout: 60,
+    max_lockout: 3600,
+    decay: 600,
+};
+
+/// Wrong offline codes an account may enter before it is locked out.
+pub const FREE_FAILURES: u32 = OFFLINE_CODE_LIMIT.free;
+/// The first offline-code lockout, seconds.
+pub const FIRST_LOCKOUT: u64 = OFFLINE_CODE_LIMIT.first_lockout;
 /// Recovery codes per set.
 pub const RECOVERY_CODES: usize = 10;
 /// The longest a read or change waits for the state lock before it is refused as busy (a
 /// lock held longer than any real change takes is a stuck or hostile process).
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// An account's record of wrong codes.
+/// An account's record of wrong codes of one kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attempts {
-    /// Wrong codes since the last right one.
+    /// Wrong codes since the last right one, less those forgiven since `last_failure`.
     pub failures: u32,
     /// No code is accepted before this time (unix seconds).
     pub locked_until: u64,
+    /// Unix seconds of the last wrong code (0 in files written before failures decayed).
+    #[serde(default)]
+    pub last_failure: u64,
+}
+
+impl Attempts {
+    /// Forgive the wrong codes `limit` lets decay by `now`; `Err(until)` while locked out.
+    pub fn admit(&mut self, limit: &CodeLimit, now: u64) -> Result<(), u64> {
+        if self.locked_until > now {
+            return Err(self.locked_until);
+        }
+        let since = self.last_failure.max(self.locked_until);
+        let forgiven = (now.saturating_sub(since) / limit.decay.max(1)).min(u64::from(self.failures));
+        if forgiven > 0 {
+            // `forgiven` ≤ `failures`, a u32.
+            self.failures -= u32::try_from(forgiven).unwrap_or(self.failures);
+            self.last_failure = since + forgiven * limit.decay.max(1);
+        }
+        Ok(())
+    }
+
+    /// Count a wrong code: from the `limit.free`-th on, a lockout that doubles each time.
+    pub fn fail(&mut self, limit: &CodeLimit, now: u64) -> u32 {
+        self.failures += 1;
+        self.last_failure = now;
+        if self.failures >= limit.free {
+            let doublings = (self.failures - limit.free).min(20);
+            self.locked_until = now + (limit.first_lockout << doublings).min(limit.max_lockout);
+        }
+        self.failures
+    }
+
+    /// Whether nothing is left to remember at `now`.
+    pub fn is_spent(&self, limit: &CodeLimit, now: u64) -> bool {
+        self.locked_until <= now
+            && now.saturating_sub(self.last_failure.max(self.locked_until))
+                >= u64::from(self.failures) * limit.decay
+    }
 }
 
 /// An account's recovery codes, stored only as salted hashes.
@@ -92,6 +158,9 @@ pub enum CodeCheck {
     Rejected { failures: u32 },
     /// Too many wrong codes: none is accepted, right or wrong, before `until`.
     LockedOut { until: u64 },
+    /// The account has no phone and no recovery code: nothing was checked or written (the
+    /// caller counts it where strangers cannot grow the state, and answers as for a wrong code).
+    NoAccount,
 }
 
 /// Everything in `devices.json`.
@@ -101,50 +170,83 @@ pub struct NasState {
     /// [`STATE_FORMAT`]; a file without it predates accounts and is refused.
     pub format: u32,
     pub devices: Vec<DeviceRecord>,
-    /// Per account: wrong offline and recovery codes.
+    /// Per account with a phone or recovery codes: wrong offline codes.
     #[serde(default)]
     pub attempts: std::collections::BTreeMap<String, Attempts>,
+    /// Per account with a phone or recovery codes: wrong recovery codes (their own count).
+    #[serde(default)]
+    pub recovery_attempts: std::collections::BTreeMap<String, Attempts>,
     /// Per account: recovery codes for a lost phone.
     #[serde(default)]
     pub recovery: std::collections::BTreeMap<String, RecoveryCodes>,
 }
 
 impl NasState {
-    /// Run a code check for `account` within its attempt limit: refused unseen while locked
-    /// out; a wrong code counts, and past [`FREE_FAILURES`] locks the account for a time that
-    /// doubles with every further one; a right code clears the count.
+    /// Run a code check of `kind` for `account` within its limit: refused unseen while
+    /// locked out; a wrong code counts (failures decay, see [`CodeLimit`]); a right code clears
+    /// the count. An account with no phone and no recovery code is not checked, and nothing is
+    /// kept for it ([`CodeCheck::NoAccount`]): strangers typing names cannot grow this file.
     fn guarded(
         &mut self,
         account: &str,
+        kind: CodeKind,
         now: u64,
         check: impl FnOnce(&mut Self) -> Option<Option<DeviceId>>,
     ) -> CodeCheck {
-        let locked_until = self
-            .attempts
-            .get(account)
-            .map_or(0, |attempts| attempts.locked_until);
-        if locked_until > now {
-            return CodeCheck::LockedOut {
-                until: locked_until,
-            };
+        let known = self.devices.iter().any(|record| record.account == account)
+            || self.recovery.contains_key(account);
+        if !known {
+            return CodeCheck::NoAccount;
+        }
+        let limit = kind.limit();
+        let counts = match kind {
+            CodeKind::Offline => &mut self.attempts,
+            CodeKind::Recovery => &mut self.recovery_attempts,
+        };
+        let mut attempts = counts.remove(account).unwrap_or_default();
+        if let Err(until) = attempts.admit(&limit, now) {
+            counts.insert(account.to_owned(), attempts);
+            return CodeCheck::LockedOut { until };
         }
         match check(self) {
-            Some(device_id) => {
-                self.attempts.remove(account);
-                CodeCheck::Accepted { device_id }
-            }
+            Some(device_id) => CodeCheck::Accepted { device_id },
             None => {
-                let attempts = self.attempts.entry(account.to_owned()).or_default();
-                attempts.failures += 1;
-                if attempts.failures >= FREE_FAILURES {
-                    let doublings = (attempts.failures - FREE_FAILURES).min(20);
-                    let lockout = (FIRST_LOCKOUT << doublings).min(MAX_LOCKOUT);
-                    attempts.locked_until = now + lockout;
-                }
-                CodeCheck::Rejected {
-                    failures: attempts.failures,
-                }
+                let failures = attempts.fail(&limit, now);
+                let counts = match kind {
+                    CodeKind::Offline => &mut self.attempts,
+                    CodeKind::Recovery => &mut self.recovery_attempts,
+                };
+                counts.insert(account.to_owned(), attempts);
+                CodeCheck::Rejected { failures }
             }
+        }
+    }
+}
+
+/// The two kinds of code that stand in for a phone's approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodeKind {
+    /// Six digits from the phone's offline-code screen (TOTP).
+    Offline,
+    /// One of the account's recovery codes (each works once).
+    Recovery,
+}
+
+impl CodeKind {
+    /// Digits (and spaces) are an offline code, anything else a recovery code.
+    pub fn of(code: &str) -> Self {
+        if code.trim().chars().all(|c| c.is_ascii_digit() || c == ' ') {
+            Self::Offline
+        } else {
+            Self::Recovery
+        }
+    }
+
+    /// The attempt limit of this kind.
+    pub fn limit(self) -> CodeLimit {
+        match self {
+            CodeKind::Offline => OFFLINE_CODE_LIMIT,
+            CodeKind::Recovery => RECOVERY_CODE_LIMIT,
         }
     }
 }
@@ -495,7 +597,7 @@ impl NasHome {
             {
                 secrets.push(decode_fixed::<32>("totp_secret", &record.totp_secret)?);
             }
-            Ok(state.guarded(account, now, |state| {
+            Ok(state.guarded(account, CodeKind::Offline, now, |state| {
                 let records = state
                     .devices
                     .iter_mut()
@@ -539,8 +641,8 @@ impl NasHome {
             .is_some_and(|set| !set.unused.is_empty()))
     }
 
-    /// Use one of `account`'s recovery codes (each works once), within the same attempt limit
-    /// as offline codes.
+    /// Use one of `account`'s recovery codes (each works once), within their own attempt
+    /// limit ([`RECOVERY_CODE_LIMIT`]).
     pub fn use_recovery_code(
         &self,
         account: &str,
@@ -548,7 +650,7 @@ impl NasHome {
         now: u64,
     ) -> Result<CodeCheck, ClientError> {
         self.update(|state| {
-            Ok(state.guarded(account, now, |state| {
+            Ok(state.guarded(account, CodeKind::Recovery, now, |state| {
                 let set = state.recovery.get_mut(account)?;
                 let hash = recovery_hash(&set.salt, account, code);
                 let position = set.unused.iter().position(|unused| *unused == hash)?;

@@ -212,18 +212,21 @@ fn guessing_codes_locks_the_account_for_longer_each_time() {
             .expect("checked"),
         locked
     );
+    // Recovery codes have their own count: wrong offline codes never lock the way back in.
     let recovery = home.new_recovery_codes("alice").expect("codes");
     assert_eq!(
         home.use_recovery_code("alice", &recovery[0], now + 1)
             .expect("checked"),
-        locked,
-        "recovery codes share the limit"
+        CodeCheck::Accepted { device_id: None },
+        "recovery codes have a count of their own"
     );
-    // Another account is not affected.
+    // A name with no phone and no recovery code is not checked, and nothing is written for
+    // it: strangers typing names cannot grow the NAS state (the agent counts them in memory).
     assert_eq!(
         home.check_offline_code("bob", wrong, now).expect("checked"),
-        CodeCheck::Rejected { failures: 1 }
+        CodeCheck::NoAccount
     );
+    assert!(!home.state().expect("state").attempts.contains_key("bob"));
     // After the lockout, one more wrong code locks for twice as long.
     let later = now + FIRST_LOCKOUT;
     assert_eq!(
@@ -253,6 +256,24 @@ fn guessing_codes_locks_the_account_for_longer_each_time() {
             .expect("checked"),
         CodeCheck::Rejected { failures: 1 }
     );
+    // Failures decay: one is forgiven per quiet hour, so a stranger's wrong code a day never
+    // keeps the account locked.
+    for _ in 2..FREE_FAILURES {
+        home.check_offline_code("alice", wrong, after).expect("checked");
+    }
+    let day = after + 24 * 3600;
+    for _ in 0..(FREE_FAILURES - 1) {
+        assert!(matches!(
+            home.check_offline_code("alice", wrong, day).expect("checked"),
+            CodeCheck::Rejected { .. }
+        ));
+    }
+    let right = approvd_proto::totp::code_at(&secret.0, day + 30);
+    assert!(matches!(
+        home.check_offline_code("alice", &right, day + 30)
+            .expect("checked"),
+        CodeCheck::Accepted { .. }
+    ));
 }
 
 #[test]
