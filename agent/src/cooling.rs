@@ -128,7 +128,8 @@ impl Cooldowns {
             Verdict::WrongNumber => {
                 strikes.wrong_numbers += 1;
                 strikes.last = now;
-                (strikes.wrong_numbers >= WRONG_NUMBERS_PER_STRIKE).then_some(WRONG_NUMBER_COOL_DOWN)
+                (strikes.wrong_numbers >= WRONG_NUMBERS_PER_STRIKE)
+                    .then_some(WRONG_NUMBER_COOL_DOWN)
             }
             Verdict::Fraud => Some(FRAUD_COOL_DOWN),
         };
@@ -182,14 +183,26 @@ mod tests {
     #[test]
     fn a_fraud_report_cools_the_account_down_longer_each_time_and_a_quiet_day_forgets() {
         let cooldowns = Cooldowns::in_memory();
-        assert_eq!(cooldowns.record("alice", Verdict::Fraud, 1000), Some(1000 + 900));
+        assert_eq!(
+            cooldowns.record("alice", Verdict::Fraud, 1000),
+            Some(1000 + 900)
+        );
         assert_eq!(cooldowns.until("alice", 1000), Some(1900));
         assert_eq!(cooldowns.until("alice", 1900), None);
         assert_eq!(cooldowns.until("bob", 1000), None);
-        assert_eq!(cooldowns.record("alice", Verdict::Fraud, 2000), Some(2000 + 1800));
-        assert_eq!(cooldowns.record("alice", Verdict::Fraud, 4000), Some(4000 + 3600));
+        assert_eq!(
+            cooldowns.record("alice", Verdict::Fraud, 2000),
+            Some(2000 + 1800)
+        );
+        assert_eq!(
+            cooldowns.record("alice", Verdict::Fraud, 4000),
+            Some(4000 + 3600)
+        );
         let quiet = 4000 + STRIKE_MEMORY;
-        assert_eq!(cooldowns.record("alice", Verdict::Fraud, quiet), Some(quiet + 900));
+        assert_eq!(
+            cooldowns.record("alice", Verdict::Fraud, quiet),
+            Some(quiet + 900)
+        );
         for step in 0..30 {
             cooldowns.record("carol", Verdict::Fraud, step);
         }
@@ -205,7 +218,10 @@ mod tests {
         assert_eq!(cooldowns.record("alice", Verdict::WrongNumber, 13), None);
         assert_eq!(cooldowns.record("alice", Verdict::Denied, 14), None);
         assert_eq!(cooldowns.record("alice", Verdict::WrongNumber, 15), None);
-        assert_eq!(cooldowns.record("alice", Verdict::WrongNumber, 16), Some(16 + 300));
+        assert_eq!(
+            cooldowns.record("alice", Verdict::WrongNumber, 16),
+            Some(16 + 300)
+        );
         assert_eq!(cooldowns.until("alice", 17), Some(316));
         // Approvals and denies of accounts never struck are not tracked at all.
         assert_eq!(cooldowns.record("bob", Verdict::Approved, 20), None);
@@ -216,17 +232,22 @@ mod tests {
     #[test]
     fn cool_downs_survive_a_restart_and_a_damaged_file_is_refused() {
         let dir = std::env::temp_dir().join(format!("approvd-cooling-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("dir");
         let now = approvd_client::transport::unix_now();
         let until = Cooldowns::on_disk(&dir)
-            .unwrap()
+            .expect("no file yet")
             .record("alice", Verdict::Fraud, now)
-            .unwrap();
-        assert_eq!(Cooldowns::on_disk(&dir).unwrap().until("alice", now), Some(until));
-        std::fs::write(dir.join("agent-cooldowns.json"), b"{not json").unwrap();
-        let refused = Cooldowns::on_disk(&dir).unwrap_err().to_string();
+            .expect("a cool-down");
+        assert_eq!(
+            Cooldowns::on_disk(&dir).expect("kept").until("alice", now),
+            Some(until)
+        );
+        std::fs::write(dir.join("agent-cooldowns.json"), b"{not json").expect("write");
+        let refused = Cooldowns::on_disk(&dir)
+            .expect_err("a damaged file is refused")
+            .to_string();
         assert!(refused.contains("agent-cooldowns.json"), "{refused}");
         assert!(refused.contains("move it away"), "{refused}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).expect("clean");
     }
 }

@@ -101,7 +101,11 @@ impl ApiError {
     /// `Retry-After`: the type's, or the time left for a cool-down.
     fn retry_after_secs(&self) -> Option<u64> {
         if let ApiError::Service(service::Error::CoolingDown { until, .. }) = self {
-            return Some(until.saturating_sub(approvd_client::transport::unix_now()).max(1));
+            return Some(
+                until
+                    .saturating_sub(approvd_client::transport::unix_now())
+                    .max(1),
+            );
         }
         self.problem_type().retry_after_secs()
     }

@@ -133,6 +133,11 @@ impl From<ClientError> for Failure {
             Some(ProblemType::RateLimited) => Failure::Refused(
                 "too many requests were sent to your phone; wait a minute.".to_owned(),
             ),
+            Some(ProblemType::AccountCoolingDown) => Failure::Refused(
+                "a recent login was reported as not you (or approved with wrong numbers); \
+                 your phone is not asked for a while."
+                    .to_owned(),
+            ),
             _ => Failure::Refused(format!("the agent refused: {error}")),
         }
     }

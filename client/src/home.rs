@@ -112,7 +112,8 @@ impl Attempts {
             return Err(self.locked_until);
         }
         let since = self.last_failure.max(self.locked_until);
-        let forgiven = (now.saturating_sub(since) / limit.decay.max(1)).min(u64::from(self.failures));
+        let forgiven =
+            (now.saturating_sub(since) / limit.decay.max(1)).min(u64::from(self.failures));
         if forgiven > 0 {
             // `forgiven` ≤ `failures`, a u32.
             self.failures -= u32::try_from(forgiven).unwrap_or(self.failures);

@@ -118,6 +118,9 @@ pub fn ended_message(status: &str) -> &'static str {
         "rate_limited" => {
             "Too many requests were sent to your phone in the last minute. Wait a minute and send again, or use a code instead."
         }
+        "cooling_down" => {
+            "A recent sign-in to this account was reported as not you, or approved with wrong numbers, so your phone is not asked for a while. Use a code from the approvd app, or try again later."
+        }
         "invalid" => "Your phone's answer could not be verified. Nobody was signed in.",
         _ => "This sign-in request ended.",
     }
@@ -188,7 +191,17 @@ pub fn attempt(id: &str, attempt: &Attempt, csrf: &str) -> String {
     )
 }
 
-pub fn code(id: &str, csrf: &str, message: Option<&str>) -> String {
+/// The code form; `with_password` on a passwordless attempt, where the code replaces the phone
+/// and the password must come back as the first factor.
+pub fn code(id: &str, csrf: &str, message: Option<&str>, with_password: bool) -> String {
+    let password = if with_password {
+        r#"<p>A code stands in for your phone, not for your password: type your password too.</p>
+<label for="password-input">Password</label>
+<input id="password-input" name="password" type="password" autocomplete="current-password" required maxlength="1024">
+"#
+    } else {
+        ""
+    };
     layout(
         "Use a code",
         &format!(
@@ -197,7 +210,7 @@ pub fn code(id: &str, csrf: &str, message: Option<&str>) -> String {
 <p>Type the 6-digit code the approvd app shows (it works without a network), or one of your recovery codes.</p>
 <form id="code" method="post" action="/attempt/{id}/code">
 {csrf}
-<label for="code-input">Code</label>
+{password}<label for="code-input">Code</label>
 <input id="code-input" name="code" autocomplete="one-time-code" required maxlength="64" autofocus>
 <button type="submit">Sign in</button>
 </form>

@@ -165,30 +165,10 @@ pub async fn login(
     let Some(browser) = checked_browser(&app, &request, &form.csrf) else {
         return forbidden();
     };
-    let user = username(&form.username);
-    let password = form.password.clone();
-    let users = app.users.clone();
-    let typed = user.clone();
-    // Argon2 takes tens of milliseconds: off the async workers. Unknown users are checked
-    // against a dummy hash so that they take as long.
-    let waited = tokio::time::timeout(
-        std::time::Duration::from_secs(3),
-        app.password_checks.acquire(),
-    )
-    .await;
-    let Ok(Ok(_permit)) = waited else {
-        return problem(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "Busy",
-            "Too many sign-ins are being checked right now. Try again in a moment.",
-        );
-    };
-    let right = web::block(move || users.verify(typed.as_deref(), &password))
-        .await
-        .unwrap_or(false);
-    match user {
-        Some(user) if right => start(&app, &request, &browser, &user, Mode::TwoStep).await,
-        _ => ok(
+    match check_password(&app, &request, &form.username, &form.password).await {
+        Ok(user) => start(&app, &request, &browser, &user, Mode::TwoStep).await,
+        Err(Refusal::Answer(page)) => *page,
+        Err(Refusal::Wrong) => ok(
             pages::login(
                 &app.state.csrf_token(&browser),
                 Some("Wrong username or password."),
@@ -196,6 +176,74 @@ pub async fn login(
             ),
             None,
         ),
+    }
+}
+
+/// Why a password was not accepted.
+enum Refusal {
+    /// Wrong username or password (the same for both).
+    Wrong,
+    /// Not checked: the answer to give (busy, too many wrong passwords).
+    Answer(Box<HttpResponse>),
+}
+
+/// Check the password typed for the username typed, within the wrong-password limits per
+/// username and per client network (M7): the account name, or why not. Unknown usernames are
+/// checked against a dummy hash and counted exactly like real ones, so neither the time nor
+/// the answers tell them apart.
+async fn check_password(
+    app: &App,
+    request: &HttpRequest,
+    typed: &str,
+    password: &str,
+) -> Result<String, Refusal> {
+    let user = username(typed);
+    let counted: String = user
+        .clone()
+        .unwrap_or_else(|| typed.trim().chars().take(64).collect());
+    let address = client_address(app, request);
+    if let Err(locked) = app.state.may_guess(&counted, address) {
+        let (whose, until) = match locked {
+            crate::state::Locked::User(until) => ("for this account", until),
+            crate::state::Locked::Address(until) => ("from your network", until),
+        };
+        return Err(Refusal::Answer(Box::new(problem(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong passwords",
+            &format!(
+                "Too many wrong passwords were typed {whose}. Try again in {} minute(s).",
+                until.saturating_sub(now()).div_ceil(60).max(1)
+            ),
+        ))));
+    }
+    // Argon2 takes tens of milliseconds: off the async workers, a few at a time.
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        app.password_checks.acquire(),
+    )
+    .await;
+    let Ok(Ok(_permit)) = waited else {
+        return Err(Refusal::Answer(Box::new(problem(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "Too many sign-ins are being checked right now. Try again in a moment.",
+        ))));
+    };
+    let users = app.users.clone();
+    let checked = user.clone();
+    let password = password.to_owned();
+    let right = web::block(move || users.verify(checked.as_deref(), &password))
+        .await
+        .unwrap_or(false);
+    match user {
+        Some(user) if right => {
+            app.state.right_password(&user);
+            Ok(user)
+        }
+        _ => {
+            app.state.wrong_password(&counted, address);
+            Err(Refusal::Wrong)
+        }
     }
 }
 
@@ -315,6 +363,13 @@ async fn start(
         }
         Err(Some(error)) if error.kind() == Some(ProblemType::RateLimited) => {
             attempt.progress = Progress::Ended("rate_limited");
+        }
+        // The account refused a recent sign-in (fraud report, wrong numbers): a person who
+        // gave the password is told; a passwordless stranger sees the decoy, as for no phone.
+        Err(Some(error)) if error.kind() == Some(ProblemType::AccountCoolingDown) => {
+            if mode == Mode::TwoStep {
+                attempt.progress = Progress::Ended("cooling_down");
+            }
         }
         Err(error) => {
             let error = error.map_or_else(String::new, |error| error.to_string());
@@ -558,7 +613,12 @@ pub async fn code_page(
         return gone();
     };
     ok(
-        pages::code(&id, &app.state.csrf_token(&attempt.browser), None),
+        pages::code(
+            &id,
+            &app.state.csrf_token(&attempt.browser),
+            None,
+            attempt.mode == Mode::Passwordless,
+        ),
         None,
     )
 }
@@ -567,6 +627,10 @@ pub async fn code_page(
 pub struct CodeForm {
     csrf: String,
     code: String,
+    /// Asked with the code on a passwordless attempt: a code stands in for the phone, never
+    /// for the first factor (N-2).
+    #[serde(default)]
+    password: String,
 }
 
 /// An offline code (the phone's, works without any network) or a recovery code.
@@ -580,14 +644,29 @@ pub async fn code(
         Ok(posted) => posted,
         Err(page) => return *page,
     };
+    let passwordless = attempt.mode == Mode::Passwordless;
     let again = |message: &str| {
         ok(
-            pages::code(&id, &app.state.csrf_token(&browser), Some(message)),
+            pages::code(
+                &id,
+                &app.state.csrf_token(&browser),
+                Some(message),
+                passwordless,
+            ),
             None,
         )
     };
     if now() > attempt.expires.saturating_add(CODE_GRACE) {
         return gone();
+    }
+    // Passwordless, the phone was the only factor; a code replaces the phone, so the password
+    // comes back as the first factor (checked, limited and counted as on the login form).
+    if passwordless {
+        match check_password(&app, &request, &attempt.user, &form.password).await {
+            Ok(_) => {}
+            Err(Refusal::Answer(page)) => return *page,
+            Err(Refusal::Wrong) => return again("Wrong password or code."),
+        }
     }
     let decoy = attempt.request_id.is_none() && attempt.progress == Progress::Waiting;
     let result = match AccountName::parse(&attempt.user) {

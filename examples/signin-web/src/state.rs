@@ -1,6 +1,7 @@
 //! What the sign-in page remembers, all in memory and all bounded: sign-in attempts (one per
 //! approval request), sessions, the per-username budget of approval requests, and the
-//! browser binding that CSRF tokens and attempts hang on.
+//! browser binding that CSRF tokens and attempts hang on, and the wrong-password counts per
+//! username and per client network (M7).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,6 +15,25 @@ pub const MAX_ATTEMPTS: usize = 10_000;
 pub const MAX_SESSIONS: usize = 100_000;
 /// Most request budgets (usernames and client addresses) tracked at once.
 pub const MAX_BUDGETS: usize = 100_000;
+/// Wrong passwords per username (known or not, alike): 10 free, then a lockout from 30 s
+/// doubling to 15 min; one is forgiven per 10 quiet minutes. Enough for a person who forgot
+/// which password, far too few for guessing — and a stranger locks alice out for minutes only.
+pub const PASSWORD_LIMIT_PER_USER: approvd_client::home::CodeLimit =
+    approvd_client::home::CodeLimit {
+        free: 10,
+        first_lockout: 30,
+        max_lockout: 15 * 60,
+        decay: 600,
+    };
+/// Wrong passwords per client network (an IPv4 address, an IPv6 /64), any usernames: one
+/// client spraying many names is slowed as well.
+pub const PASSWORD_LIMIT_PER_ADDRESS: approvd_client::home::CodeLimit =
+    approvd_client::home::CodeLimit {
+        free: 30,
+        first_lockout: 30,
+        max_lockout: 60 * 60,
+        decay: 120,
+    };
 /// A signed-in session lasts this long, seconds.
 pub const SESSION_SECS: u64 = 12 * 3600;
 /// Status polls of one attempt held open at once; more are answered at once (a page needs
@@ -84,6 +104,35 @@ pub struct State {
     requests: Mutex<HashMap<String, (u64, u32)>>,
     /// Per attempt id: its status polls held open now.
     held: Mutex<HashMap<String, usize>>,
+    /// Wrong passwords, by `user <name>` and `address <network>` (at most [`MAX_BUDGETS`]).
+    guesses: Mutex<HashMap<String, approvd_client::home::Attempts>>,
+}
+
+/// Why a password is not checked now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locked {
+    /// Too many wrong passwords for this username, until then.
+    User(u64),
+    /// Too many wrong passwords from this client's network, until then.
+    Address(u64),
+}
+
+/// The key of a client's budgets: the address, or for IPv6 its /64 (one subscriber usually
+/// holds a whole /64, so per-address budgets would be no limit at all).
+pub fn network_of(address: std::net::IpAddr) -> String {
+    match address {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let segments = v6.segments();
+                format!(
+                    "{:x}:{:x}:{:x}:{:x}::/64",
+                    segments[0], segments[1], segments[2], segments[3]
+                )
+            }
+        },
+    }
 }
 
 /// A held status poll of one attempt, counted until dropped (also when the client goes away).
@@ -141,7 +190,62 @@ impl State {
             sessions: Mutex::new(HashMap::new()),
             requests: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
+            guesses: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether a password for `user` from `address` may be checked now (an unknown username
+    /// is counted exactly like a known one).
+    pub fn may_guess(&self, user: &str, address: Option<std::net::IpAddr>) -> Result<(), Locked> {
+        let now = now();
+        let mut guesses = lock(&self.guesses);
+        if let Some(address) = address {
+            if let Some(attempts) = guesses.get_mut(&format!("address {}", network_of(address))) {
+                attempts
+                    .admit(&PASSWORD_LIMIT_PER_ADDRESS, now)
+                    .map_err(Locked::Address)?;
+            }
+        }
+        if let Some(attempts) = guesses.get_mut(&format!("user {}", user.to_lowercase())) {
+            attempts
+                .admit(&PASSWORD_LIMIT_PER_USER, now)
+                .map_err(Locked::User)?;
+        }
+        Ok(())
+    }
+
+    /// Count a wrong password for `user` from `address`.
+    pub fn wrong_password(&self, user: &str, address: Option<std::net::IpAddr>) {
+        let now = now();
+        let mut guesses = lock(&self.guesses);
+        if guesses.len() + 2 > MAX_BUDGETS {
+            guesses.retain(|key, attempts| {
+                let limit = if key.starts_with("user ") {
+                    PASSWORD_LIMIT_PER_USER
+                } else {
+                    PASSWORD_LIMIT_PER_ADDRESS
+                };
+                !attempts.is_spent(&limit, now)
+            });
+            if guesses.len() + 2 > MAX_BUDGETS {
+                return;
+            }
+        }
+        if let Some(address) = address {
+            guesses
+                .entry(format!("address {}", network_of(address)))
+                .or_default()
+                .fail(&PASSWORD_LIMIT_PER_ADDRESS, now);
+        }
+        guesses
+            .entry(format!("user {}", user.to_lowercase()))
+            .or_default()
+            .fail(&PASSWORD_LIMIT_PER_USER, now);
+    }
+
+    /// A right password for `user`: its count starts over (the address's does not).
+    pub fn right_password(&self, user: &str) {
+        lock(&self.guesses).remove(&format!("user {}", user.to_lowercase()));
     }
 
     /// The CSRF token of a browser: a MAC of its id (synchronizer token without storage).
@@ -182,7 +286,10 @@ impl State {
             allowed
         };
         if let Some(address) = address {
-            if !spend(format!("address {address}"), self.budget.per_address) {
+            if !spend(
+                format!("address {}", network_of(address)),
+                self.budget.per_address,
+            ) {
                 return Err(Spent::Address);
             }
         }

@@ -259,12 +259,14 @@ fn guessing_codes_locks_the_account_for_longer_each_time() {
     // Failures decay: one is forgiven per quiet hour, so a stranger's wrong code a day never
     // keeps the account locked.
     for _ in 2..FREE_FAILURES {
-        home.check_offline_code("alice", wrong, after).expect("checked");
+        home.check_offline_code("alice", wrong, after)
+            .expect("checked");
     }
     let day = after + 24 * 3600;
     for _ in 0..(FREE_FAILURES - 1) {
         assert!(matches!(
-            home.check_offline_code("alice", wrong, day).expect("checked"),
+            home.check_offline_code("alice", wrong, day)
+                .expect("checked"),
             CodeCheck::Rejected { .. }
         ));
     }

@@ -2,7 +2,8 @@
 //! each test replays a finding against the real agent and relay and shows it no longer works —
 //! status polls that spent the NAS's relay budget (H1), a state lock others could hold (H2), a
 //! second agent taking the socket (L2), a cancel forgotten at restart (M5), a relay that
-//! redirects the agent or floods it (M8).
+//! redirects the agent or floods it (M8), push fatigue with no cool-down (N-3/M4), code
+//! lockouts that told real accounts from strangers and grew the state (M1/N-4/L4).
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
@@ -249,4 +250,210 @@ async fn m8_a_relay_can_neither_redirect_the_nas_nor_flood_its_memory() {
     let flooded = nas.drain_mailbox(&[], Duration::ZERO).await;
     let error = flooded.expect_err("refused");
     assert!(error.to_string().contains("larger than"), "{error}");
+}
+
+/// Ask alice's phone, answer with `decision` (with the number shown, or with another one when
+/// `wrong_number`), and wait for the agent's outcome.
+async fn answered(
+    agent: &approvd_agent::client::AgentClient,
+    phone: &approvd_client::Phone,
+    decision: Decision,
+    wrong_number: bool,
+) -> RequestStatus {
+    let created = agent
+        .create_request(&ApprovalRequest::sign_in(alice()))
+        .await
+        .expect("created");
+    let prompt = phone
+        .inbox(WAIT)
+        .await
+        .expect("inbox")
+        .into_iter()
+        .find(|prompt| prompt.challenge.cid == created.request_id)
+        .expect("the prompt");
+    let shown = created.number.clone().expect("a sign-in has a number");
+    let number = if wrong_number {
+        let other: u32 = shown.parse::<u32>().expect("digits") + 1;
+        format!(
+            "{:0width$}",
+            other % 10u32.pow(shown.len() as u32),
+            width = shown.len()
+        )
+    } else {
+        shown
+    };
+    phone
+        .submit(&phone.answer(&prompt, decision, Some(&number)))
+        .await
+        .expect("answered");
+    agent
+        .request_status(&created.request_id, 10)
+        .await
+        .expect("status")
+}
+
+/// N-3 / M4: a fraud report, or three wrong numbers in a row, cools the account down — the
+/// next request answers `429 account-cooling-down` with the time left, nothing reaches the
+/// phone, and a restart does not lift it. Before, "Send again" worked at once after a fraud
+/// report and wrong numbers counted toward nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n3_a_fraud_report_or_wrong_numbers_cool_the_account_down_across_a_restart() {
+    let relay = RelayProcess::start(&["--rate-challenges-per-device", "30"]);
+    let dir = TempDir::new("n3-cooling");
+    let (path, phone) = alices_nas(&relay, &dir).await;
+    let mut agent_process = start_agent(&path);
+    let agent = agent_process.client();
+    // Two wrong numbers, then an approval: the run ends, nothing cools.
+    for _ in 0..2 {
+        let status = answered(&agent, &phone, Decision::Approve, true).await;
+        assert!(
+            matches!(status, RequestStatus::WrongNumber(_)),
+            "{status:?}"
+        );
+    }
+    let status = answered(&agent, &phone, Decision::Approve, false).await;
+    assert!(matches!(status, RequestStatus::Approved(_)), "{status:?}");
+    // Three wrong numbers in a row: the account cools down.
+    for _ in 0..3 {
+        let status = answered(&agent, &phone, Decision::Approve, true).await;
+        assert!(
+            matches!(status, RequestStatus::WrongNumber(_)),
+            "{status:?}"
+        );
+    }
+    let (status, problem) = call(
+        &agent_process,
+        "POST",
+        "/v1/requests",
+        Some(serde_json::json!({ "user": "alice" })),
+    );
+    assert_eq!(status, 429, "{problem}");
+    assert_eq!(
+        problem["type"],
+        format!(
+            "{}{}",
+            approvd_proto::wire::PROBLEM_TYPE_PREFIX,
+            ProblemType::AccountCoolingDown.name()
+        )
+    );
+    let detail = problem["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("alice") && detail.contains(" s"),
+        "{detail}"
+    );
+    assert!(
+        phone
+            .inbox(Duration::from_secs(1))
+            .await
+            .expect("inbox")
+            .is_empty(),
+        "a cooling account's phone is not asked"
+    );
+    // A restart keeps the cool-down.
+    assert!(agent_process.terminate().success());
+    let restarted = start_agent(&path);
+    let refused = restarted
+        .client()
+        .create_request(&ApprovalRequest::sign_in(alice()))
+        .await
+        .expect_err("still cooling after the restart");
+    assert_eq!(refused.kind(), Some(ProblemType::AccountCoolingDown));
+}
+
+/// N-3: a fraud report alone cools the account down at once (here on bob's own phone; alice,
+/// another account on the same NAS, is still asked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n3_a_fraud_report_stops_the_next_request_to_that_account_only() {
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("n3-fraud");
+    let (path, phone) = alices_nas(&relay, &dir).await;
+    let home = NasHome::open(&path).expect("home");
+    let (bobs_phone, device, secret) =
+        pair_for(&home.nas().expect("nas"), "bob", "Bob's", None).await;
+    home.add_device("bob", device, &secret).expect("recorded");
+    let agent_process = start_agent(&path);
+    let agent = agent_process.client();
+    let bob = AccountName::parse("bob").expect("name");
+    let created = agent
+        .create_request(&ApprovalRequest::sign_in(bob.clone()))
+        .await
+        .expect("created");
+    let prompt = bobs_phone.inbox(WAIT).await.expect("inbox").remove(0);
+    bobs_phone
+        .submit(&bobs_phone.answer(&prompt, Decision::Fraud, created.number.as_deref()))
+        .await
+        .expect("reported");
+    let status = agent
+        .request_status(&created.request_id, 10)
+        .await
+        .expect("status");
+    assert!(matches!(status, RequestStatus::Fraud(_)), "{status:?}");
+    let refused = agent
+        .create_request(&ApprovalRequest::sign_in(bob))
+        .await
+        .expect_err("bob cools down");
+    assert_eq!(refused.kind(), Some(ProblemType::AccountCoolingDown));
+    let status = answered(&agent, &phone, Decision::Approve, false).await;
+    assert!(matches!(status, RequestStatus::Approved(_)), "{status:?}");
+}
+
+/// N-4 / M1 / L4: a name with no account answers wrong codes exactly as a real account does
+/// (failures, then a lockout), nothing is written to the NAS state for it, and wrong offline
+/// codes never lock the recovery codes (each kind has its own count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m1_codes_for_unknown_names_answer_alike_and_grow_nothing_and_recovery_stays_open() {
+    use approvd_agent::api::{CodeKind, CodeResult};
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("m1-codes");
+    let (path, _phone) = alices_nas(&relay, &dir).await;
+    let agent_process = start_agent(&path);
+    let agent = agent_process.client();
+    let recovery = agent
+        .new_recovery_codes(&alice())
+        .await
+        .expect("codes")
+        .recovery_codes;
+    let before = std::fs::read(path.join("devices.json")).expect("state");
+    let stranger = AccountName::parse("mallory").expect("name");
+    let answers = |account: AccountName| {
+        let agent = agent.clone();
+        async move {
+            let mut seen = Vec::new();
+            for _ in 0..7 {
+                let result = agent
+                    .check_code(&account, CodeKind::Offline, "000001")
+                    .await
+                    .expect("checked");
+                seen.push(match result {
+                    CodeResult::Rejected { failures } => format!("rejected {failures}"),
+                    CodeResult::LockedOut { .. } => "locked".to_owned(),
+                    CodeResult::Accepted { .. } => "accepted".to_owned(),
+                });
+            }
+            seen
+        }
+    };
+    let strangers = answers(stranger.clone()).await;
+    // A few thousand more names: none reaches the NAS state.
+    for n in 0..2000 {
+        let name = AccountName::parse(&format!("nobody{n}")).expect("name");
+        agent
+            .check_code(&name, CodeKind::Recovery, "abcd-efgh")
+            .await
+            .expect("checked");
+    }
+    let after_strangers = std::fs::read(path.join("devices.json")).expect("state");
+    assert_eq!(before, after_strangers, "strangers' codes write nothing");
+    let alices = answers(alice()).await;
+    assert_eq!(
+        strangers, alices,
+        "an unknown name answers as a real account"
+    );
+    assert_eq!(alices.last().map(String::as_str), Some("locked"));
+    // Alice's offline codes are locked; her recovery codes still work.
+    let used = agent
+        .check_code(&alice(), CodeKind::Recovery, &recovery[0])
+        .await
+        .expect("checked");
+    assert!(matches!(used, CodeResult::Accepted { .. }), "{used:?}");
 }

@@ -395,16 +395,24 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
     browser.goto(&format!("{base}/login")).await.expect("away");
     phone_is_idle(&phone).await;
 
-    // A code instead: a wrong one is refused, the phone's offline code signs in.
+    // A code instead: it replaces the phone, not the password (N-2), so passwordless asks
+    // for both. The right code with a wrong password is refused, a wrong code is refused,
+    // and the password with the phone's offline code signs in.
     passwordless(&browser, &base, "alice").await;
     shown_number(&browser).await;
     click_away(&browser, "#use-code").await;
     phone_is_idle(&phone).await;
+    let code = phone.offline_code(unix_now()).expect("an offline code");
+    type_into(&browser, "#password-input", "wrong horse").await;
+    type_into(&browser, "#code-input", &code).await;
+    click(&browser, "#code button[type=submit]").await;
+    text_when(&browser, ".notice", "Wrong password or code").await;
+    type_into(&browser, "#password-input", "correct horse").await;
     type_into(&browser, "#code-input", "000000").await;
     click(&browser, "#code button[type=submit]").await;
     text_when(&browser, ".notice", "not valid").await;
     screenshot(&browser, "code").await;
-    let code = phone.offline_code(unix_now()).expect("an offline code");
+    type_into(&browser, "#password-input", "correct horse").await;
     type_into(&browser, "#code-input", &code).await;
     click_away(&browser, "#code button[type=submit]").await;
     text_when(&browser, "#signed-in", "Signed in as alice").await;
@@ -422,10 +430,13 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
     text_when(&browser, "#phones", "Sent to your phones").await;
     text_when(&browser, "#status", "Waiting for your phone").await;
 
-    // Fraud: reported, nobody signed in.
-    two_step(&browser, &base, "alice", "correct horse", true).await;
+    // Fraud (carol): reported, nobody signed in, and "Send again" does not reach her phone:
+    // the account cools down (N-3).
+    let (carols_phone, device, secret) = pair_for(&nas, "carol", "Carol's phone", None).await;
+    home.add_device("carol", device, &secret).expect("recorded");
+    two_step(&browser, &base, "carol", "carol's secret", true).await;
     shown_number(&browser).await;
-    answer(&phone, Decision::Fraud, None).await;
+    answer(&carols_phone, Decision::Fraud, None).await;
     text_when(
         &browser,
         "#status.ended",
@@ -433,6 +444,10 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
     )
     .await;
     screenshot(&browser, "fraud").await;
+    click_away(&browser, "#resend button").await;
+    text_when(&browser, "#status.ended", "not asked for a while").await;
+    screenshot(&browser, "cooling-down").await;
+    phone_is_idle(&carols_phone).await;
 
     // The relay is down: the page says so, and a recovery code still signs in.
     relay.kill();
@@ -668,4 +683,77 @@ async fn forms_need_their_token_and_names_have_a_budget(base: &str) {
     .await
     .expect("answer");
     assert_eq!(oversized.status(), 413);
+}
+
+/// M7 and L9: wrong passwords are limited per username and per client network. A known and
+/// an unknown username get the same answers (ten wrong, then `429` without a check, even for
+/// the right password); one client spraying names is stopped for its whole IPv6 /64, while
+/// another network still signs in. Before, guessing was unlimited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m7_wrong_passwords_are_limited_per_name_and_per_network_alike_for_every_name() {
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("signin-guessing");
+    let home_path = dir.0.join("nas");
+    let home = NasHome::init(&home_path, &relay.url, "Home NAS").expect("init");
+    let (_phone, device, secret) =
+        pair_for(&home.nas().expect("nas"), "alice", "Alice's phone", None).await;
+    home.add_device("alice", device, &secret).expect("recorded");
+    let agent = start_agent(&home_path);
+    let users =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/signin-web/users.toml");
+    let (_page, base) = start_page(&agent.socket, &users, &dir, &["--trust-forwarded-for"]);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (cookie, csrf) = browser_cookie_and_token(&http, &base).await;
+    let login = |user: String, password: &'static str, client: String| {
+        let request = http
+            .post(format!("{base}/login"))
+            .header("cookie", &cookie)
+            .header("x-forwarded-for", client)
+            .form(&[
+                ("username", user.as_str()),
+                ("password", password),
+                ("csrf", csrf.as_str()),
+            ]);
+        async move {
+            let answer = request.send().await.expect("answer");
+            (
+                answer.status().as_u16(),
+                answer.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let mut seen = Vec::new();
+    for user in ["alice", "zed"] {
+        let mut statuses = Vec::new();
+        for n in 0..11 {
+            let (status, _) = login(user.into(), "wrong horse", format!("198.51.100.{n}")).await;
+            statuses.push(status);
+        }
+        seen.push(statuses);
+    }
+    assert_eq!(seen[0], seen[1], "a known and an unknown name answer alike");
+    assert_eq!(seen[0][..10], [200; 10]);
+    assert_eq!(seen[0][10], 429, "the 11th wrong password is not checked");
+    let (status, text) = login("alice".into(), "correct horse", "198.51.100.99".into()).await;
+    assert_eq!(
+        status, 429,
+        "locked: not even the right password is checked"
+    );
+    assert!(text.contains("for this account"), "{text}");
+
+    // One network spraying names: 30 wrong passwords from one /64, then that /64 is stopped
+    // (another address in it too); another network still gets its password checked.
+    for n in 0..30 {
+        let (status, _) = login(format!("spray{n}"), "guess", format!("2001:db8:1:1::{n:x}")).await;
+        assert_eq!(status, 200, "guess {n}");
+    }
+    let (status, text) = login("someone".into(), "guess", "2001:db8:1:1:ffff::1".into()).await;
+    assert_eq!(status, 429, "the same /64");
+    assert!(text.contains("from your network"), "{text}");
+    let (status, _) = login("someone".into(), "guess", "2001:db8:1:2::1".into()).await;
+    assert_eq!(status, 200, "another /64 is checked");
+    drop(agent);
 }
