@@ -176,12 +176,7 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
         }
     }
 
-    // Fraud, and a request nobody answers.
-    let id = ask(&agent, ApprovalRequest::sign_in(alice()))
-        .await
-        .request_id;
-    let outcome = answered(&agent, &phone, &id, Decision::Fraud).await;
-    assert!(matches!(outcome, RequestStatus::Fraud(_)), "{outcome:?}");
+    // A request nobody answers, then fraud: after a fraud report the account cools down.
     let id = ask(
         &agent,
         ApprovalRequest {
@@ -196,6 +191,16 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
         agent.request_status(&id, 5).await.expect("status"),
         RequestStatus::Expired
     );
+    let id = ask(&agent, ApprovalRequest::sign_in(alice()))
+        .await
+        .request_id;
+    let outcome = answered(&agent, &phone, &id, Decision::Fraud).await;
+    assert!(matches!(outcome, RequestStatus::Fraud(_)), "{outcome:?}");
+    let cooling = agent
+        .create_request(&ApprovalRequest::sign_in(alice()))
+        .await
+        .expect_err("alice cools down after the fraud report");
+    assert_eq!(cooling.kind(), Some(ProblemType::AccountCoolingDown), "{cooling}");
 
     // An account without phones is a typed refusal.
     let refused = agent

@@ -234,6 +234,13 @@ async fn ssh_and_console_logins_wait_for_the_phone() {
         assert!(output.contains(message), "{output}");
         assert!(output.contains("Authentication failure"), "{output}");
     }
+    // After the fraud report alice cools down: the next login is refused without asking.
+    let (ok, output) = Login::start(&service, "alice", None).finish();
+    assert!(!ok && output.contains("not asked for a while"), "{output}");
+    // The operator lifts it: stop the agent, remove the cool-down file, start it again.
+    assert!(agent.terminate().success());
+    std::fs::remove_file(home_path.join("agent-cooldowns.json")).expect("the cool-down file");
+    agent = start_agent(&home_path);
 
     // Nobody answers: expired.
     let short = Service::install("expiry", &shipped_line(&home_path, "deny", " --lifetime 2"));
