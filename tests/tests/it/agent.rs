@@ -200,7 +200,11 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
         .create_request(&ApprovalRequest::sign_in(alice()))
         .await
         .expect_err("alice cools down after the fraud report");
-    assert_eq!(cooling.kind(), Some(ProblemType::AccountCoolingDown), "{cooling}");
+    assert_eq!(
+        cooling.kind(),
+        Some(ProblemType::AccountCoolingDown),
+        "{cooling}"
+    );
 
     // An account without phones is a typed refusal.
     let refused = agent
