@@ -3,7 +3,8 @@
 //! status polls that spent the NAS's relay budget (H1), a state lock others could hold (H2), a
 //! second agent taking the socket (L2), a cancel forgotten at restart (M5), a relay that
 //! redirects the agent or floods it (M8), push fatigue with no cool-down (N-3/M4), code
-//! lockouts that told real accounts from strangers and grew the state (M1/N-4/L4).
+//! lockouts that told real accounts from strangers and grew the state (M1/N-4/L4), a removed
+//! phone that could still approve (N-12), a socket born open to others (L1).
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
@@ -456,4 +457,137 @@ async fn m1_codes_for_unknown_names_answer_alike_and_grow_nothing_and_recovery_s
         .await
         .expect("checked");
     assert!(matches!(used, CodeResult::Accepted { .. }), "{used:?}");
+}
+
+/// N-12: removing a phone cancels the pending requests only it could answer, and an answer
+/// it sends afterwards to a request another phone could still answer never counts. Before,
+/// the removed phone's approval was judged against the keys recorded when the request went
+/// out, so a lost (removed) phone could still approve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n12_a_removed_phone_can_no_longer_approve_and_its_own_requests_are_cancelled() {
+    let relay = RelayProcess::start(&["--rate-challenges-per-device", "30"]);
+    let dir = TempDir::new("n12-removed");
+    let (path, lost) = alices_nas(&relay, &dir).await;
+    let home = NasHome::open(&path).expect("home");
+    let (_kept, device, secret) =
+        pair_for(&home.nas().expect("nas"), "alice", "Alice's tablet", None).await;
+    home.add_device("alice", device, &secret).expect("recorded");
+    let agent_process = start_agent(&path);
+    let agent = agent_process.client();
+    let lost_id = home
+        .state()
+        .expect("state")
+        .of("alice")
+        .find(|record| record.device.name == "Alice's")
+        .expect("the lost phone")
+        .device
+        .device_id;
+    let both = agent
+        .create_request(&ApprovalRequest::sign_in(alice()))
+        .await
+        .expect("to both phones");
+    let only_lost = agent
+        .create_request(&ApprovalRequest {
+            devices: vec![lost_id],
+            ..ApprovalRequest::sign_in(alice())
+        })
+        .await
+        .expect("to the lost phone only");
+    let prompts = lost.inbox(WAIT).await.expect("inbox");
+    assert_eq!(prompts.len(), 2, "both requests reached the lost phone");
+    agent
+        .remove_device(&alice(), &lost_id)
+        .await
+        .expect("removed");
+    assert_eq!(
+        agent
+            .request_status(&only_lost.request_id, 0)
+            .await
+            .expect("status"),
+        RequestStatus::Cancelled,
+        "nobody can answer it any more"
+    );
+    let prompt = prompts
+        .iter()
+        .find(|prompt| prompt.challenge.cid == both.request_id)
+        .expect("the shared request");
+    // The relay may still take the removed phone's answer; the agent must not count it.
+    let _ = lost
+        .submit(&lost.answer(prompt, Decision::Approve, both.number.as_deref()))
+        .await;
+    let status = agent
+        .request_status(&both.request_id, 3)
+        .await
+        .expect("status");
+    assert!(
+        !matches!(status, RequestStatus::Approved(_)),
+        "a removed phone's approval counts for nothing: {status:?}"
+    );
+}
+
+/// L1 / I-6: the agent's socket is created 0600 whatever the umask (before, it was chmod'ed
+/// only after bind, and with umask 000 another user could connect in that window), and a
+/// socket directory others can write is refused with exit status 2 and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_the_socket_is_born_private_and_an_open_socket_directory_is_refused() {
+    use std::os::unix::fs::FileTypeExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("l1-socket");
+    let (path, _phone) = alices_nas(&relay, &dir).await;
+    let open = dir.0.join("open");
+    std::fs::create_dir(&open).expect("dir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let socket = open.join("agent.sock");
+    let refused = std::process::Command::new(approvd_binary())
+        .args(["agent", "--home"])
+        .arg(&path)
+        .arg("--socket")
+        .arg(&socket)
+        .output()
+        .expect("agent");
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("only the NAS's user can write"), "{said}");
+    assert!(!socket.exists(), "nothing was bound there");
+
+    // Under umask 000 the socket is 0600 from the start; watch it appear. (The umask is set
+    // by a shell that then execs the agent: the tests forbid `unsafe`, so no `pre_exec`.)
+    let mut agent = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec '{}' agent --home '{}'",
+            approvd_binary().display(),
+            path.display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("agent");
+    let socket = path.join("agent.sock");
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut modes = Vec::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(metadata) = std::fs::symlink_metadata(&socket) {
+            if metadata.file_type().is_socket() {
+                modes.push(metadata.permissions().mode() & 0o777);
+                if modes.len() > 20 {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(!modes.is_empty(), "the socket appeared");
+    assert!(
+        modes.iter().all(|mode| *mode == 0o600),
+        "never anything but 0600: {:?}",
+        modes
+            .iter()
+            .map(|mode| format!("{mode:o}"))
+            .collect::<Vec<_>>()
+    );
 }
