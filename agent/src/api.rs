@@ -28,6 +28,12 @@ pub const DEFAULT_PAIRING_TTL_SECS: u64 = 300;
 pub const MAX_PAIRING_TTL_SECS: u64 = approvd_proto::pairing::MAX_PAIRING_TTL;
 /// Largest request body the agent reads, bytes.
 pub const MAX_BODY: usize = 16 * 1024;
+/// Wrong codes one sign-in request takes before it ends (a new request, which the phones are
+/// shown, is needed for more).
+pub const MAX_WRONG_CODES_PER_REQUEST: u32 = 3;
+/// How long after a request's expiry a code may still settle it, seconds (the user who waited
+/// for the phone in vain then reads the app's offline code).
+pub const CODE_WINDOW_SECS: u64 = 300;
 
 /// An account on the NAS: whose phones a request goes to. One rule for every caller (the
 /// agent, PAM, the sign-in page), decided for what login systems actually hand over:
@@ -229,7 +235,7 @@ impl ApprovalRequest {
     }
 }
 
-/// `POST /v1/accounts/{user}/offline-code`, `…/recovery-code` and
+/// `POST /v1/requests/{id}/code` (an offline code: digits; a recovery code: anything else) and
 /// `POST /v1/pairings/{id}/confirm`: a code the user typed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -304,6 +310,11 @@ pub struct RequestCreated {
     pub expires: u64,
     /// What the relay did for each phone.
     pub deliveries: Vec<TargetDelivery>,
+    /// Set when the relay could not be reached (or failed): no phone was asked, and the
+    /// request is open for a code only (`POST /v1/requests/{request_id}/code`) until it
+    /// expires. Show the code form at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_error: Option<String>,
 }
 
 impl RequestCreated {
@@ -450,7 +461,8 @@ pub struct RecoveryCodes {
     pub recovery_codes: Vec<String>,
 }
 
-/// `200` to `POST /v1/accounts/{user}/offline-code` and `…/recovery-code`.
+/// `200` to `POST /v1/requests/{id}/code`. An accepted code ends the request (no phone's
+/// answer counts any more; its status reads `cancelled`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum CodeResult {
@@ -476,6 +488,9 @@ pub enum ProblemType {
     WrongCode,
     /// 401: a TCP caller without the bearer token.
     Unauthenticated,
+    /// 403: the caller's capability (login or admin) does not include this route, or its
+    /// uid may not use this socket.
+    NotAllowed,
     /// 404: no such request, pairing or device.
     NotFound,
     /// 404: the account has no paired phone (to ask).
@@ -507,11 +522,12 @@ pub enum ProblemType {
 
 impl ProblemType {
     /// Every problem type, for tables and tests.
-    pub const ALL: [ProblemType; 17] = [
+    pub const ALL: [ProblemType; 18] = [
         Self::InvalidBody,
         Self::InvalidField,
         Self::WrongCode,
         Self::Unauthenticated,
+        Self::NotAllowed,
         Self::NotFound,
         Self::NoDevices,
         Self::NoRoute,
@@ -535,6 +551,7 @@ impl ProblemType {
             Self::InvalidField => ("invalid-field", 400, "Invalid field", None),
             Self::WrongCode => ("wrong-code", 400, "Wrong code", None),
             Self::Unauthenticated => ("unauthenticated", 401, "Token required", None),
+            Self::NotAllowed => ("not-allowed", 403, "Not allowed", None),
             Self::NotFound => ("not-found", 404, "Not found", None),
             Self::NoDevices => ("no-devices", 404, "No paired phone", None),
             Self::NoRoute => ("no-route", 404, "No such endpoint", None),

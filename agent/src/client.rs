@@ -9,7 +9,7 @@ use approvd_proto::{Cid, DeviceId, PairingId};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::api::{
-    AccountName, ApprovalRequest, CodeKind, CodeRequest, CodeResult, Devices, PairingConfirmed,
+    AccountName, ApprovalRequest, CodeRequest, CodeResult, Devices, PairingConfirmed,
     PairingRequest, PairingStarted, PairingStatus, Problem, ProblemType, RecoveryCodes,
     RequestCreated, RequestStatus, MAX_WAIT_SECS,
 };
@@ -17,9 +17,11 @@ use crate::api::{
 /// How a caller reaches the agent.
 #[derive(Debug, Clone)]
 pub enum Endpoint {
-    /// The agent's Unix socket (`<home>/agent.sock`): its mode decides who may call.
+    /// One of the agent's Unix sockets: `<home>/login.sock` (login: sign-in requests and
+    /// codes) or `<home>/agent.sock` (admin: every route).
     Socket(PathBuf),
-    /// `approvd agent --listen`: a loopback base URL and the token of `--token-file`.
+    /// `approvd agent --listen`: a loopback base URL and the token of `--token-file` (login)
+    /// or `--admin-token-file` (admin).
     Tcp { url: String, token: String },
 }
 
@@ -211,18 +213,10 @@ impl AgentClient {
             .await
     }
 
-    /// `POST /v1/accounts/{user}/offline-code` or `…/recovery-code`.
-    pub async fn check_code(
-        &self,
-        user: &AccountName,
-        kind: CodeKind,
-        code: &str,
-    ) -> Result<CodeResult, ClientError> {
-        let which = match kind {
-            CodeKind::Offline => "offline-code",
-            CodeKind::Recovery => "recovery-code",
-        };
-        let path = format!("/v1/accounts/{}/{which}", segment(user.as_str()));
+    /// `POST /v1/requests/{id}/code`: a code typed instead of answering on the phone
+    /// (offline or recovery, told apart by its shape).
+    pub async fn check_code(&self, id: &Cid, code: &str) -> Result<CodeResult, ClientError> {
+        let path = format!("/v1/requests/{id}/code");
         let body = CodeRequest {
             code: code.to_owned(),
         };

@@ -13,8 +13,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::AppExt as _;
 
+use crate::access::Access;
 use crate::api::{
-    AccountName, ApprovalRequest, CodeKind, CodeRequest, CodeResult, Devices, PairingConfirmed,
+    AccountName, ApprovalRequest, CodeRequest, CodeResult, Devices, PairingConfirmed,
     PairingRequest, PairingStarted, PairingStatus, ProblemType, RecoveryCodes, RequestCreated,
     RequestStatus, WaitQuery, MAX_BODY,
 };
@@ -34,8 +35,14 @@ pub enum ApiError {
     NoSuch { what: &'static str },
     #[error("the request body is larger than {MAX_BODY} bytes")]
     BodyTooLarge,
-    #[error("TCP callers must send `Authorization: Bearer <token from --token-file>`")]
+    #[error(
+        "TCP callers must send `Authorization: Bearer <token>` (of --token-file for login, \
+         --admin-token-file for admin)"
+    )]
     Unauthenticated,
+    /// The caller's capability does not reach the route, or the socket refuses its uid.
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("no such endpoint; see /openapi.json")]
     NoRoute,
 }
@@ -65,6 +72,7 @@ impl ApiError {
             ApiError::NoSuch { .. } => ProblemType::NotFound,
             ApiError::BodyTooLarge => ProblemType::BodyTooLarge,
             ApiError::Unauthenticated => ProblemType::Unauthenticated,
+            ApiError::NotAllowed(_) => ProblemType::NotAllowed,
             ApiError::NoRoute => ProblemType::NoRoute,
         }
     }
@@ -94,6 +102,7 @@ impl ApiError {
             | ApiError::NoSuch { .. }
             | ApiError::BodyTooLarge
             | ApiError::Unauthenticated
+            | ApiError::NotAllowed(_)
             | ApiError::NoRoute => None,
         }
     }
@@ -259,6 +268,22 @@ async fn cancel_request(agent: Agent, id: web::Path<String>) -> Answer {
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Handle `POST /v1/requests/{id}/code`: the app's offline code (digits) or a recovery code
+/// typed instead of answering on the phone. The request must be open (pending, or expired less
+/// than 5 minutes ago) and takes 3 wrong codes at most; an accepted code ends it.
+#[utoipa::path(
+    tag = "request",
+    params(("id" = String, Path, description = "The request id")),
+    request_body = CodeRequest,
+    responses((status = 200, body = CodeResult), Problems),
+)]
+#[post("/v1/requests/{id}/code")]
+async fn request_code(agent: Agent, id: web::Path<String>, body: web::Json<CodeRequest>) -> Answer {
+    ok(&agent
+        .check_request_code(&request_id(&id)?, &body.code)
+        .await?)
+}
+
 /// Handle `GET /v1/accounts/{user}/devices`.
 #[utoipa::path(
     tag = "account",
@@ -298,42 +323,6 @@ async fn new_recovery_codes(agent: Agent, user: web::Path<String>) -> Answer {
     created(&agent.new_recovery_codes(&account(&user)?).await?)
 }
 
-/// Handle `POST /v1/accounts/{user}/offline-code`.
-#[utoipa::path(
-    tag = "account",
-    params(("user" = String, Path, description = "The account")),
-    request_body = CodeRequest,
-    responses((status = 200, body = CodeResult), Problems),
-)]
-#[post("/v1/accounts/{user}/offline-code")]
-async fn check_offline_code(
-    agent: Agent,
-    user: web::Path<String>,
-    body: web::Json<CodeRequest>,
-) -> Answer {
-    ok(&agent
-        .check_code(&account(&user)?, CodeKind::Offline, &body.code)
-        .await?)
-}
-
-/// Handle `POST /v1/accounts/{user}/recovery-code`: each works once.
-#[utoipa::path(
-    tag = "account",
-    params(("user" = String, Path, description = "The account")),
-    request_body = CodeRequest,
-    responses((status = 200, body = CodeResult), Problems),
-)]
-#[post("/v1/accounts/{user}/recovery-code")]
-async fn use_recovery_code(
-    agent: Agent,
-    user: web::Path<String>,
-    body: web::Json<CodeRequest>,
-) -> Answer {
-    ok(&agent
-        .check_code(&account(&user)?, CodeKind::Recovery, &body.code)
-        .await?)
-}
-
 /// The OpenAPI document, computed once (`GET /openapi.json`).
 #[derive(Debug)]
 struct Document(Arc<serde_json::Value>);
@@ -355,11 +344,10 @@ pub fn routes(config: &mut ServiceConfig<'_>) {
         .service(create_request)
         .service(request_status)
         .service(cancel_request)
+        .service(request_code)
         .service(list_devices)
         .service(remove_device)
         .service(new_recovery_codes)
-        .service(check_offline_code)
-        .service(use_recovery_code)
         .service(get_openapi);
 }
 
@@ -370,9 +358,13 @@ enum Problems {
     /// Malformed body, an invalid field, or a wrong pairing code.
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(Problem),
-    /// A TCP caller without the bearer token.
+    /// A TCP caller without a bearer token.
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthenticated(Problem),
+    /// The caller's capability (login or admin) does not reach this route, or the socket
+    /// refuses its uid.
+    #[response(status = 403, content_type = "application/problem+json")]
+    NotAllowed(Problem),
     /// No such request, pairing, device or endpoint; or the account has no phone.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(Problem),
@@ -420,7 +412,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("TCP callers only: the token of `--token-file`."))
+                    .description(Some(
+                        "TCP callers only: the token of `--token-file` (login) or \
+                         `--admin-token-file` (admin).",
+                    ))
                     .build(),
             ),
         );
@@ -442,10 +437,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
     document
 }
 
-/// The app: the routes, the token check for TCP callers, problem+json for every refusal.
+/// The app: the routes, who may call which ([`crate::access::authorize`]), problem+json for
+/// every refusal.
 pub fn app(
     service: web::Data<Service>,
-    token: Option<Arc<str>>,
+    access: web::Data<Access>,
     document: Arc<serde_json::Value>,
 ) -> actix_web::App<
     impl actix_web::dev::ServiceFactory<
@@ -462,7 +458,7 @@ pub fn app(
         .split_for_parts();
     app.app_data(service)
         .app_data(web::Data::new(Document(document)))
-        .app_data(web::Data::new(Token(token)))
+        .app_data(access)
         .app_data(
             web::JsonConfig::default()
                 .limit(MAX_BODY)
@@ -482,7 +478,7 @@ pub fn app(
             }
             .into()
         }))
-        .wrap(actix_web::middleware::from_fn(require_token))
+        .wrap(actix_web::middleware::from_fn(crate::access::authorize))
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::NoRoute)
         }))
@@ -496,39 +492,6 @@ fn body_error(error: &actix_web::error::JsonPayloadError) -> ApiError {
         E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::BodyTooLarge,
         other => ApiError::InvalidBody(other.to_string()),
     }
-}
-
-/// The bearer token TCP callers must present (Unix-socket callers are vouched for by the
-/// socket's mode); `None` when the agent serves no TCP.
-#[derive(Debug)]
-struct Token(Option<Arc<str>>);
-
-/// TCP callers (they have a peer address; Unix-socket callers do not) must present the token.
-async fn require_token(
-    request: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    use subtle::ConstantTimeEq as _;
-    if request.peer_addr().is_some() {
-        let expected = request
-            .app_data::<web::Data<Token>>()
-            .and_then(|token| token.0.clone());
-        let presented = request
-            .headers()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
-        let allowed = expected
-            .zip(presented)
-            .is_some_and(|(expected, presented)| {
-                bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
-            });
-        if !allowed {
-            return Ok(request.error_response(ApiError::Unauthenticated));
-        }
-    }
-    Ok(next.call(request).await?.map_into_boxed_body())
 }
 
 #[cfg(test)]
@@ -634,6 +597,7 @@ mod tests {
                     delivery: Delivery::RateLimited,
                 },
             ],
+            relay_error: None,
         };
         round_trips(&document, &answer("post", "/v1/requests", "201"), &created);
         round_trips(
@@ -642,6 +606,16 @@ mod tests {
             &RequestCreated {
                 number: None,
                 deliveries: Vec::new(),
+                ..created.clone()
+            },
+        );
+        round_trips(
+            &document,
+            &answer("post", "/v1/requests", "201"),
+            &RequestCreated {
+                number: None,
+                deliveries: Vec::new(),
+                relay_error: Some("network: connection refused".to_owned()),
                 ..created
             },
         );
@@ -736,12 +710,7 @@ mod tests {
         ] {
             round_trips(
                 &document,
-                &answer("post", "/v1/accounts/{user}/offline-code", "200"),
-                &result,
-            );
-            round_trips(
-                &document,
-                &answer("post", "/v1/accounts/{user}/recovery-code", "200"),
+                &answer("post", "/v1/requests/{id}/code", "200"),
                 &result,
             );
         }
@@ -862,13 +831,12 @@ mod tests {
                 "GET /v1/accounts/{user}/devices",
                 "GET /v1/pairings/{id}",
                 "GET /v1/requests/{id}",
-                "POST /v1/accounts/{user}/offline-code",
-                "POST /v1/accounts/{user}/recovery-code",
                 "POST /v1/accounts/{user}/recovery-codes",
                 "POST /v1/pairings",
                 "POST /v1/pairings/{id}/confirm",
                 "POST /v1/pairings/{id}/reject",
                 "POST /v1/requests",
+                "POST /v1/requests/{id}/code",
             ]
         );
     }
@@ -898,6 +866,7 @@ mod tests {
             ApiError::NoSuch { what: "pairing" },
             ApiError::BodyTooLarge,
             ApiError::Unauthenticated,
+            ApiError::NotAllowed("login may not pair".to_owned()),
             ApiError::NoRoute,
         ];
         for error in errors {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use approvd_client::transport::unix_now;
+use approvd_proto::Cid;
 use clap::{Args, ValueEnum};
 
 use crate::api::{
@@ -49,11 +50,11 @@ pub enum WhenUnreachable {
     after_help = "Environment (set by PAM): PAM_USER (required), PAM_RHOST, PAM_SERVICE, PAM_TTY.\n\
 Exit status: 0 approved, 1 refused, 2 unreachable, 3 no phone, 4 misuse.\n\n\
 Example /etc/pam.d/sshd line (see deploy/pam/):\n  \
-auth required /usr/local/lib/security/pam_approvd.so /usr/local/bin/approvd pam --socket /var/lib/approvd/nas/agent.sock --when-unreachable offline-code"
+auth required /usr/local/lib/security/pam_approvd.so /usr/local/bin/approvd pam --socket /var/lib/approvd/nas/login.sock --when-unreachable offline-code"
 )]
 pub struct PamArgs {
-    /// The agent's Unix socket.
-    #[arg(long, default_value = "/var/lib/approvd/nas/agent.sock")]
+    /// The agent's login socket (sign-in requests and codes are all PAM needs).
+    #[arg(long, default_value = "/var/lib/approvd/nas/login.sock")]
     pub socket: PathBuf,
     /// The NAS home, to check an offline code when the agent itself is down.
     #[arg(long)]
@@ -116,9 +117,18 @@ impl Talk {
 
 /// Why the agent gave no verdict.
 enum Failure {
-    /// The person typed a code at the number prompt instead of using the phone.
-    CodeTyped(String),
-    Unreachable(String),
+    /// The person typed a code at the number prompt instead of using the phone, inside
+    /// request `request`.
+    CodeTyped {
+        request: Cid,
+        code: String,
+    },
+    /// The agent or the relay cannot be reached; `request` is the one the agent opened for a
+    /// code (when the agent itself answered).
+    Unreachable {
+        reason: String,
+        request: Option<Cid>,
+    },
     NoPhone,
     Refused(String),
 }
@@ -126,7 +136,10 @@ enum Failure {
 impl From<ClientError> for Failure {
     fn from(error: ClientError) -> Self {
         if error.is_unreachable() {
-            return Failure::Unreachable(error.to_string());
+            return Failure::Unreachable {
+                reason: error.to_string(),
+                request: None,
+            };
         }
         match error.kind() {
             Some(ProblemType::NoDevices) => Failure::NoPhone,
@@ -169,6 +182,10 @@ pub async fn run(args: PamArgs) -> u8 {
         eprintln!("approvd pam: PAM_USER is not set (run me from pam_approvd.so or pam_exec.so)");
         return status::MISUSE;
     };
+    // The name as the system knows it: under a case-insensitive name service `ALICE` is
+    // alice, who has phones; asking for `ALICE` would answer "no phone" and let a rollout
+    // line (`user_unknown=ignore`) skip the phone.
+    let user = canonical_name(&user, system_name);
     // The agent's rule for account names: a name outside it has no phone.
     let Ok(account) = AccountName::parse(&user) else {
         talk.error("approvd: this account has no phone paired for approval.");
@@ -190,9 +207,9 @@ pub async fn run(args: PamArgs) -> u8 {
         lifetime_secs: args.lifetime,
         ..ApprovalRequest::sign_in(account.clone())
     };
-    let code = match ask_phone(&agent, &talk, &request, args.prompt_number).await {
+    let (request, code) = match ask_phone(&agent, &talk, &request, args.prompt_number).await {
         Ok(code) => return code,
-        Err(Failure::CodeTyped(code)) => code,
+        Err(Failure::CodeTyped { request, code }) => (Some(request), code),
         Err(Failure::NoPhone) => {
             talk.error(&format!(
                 "approvd: {account} has no phone paired for approval."
@@ -203,14 +220,17 @@ pub async fn run(args: PamArgs) -> u8 {
             talk.error(&format!("approvd: {reason}"));
             return status::REFUSED;
         }
-        Err(Failure::Unreachable(reason)) => {
+        Err(Failure::Unreachable { reason, request }) => {
             eprintln!("approvd pam: unreachable: {reason}");
             if args.when_unreachable == WhenUnreachable::Deny {
+                if let Some(request) = &request {
+                    let _ = agent.cancel_request(request).await;
+                }
                 talk.error("approvd: your phone cannot be asked right now; login refused.");
                 return status::UNREACHABLE;
             }
             match talk.prompt("Your phone cannot be asked. Offline code from the approvd app (or a recovery code): ") {
-                Some(code) if !code.is_empty() => code,
+                Some(code) if !code.is_empty() => (request, code),
                 _ => {
                     talk.error("approvd: your phone cannot be asked and no code was given.");
                     return status::UNREACHABLE;
@@ -218,7 +238,30 @@ pub async fn run(args: PamArgs) -> u8 {
             }
         }
     };
-    check_code(&agent, &talk, &args, &account, &code).await
+    let checked = check_code(&agent, &talk, &args, &account, request.as_ref(), &code).await;
+    if checked != status::APPROVED {
+        // The login is over: the phones stop showing its request (an accepted code ended it).
+        if let Some(request) = &request {
+            let _ = agent.cancel_request(request).await;
+        }
+    }
+    checked
+}
+
+/// The account name to ask for: the name service's own name (`pw_name`) for `typed` when
+/// `lookup` knows it, else `typed` as it is (a name no user has cannot log in anyway).
+fn canonical_name(typed: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    lookup(typed)
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| typed.to_owned())
+}
+
+/// `getpwnam(name)`'s `pw_name`, through the system's name services (files, SSSD, winbind…).
+fn system_name(name: &str) -> Option<String> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|user| user.name)
 }
 
 /// Ask the phones and wait for the agent's verified outcome: an exit status, or why not.
@@ -229,15 +272,23 @@ async fn ask_phone(
     prompt_number: bool,
 ) -> Result<u8, Failure> {
     let created = agent.create_request(request).await?;
+    if let Some(reason) = created.relay_error {
+        return Err(Failure::Unreachable {
+            reason: format!("the relay: {reason}"),
+            request: Some(created.request_id),
+        });
+    }
     let number = created.number.as_deref().unwrap_or("the number shown");
     if prompt_number {
         let typed = talk.prompt(&format!(
             "approvd: approve this login on your phone by choosing {number}, then press Enter (or type the offline code): "
         ));
         if let Some(code) = typed.filter(|typed| !typed.is_empty()) {
-            // A code instead of the phone: withdraw the phone's request first.
-            let _ = agent.cancel_request(&created.request_id).await;
-            return Err(Failure::CodeTyped(code));
+            // A code instead of the phone, checked inside this request (which it then ends).
+            return Err(Failure::CodeTyped {
+                request: created.request_id,
+                code,
+            });
         }
     } else {
         talk.info(&format!(
@@ -250,7 +301,12 @@ async fn ask_phone(
             .await
         {
             Ok(outcome) => outcome,
-            Err(error) if error.is_unreachable() => return Err(error.into()),
+            Err(error) if error.is_unreachable() => {
+                return Err(Failure::Unreachable {
+                    reason: error.to_string(),
+                    request: Some(created.request_id),
+                })
+            }
             Err(error) => {
                 return Err(Failure::Refused(format!(
                     "the agent lost the request: {error}"
@@ -276,23 +332,27 @@ async fn ask_phone(
     }
 }
 
-/// Check an offline code (digits) or a recovery code (anything else) with the agent, or in
-/// the NAS home when the agent is down.
+/// Check an offline code (digits) or a recovery code (anything else) with the agent inside
+/// `request`, or in the NAS home when the agent is down (or never answered).
 async fn check_code(
     agent: &AgentClient,
     talk: &Talk,
     args: &PamArgs,
     account: &AccountName,
+    request: Option<&Cid>,
     code: &str,
 ) -> u8 {
-    let kind = CodeKind::of(code);
-    let checked = match agent.check_code(account, kind, code).await {
+    let asked = match request {
+        Some(request) => agent.check_code(request, code).await,
+        None => Err(ClientError::Unreachable("no request was opened".to_owned())),
+    };
+    let checked = match asked {
         Ok(result) => Ok(result),
         // The agent itself is down: the NAS home holds the code secrets.
         Err(error) if error.is_unreachable() => match &args.home {
             Some(home) => match become_owner_of(home) {
                 Ok(()) => match Service::open(home, Keep::InMemory) {
-                    Ok(service) => service.check_code(account, kind, code).await,
+                    Ok(service) => service.check_code(account, CodeKind::of(code), code).await,
                     Err(error) => Err(error),
                 }
                 .map_err(|error| {
@@ -356,4 +416,21 @@ fn become_owner_of(home: &Path) -> Result<(), String> {
             home.display()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_service_decides_which_account_a_typed_name_is() {
+        // A case-insensitive name service (SSSD, winbind) answers `ALICE` with alice.
+        let insensitive = |name: &str| Some(name.to_lowercase());
+        assert_eq!(canonical_name("ALICE", insensitive), "alice");
+        // A name no user has stays as typed (and finds no phone).
+        assert_eq!(canonical_name("nosuchuser", |_: &str| None), "nosuchuser");
+        // The real lookup: root is root.
+        assert_eq!(canonical_name("root", system_name), "root");
+        assert_eq!(system_name("no-such-user-approvd-test"), None);
+    }
 }

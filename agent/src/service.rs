@@ -28,7 +28,8 @@ use crate::cooling::{Cooldowns, Verdict};
 use crate::api::{
     AccountName, ApprovalRequest, CodeKind, CodeResult, Decider, Device, Devices, PairingConfirmed,
     PairingRequest, PairingStarted, PairingState, PairingStatus, RecoveryCodes, RequestCreated,
-    RequestStatus, MAX_PENDING_PER_ACCOUNT, MAX_WAIT_SECS,
+    RequestStatus, CODE_WINDOW_SECS, MAX_PENDING_PER_ACCOUNT, MAX_WAIT_SECS,
+    MAX_WRONG_CODES_PER_REQUEST,
 };
 
 /// Why a use case refused or failed. `http` maps each variant to one problem type.
@@ -88,6 +89,23 @@ pub enum Error {
     ShuttingDown,
 }
 
+/// Whether the relay could not take a request at all (unreachable, TLS, or its own failure),
+/// as opposed to refusing it: then the request is opened for a code only.
+fn relay_unreachable(error: &ClientError) -> bool {
+    match error {
+        ClientError::Network(_) | ClientError::Tls(_) => true,
+        ClientError::Relay { status, .. } | ClientError::Unexpected { status, .. } => {
+            *status >= 500
+        }
+        ClientError::BadUrl(_)
+        | ClientError::Verification(_)
+        | ClientError::Alarm(_)
+        | ClientError::Protocol(_)
+        | ClientError::Storage { .. }
+        | ClientError::Busy { .. } => false,
+    }
+}
+
 impl From<ClientError> for Error {
     fn from(error: ClientError) -> Self {
         match error {
@@ -99,6 +117,19 @@ impl From<ClientError> for Error {
         }
     }
 }
+
+/// A sign-in request the relay could not take: no phone was asked, and only a code can
+/// settle it (in memory only; it lives as long as its lifetime plus [`CODE_WINDOW_SECS`]).
+#[derive(Debug, Clone)]
+struct CodeOnly {
+    account: AccountName,
+    expires: u64,
+    ended: bool,
+}
+
+/// The most code-only requests kept at once (each account has at most
+/// [`MAX_PENDING_PER_ACCOUNT`] open; this bounds the map whatever the number of accounts).
+const MAX_CODE_ONLY: usize = 10_000;
 
 /// Whether undecided requests are kept on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +238,11 @@ pub struct Service {
     /// bounded ([`MAX_STRANGER_COUNTS`]): they are answered like a real account's (no
     /// enumeration) and never written to the NAS state (which strangers must not grow).
     strangers: Mutex<HashMap<(String, CodeKind), approvd_client::home::Attempts>>,
+    /// Requests the relay could not take, open for a code only ([`CodeOnly`]).
+    code_only: Mutex<HashMap<Cid, CodeOnly>>,
+    /// Wrong codes typed into each open request (at most [`MAX_WRONG_CODES_PER_REQUEST`]);
+    /// in memory only, dropped with the request.
+    wrong_codes: Mutex<HashMap<Cid, u32>>,
     /// Per account: the cool-down after refused sign-ins (push fatigue), kept on disk with
     /// [`Keep::OnDisk`] so a restart never lifts one.
     cooldowns: Cooldowns,
@@ -243,6 +279,8 @@ impl Service {
         };
         let service = Self {
             strangers: Mutex::new(HashMap::new()),
+            code_only: Mutex::new(HashMap::new()),
+            wrong_codes: Mutex::new(HashMap::new()),
             cooldowns,
             home,
             nas,
@@ -296,7 +334,10 @@ impl Service {
                 until,
             });
         }
-        if self.nas.pending_for(request.user.as_str(), unix_now()) >= MAX_PENDING_PER_ACCOUNT {
+        let now = unix_now();
+        if self.nas.pending_for(request.user.as_str(), now) + self.code_only_for(&request.user, now)
+            >= MAX_PENDING_PER_ACCOUNT
+        {
             return Err(Error::TooManyPending(request.user.clone()));
         }
         let account = request.user.clone();
@@ -313,10 +354,17 @@ impl Service {
         }
         let context = request.login_context(&self.label, unix_now());
         let number_matching = request.number_matching(&context);
-        let sent = self
+        let sent = match self
             .nas
             .request_approval(&devices, &context, number_matching, request.lifetime())
-            .await?;
+            .await
+        {
+            Ok(sent) => sent,
+            Err(error) if relay_unreachable(&error) => {
+                return Ok(self.open_code_only(&request.user, request.lifetime(), &error))
+            }
+            Err(error) => return Err(error.into()),
+        };
         self.save_requests();
         tracing::info!(
             "{}: request {} sent to {} phone(s)",
@@ -329,7 +377,141 @@ impl Service {
             number: sent.number,
             expires: sent.expires,
             deliveries: sent.report.deliveries,
+            relay_error: None,
         })
+    }
+
+    /// A request for `account` that no phone was asked (the relay failed with `error`): only
+    /// a code settles it. The map is bounded: ended ones go first, then the oldest.
+    fn open_code_only(
+        &self,
+        account: &AccountName,
+        lifetime: Duration,
+        error: &ClientError,
+    ) -> RequestCreated {
+        let now = unix_now();
+        let cid = Cid::random();
+        let expires = now + lifetime.as_secs();
+        let mut open = self.code_only();
+        open.retain(|_, request| request.expires + CODE_WINDOW_SECS > now);
+        if open.len() >= MAX_CODE_ONLY {
+            let oldest = open
+                .iter()
+                .min_by_key(|(_, request)| (!request.ended, request.expires))
+                .map(|(cid, _)| *cid);
+            if let Some(oldest) = oldest {
+                open.remove(&oldest);
+            }
+        }
+        open.insert(
+            cid,
+            CodeOnly {
+                account: account.clone(),
+                expires,
+                ended: false,
+            },
+        );
+        tracing::warn!("{account}: request {cid} is open for a code only: the relay: {error}");
+        RequestCreated {
+            request_id: cid,
+            number: None,
+            expires,
+            deliveries: Vec::new(),
+            relay_error: Some(error.to_string()),
+        }
+    }
+
+    fn code_only(&self) -> std::sync::MutexGuard<'_, HashMap<Cid, CodeOnly>> {
+        self.code_only
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The account's code-only requests still open.
+    fn code_only_for(&self, account: &AccountName, now: u64) -> usize {
+        self.code_only()
+            .values()
+            .filter(|request| {
+                &request.account == account && !request.ended && request.expires > now
+            })
+            .count()
+    }
+
+    /// Check a code the user typed inside sign-in request `cid` (the only way a login caller
+    /// checks codes: a code replaces the phone of a request the caller opened, never the
+    /// first factor). The request must be open — pending, or expired less than
+    /// [`CODE_WINDOW_SECS`] ago — and takes at most [`MAX_WRONG_CODES_PER_REQUEST`] wrong
+    /// codes; the account's own code limits apply as well. An accepted code ends the request:
+    /// no phone's answer counts any more.
+    pub async fn check_request_code(&self, cid: &Cid, code: &str) -> Result<CodeResult, Error> {
+        let now = unix_now();
+        let (account, expires, open) = if let Some(record) = self.nas.record(cid) {
+            let account = AccountName::parse(&record.user)
+                .map_err(|_| Error::NotFound { what: "request" })?;
+            let open = matches!(record.outcome, None | Some(Outcome::Expired));
+            (account, record.sent.expires, open)
+        } else if let Some(request) = self.code_only().get(cid).cloned() {
+            (request.account, request.expires, !request.ended)
+        } else {
+            return Err(Error::NotFound { what: "request" });
+        };
+        if !open {
+            return Err(Error::Conflict(
+                "this sign-in request is decided or cancelled; a code counts only in an open one",
+            ));
+        }
+        if now > expires + CODE_WINDOW_SECS {
+            return Err(Error::Conflict(
+                "this sign-in request ended more than 5 minutes ago; start a new one",
+            ));
+        }
+        // The try is taken before the check, so concurrent guesses cannot pass the count.
+        let tries = {
+            let mut wrong = self.wrong_codes();
+            if wrong.len() >= MAX_CODE_ONLY && !wrong.contains_key(cid) {
+                // Counts of requests forgotten since are dropped.
+                let code_only = self.code_only();
+                wrong
+                    .retain(|cid, _| code_only.contains_key(cid) || self.nas.record(cid).is_some());
+            }
+            let tries = wrong.entry(*cid).or_default();
+            if *tries >= MAX_WRONG_CODES_PER_REQUEST {
+                return Err(Error::Conflict(
+                    "this sign-in request took 3 wrong codes; start a new one",
+                ));
+            }
+            *tries += 1;
+            *tries
+        };
+        let result = match self.check_code(&account, CodeKind::of(code), code).await {
+            Ok(result) => result,
+            Err(error) => {
+                // Nothing was checked: the try is given back.
+                if let Some(tries) = self.wrong_codes().get_mut(cid) {
+                    *tries = tries.saturating_sub(1);
+                }
+                return Err(error);
+            }
+        };
+        let end = match &result {
+            CodeResult::Accepted { .. } => true,
+            CodeResult::Rejected { .. } | CodeResult::LockedOut { .. } => {
+                tries >= MAX_WRONG_CODES_PER_REQUEST
+            }
+        };
+        if end {
+            self.wrong_codes().remove(cid);
+            if let Err(error) = self.cancel_request(cid).await {
+                tracing::warn!("{account}: request {cid}: telling the relay of its end: {error}");
+            }
+        }
+        Ok(result)
+    }
+
+    fn wrong_codes(&self) -> std::sync::MutexGuard<'_, HashMap<Cid, u32>> {
+        self.wrong_codes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Where request `cid` stands, waiting up to `wait` (at most [`MAX_WAIT_SECS`]) for the
@@ -341,6 +523,15 @@ impl Service {
         cid: &Cid,
         wait: Duration,
     ) -> Result<RequestStatus, Error> {
+        if let Some(request) = self.code_only().get(cid) {
+            return Ok(if request.ended {
+                RequestStatus::Cancelled
+            } else if request.expires <= unix_now() {
+                RequestStatus::Expired
+            } else {
+                RequestStatus::Pending
+            });
+        }
         let record = self
             .nas
             .record(cid)
@@ -507,6 +698,11 @@ impl Service {
     /// Cancel request `cid`: from now on no answer counts, whatever the relay delivers, and
     /// the cancel is on disk before the relay is told (a restart keeps it).
     pub async fn cancel_request(&self, cid: &Cid) -> Result<(), Error> {
+        if let Some(request) = self.code_only().get_mut(cid) {
+            request.ended = true;
+            return Ok(());
+        }
+        self.wrong_codes().remove(cid);
         if self.nas.record(cid).is_none() {
             return Err(Error::NotFound { what: "request" });
         }
@@ -637,7 +833,9 @@ impl Service {
     }
 
     /// Check a code the user typed, within the account's attempt limit. The outcome is logged,
-    /// never the code.
+    /// never the code. For the NAS's own tools on its home (`approvd nas`, the PAM fallback
+    /// when the agent is down); the API checks a code only inside a request
+    /// ([`Service::check_request_code`]).
     pub async fn check_code(
         &self,
         account: &AccountName,

@@ -14,16 +14,27 @@ use crate::approvd_binary;
 #[derive(Debug)]
 pub struct AgentProcess {
     pub child: Child,
+    /// The admin socket (`<home>/agent.sock`, or `--socket`): every route.
     pub socket: PathBuf,
+    /// The login socket (`<home>/login.sock`, or `--login-socket`): sign-in requests only.
+    pub login_socket: PathBuf,
     /// `127.0.0.1:<port>` when started with `--listen`.
     pub tcp: Option<String>,
 }
 
 impl AgentProcess {
-    /// The API's client over the Unix socket.
+    /// The API's client over the admin socket.
     pub fn client(&self) -> approvd_agent::client::AgentClient {
         approvd_agent::client::AgentClient::new(approvd_agent::client::Endpoint::Socket(
             self.socket.clone(),
+        ))
+        .expect("client")
+    }
+
+    /// The API's client over the login socket (what a login system holds).
+    pub fn login_client(&self) -> approvd_agent::client::AgentClient {
+        approvd_agent::client::AgentClient::new(approvd_agent::client::Endpoint::Socket(
+            self.login_socket.clone(),
         ))
         .expect("client")
     }
@@ -49,7 +60,6 @@ pub fn start_agent(home: &Path) -> AgentProcess {
 }
 
 pub fn start_agent_with(home: &Path, extra: &[&str]) -> AgentProcess {
-    let socket = home.join("agent.sock");
     let mut child = Command::new(approvd_binary())
         .args(["agent", "--home"])
         .arg(home)
@@ -59,18 +69,31 @@ pub fn start_agent_with(home: &Path, extra: &[&str]) -> AgentProcess {
         .spawn()
         .expect("spawn agent");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("first line");
-    assert!(line.starts_with("approvd agent listening on"), "{line}");
+    let mut socket = || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("a listening line");
+        let (path, _) = line
+            .trim()
+            .strip_prefix("approvd agent listening on ")
+            .and_then(|rest| rest.split_once(" ("))
+            .unwrap_or_else(|| panic!("a socket line: {line}"));
+        PathBuf::from(path)
+    };
+    let (socket, login_socket) = (socket(), socket());
     let tcp = extra.contains(&"--listen").then(|| {
         let mut line = String::new();
-        stdout.read_line(&mut line).expect("second line");
+        stdout.read_line(&mut line).expect("third line");
         line.trim()
             .strip_prefix("approvd agent listening on http://")
             .expect("the TCP address")
             .to_owned()
     });
-    AgentProcess { child, socket, tcp }
+    AgentProcess {
+        child,
+        socket,
+        login_socket,
+        tcp,
+    }
 }
 
 /// One HTTP/1.1 exchange over the agent's socket: status and JSON body.

@@ -7,7 +7,7 @@
 //! runtime and an HTTP client.
 //!
 //! ```text
-//! auth required pam_approvd.so /usr/local/bin/approvd pam --socket /var/lib/approvd/nas/agent.sock
+//! auth required pam_approvd.so /usr/local/bin/approvd pam --socket /var/lib/approvd/nas/login.sock
 //! ```
 
 #![allow(unsafe_code)]

@@ -40,24 +40,24 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  approvd agent --home approvd-nas &\n  approvd-signin-web --agent-socket approvd-nas/agent.sock --users examples/signin-web/users.toml"
+    after_help = "Example:\n  approvd agent --home approvd-nas &\n  approvd-signin-web --agent-socket approvd-nas/login.sock --users examples/signin-web/users.toml"
 )]
 struct ServeArgs {
     /// Address to serve the page on.
     #[arg(long, env = "APPROVD_SIGNIN_LISTEN", default_value = "127.0.0.1:8088")]
     listen: std::net::SocketAddr,
-    /// The agent's Unix socket.
+    /// The agent's login socket (sign-in requests and codes: all the page needs).
     #[arg(
         long,
         env = "APPROVD_SIGNIN_AGENT_SOCKET",
-        default_value = "approvd-nas/agent.sock"
+        default_value = "approvd-nas/login.sock"
     )]
     agent_socket: PathBuf,
     /// Reach the agent over loopback TCP instead (`approvd agent --listen`), e.g.
     /// http://127.0.0.1:8787; needs --agent-token-file.
     #[arg(long, env = "APPROVD_SIGNIN_AGENT_URL", requires = "agent_token_file")]
     agent_url: Option<String>,
-    /// The bearer token file given to `approvd agent --token-file`.
+    /// The bearer token file given to `approvd agent --token-file` (the login capability).
     #[arg(long, env = "APPROVD_SIGNIN_AGENT_TOKEN_FILE")]
     agent_token_file: Option<PathBuf>,
     /// The users file (TOML: `[users] alice = "<hash from hash-password>"`), for two-step

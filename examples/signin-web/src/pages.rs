@@ -143,7 +143,9 @@ pub fn attempt(id: &str, attempt: &Attempt, csrf: &str) -> String {
         _ => r#"<p id="phones">Sent to your phones.</p>"#.to_owned(),
     };
     // Nothing was sent (the relay was unreachable, no phone): no number to choose.
-    let sent = attempt.request_id.is_some() || attempt.progress == Progress::Waiting;
+    // (An unreachable relay may still leave a request open, for a code only.)
+    let sent = (attempt.request_id.is_some() || attempt.progress == Progress::Waiting)
+        && attempt.progress != Progress::Unreachable;
     let request = if sent {
         format!(
             r#"<p>Open <strong>approvd</strong> on your phone and choose this number:</p>
@@ -275,7 +277,8 @@ button.secondary,.button.secondary{background:#e8eaed;color:#1d2125}
 "#;
 
 /// The live wait: long-polls the attempt's status, signs in on approval, shows the message
-/// otherwise, and cancels the request when the person leaves the page.
+/// otherwise, and cancels the request when the person leaves the page (but not for "Use a code
+/// instead": the code is checked inside the request).
 pub const SCRIPT: &str = r##"(function () {
   "use strict";
   var section = document.getElementById("attempt");
@@ -312,6 +315,9 @@ pub const SCRIPT: &str = r##"(function () {
   ["resend", "cancel"].forEach(function (name) {
     document.getElementById(name).addEventListener("submit", function () { settled = true; });
   });
+  // A code is checked inside this request (which an accepted code ends): keep it open.
+  var useCode = document.getElementById("use-code");
+  if (useCode) { useCode.addEventListener("click", function () { settled = true; }); }
   window.addEventListener("pagehide", function () {
     if (settled) { return; }
     settled = true;

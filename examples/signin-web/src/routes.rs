@@ -10,7 +10,7 @@ use crate::pages;
 use crate::state::{is_id, now, Attempt, Mode, Progress};
 use crate::App;
 use approvd_agent::api::{
-    AccountName, ApprovalRequest, CodeKind, CodeResult, ProblemType, RequestStatus, MAX_WAIT_SECS,
+    AccountName, ApprovalRequest, CodeResult, ProblemType, RequestStatus, MAX_WAIT_SECS,
 };
 use approvd_agent::client::ClientError;
 use approvd_proto::context::LoginKind;
@@ -353,6 +353,12 @@ async fn start(
             attempt.number = created.number.unwrap_or_default();
             attempt.expires = created.expires;
             attempt.request_id = Some(created.request_id);
+            // The relay could not be reached: no phone was asked, and the agent keeps the
+            // request open for a code only.
+            if let Some(reason) = &created.relay_error {
+                eprintln!("approvd-signin-web: the relay cannot ask {user}'s phones: {reason}");
+                attempt.progress = Progress::Unreachable;
+            }
         }
         // No phones (or no such account): a decoy that looks the same and expires. A person
         // who signed in with their password learns the truth.
@@ -668,24 +674,16 @@ pub async fn code(
             Err(Refusal::Wrong) => return again("Wrong password or code."),
         }
     }
-    let decoy = attempt.request_id.is_none() && attempt.progress == Progress::Waiting;
-    let result = match AccountName::parse(&attempt.user) {
-        // A decoy: there is no account with phones to check against.
-        Ok(account) if !decoy => {
-            let code = form.code.trim();
-            app.agent
-                .check_code(&account, CodeKind::of(code), code)
-                .await
-        }
-        Ok(_) | Err(_) => Ok(CodeResult::Rejected { failures: 0 }),
+    // A code counts only inside the attempt's own request (the agent's rule): a decoy, or an
+    // attempt whose request was never opened, has nothing to check against.
+    let result = match &attempt.request_id {
+        Some(request_id) => app.agent.check_code(request_id, form.code.trim()).await,
+        None => Ok(CodeResult::Rejected { failures: 0 }),
     };
     match result {
+        // The agent ended the request: the phones stop showing it.
         Ok(CodeResult::Accepted { .. }) => {
             app.state.remove_attempt(&id);
-            if let (Some(request_id), Progress::Waiting) = (&attempt.request_id, &attempt.progress)
-            {
-                let _ = app.agent.cancel_request(request_id).await;
-            }
             signed_in(&app, &request, &attempt.user)
         }
         Ok(CodeResult::Rejected { .. }) => {
@@ -695,6 +693,11 @@ pub async fn code(
             "Too many wrong codes. Try again in {} minute(s).",
             locked_until.saturating_sub(now()).div_ceil(60).max(1)
         )),
+        // The request took its last wrong code, or ended: a new sign-in is needed.
+        Err(error) if error.kind() == Some(ProblemType::Conflict) => {
+            app.state.remove_attempt(&id);
+            gone()
+        }
         Err(error) => {
             eprintln!("approvd-signin-web: checking a code: {error}");
             again("Codes cannot be checked right now. Try again in a moment.")

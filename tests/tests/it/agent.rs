@@ -32,7 +32,8 @@ struct Setup {
 }
 
 async fn with_alices_phone(label: &str, phone_name: &str) -> Setup {
-    let relay = RelayProcess::start(&[]);
+    // Room for the dozen requests one test sends alice's phone.
+    let relay = RelayProcess::start(&["--rate-challenges-per-device", "30"]);
     let dir = TempDir::new(label);
     let path = dir.0.join("nas");
     let home = NasHome::init(&path, &relay.url, "home-nas").expect("init");
@@ -160,7 +161,7 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     // The API describes itself, and every route it documents is served.
     let document = agent.openapi().await.expect("document");
     let paths = document["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 12, "{document}");
+    assert_eq!(paths.len(), 11, "{document}");
     for (path, item) in paths {
         for method in item.as_object().expect("methods").keys() {
             let concrete = path
@@ -175,6 +176,58 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
             );
         }
     }
+
+    // Codes count only inside a request: alice's offline code typed into a request for bob is
+    // wrong; typed into one for alice it is accepted and ends that request, so no phone's
+    // answer (and no second code) counts any more.
+    let now = unix_now();
+    let code = phone.offline_code(now).expect("code");
+    let for_bob = ask(&agent, ApprovalRequest::sign_in(bob.clone()))
+        .await
+        .request_id;
+    let checked = agent.check_code(&for_bob, &code).await.expect("checked");
+    assert_eq!(
+        checked,
+        CodeResult::Rejected { failures: 1 },
+        "alice's code is not bob's"
+    );
+    agent.cancel_request(&for_bob).await.expect("cancelled");
+    let for_alice = ask(&agent, ApprovalRequest::sign_in(alice()))
+        .await
+        .request_id;
+    let checked = agent.check_code(&for_alice, &code).await.expect("checked");
+    assert_eq!(
+        checked,
+        CodeResult::Accepted {
+            device_id: Some(device.device_id)
+        }
+    );
+    assert_eq!(
+        agent.request_status(&for_alice, 0).await.expect("status"),
+        RequestStatus::Cancelled
+    );
+    let ended = agent
+        .check_code(&for_alice, &code)
+        .await
+        .expect_err("the request is over");
+    assert_eq!(ended.kind(), Some(ProblemType::Conflict), "{ended}");
+    let issued = agent.new_recovery_codes(&alice()).await.expect("issued");
+    let recovery = &issued.recovery_codes[0];
+    assert_eq!(CodeKind::of(recovery), CodeKind::Recovery);
+    let for_alice = ask(&agent, ApprovalRequest::sign_in(alice()))
+        .await
+        .request_id;
+    let checked = agent
+        .check_code(&for_alice, recovery)
+        .await
+        .expect("checked");
+    assert_eq!(checked, CodeResult::Accepted { device_id: None });
+    let log = std::fs::read_to_string(path.join("agent.log")).unwrap_or_default();
+    assert!(log.contains("bob: wrong code"), "{log}");
+    assert!(
+        !log.contains(&code) && !log.contains(recovery.as_str()),
+        "failed and accepted codes are logged without the code"
+    );
 
     // A request nobody answers, then fraud: after a fraud report the account cools down.
     let id = ask(
@@ -214,43 +267,6 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
         .await
         .expect_err("carol has no phone");
     assert_eq!(refused.kind(), Some(ProblemType::NoDevices), "{refused}");
-
-    // Offline and recovery codes, per account.
-    let now = unix_now();
-    let code = phone.offline_code(now).expect("code");
-    let checked = agent
-        .check_code(&bob, CodeKind::Offline, &code)
-        .await
-        .expect("checked");
-    assert_eq!(
-        checked,
-        CodeResult::Rejected { failures: 1 },
-        "alice's code is not bob's"
-    );
-    let checked = agent
-        .check_code(&alice(), CodeKind::of(&code), &code)
-        .await
-        .expect("checked");
-    assert_eq!(
-        checked,
-        CodeResult::Accepted {
-            device_id: Some(device.device_id)
-        }
-    );
-    let issued = agent.new_recovery_codes(&alice()).await.expect("issued");
-    let recovery = &issued.recovery_codes[0];
-    assert_eq!(CodeKind::of(recovery), CodeKind::Recovery);
-    let checked = agent
-        .check_code(&alice(), CodeKind::Recovery, recovery)
-        .await
-        .expect("checked");
-    assert_eq!(checked, CodeResult::Accepted { device_id: None });
-    let log = std::fs::read_to_string(path.join("agent.log")).unwrap_or_default();
-    assert!(log.contains("bob: wrong code"), "{log}");
-    assert!(
-        !log.contains(&code) && !log.contains(recovery.as_str()),
-        "failed and accepted codes are logged without the code"
-    );
 
     // Removing is per account.
     let refused = agent
@@ -536,9 +552,9 @@ fn readme_curl(socket: &Path, request_id: &str) -> Vec<String> {
             .expect("README.md");
     readme
         .lines()
-        .filter(|line| line.starts_with("curl -s --unix-socket approvd-nas/agent.sock"))
+        .filter(|line| line.starts_with("curl -s --unix-socket approvd-nas/login.sock"))
         .map(|line| {
-            line.replace("approvd-nas/agent.sock", &socket.display().to_string())
+            line.replace("approvd-nas/login.sock", &socket.display().to_string())
                 .replace("<request_id>", request_id)
         })
         .collect()
@@ -564,7 +580,7 @@ async fn the_readme_curl_example_asks_and_gets_the_answer() {
     } = with_alices_phone("agent-readme", "Alice's laptop").await;
     let agent = start_agent(&path);
 
-    let commands = readme_curl(&agent.socket, "");
+    let commands = readme_curl(&agent.login_socket, "");
     assert_eq!(
         commands.len(),
         2,
@@ -579,7 +595,7 @@ async fn the_readme_curl_example_asks_and_gets_the_answer() {
         .submit(&phone.answer(&received, Decision::Approve, Some(number)))
         .await
         .expect("approved");
-    let outcome = sh(&readme_curl(&agent.socket, id)[1]);
+    let outcome = sh(&readme_curl(&agent.login_socket, id)[1]);
     assert_eq!(outcome["status"], "approved", "{outcome}");
     assert_eq!(outcome["device_name"], "Alice's laptop");
 }
@@ -635,10 +651,17 @@ async fn the_agent_serves_its_document_and_answers_exactly_its_types() {
     ));
     let (_, listed) = call(&process, "GET", "/v1/accounts/alice/devices", None);
     assert_eq!(is_exactly::<Devices>(&listed).devices.len(), 1);
+    let (_, second) = call(
+        &process,
+        "POST",
+        "/v1/requests",
+        Some(serde_json::json!({"user": "alice"})),
+    );
+    let second: RequestCreated = is_exactly(&second);
     let (_, checked) = call(
         &process,
         "POST",
-        "/v1/accounts/alice/offline-code",
+        &format!("/v1/requests/{}/code", second.request_id),
         Some(serde_json::json!({"code": "000000"})),
     );
     is_exactly::<CodeResult>(&checked);
@@ -809,10 +832,24 @@ async fn bad_input_gets_a_problem_and_loses_nothing() {
         ),
         (
             "POST",
-            "/v1/accounts/alice/offline-code".into(),
+            "/v1/requests/AAAAAAAAAAAAAAAAAAAAAA/code".into(),
             br#"{"code":1}"#.to_vec(),
             400,
             "invalid-body",
+        ),
+        (
+            "POST",
+            "/v1/requests/AAAAAAAAAAAAAAAAAAAAAA/code".into(),
+            br#"{"code":"123456"}"#.to_vec(),
+            404,
+            "not-found",
+        ),
+        (
+            "POST",
+            "/v1/requests/not-an-id/code".into(),
+            br#"{"code":"123456"}"#.to_vec(),
+            404,
+            "not-found",
         ),
         ("PUT", "/v1/requests".into(), Vec::new(), 404, "no-route"),
         ("GET", "/v2/anything".into(), Vec::new(), 404, "no-route"),
@@ -889,13 +926,9 @@ async fn account_names_reach_their_phones_exactly_whatever_their_characters() {
         let received = phone.inbox(WAIT).await.expect("inbox");
         assert_eq!(received.len(), 1, "{name}");
         assert_eq!(received[0].context.user, *name);
-        agent
-            .cancel_request(&created.request_id)
-            .await
-            .expect("cancelled");
         let code = phone.offline_code(unix_now()).expect("code");
         let checked = agent
-            .check_code(&account, CodeKind::Offline, &code)
+            .check_code(&created.request_id, &code)
             .await
             .expect("checked");
         assert!(

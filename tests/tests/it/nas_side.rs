@@ -398,17 +398,19 @@ async fn n3_a_fraud_report_stops_the_next_request_to_that_account_only() {
     assert!(matches!(status, RequestStatus::Approved(_)), "{status:?}");
 }
 
-/// N-4 / M1 / L4: a name with no account answers wrong codes exactly as a real account does
-/// (failures, then a lockout), nothing is written to the NAS state for it, and wrong offline
-/// codes never lock the recovery codes (each kind has its own count).
+/// N-4 / M1 / L4: where a code is checked by name — the NAS's own tools on its home, such as
+/// the PAM fallback while the agent is down (the API checks codes only inside a request) — a
+/// name with no account answers wrong codes exactly as a real account does (failures, then a
+/// lockout), nothing is written to the NAS state for it, and wrong offline codes never lock
+/// the recovery codes (each kind has its own count).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn m1_codes_for_unknown_names_answer_alike_and_grow_nothing_and_recovery_stays_open() {
     use approvd_agent::api::{CodeKind, CodeResult};
+    use approvd_agent::service::{Keep, Service};
     let relay = RelayProcess::start(&[]);
     let dir = TempDir::new("m1-codes");
     let (path, _phone) = alices_nas(&relay, &dir).await;
-    let agent_process = start_agent(&path);
-    let agent = agent_process.client();
+    let agent = Service::open(&path, Keep::InMemory).expect("the home");
     let recovery = agent
         .new_recovery_codes(&alice())
         .await
@@ -589,5 +591,261 @@ async fn l1_the_socket_is_born_private_and_an_open_socket_directory_is_refused()
             .iter()
             .map(|mode| format!("{mode:o}"))
             .collect::<Vec<_>>()
+    );
+}
+
+/// A `curl` of the agent's API over `socket` run as `nobody` (`runuser`): its HTTP status.
+fn as_nobody(socket: &std::path::Path, method: &str, path: &str, body: &str) -> String {
+    let output = std::process::Command::new("runuser")
+        .args([
+            "-u",
+            "nobody",
+            "--",
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(["--unix-socket"])
+        .arg(socket)
+        .args([
+            "-X",
+            method,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ])
+        .arg(format!("http://agent{path}"))
+        .output()
+        .expect("runuser curl");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// N-1: the local API was one all-powerful capability: any login integration could pair a
+/// phone or mint recovery codes for any account, and check any account's codes with no
+/// sign-in in progress. Now a login caller (the login socket, or the TCP login token) reaches
+/// sign-in requests only, and a code counts only inside a request it opened (3 wrong codes
+/// end the request). Admin changes are logged with who made them. Each socket checks its
+/// caller's uid: run as `nobody`, the admin socket refuses even when its mode was loosened,
+/// and the login socket admits the members of `--login-group`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n1_a_login_caller_can_neither_pair_nor_mint_codes_and_codes_count_only_in_its_requests() {
+    use approvd_agent::api::{CodeResult, PairingRequest};
+    use approvd_agent::client::{AgentClient, Endpoint};
+    let relay = RelayProcess::start(&["--rate-challenges-per-device", "30"]);
+    let dir = TempDir::new("n1-capabilities");
+    let (path, phone) = alices_nas(&relay, &dir).await;
+    let sockets = dir.0.join("sockets");
+    std::fs::create_dir(&sockets).expect("dir");
+    std::fs::set_permissions(&sockets, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (login_token, admin_token) = ("login-token-0123456789", "admin-token-0123456789");
+    for (name, token) in [("login.token", login_token), ("admin.token", admin_token)] {
+        let file = dir.0.join(name);
+        std::fs::write(&file, token).expect("token");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let (admin_socket, login_socket) = (sockets.join("admin.sock"), sockets.join("login.sock"));
+    let args = [
+        "--socket".to_owned(),
+        admin_socket.display().to_string(),
+        "--login-socket".to_owned(),
+        login_socket.display().to_string(),
+        "--login-group".to_owned(),
+        "nogroup".to_owned(),
+        "--listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--token-file".to_owned(),
+        dir.0.join("login.token").display().to_string(),
+        "--admin-token-file".to_owned(),
+        dir.0.join("admin.token").display().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let process = approvd_tests::agent::start_agent_with(&path, &args);
+    let tcp = format!("http://{}", process.tcp.as_deref().expect("tcp"));
+    let tcp_with = |token: &str| {
+        AgentClient::new(Endpoint::Tcp {
+            url: tcp.clone(),
+            token: token.to_owned(),
+        })
+        .expect("client")
+    };
+    let mode = |socket: &std::path::Path| {
+        std::fs::metadata(socket)
+            .expect("socket")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!((mode(&admin_socket), mode(&login_socket)), (0o600, 0o660));
+
+    // Over the login socket and with the login token: requests yes, admin routes 403.
+    for login in [process.login_client(), tcp_with(login_token)] {
+        let created = login
+            .create_request(&ApprovalRequest::sign_in(alice()))
+            .await
+            .expect("a login caller asks");
+        login
+            .cancel_request(&created.request_id)
+            .await
+            .expect("and cancels");
+        assert_eq!(
+            login.devices(&alice()).await.expect("listed").devices.len(),
+            1
+        );
+        let refusals = [
+            login
+                .start_pairing(&PairingRequest {
+                    user: alice(),
+                    ttl_secs: 60,
+                })
+                .await
+                .map(drop),
+            login.new_recovery_codes(&alice()).await.map(drop),
+            login
+                .remove_device(&alice(), &phone.device_id())
+                .await
+                .map(drop),
+        ];
+        for refused in refusals {
+            let refused = refused.expect_err("login may not do this");
+            assert_eq!(refused.kind(), Some(ProblemType::NotAllowed), "{refused}");
+        }
+    }
+    let stranger = tcp_with("not-the-token-0123456789")
+        .create_request(&ApprovalRequest::sign_in(alice()))
+        .await
+        .expect_err("no token, no call");
+    assert_eq!(stranger.kind(), Some(ProblemType::Unauthenticated));
+
+    // The admin token and the admin socket reach everything; each change is logged.
+    tcp_with(admin_token)
+        .start_pairing(&PairingRequest {
+            user: alice(),
+            ttl_secs: 60,
+        })
+        .await
+        .expect("admin pairs");
+    let admin = process.client();
+    let recovery = admin
+        .new_recovery_codes(&alice())
+        .await
+        .expect("admin mints")
+        .recovery_codes;
+    let log = std::fs::read_to_string(path.join("agent.log")).expect("log");
+    assert!(
+        log.contains("admin: POST /v1/pairings by a TCP admin token: 201"),
+        "{log}"
+    );
+    assert!(
+        log.contains("admin: POST /v1/accounts/alice/recovery-codes by uid"),
+        "{log}"
+    );
+    assert!(!log.contains(&recovery[0]), "codes are never logged");
+
+    // Codes count only inside a request: 3 wrong ones end it, and then even the right code
+    // is refused there (a new request, which the phone is shown, is needed).
+    let login = process.login_client();
+    let created = login
+        .create_request(&ApprovalRequest::sign_in(alice()))
+        .await
+        .expect("created");
+    for failures in 1..=3 {
+        let checked = login
+            .check_code(&created.request_id, "000001")
+            .await
+            .expect("checked");
+        assert!(
+            matches!(
+                checked,
+                CodeResult::Rejected { .. } | CodeResult::LockedOut { .. }
+            ),
+            "wrong code {failures}: {checked:?}"
+        );
+    }
+    let ended = login
+        .check_code(&created.request_id, &recovery[0])
+        .await
+        .expect_err("the request took its 3 wrong codes");
+    assert_eq!(ended.kind(), Some(ProblemType::Conflict), "{ended}");
+    assert_eq!(
+        login
+            .request_status(&created.request_id, 0)
+            .await
+            .expect("status"),
+        RequestStatus::Cancelled
+    );
+    let unknown = login
+        .check_code(&approvd_proto::Cid::random(), &recovery[0])
+        .await
+        .expect_err("no such request");
+    assert_eq!(unknown.kind(), Some(ProblemType::NotFound));
+
+    // The uid checks, as another user (the tests run as root on CI).
+    let root = {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(&dir.0).expect("dir").uid() == 0
+    };
+    if root {
+        std::fs::set_permissions(&admin_socket, std::fs::Permissions::from_mode(0o666))
+            .expect("an operator's mistake");
+        assert_eq!(
+            as_nobody(
+                &admin_socket,
+                "POST",
+                "/v1/accounts/alice/recovery-codes",
+                ""
+            ),
+            "403",
+            "the admin socket admits the agent's user and root only, whatever its mode"
+        );
+        assert_eq!(
+            as_nobody(&login_socket, "POST", "/v1/requests", r#"{"user":"alice"}"#),
+            "201",
+            "nobody is in nogroup, the login group"
+        );
+        assert_eq!(
+            as_nobody(&login_socket, "POST", "/v1/pairings", r#"{"user":"alice"}"#),
+            "403"
+        );
+    } else {
+        eprintln!("not root: the uid checks as `nobody` are not run");
+    }
+
+    // The relay is down: the request is opened for a code only (no phone was asked), and
+    // the app's offline code settles it.
+    drop(relay);
+    let created = login
+        .create_request(&ApprovalRequest::sign_in(alice()))
+        .await
+        .expect("opened for a code");
+    assert!(created.relay_error.is_some(), "{created:?}");
+    assert!(created.number.is_none() && created.deliveries.is_empty());
+    assert_eq!(
+        login
+            .request_status(&created.request_id, 0)
+            .await
+            .expect("status"),
+        RequestStatus::Pending
+    );
+    let code = phone
+        .offline_code(approvd_client::transport::unix_now())
+        .expect("code");
+    let checked = login
+        .check_code(&created.request_id, &code)
+        .await
+        .expect("checked");
+    assert!(
+        matches!(checked, CodeResult::Accepted { .. }),
+        "{checked:?}"
+    );
+    assert_eq!(
+        login
+            .request_status(&created.request_id, 0)
+            .await
+            .expect("status"),
+        RequestStatus::Cancelled
     );
 }

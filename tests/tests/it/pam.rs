@@ -262,7 +262,7 @@ async fn ssh_and_console_logins_wait_for_the_phone() {
         &format!(
             "auth required pam_exec.so stdout {} pam --socket {}",
             approvd_binary().display(),
-            agent.socket.display()
+            agent.login_socket.display()
         ),
     );
     let (ok, output, _) = answered(&exec, &phone, Decision::Approve, None).await;

@@ -294,7 +294,7 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
     let users = dir.0.join("users.toml");
     std::fs::write(&users, format!("{shipped}carol = \"{}\"\n", hash.trim())).expect("users");
     let (_page, base) = start_page(
-        &agent.socket,
+        &agent.login_socket,
         &users,
         &dir,
         &["--requests-per-address", "120"],
@@ -397,11 +397,11 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
 
     // A code instead: it replaces the phone, not the password (N-2), so passwordless asks
     // for both. The right code with a wrong password is refused, a wrong code is refused,
-    // and the password with the phone's offline code signs in.
+    // and the password with the phone's offline code signs in. The code is checked inside
+    // the attempt's request (N-1), which stays open until the right code ends it.
     passwordless(&browser, &base, "alice").await;
     shown_number(&browser).await;
     click_away(&browser, "#use-code").await;
-    phone_is_idle(&phone).await;
     let code = phone.offline_code(unix_now()).expect("an offline code");
     type_into(&browser, "#password-input", "wrong horse").await;
     type_into(&browser, "#code-input", &code).await;
@@ -416,6 +416,7 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
     type_into(&browser, "#code-input", &code).await;
     click_away(&browser, "#code button[type=submit]").await;
     text_when(&browser, "#signed-in", "Signed in as alice").await;
+    phone_is_idle(&phone).await;
     sign_out(&browser).await;
 
     // Nobody answers: the page says the request expired.
@@ -469,7 +470,7 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
 
     // Behind a reverse proxy (--trust-forwarded-for) each client has its own address budget.
     let (_proxied, proxied) = start_page(
-        &agent.socket,
+        &agent.login_socket,
         &users,
         &dir,
         &["--trust-forwarded-for", "--requests-per-address", "1"],
@@ -701,7 +702,12 @@ async fn m7_wrong_passwords_are_limited_per_name_and_per_network_alike_for_every
     let agent = start_agent(&home_path);
     let users =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/signin-web/users.toml");
-    let (_page, base) = start_page(&agent.socket, &users, &dir, &["--trust-forwarded-for"]);
+    let (_page, base) = start_page(
+        &agent.login_socket,
+        &users,
+        &dir,
+        &["--trust-forwarded-for"],
+    );
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
