@@ -487,3 +487,249 @@ async fn an_ssh_login_needs_the_key_and_the_phone() {
     assert!(!denied.status.success());
     assert!(denied.stdout.is_empty(), "no command ran");
 }
+
+/// The page's resident memory (`VmRSS`), KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Alice signs in on the web page from her own address: password, the number on her phone,
+/// then the page's finish step. Whether she got a session.
+async fn web_sign_in(http: &reqwest::Client, base: &str, phone: &Phone) -> Result<(), String> {
+    let (cookie, csrf) = crate::signin_web::browser_cookie_and_token(http, base).await;
+    let started = http
+        .post(format!("{base}/login"))
+        .header("cookie", &cookie)
+        .header("x-forwarded-for", "203.0.113.7")
+        .form(&[
+            ("username", "alice"),
+            ("password", "correct horse"),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .map_err(|error| error.to_string())?;
+    let attempt = started
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .filter(|location| location.starts_with("/attempt/"))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("the password step answered {}", started.status()))?;
+    let page = http
+        .get(format!("{base}{attempt}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .map_err(|error| error.to_string())?
+        .text()
+        .await
+        .map_err(|error| error.to_string())?;
+    let number = page
+        .split("id=\"number\"")
+        .nth(1)
+        .and_then(|rest| rest.split('>').nth(1))
+        .and_then(|rest| rest.split('<').next())
+        .filter(|number| number.len() == 3)
+        .ok_or_else(|| "no number on the attempt page".to_owned())?
+        .to_owned();
+    let received = only_request(phone, WAIT).await;
+    phone
+        .submit(&phone.answer(&received, Decision::Approve, Some(&number)))
+        .await
+        .map_err(|error| error.to_string())?;
+    // As the page's script does: wait for the approval, then finish.
+    let mut status = String::new();
+    for _ in 0..5 {
+        let answer: serde_json::Value = http
+            .get(format!("{base}{attempt}/status?wait=10"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .map_err(|error| error.to_string())?
+            .json()
+            .await
+            .map_err(|error| error.to_string())?;
+        status = answer["status"].as_str().unwrap_or_default().to_owned();
+        if status != "pending" {
+            break;
+        }
+    }
+    if status != "approved" {
+        return Err(format!("the attempt's status is {status}"));
+    }
+    let finished = http
+        .post(format!("{base}{attempt}/finish"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .map_err(|error| error.to_string())?;
+    let signed_in = finished
+        .headers()
+        .get("location")
+        .is_some_and(|to| to == "/")
+        && finished
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|cookie| {
+                cookie
+                    .to_str()
+                    .is_ok_and(|cookie| !cookie.contains("Max-Age=0"))
+            });
+    if signed_in {
+        Ok(())
+    } else {
+        Err(format!("the finish step answered {}", finished.status()))
+    }
+}
+
+/// What one anonymous client does until `stop` is set: status polls of its own decoy
+/// attempts and of made-up ids (`wait=0`), wrong passwords for made-up names, passwordless
+/// attempts for names with no phone and wrong codes (with a wrong password) typed into them,
+/// all from its one address. Counts of each answer status.
+async fn hammer(
+    base: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::collections::BTreeMap<u16, u64> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (cookie, csrf) = crate::signin_web::browser_cookie_and_token(&http, &base).await;
+    let mut seen = std::collections::BTreeMap::new();
+    let mut attempts: Vec<String> = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        n += 1;
+        let request = match n % 4 {
+            0 => http.post(format!("{base}/login")).form(&[
+                ("username", format!("guess{n}")),
+                ("password", "hunter2".to_owned()),
+                ("csrf", csrf.clone()),
+            ]),
+            1 => http
+                .post(format!("{base}/passwordless"))
+                .form(&[("username", format!("mallory{n}")), ("csrf", csrf.clone())]),
+            2 => match attempts.last() {
+                Some(attempt) => http.post(format!("{base}{attempt}/code")).form(&[
+                    ("code", "000000".to_owned()),
+                    ("password", "hunter2".to_owned()),
+                    ("csrf", csrf.clone()),
+                ]),
+                None => http.get(format!("{base}/attempt/{}/status?wait=0", "A".repeat(22))),
+            },
+            _ => {
+                let attempt = attempts
+                    .get(n as usize % attempts.len().max(1))
+                    .cloned()
+                    .unwrap_or_else(|| format!("/attempt/{}", "B".repeat(22)));
+                http.get(format!("{base}{attempt}/status?wait=0"))
+            }
+        };
+        let Ok(answer) = request
+            .header("cookie", &cookie)
+            .header("x-forwarded-for", "198.51.100.66")
+            .send()
+            .await
+        else {
+            *seen.entry(0).or_default() += 1;
+            continue;
+        };
+        if let Some(location) = answer
+            .headers()
+            .get("location")
+            .and_then(|value| value.to_str().ok())
+            .filter(|location| location.starts_with("/attempt/"))
+        {
+            attempts.push(location.to_owned());
+        }
+        *seen.entry(answer.status().as_u16()).or_default() += 1;
+    }
+    seen
+}
+
+/// The soak of issue 26: while one anonymous client hammers the sign-in page (status polls,
+/// wrong passwords, decoy attempts and wrong codes, from its own address), alice signs in three
+/// times on the web page and three times over PAM, and is never refused; the page's memory
+/// stays bounded (its password checks run in at most 4 × 19 MiB of reused buffers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_user_signs_in_over_pam_and_the_web_while_a_stranger_hammers_the_page() {
+    let relay = RelayProcess::start(&["--rate-challenges-per-device", "30"]);
+    let dir = TempDir::new("soak");
+    let home_path: PathBuf = dir.0.join("nas");
+    let home = NasHome::init(&home_path, &relay.url, "Home NAS").expect("init");
+    let (phone, device, secret) =
+        pair_for(&home.nas().expect("nas"), "alice", "Alice's phone", None).await;
+    home.add_device("alice", device, &secret).expect("recorded");
+    drop(home);
+    let agent = start_agent(&home_path);
+    let users = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/signin-web/users.toml");
+    let (page, base) = crate::signin_web::start_page(
+        &agent.login_socket,
+        &users,
+        &dir,
+        &["--trust-forwarded-for"],
+    );
+    let pid = page.0.id();
+    let service = Service::install("soak", &shipped_line(&home_path, "deny", ""));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let before = rss_kib(pid);
+
+    // Two connections of one client, as fast as the page answers, for as long as alice signs in.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let strangers: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(hammer(base.clone(), stop.clone())))
+        .collect();
+    let mut refused = Vec::new();
+    let mut peak = before;
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if let Err(why) = web_sign_in(&http, &base, &phone).await {
+            refused.push(format!("web sign-in {round}: {why}"));
+        }
+        let (ok, output, _) = answered(&service, &phone, Decision::Approve, None).await;
+        if !ok {
+            refused.push(format!("PAM login {round}: {output}"));
+        }
+        peak = peak.max(rss_kib(pid));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = std::collections::BTreeMap::new();
+    for stranger in strangers {
+        for (status, count) in stranger.await.expect("stranger") {
+            *seen.entry(status).or_insert(0u64) += count;
+        }
+    }
+    peak = peak.max(rss_kib(pid));
+    let total: u64 = seen.values().sum();
+    eprintln!(
+        "soak: {total} stranger requests {seen:?}; page RSS {} MiB before, {} MiB at most",
+        before / 1024,
+        peak / 1024
+    );
+    assert!(refused.is_empty(), "alice was refused: {refused:#?}");
+    assert!(total > 1000, "the stranger did hammer: {seen:?}");
+    assert!(
+        !seen.contains_key(&500) && !seen.contains_key(&0),
+        "no server error, no dropped connection: {seen:?}"
+    );
+    assert!(
+        seen.get(&429).copied().unwrap_or(0) > 0,
+        "the stranger's wrong passwords and attempts were limited: {seen:?}"
+    );
+    assert!(
+        peak < 160 * 1024,
+        "the page stays within its password buffers and some: {} MiB",
+        peak / 1024
+    );
+}

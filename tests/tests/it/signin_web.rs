@@ -25,7 +25,7 @@ const LIFETIME_SECS: u64 = 12;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A child process killed on drop.
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -35,7 +35,7 @@ impl Drop for Killed {
 }
 
 /// Start `approvd-signin-web` (with `extra` flags); its base URL.
-fn start_page(
+pub(crate) fn start_page(
     socket: &std::path::Path,
     users: &std::path::Path,
     dir: &TempDir,
@@ -501,7 +501,10 @@ async fn a_person_signs_in_on_the_web_page_with_their_phone() {
 }
 
 /// A fresh browser cookie from the page, and the CSRF token its forms carry.
-async fn browser_cookie_and_token(http: &reqwest::Client, base: &str) -> (String, String) {
+pub(crate) async fn browser_cookie_and_token(
+    http: &reqwest::Client,
+    base: &str,
+) -> (String, String) {
     let page = http
         .get(format!("{base}/passwordless"))
         .send()
