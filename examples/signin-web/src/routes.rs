@@ -466,7 +466,10 @@ pub async fn attempt_status(
             .json(serde_json::json!({ "status": status, "message": message }))
     };
     // Past the held polls an attempt may have, a poll is answered at once.
-    let held = app.state.hold_poll(&id);
+    let network = client_address(&app, &request)
+        .map(crate::state::network_of)
+        .unwrap_or_default();
+    let held = app.state.hold_poll(&id, &network);
     let wait = if held.is_some() {
         query.wait.min(MAX_WAIT_SECS)
     } else {

@@ -39,6 +39,11 @@ pub const SESSION_SECS: u64 = 12 * 3600;
 /// Status polls of one attempt held open at once; more are answered at once (a page needs
 /// one; a client opening thousands must not hold the page's connections for free).
 pub const MAX_HELD_POLLS: usize = 2;
+/// Status polls held open at once from one client network (its address; IPv6 its /64), over
+/// all its attempts: what one client can hold of the page's connections (M6). Beyond it its
+/// polls are answered at once, as every other request is (the rest of the page answers in
+/// milliseconds; a request head must arrive within 10 s, and idle connections close after 5 s).
+pub const MAX_HELD_POLLS_PER_NETWORK: usize = 16;
 
 /// Approval requests per username per window: a stranger typing alice's name cannot flood
 /// her phone (known and unknown names share the budget, so it reveals nothing either).
@@ -102,7 +107,7 @@ pub struct State {
     attempts: Mutex<HashMap<String, Attempt>>,
     sessions: Mutex<HashMap<String, (String, u64)>>,
     requests: Mutex<HashMap<String, (u64, u32)>>,
-    /// Per attempt id: its status polls held open now.
+    /// Status polls held open now, by `attempt <id>` and by `network <network>`.
     held: Mutex<HashMap<String, usize>>,
     /// Wrong passwords, by `user <name>` and `address <network>` (at most [`MAX_BUDGETS`]).
     guesses: Mutex<HashMap<String, approvd_client::home::Attempts>>,
@@ -135,20 +140,23 @@ pub fn network_of(address: std::net::IpAddr) -> String {
     }
 }
 
-/// A held status poll of one attempt, counted until dropped (also when the client goes away).
+/// A held status poll of one attempt from one network, counted for both until dropped (also
+/// when the client goes away).
 #[derive(Debug)]
 pub struct HeldPoll<'a> {
     state: &'a State,
-    id: String,
+    keys: [String; 2],
 }
 
 impl Drop for HeldPoll<'_> {
     fn drop(&mut self) {
         let mut held = lock(&self.state.held);
-        if let Some(count) = held.get_mut(&self.id) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.id);
+        for key in &self.keys {
+            if let Some(count) = held.get_mut(key) {
+                *count -= 1;
+                if *count == 0 {
+                    held.remove(key);
+                }
             }
         }
     }
@@ -336,18 +344,20 @@ impl State {
         }
     }
 
-    /// Count one more held status poll of attempt `id`, unless [`MAX_HELD_POLLS`] are held.
-    pub fn hold_poll(&self, id: &str) -> Option<HeldPoll<'_>> {
+    /// Count one more held status poll of attempt `id` from `network`, unless
+    /// [`MAX_HELD_POLLS`] are held for the attempt or [`MAX_HELD_POLLS_PER_NETWORK`] for the
+    /// network.
+    pub fn hold_poll(&self, id: &str, network: &str) -> Option<HeldPoll<'_>> {
+        let keys = [format!("attempt {id}"), format!("network {network}")];
         let mut held = lock(&self.held);
-        let count = held.entry(id.to_owned()).or_default();
-        if *count >= MAX_HELD_POLLS {
+        let full = |key: &String, max: usize| held.get(key).is_some_and(|count| *count >= max);
+        if full(&keys[0], MAX_HELD_POLLS) || full(&keys[1], MAX_HELD_POLLS_PER_NETWORK) {
             return None;
         }
-        *count += 1;
-        Some(HeldPoll {
-            state: self,
-            id: id.to_owned(),
-        })
+        for key in &keys {
+            *held.entry(key.clone()).or_default() += 1;
+        }
+        Some(HeldPoll { state: self, keys })
     }
 
     pub fn remove_attempt(&self, id: &str) -> Option<Attempt> {

@@ -766,3 +766,108 @@ async fn m7_wrong_passwords_are_limited_per_name_and_per_network_alike_for_every
     assert_eq!(status, 200, "another /64 is checked");
     drop(agent);
 }
+
+/// M6: one client holding status polls held the page's connections (~2,050 held polls of one
+/// decoy attempt stopped it). Now an attempt holds at most 2 polls and one client network 16
+/// over all its attempts; its further polls are answered at once, while another network's
+/// poll is still held and the login page answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m6_one_network_holds_at_most_sixteen_status_polls_and_the_page_answers_others() {
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("signin-held");
+    let home_path = dir.0.join("nas");
+    NasHome::init(&home_path, &relay.url, "Home NAS").expect("init");
+    let agent = start_agent(&home_path);
+    let users =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/signin-web/users.toml");
+    let (_page, base) = start_page(
+        &agent.login_socket,
+        &users,
+        &dir,
+        &["--trust-forwarded-for"],
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    // Decoy attempts (names with no phone): free to start, each with a status to poll.
+    let attempts = |client: &'static str, count: usize| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let (cookie, csrf) = browser_cookie_and_token(&http, &base).await;
+            let mut started = Vec::new();
+            for n in 0..count {
+                let answer = http
+                    .post(format!("{base}/passwordless"))
+                    .header("cookie", &cookie)
+                    .header("x-forwarded-for", client)
+                    .form(&[("username", format!("nobody{n}")), ("csrf", csrf.clone())])
+                    .send()
+                    .await
+                    .expect("answer");
+                started.push(
+                    answer
+                        .headers()
+                        .get("location")
+                        .and_then(|value| value.to_str().ok())
+                        .expect("an attempt")
+                        .to_owned(),
+                );
+            }
+            (cookie, started)
+        }
+    };
+    let poll = |cookie: String, attempt: String, client: &'static str| {
+        let request = http
+            .get(format!("{base}{attempt}/status?wait=4"))
+            .header("cookie", cookie)
+            .header("x-forwarded-for", client);
+        async move {
+            let started = std::time::Instant::now();
+            let answer = request.send().await.expect("answer");
+            assert_eq!(answer.status(), 200);
+            started.elapsed()
+        }
+    };
+    let (cookie, mine) = attempts("198.51.100.5", 12).await;
+    let polls: Vec<_> = mine
+        .iter()
+        .flat_map(|attempt| [attempt.clone(), attempt.clone()])
+        .map(|attempt| tokio::spawn(poll(cookie.clone(), attempt, "198.51.100.5")))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (other_cookie, theirs) = attempts("203.0.113.7", 1).await;
+    let other = tokio::spawn(poll(other_cookie, theirs[0].clone(), "203.0.113.7"));
+    let started = std::time::Instant::now();
+    let login = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the page answers at once"
+    );
+    let mut held = 0;
+    let mut at_once = 0;
+    for poll in polls {
+        let took = poll.await.expect("poll");
+        // Held polls end after their 4 s; the others are answered in milliseconds.
+        if took >= Duration::from_millis(2500) {
+            held += 1;
+        } else {
+            at_once += 1;
+        }
+    }
+    assert_eq!(
+        (held, at_once),
+        (16, 8),
+        "one network holds 16 polls, no more"
+    );
+    assert!(
+        other.await.expect("poll") >= Duration::from_millis(2500),
+        "another network's poll is still held"
+    );
+}
