@@ -996,9 +996,31 @@ impl Service {
                 Err(error) => break Step::Failed(error.to_string()),
             }
         };
-        self.advance(&uri.pairing_id, |step| {
-            matches!(step, Step::Waiting).then_some(next)
-        });
+        let (id, expires_at) = (uri.pairing_id, uri.expires_at);
+        // The QR code's secret `k` goes with the URI; a claim keeps its own copy to check
+        // the code the user types.
+        drop(uri);
+        let status = self.advance(&id, |step| matches!(step, Step::Waiting).then_some(next));
+        if !status.is_some_and(|status| matches!(status.state, PairingState::Claimed { .. })) {
+            return;
+        }
+        // A claim nobody confirms or rejects: at the QR code's expiry the pairing ends and
+        // `k` is erased with the claim (PROTOCOL.md §5.1: both sides erase `k`).
+        let left = Duration::from_secs(expires_at.saturating_sub(unix_now()));
+        tokio::select! {
+            () = tokio::time::sleep(left) => {}
+            () = self.stopping.cancelled() => return,
+        }
+        let abandoned = self
+            .advance(&id, |step| {
+                matches!(step, Step::Claimed(_)).then_some(Step::Expired)
+            })
+            .is_some_and(|status| status.state == PairingState::Expired);
+        if abandoned {
+            tracing::info!(
+                "pairing {id} expired with its claim unconfirmed; the pairing secret is erased"
+            );
+        }
     }
 
     /// Move a pairing to the step `next` returns for its current one (`None`: leave it).

@@ -443,6 +443,32 @@ async fn phones_pair_for_an_account_through_the_agent() {
         .await
         .expect("confirmed");
     assert_eq!(paired.recovery_codes, None);
+
+    // A claim nobody confirms ends at the QR code's expiry, and the agent erases the pairing
+    // secret it kept for the code check (I-11); the right code is then too late.
+    let (started, code) = claimed_by(&agent, &pairing(3), "Carol's watch").await;
+    let log = path.join("agent.log");
+    eventually(
+        "the abandoned claim's secret is erased",
+        Duration::from_secs(10),
+        || {
+            let log = log.clone();
+            async move {
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains(&format!(
+                    "pairing {} expired with its claim unconfirmed; the pairing secret is erased",
+                    started.pairing_id
+                ))
+            }
+        },
+    )
+    .await;
+    let refused = agent
+        .confirm_pairing(&started.pairing_id, &code)
+        .await
+        .expect_err("expired");
+    assert_eq!(refused.kind(), Some(ProblemType::Conflict));
 }
 
 #[tokio::test]
