@@ -733,3 +733,78 @@ async fn a_real_user_signs_in_over_pam_and_the_web_while_a_stranger_hammers_the_
         peak / 1024
     );
 }
+
+/// H3: with the agent down, the PAM helper (root) checks a code in the NAS home. Before, it
+/// wrote the state as root: `devices.json` became root's and the agent (its own user) could
+/// no longer start. Now it becomes the home's owner first: after a code login the files are
+/// still the owner's (`nobody` here), and an agent running as that user starts on the home.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_the_root_fallback_leaves_a_home_of_another_user_that_users_own() {
+    use std::os::unix::fs::MetadataExt as _;
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("pam-owner");
+    let home_path: PathBuf = dir.0.join("nas");
+    let home = NasHome::init(&home_path, &relay.url, "Home NAS").expect("init");
+    let (phone, device, secret) =
+        pair_for(&home.nas().expect("nas"), "alice", "Alice's phone", None).await;
+    home.add_device("alice", device, &secret).expect("recorded");
+    drop(home);
+    let id = |flag: &str| {
+        let output = Command::new("id")
+            .args([flag, "nobody"])
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse::<u32>()
+            .expect("an id")
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    let mut paths = vec![home_path.clone()];
+    paths.extend(
+        std::fs::read_dir(&home_path)
+            .expect("home")
+            .map(|entry| entry.expect("entry").path()),
+    );
+    for path in &paths {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
+    }
+    let before = std::fs::read(home_path.join("devices.json")).expect("state");
+
+    // No agent runs: the helper falls back to the home, as nobody.
+    let service = Service::install("owner", &shipped_line(&home_path, "offline-code", ""));
+    let code = phone.offline_code(unix_now()).expect("offline code");
+    let (ok, output) = Login::start(&service, "alice", Some(&code)).finish();
+    assert!(ok, "{output}");
+    assert!(output.contains("code accepted"), "{output}");
+    let after = std::fs::read(home_path.join("devices.json")).expect("state");
+    assert_ne!(before, after, "the accepted step was written");
+    for entry in std::fs::read_dir(&home_path).expect("home") {
+        let path = entry.expect("entry").path();
+        let meta = std::fs::symlink_metadata(&path).expect("meta");
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (uid, gid),
+            "{} belongs to the home's owner",
+            path.display()
+        );
+    }
+    // The owner's agent starts on it (it refuses a home whose files are not its own).
+    let agent = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(approvd_binary())
+        .args(["agent", "--home"])
+        .arg(&home_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent as nobody");
+    let mut agent = crate::signin_web::Killed(agent);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(agent.0.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("a line");
+    assert!(line.starts_with("approvd agent listening on"), "{line}");
+}
