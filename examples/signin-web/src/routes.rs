@@ -306,6 +306,7 @@ async fn start(
     // A name outside the agent's rule (the decoy of a malformed username) has no phone:
     // `Err(None)`, as an account without phones is `Err(Some(no-devices))`.
     let account = AccountName::parse(user).ok();
+    let sending = std::time::Instant::now();
     let created = match &account {
         None => Err(None),
         Some(account) => {
@@ -336,6 +337,22 @@ async fn start(
             .as_ref()
             .is_none_or(|error| error.kind() == Some(ProblemType::NoDevices))
     };
+    // Timing must not tell a decoy from a real request (M2): a real send is noted, a decoy
+    // waits as long as a recent real one did.
+    match &created {
+        Ok(sent) if sent.relay_error.is_none() => app.state.note_send(sending.elapsed()),
+        // (Passwordless, a cooling-down account shows the decoy too.)
+        Err(error)
+            if no_phone(error)
+                || (mode == Mode::Passwordless
+                    && error.as_ref().and_then(ClientError::kind)
+                        == Some(ProblemType::AccountCoolingDown)) =>
+        {
+            let left = app.state.decoy_delay().saturating_sub(sending.elapsed());
+            tokio::time::sleep(left).await;
+        }
+        Ok(_) | Err(_) => {}
+    }
     match created {
         Ok(created) => {
             if let (Mode::TwoStep, Some(account)) = (mode, &account) {

@@ -44,6 +44,8 @@ pub const MAX_HELD_POLLS: usize = 2;
 /// polls are answered at once, as every other request is (the rest of the page answers in
 /// milliseconds; a request head must arrive within 10 s, and idle connections close after 5 s).
 pub const MAX_HELD_POLLS_PER_NETWORK: usize = 16;
+/// Send times kept to draw a decoy's delay from (the recent ones: the relay's latency drifts).
+pub const SEND_SAMPLES: usize = 64;
 
 /// Approval requests per username per window: a stranger typing alice's name cannot flood
 /// her phone (known and unknown names share the budget, so it reveals nothing either).
@@ -107,6 +109,9 @@ pub struct State {
     attempts: Mutex<HashMap<String, Attempt>>,
     sessions: Mutex<HashMap<String, (String, u64)>>,
     requests: Mutex<HashMap<String, (u64, u32)>>,
+    /// How long the last [`SEND_SAMPLES`] requests that reached the agent and the relay took
+    /// to send: a decoy waits as long as one of them, drawn at random (M2).
+    send_times: Mutex<std::collections::VecDeque<std::time::Duration>>,
     /// Status polls held open now, by `attempt <id>` and by `network <network>`.
     held: Mutex<HashMap<String, usize>>,
     /// Wrong passwords, by `user <name>` and `address <network>` (at most [`MAX_BUDGETS`]).
@@ -198,6 +203,7 @@ impl State {
             sessions: Mutex::new(HashMap::new()),
             requests: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
+            send_times: Mutex::new(std::collections::VecDeque::new()),
             guesses: Mutex::new(HashMap::new()),
         }
     }
@@ -358,6 +364,28 @@ impl State {
             *held.entry(key.clone()).or_default() += 1;
         }
         Some(HeldPoll { state: self, keys })
+    }
+
+    /// Note how long a real request took to send (the agent's answer to `POST /v1/requests`).
+    pub fn note_send(&self, took: std::time::Duration) {
+        let mut times = lock(&self.send_times);
+        if times.len() >= SEND_SAMPLES {
+            times.pop_front();
+        }
+        times.push_back(took);
+    }
+
+    /// How long a decoy (a name with no phone) waits before it answers: one of the recent
+    /// real send times, drawn at random, so that its answer time is distributed as a real
+    /// one's and tells nothing about the name (M2). Before any real send: 10 to 30 ms.
+    pub fn decoy_delay(&self) -> std::time::Duration {
+        use rand::Rng as _;
+        let times = lock(&self.send_times);
+        let mut random = rand::rng();
+        if times.is_empty() {
+            return std::time::Duration::from_millis(random.random_range(10..30));
+        }
+        times[random.random_range(0..times.len())]
     }
 
     pub fn remove_attempt(&self, id: &str) -> Option<Attempt> {

@@ -871,3 +871,75 @@ async fn m6_one_network_holds_at_most_sixteen_status_polls_and_the_page_answers_
         "another network's poll is still held"
     );
 }
+
+/// M2: a passwordless name with phones was told apart by the answer's time (the real path
+/// waits for the relay, ~15 ms; the decoy answered in ~2 ms). Now a decoy waits as long as a
+/// recent real request took, drawn at random: the medians of eight of each are alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m2_a_name_without_phones_answers_as_slowly_as_one_with() {
+    let relay = RelayProcess::start(&["--rate-challenges-per-device", "30"]);
+    let dir = TempDir::new("signin-timing");
+    let home_path = dir.0.join("nas");
+    let home = NasHome::init(&home_path, &relay.url, "Home NAS").expect("init");
+    let (_phone, device, secret) =
+        pair_for(&home.nas().expect("nas"), "alice", "Alice's phone", None).await;
+    home.add_device("alice", device, &secret).expect("recorded");
+    let agent = start_agent(&home_path);
+    let users =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/signin-web/users.toml");
+    let (_page, base) = start_page(
+        &agent.login_socket,
+        &users,
+        &dir,
+        &["--trust-forwarded-for"],
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (cookie, csrf) = browser_cookie_and_token(&http, &base).await;
+    let timed = |user: String, n: usize| {
+        let request = http
+            .post(format!("{base}/passwordless"))
+            .header("cookie", &cookie)
+            .header("x-forwarded-for", format!("198.51.100.{n}"))
+            .form(&[("username", user), ("csrf", csrf.clone())]);
+        let cancel = http.clone();
+        let (base, cookie, csrf) = (base.clone(), cookie.clone(), csrf.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let answer = request.send().await.expect("answer");
+            let took = started.elapsed();
+            assert_eq!(answer.status(), 303);
+            let attempt = answer
+                .headers()
+                .get("location")
+                .and_then(|value| value.to_str().ok())
+                .expect("an attempt")
+                .to_owned();
+            // Withdrawn at once, so alice never has many pending.
+            cancel
+                .post(format!("{base}{attempt}/cancel"))
+                .header("cookie", &cookie)
+                .form(&[("csrf", csrf)])
+                .send()
+                .await
+                .expect("cancelled");
+            took
+        }
+    };
+    let mut real = Vec::new();
+    let mut decoy = Vec::new();
+    for n in 0..8 {
+        real.push(timed("alice".to_owned(), n).await);
+        decoy.push(timed(format!("zed{n}"), n + 100).await);
+    }
+    real.sort();
+    decoy.sort();
+    let (real, decoy) = (real[4], decoy[4]);
+    eprintln!("passwordless answer, median of 8: alice {real:?}, a name without phones {decoy:?}");
+    assert!(
+        decoy * 2 >= real,
+        "a decoy answers as slowly as a real request: {decoy:?} against {real:?}"
+    );
+}
