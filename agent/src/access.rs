@@ -261,6 +261,7 @@ mod tests {
             (Method::GET, "/v1/accounts/alice/devices/x"),
             (Method::POST, "/v1/accounts/alice/devices"),
             (Method::POST, "/v1/accounts/alice/recovery-codes"),
+            (Method::POST, "/v1/accounts/alice/approvals"),
             (Method::GET, "/v1/accounts//devices"),
             (Method::POST, "/v1/requestsx"),
             (Method::GET, "/"),

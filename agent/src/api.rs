@@ -251,6 +251,61 @@ pub struct PairingRequest {
     /// How long the QR code is valid, 1 to 600 seconds (clamped).
     #[serde(default = "default_pairing_ttl")]
     pub ttl_secs: u64,
+    /// Once the account has a phone: an approved `pair` request
+    /// (`POST /v1/accounts/{user}/approvals`), used up by this pairing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub approval: Option<Cid>,
+    /// Or, when no phone of the account is at hand: one of its recovery codes (used up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_code: Option<String>,
+}
+
+/// What approves a change to an account that has a phone (N-8): an approved request of the
+/// right purpose, or one of the account's recovery codes. Both are used up.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct Authorisation {
+    /// An approved request from `POST /v1/accounts/{user}/approvals`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub approval: Option<Cid>,
+    /// One of the account's recovery codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_code: Option<String>,
+}
+
+/// What an approval on the account's phone is for.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Pairing another phone with the account.
+    Pair,
+    /// Issuing a new set of recovery codes (the old set stops working).
+    RecoveryCodes,
+}
+
+impl Purpose {
+    /// The action the phones are asked to approve (shown verbatim, PROTOCOL.md §4.1).
+    pub fn action(self, account: &AccountName) -> String {
+        match self {
+            Purpose::Pair => format!("Pair a new phone with {account}"),
+            Purpose::RecoveryCodes => {
+                format!("Issue new recovery codes for {account} (the old ones stop working)")
+            }
+        }
+    }
+}
+
+/// `POST /v1/accounts/{user}/approvals`: ask the account's phones to approve a change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalForChange {
+    pub purpose: Purpose,
 }
 
 fn default_pairing_ttl() -> u64 {
@@ -491,6 +546,9 @@ pub enum ProblemType {
     /// 403: the caller's capability (login or admin) does not include this route, or its
     /// uid may not use this socket.
     NotAllowed,
+    /// 403: the account has a phone, so this change must be approved on it (or with a
+    /// recovery code) first.
+    ApprovalRequired,
     /// 404: no such request, pairing or device.
     NotFound,
     /// 404: the account has no paired phone (to ask).
@@ -522,12 +580,13 @@ pub enum ProblemType {
 
 impl ProblemType {
     /// Every problem type, for tables and tests.
-    pub const ALL: [ProblemType; 18] = [
+    pub const ALL: [ProblemType; 19] = [
         Self::InvalidBody,
         Self::InvalidField,
         Self::WrongCode,
         Self::Unauthenticated,
         Self::NotAllowed,
+        Self::ApprovalRequired,
         Self::NotFound,
         Self::NoDevices,
         Self::NoRoute,
@@ -552,6 +611,7 @@ impl ProblemType {
             Self::WrongCode => ("wrong-code", 400, "Wrong code", None),
             Self::Unauthenticated => ("unauthenticated", 401, "Token required", None),
             Self::NotAllowed => ("not-allowed", 403, "Not allowed", None),
+            Self::ApprovalRequired => ("approval-required", 403, "Approval required", None),
             Self::NotFound => ("not-found", 404, "Not found", None),
             Self::NoDevices => ("no-devices", 404, "No paired phone", None),
             Self::NoRoute => ("no-route", 404, "No such endpoint", None),
@@ -661,6 +721,8 @@ mod tests {
         let pairing = |ttl_secs| PairingRequest {
             user: AccountName::parse("alice").expect("name"),
             ttl_secs,
+            approval: None,
+            recovery_code: None,
         };
         assert_eq!(pairing(0).ttl().as_secs(), 1);
         assert_eq!(pairing(10_000).ttl().as_secs(), 600);

@@ -9,9 +9,9 @@ use approvd_proto::{Cid, DeviceId, PairingId};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::api::{
-    AccountName, ApprovalRequest, CodeRequest, CodeResult, Devices, PairingConfirmed,
-    PairingRequest, PairingStarted, PairingStatus, Problem, ProblemType, RecoveryCodes,
-    RequestCreated, RequestStatus, MAX_WAIT_SECS,
+    AccountName, ApprovalForChange, ApprovalRequest, Authorisation, CodeRequest, CodeResult,
+    Devices, PairingConfirmed, PairingRequest, PairingStarted, PairingStatus, Problem, ProblemType,
+    Purpose, RecoveryCodes, RequestCreated, RequestStatus, MAX_WAIT_SECS,
 };
 
 /// How a caller reaches the agent.
@@ -203,14 +203,30 @@ impl AgentClient {
             .map(drop)
     }
 
-    /// `POST /v1/accounts/{user}/recovery-codes`.
+    /// `POST /v1/accounts/{user}/recovery-codes`, approved by `given` once the account has a
+    /// phone.
     pub async fn new_recovery_codes(
         &self,
         user: &AccountName,
+        given: &Authorisation,
     ) -> Result<RecoveryCodes, ClientError> {
         let path = format!("/v1/accounts/{}/recovery-codes", segment(user.as_str()));
-        self.answer::<(), _>(reqwest::Method::POST, &path, None)
-            .await
+        self.answer(reqwest::Method::POST, &path, Some(given)).await
+    }
+
+    /// `POST /v1/accounts/{user}/approvals`: ask the account's phones to approve `purpose`.
+    pub async fn ask_approval(
+        &self,
+        user: &AccountName,
+        purpose: Purpose,
+    ) -> Result<RequestCreated, ClientError> {
+        let path = format!("/v1/accounts/{}/approvals", segment(user.as_str()));
+        self.answer(
+            reqwest::Method::POST,
+            &path,
+            Some(&ApprovalForChange { purpose }),
+        )
+        .await
     }
 
     /// `POST /v1/requests/{id}/code`: a code typed instead of answering on the phone

@@ -15,9 +15,9 @@ use utoipa_actix_web::AppExt as _;
 
 use crate::access::Access;
 use crate::api::{
-    AccountName, ApprovalRequest, CodeRequest, CodeResult, Devices, PairingConfirmed,
-    PairingRequest, PairingStarted, PairingStatus, ProblemType, RecoveryCodes, RequestCreated,
-    RequestStatus, WaitQuery, MAX_BODY,
+    AccountName, ApprovalForChange, ApprovalRequest, Authorisation, CodeRequest, CodeResult,
+    Devices, PairingConfirmed, PairingRequest, PairingStarted, PairingStatus, ProblemType, Purpose,
+    RecoveryCodes, RequestCreated, RequestStatus, WaitQuery, MAX_BODY,
 };
 use crate::service::{self, Service};
 
@@ -66,6 +66,7 @@ impl ApiError {
                 S::Busy(_) => ProblemType::StateBusy,
                 S::Relay(_) | S::RelayPoll(_) => ProblemType::Relay,
                 S::ShuttingDown => ProblemType::Unavailable,
+                S::ApprovalRequired(_) => ProblemType::ApprovalRequired,
             },
             ApiError::InvalidBody(_) => ProblemType::InvalidBody,
             ApiError::InvalidField { .. } => ProblemType::InvalidField,
@@ -96,7 +97,8 @@ impl ApiError {
                 | S::Busy(_)
                 | S::Relay(_)
                 | S::RelayPoll(_)
-                | S::ShuttingDown,
+                | S::ShuttingDown
+                | S::ApprovalRequired(_),
             )
             | ApiError::InvalidBody(_)
             | ApiError::NoSuch { .. }
@@ -186,7 +188,13 @@ type Agent = web::Data<Service>;
 )]
 #[post("/v1/pairings")]
 async fn start_pairing(agent: Agent, body: web::Json<PairingRequest>) -> Answer {
-    created(&agent.into_inner().start_pairing(&body).await?)
+    let agent = agent.into_inner();
+    let given = Authorisation {
+        approval: body.approval,
+        recovery_code: body.recovery_code.clone(),
+    };
+    agent.authorise(&body.user, Purpose::Pair, &given).await?;
+    created(&agent.start_pairing(&body).await?)
 }
 
 /// Handle `GET /v1/pairings/{id}`: waiting, claimed (ask for the phone's code), paired,
@@ -313,14 +321,45 @@ async fn remove_device(agent: Agent, path: web::Path<(String, String)>) -> Answe
 }
 
 /// Handle `POST /v1/accounts/{user}/recovery-codes`: shown once; the old set stops working.
+/// Once the account has a phone, the body must approve it (`approval` or `recovery_code`).
 #[utoipa::path(
     tag = "account",
     params(("user" = String, Path, description = "The account")),
+    request_body(content = Authorisation, description = "Optional until the account has a phone"),
     responses((status = 201, body = RecoveryCodes), Problems),
 )]
 #[post("/v1/accounts/{user}/recovery-codes")]
-async fn new_recovery_codes(agent: Agent, user: web::Path<String>) -> Answer {
-    created(&agent.new_recovery_codes(&account(&user)?).await?)
+async fn new_recovery_codes(agent: Agent, user: web::Path<String>, body: web::Bytes) -> Answer {
+    let account = account(&user)?;
+    let given: Authorisation = if body.iter().all(u8::is_ascii_whitespace) {
+        Authorisation::default()
+    } else if body.len() > MAX_BODY {
+        return Err(ApiError::BodyTooLarge);
+    } else {
+        serde_json::from_slice(&body).map_err(|error| ApiError::InvalidBody(error.to_string()))?
+    };
+    let agent = agent.into_inner();
+    agent
+        .authorise(&account, Purpose::RecoveryCodes, &given)
+        .await?;
+    created(&agent.new_recovery_codes(&account).await?)
+}
+
+/// Handle `POST /v1/accounts/{user}/approvals`: ask the account's phones to approve a change
+/// (pairing another phone, new recovery codes); poll the request, then give it as `approval`.
+#[utoipa::path(
+    tag = "account",
+    params(("user" = String, Path, description = "The account")),
+    request_body = ApprovalForChange,
+    responses((status = 201, description = "Sent: show the number; poll the request", body = RequestCreated), Problems),
+)]
+#[post("/v1/accounts/{user}/approvals")]
+async fn ask_approval(
+    agent: Agent,
+    user: web::Path<String>,
+    body: web::Json<ApprovalForChange>,
+) -> Answer {
+    created(&agent.ask_approval(&account(&user)?, body.purpose).await?)
 }
 
 /// The OpenAPI document, computed once (`GET /openapi.json`).
@@ -348,6 +387,7 @@ pub fn routes(config: &mut ServiceConfig<'_>) {
         .service(list_devices)
         .service(remove_device)
         .service(new_recovery_codes)
+        .service(ask_approval)
         .service(get_openapi);
 }
 
@@ -362,7 +402,7 @@ enum Problems {
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthenticated(Problem),
     /// The caller's capability (login or admin) does not reach this route, or the socket
-    /// refuses its uid.
+    /// refuses its uid; or the account has a phone and the change is not approved.
     #[response(status = 403, content_type = "application/problem+json")]
     NotAllowed(Problem),
     /// No such request, pairing, device or endpoint; or the account has no phone.
@@ -397,9 +437,14 @@ pub fn document() -> utoipa::openapi::OpenApi {
             utoipa::openapi::InfoBuilder::new()
                 .title("approvd agent")
                 .description(Some(
-                    "The NAS agent's local approval API: a Unix socket (its mode decides who \
-                     may call), or loopback TCP with a bearer token. Errors are \
-                     application/problem+json (RFC 9457).",
+                    "The NAS agent's local approval API. Two capabilities: login (sign-in \
+                     requests, the codes typed into them, an account's phones) and admin \
+                     (everything: pairings, recovery codes, removing phones; once an account \
+                     has a phone, pairing another or new recovery codes need an approval on \
+                     it). A caller holds one by the Unix socket it connects to (agent.sock: \
+                     admin; login.sock: login; each checks the caller's uid) or, over \
+                     loopback TCP, by its bearer token. Errors are application/problem+json \
+                     (RFC 9457).",
                 ))
                 .version(env!("CARGO_PKG_VERSION"))
                 .build(),
@@ -742,8 +787,35 @@ mod tests {
             &document,
             &body("post", "/v1/pairings"),
             &PairingRequest {
-                user: alice,
+                user: alice.clone(),
                 ttl_secs: 120,
+                approval: None,
+                recovery_code: None,
+            },
+        );
+        round_trips(
+            &document,
+            &body("post", "/v1/pairings"),
+            &PairingRequest {
+                user: alice.clone(),
+                ttl_secs: 120,
+                approval: Some(Cid([9; 16])),
+                recovery_code: Some("abcde-fghjk".to_owned()),
+            },
+        );
+        round_trips(
+            &document,
+            &body("post", "/v1/accounts/{user}/approvals"),
+            &ApprovalForChange {
+                purpose: Purpose::RecoveryCodes,
+            },
+        );
+        round_trips(
+            &document,
+            &body("post", "/v1/accounts/{user}/recovery-codes"),
+            &Authorisation {
+                approval: Some(Cid([9; 16])),
+                recovery_code: None,
             },
         );
         round_trips(
@@ -831,6 +903,7 @@ mod tests {
                 "GET /v1/accounts/{user}/devices",
                 "GET /v1/pairings/{id}",
                 "GET /v1/requests/{id}",
+                "POST /v1/accounts/{user}/approvals",
                 "POST /v1/accounts/{user}/recovery-codes",
                 "POST /v1/pairings",
                 "POST /v1/pairings/{id}/confirm",
@@ -867,6 +940,7 @@ mod tests {
             ApiError::BodyTooLarge,
             ApiError::Unauthenticated,
             ApiError::NotAllowed("login may not pair".to_owned()),
+            ApiError::Service(service::Error::ApprovalRequired("approve it".to_owned())),
             ApiError::NoRoute,
         ];
         for error in errors {

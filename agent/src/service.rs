@@ -26,10 +26,10 @@ use tokio_util::sync::CancellationToken;
 use crate::cooling::{Cooldowns, Verdict};
 
 use crate::api::{
-    AccountName, ApprovalRequest, CodeKind, CodeResult, Decider, Device, Devices, PairingConfirmed,
-    PairingRequest, PairingStarted, PairingState, PairingStatus, RecoveryCodes, RequestCreated,
-    RequestStatus, CODE_WINDOW_SECS, MAX_PENDING_PER_ACCOUNT, MAX_WAIT_SECS,
-    MAX_WRONG_CODES_PER_REQUEST,
+    AccountName, ApprovalRequest, Authorisation, CodeKind, CodeResult, Decider, Device, Devices,
+    PairingConfirmed, PairingRequest, PairingStarted, PairingState, PairingStatus, Purpose,
+    RecoveryCodes, RequestCreated, RequestStatus, CODE_WINDOW_SECS, MAX_PENDING_PER_ACCOUNT,
+    MAX_WAIT_SECS, MAX_WRONG_CODES_PER_REQUEST,
 };
 
 /// Why a use case refused or failed. `http` maps each variant to one problem type.
@@ -87,6 +87,9 @@ pub enum Error {
     RelayPoll(String),
     #[error("the agent is shutting down; ask again when it is back (the request is kept)")]
     ShuttingDown,
+    /// The account has a phone: the change needs an approval on it or a recovery code (N-8).
+    #[error("{0}")]
+    ApprovalRequired(String),
 }
 
 /// Whether the relay could not take a request at all (unreachable, TLS, or its own failure),
@@ -238,6 +241,8 @@ pub struct Service {
     /// bounded ([`MAX_STRANGER_COUNTS`]): they are answered like a real account's (no
     /// enumeration) and never written to the NAS state (which strangers must not grow).
     strangers: Mutex<HashMap<(String, CodeKind), approvd_client::home::Attempts>>,
+    /// Approval requests sent for a change to an account (N-8), until used.
+    approvals: Mutex<HashMap<Cid, (AccountName, Purpose)>>,
     /// Requests the relay could not take, open for a code only ([`CodeOnly`]).
     code_only: Mutex<HashMap<Cid, CodeOnly>>,
     /// Wrong codes typed into each open request (at most [`MAX_WRONG_CODES_PER_REQUEST`]);
@@ -280,6 +285,7 @@ impl Service {
         let service = Self {
             strangers: Mutex::new(HashMap::new()),
             code_only: Mutex::new(HashMap::new()),
+            approvals: Mutex::new(HashMap::new()),
             wrong_codes: Mutex::new(HashMap::new()),
             cooldowns,
             home,
@@ -901,6 +907,110 @@ impl Service {
                 failures: attempts.fail(&limit, now),
             },
         }
+    }
+
+    // ---- changes an account's phone must approve (N-8) ----
+
+    /// Ask the account's phones to approve `purpose` (an `action` request, with a number to
+    /// show): the id to poll, then to give as `approval` to the change.
+    pub async fn ask_approval(
+        &self,
+        account: &AccountName,
+        purpose: Purpose,
+    ) -> Result<RequestCreated, Error> {
+        let request = ApprovalRequest {
+            service: "approvd".to_owned(),
+            kind: Some(approvd_proto::context::LoginKind::Action),
+            action: Some(purpose.action(account)),
+            number_matching: true,
+            ..ApprovalRequest::sign_in(account.clone())
+        };
+        let created = self.create_request(&request).await?;
+        if let Some(reason) = &created.relay_error {
+            self.code_only().remove(&created.request_id);
+            return Err(Error::RelayPoll(format!(
+                "{reason}; the phones cannot be asked now (a recovery code approves instead)"
+            )));
+        }
+        let mut approvals = self.approvals();
+        if approvals.len() >= MAX_CODE_ONLY {
+            approvals.retain(|cid, _| self.nas.record(cid).is_some());
+        }
+        approvals.insert(created.request_id, (account.clone(), purpose));
+        tracing::info!(
+            "{account}: approval {} asked for {purpose:?}",
+            created.request_id
+        );
+        Ok(created)
+    }
+
+    /// Whether `given` approves `purpose` for the account: always when it has no phone yet
+    /// (its first phone is enrolled on the caller's own first factor); otherwise an approved
+    /// request asked for this account and purpose, or one of its recovery codes — either is
+    /// used up here.
+    pub async fn authorise(
+        self: &Arc<Self>,
+        account: &AccountName,
+        purpose: Purpose,
+        given: &Authorisation,
+    ) -> Result<(), Error> {
+        let name = account.clone();
+        let has_phone = self
+            .on_home(move |home| Ok(!home.account_devices(name.as_str())?.is_empty()))
+            .await?;
+        if !has_phone {
+            return Ok(());
+        }
+        let refused = |why: String| Err(Error::ApprovalRequired(why));
+        if let Some(cid) = &given.approval {
+            if self.approvals().get(cid) != Some(&(account.clone(), purpose)) {
+                return refused(format!(
+                    "approval {cid} was not asked for this change to {account}"
+                ));
+            }
+            return match self.request_status(cid, Duration::ZERO).await? {
+                RequestStatus::Approved(decider) => {
+                    // Used once: a second change needs a second approval.
+                    if self.approvals().remove(cid).is_none() {
+                        return refused(format!("approval {cid} is used already"));
+                    }
+                    tracing::info!(
+                        "{account}: {purpose:?} approved on {}",
+                        decider.device_name.as_deref().unwrap_or("a phone")
+                    );
+                    Ok(())
+                }
+                RequestStatus::Pending => refused(format!(
+                    "approval {cid} is not answered yet: wait for the phone"
+                )),
+                other => {
+                    self.approvals().remove(cid);
+                    refused(format!("approval {cid} was not given: {}", other.name()))
+                }
+            };
+        }
+        if let Some(code) = &given.recovery_code {
+            return match self.check_code(account, CodeKind::Recovery, code).await? {
+                CodeResult::Accepted { .. } => {
+                    tracing::info!("{account}: {purpose:?} approved with a recovery code");
+                    Ok(())
+                }
+                CodeResult::Rejected { .. } | CodeResult::LockedOut { .. } => {
+                    refused("the recovery code is not valid".to_owned())
+                }
+            };
+        }
+        refused(format!(
+            "{account} has a phone: approve this on it first (POST /v1/accounts/{account}/approvals \
+             {{\"purpose\": …}}, then give the request as `approval`), or give one of its \
+             recovery codes"
+        ))
+    }
+
+    fn approvals(&self) -> std::sync::MutexGuard<'_, HashMap<Cid, (AccountName, Purpose)>> {
+        self.approvals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     // ---- pairing ----

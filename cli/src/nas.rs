@@ -327,9 +327,13 @@ fn report_code(check: CodeResult, what: &str) -> ExitCode {
 }
 
 async fn pair(service: &Arc<Service>, account: AccountName, ttl: u64) -> Result<ExitCode, Error> {
+    // The terminal tool of the home's owner, who can read every secret in it anyway: no
+    // phone's approval is asked here (the agent's API asks one, N-8).
     let request = PairingRequest {
         user: account.clone(),
         ttl_secs: ttl,
+        approval: None,
+        recovery_code: None,
     };
     let started = service.start_pairing(&request).await?;
     println!(

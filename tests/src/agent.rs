@@ -141,3 +141,49 @@ pub fn call_raw(
         .unwrap_or(serde_json::Value::Null);
     (status, json)
 }
+
+/// An approval of `purpose` for `account`, asked through the agent and approved on `phone`
+/// (with the number the agent drew): what to give as `approval` (N-8).
+pub async fn approved_on(
+    agent: &approvd_agent::client::AgentClient,
+    phone: &approvd_client::Phone,
+    account: &approvd_agent::api::AccountName,
+    purpose: approvd_agent::api::Purpose,
+) -> approvd_agent::api::Authorisation {
+    let asked = agent
+        .ask_approval(account, purpose)
+        .await
+        .expect("approval asked");
+    let received = phone
+        .inbox(Duration::from_secs(30))
+        .await
+        .expect("inbox")
+        .into_iter()
+        .find(|received| received.challenge.cid == asked.request_id)
+        .expect("the approval request");
+    assert_eq!(
+        received.context.action.as_deref(),
+        Some(purpose.action(account).as_str()),
+        "the phone is told what it approves"
+    );
+    phone
+        .submit(&phone.answer(
+            &received,
+            approvd_proto::Decision::Approve,
+            asked.number.as_deref(),
+        ))
+        .await
+        .expect("approved");
+    let status = agent
+        .request_status(&asked.request_id, 10)
+        .await
+        .expect("status");
+    assert!(
+        matches!(status, approvd_agent::api::RequestStatus::Approved(_)),
+        "{status:?}"
+    );
+    approvd_agent::api::Authorisation {
+        approval: Some(asked.request_id),
+        recovery_code: None,
+    }
+}

@@ -8,15 +8,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use approvd_agent::api::{
-    AccountName, ApprovalRequest, CodeKind, CodeResult, Decider, Devices, PairingRequest,
-    PairingStarted, PairingState, PairingStatus, ProblemType, RecoveryCodes, RequestCreated,
-    RequestStatus,
+    AccountName, ApprovalRequest, Authorisation, CodeKind, CodeResult, Decider, Devices,
+    PairingRequest, PairingStarted, PairingState, PairingStatus, ProblemType, Purpose,
+    RecoveryCodes, RequestCreated, RequestStatus,
 };
 use approvd_agent::client::AgentClient;
 use approvd_client::transport::unix_now;
 use approvd_client::NasHome;
 use approvd_proto::{Cid, Decision};
-use approvd_tests::agent::{call, call_raw, start_agent, start_agent_with};
+use approvd_tests::agent::{approved_on, call, call_raw, start_agent, start_agent_with};
 use approvd_tests::{approvd_binary, eventually, pair_for, RelayProcess, TempDir};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -161,7 +161,7 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     // The API describes itself, and every route it documents is served.
     let document = agent.openapi().await.expect("document");
     let paths = document["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 11, "{document}");
+    assert_eq!(paths.len(), 12, "{document}");
     for (path, item) in paths {
         for method in item.as_object().expect("methods").keys() {
             let concrete = path
@@ -211,7 +211,11 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
         .await
         .expect_err("the request is over");
     assert_eq!(ended.kind(), Some(ProblemType::Conflict), "{ended}");
-    let issued = agent.new_recovery_codes(&alice()).await.expect("issued");
+    let given = approved_on(&agent, &phone, &alice(), Purpose::RecoveryCodes).await;
+    let issued = agent
+        .new_recovery_codes(&alice(), &given)
+        .await
+        .expect("issued");
     let recovery = &issued.recovery_codes[0];
     assert_eq!(CodeKind::of(recovery), CodeKind::Recovery);
     let for_alice = ask(&agent, ApprovalRequest::sign_in(alice()))
@@ -344,12 +348,18 @@ async fn phones_pair_for_an_account_through_the_agent() {
     let process = start_agent(&path);
     let agent = process.client();
     let carol = AccountName::parse("carol").expect("name");
-    let pairing = |ttl_secs| PairingRequest {
+    let pairing = |ttl_secs, given: Authorisation| PairingRequest {
         user: carol.clone(),
         ttl_secs,
+        approval: given.approval,
+        recovery_code: given.recovery_code,
     };
 
-    let started = agent.start_pairing(&pairing(120)).await.expect("started");
+    // Carol's first phone needs no approval: she has none yet.
+    let started = agent
+        .start_pairing(&pairing(120, Authorisation::default()))
+        .await
+        .expect("started");
     assert!(started.qr_svg.contains("<svg"));
     let uri = PairingUri::parse(&started.uri, unix_now()).expect("uri");
     assert_eq!(uri.account, "carol");
@@ -404,7 +414,13 @@ async fn phones_pair_for_an_account_through_the_agent() {
     assert_eq!(listed.devices[0].name, "Carol's phone");
 
     // The user may refuse a phone that is not theirs.
-    let started = agent.start_pairing(&pairing(300)).await.expect("started");
+    let started = agent
+        .start_pairing(&pairing(
+            300,
+            approved_on(&agent, &phone, &carol, Purpose::Pair).await,
+        ))
+        .await
+        .expect("started");
     let rejected = agent
         .reject_pairing(&started.pairing_id)
         .await
@@ -417,7 +433,15 @@ async fn phones_pair_for_an_account_through_the_agent() {
     );
 
     // A wrong code confirms nothing, and the pairing has to start over.
-    let (started, code) = claimed_by(&agent, &pairing(300), "Carol's tablet").await;
+    let (started, code) = claimed_by(
+        &agent,
+        &pairing(
+            300,
+            approved_on(&agent, &phone, &carol, Purpose::Pair).await,
+        ),
+        "Carol's tablet",
+    )
+    .await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let refused = agent
         .confirm_pairing(&started.pairing_id, wrong)
@@ -437,7 +461,15 @@ async fn phones_pair_for_an_account_through_the_agent() {
     let listed = agent.devices(&carol).await.expect("listed");
     assert_eq!(listed.devices.len(), 1);
     // The second phone of the account gets no new recovery codes.
-    let (started, code) = claimed_by(&agent, &pairing(300), "Carol's laptop").await;
+    let (started, code) = claimed_by(
+        &agent,
+        &pairing(
+            300,
+            approved_on(&agent, &phone, &carol, Purpose::Pair).await,
+        ),
+        "Carol's laptop",
+    )
+    .await;
     let paired = agent
         .confirm_pairing(&started.pairing_id, &code)
         .await
@@ -446,7 +478,12 @@ async fn phones_pair_for_an_account_through_the_agent() {
 
     // A claim nobody confirms ends at the QR code's expiry, and the agent erases the pairing
     // secret it kept for the code check (I-11); the right code is then too late.
-    let (started, code) = claimed_by(&agent, &pairing(3), "Carol's watch").await;
+    let (started, code) = claimed_by(
+        &agent,
+        &pairing(3, approved_on(&agent, &phone, &carol, Purpose::Pair).await),
+        "Carol's watch",
+    )
+    .await;
     let log = path.join("agent.log");
     eventually(
         "the abandoned claim's secret is erased",
@@ -691,16 +728,25 @@ async fn the_agent_serves_its_document_and_answers_exactly_its_types() {
         Some(serde_json::json!({"code": "000000"})),
     );
     is_exactly::<CodeResult>(&checked);
-    let (status, issued) = call(&process, "POST", "/v1/accounts/alice/recovery-codes", None);
-    assert_eq!(status, 201);
+    // Alice has a phone: new recovery codes and another phone are approved on it first.
+    let agent = process.client();
+    let given = approved_on(&agent, &phone, &alice(), Purpose::RecoveryCodes).await;
+    let (status, issued) = call(
+        &process,
+        "POST",
+        "/v1/accounts/alice/recovery-codes",
+        Some(serde_json::json!({"approval": given.approval})),
+    );
+    assert_eq!(status, 201, "{issued}");
     is_exactly::<RecoveryCodes>(&issued);
+    let given = approved_on(&agent, &phone, &alice(), Purpose::Pair).await;
     let (status, started) = call(
         &process,
         "POST",
         "/v1/pairings",
-        Some(serde_json::json!({"user": "alice"})),
+        Some(serde_json::json!({"user": "alice", "approval": given.approval})),
     );
-    assert_eq!(status, 201);
+    assert_eq!(status, 201, "{started}");
     let started: PairingStarted = is_exactly(&started);
     let (_, waiting) = call(
         &process,
@@ -888,11 +934,13 @@ async fn bad_input_gets_a_problem_and_loses_nothing() {
             "{method} {path}: {answer}"
         );
     }
-    // An expired pairing confirms nothing.
+    // An expired pairing confirms nothing (dave has no phone: no approval is needed).
     let started = agent
         .start_pairing(&PairingRequest {
-            user: alice(),
+            user: AccountName::parse("dave").expect("name"),
             ttl_secs: 1,
+            approval: None,
+            recovery_code: None,
         })
         .await
         .expect("started");

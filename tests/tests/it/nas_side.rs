@@ -633,8 +633,9 @@ fn as_nobody(socket: &std::path::Path, method: &str, path: &str, body: &str) -> 
 /// and the login socket admits the members of `--login-group`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n1_a_login_caller_can_neither_pair_nor_mint_codes_and_codes_count_only_in_its_requests() {
-    use approvd_agent::api::{CodeResult, PairingRequest};
+    use approvd_agent::api::{Authorisation, CodeResult, PairingRequest, Purpose};
     use approvd_agent::client::{AgentClient, Endpoint};
+    use approvd_tests::agent::approved_on;
     let relay = RelayProcess::start(&["--rate-challenges-per-device", "30"]);
     let dir = TempDir::new("n1-capabilities");
     let (path, phone) = alices_nas(&relay, &dir).await;
@@ -700,10 +701,15 @@ async fn n1_a_login_caller_can_neither_pair_nor_mint_codes_and_codes_count_only_
                 .start_pairing(&PairingRequest {
                     user: alice(),
                     ttl_secs: 60,
+                    approval: None,
+                    recovery_code: None,
                 })
                 .await
                 .map(drop),
-            login.new_recovery_codes(&alice()).await.map(drop),
+            login
+                .new_recovery_codes(&alice(), &Authorisation::default())
+                .await
+                .map(drop),
             login
                 .remove_device(&alice(), &phone.device_id())
                 .await
@@ -720,17 +726,22 @@ async fn n1_a_login_caller_can_neither_pair_nor_mint_codes_and_codes_count_only_
         .expect_err("no token, no call");
     assert_eq!(stranger.kind(), Some(ProblemType::Unauthenticated));
 
-    // The admin token and the admin socket reach everything; each change is logged.
+    // The admin token and the admin socket reach everything (alice's phone approving, as
+    // it must once she has one); each change is logged.
+    let admin = process.client();
+    let given = approved_on(&admin, &phone, &alice(), Purpose::Pair).await;
     tcp_with(admin_token)
         .start_pairing(&PairingRequest {
             user: alice(),
             ttl_secs: 60,
+            approval: given.approval,
+            recovery_code: None,
         })
         .await
         .expect("admin pairs");
-    let admin = process.client();
+    let given = approved_on(&admin, &phone, &alice(), Purpose::RecoveryCodes).await;
     let recovery = admin
-        .new_recovery_codes(&alice())
+        .new_recovery_codes(&alice(), &given)
         .await
         .expect("admin mints")
         .recovery_codes;
@@ -848,4 +859,134 @@ async fn n1_a_login_caller_can_neither_pair_nor_mint_codes_and_codes_count_only_
             .expect("status"),
         RequestStatus::Cancelled
     );
+}
+
+/// N-8: once an account has a phone, the admin API pairs another phone or issues recovery
+/// codes only with an approval on that phone — an `action` request naming the change, used
+/// once and for that change only — or with one of the account's recovery codes. Before, any
+/// admin caller added a phone to any account unasked and unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n8_a_phone_or_recovery_codes_are_added_only_with_the_accounts_approval() {
+    use approvd_agent::api::{Authorisation, PairingRequest, Purpose};
+    use approvd_tests::agent::approved_on;
+    let relay = RelayProcess::start(&["--rate-challenges-per-device", "30"]);
+    let dir = TempDir::new("n8-approval");
+    let (path, phone) = alices_nas(&relay, &dir).await;
+    let process = start_agent(&path);
+    let admin = process.client();
+    let pair = |given: Authorisation| PairingRequest {
+        user: alice(),
+        ttl_secs: 60,
+        approval: given.approval,
+        recovery_code: given.recovery_code,
+    };
+    let refused_with = |error: approvd_agent::client::ClientError| {
+        assert_eq!(error.kind(), Some(ProblemType::ApprovalRequired), "{error}");
+    };
+
+    // Unasked: refused, whatever the admin capability.
+    refused_with(
+        admin
+            .start_pairing(&pair(Authorisation::default()))
+            .await
+            .expect_err("no approval"),
+    );
+    refused_with(
+        admin
+            .new_recovery_codes(&alice(), &Authorisation::default())
+            .await
+            .expect_err("no approval"),
+    );
+    // A made-up approval, a denied one, one for another change: refused.
+    refused_with(
+        admin
+            .start_pairing(&pair(Authorisation {
+                approval: Some(approvd_proto::Cid::random()),
+                recovery_code: None,
+            }))
+            .await
+            .expect_err("made up"),
+    );
+    let denied = admin
+        .ask_approval(&alice(), Purpose::Pair)
+        .await
+        .expect("asked");
+    let received = phone
+        .inbox(WAIT)
+        .await
+        .expect("inbox")
+        .into_iter()
+        .find(|received| received.challenge.cid == denied.request_id)
+        .expect("the approval request");
+    phone
+        .submit(&phone.answer(&received, Decision::Deny, denied.number.as_deref()))
+        .await
+        .expect("denied");
+    admin
+        .request_status(&denied.request_id, 10)
+        .await
+        .expect("status");
+    refused_with(
+        admin
+            .start_pairing(&pair(Authorisation {
+                approval: Some(denied.request_id),
+                recovery_code: None,
+            }))
+            .await
+            .expect_err("denied"),
+    );
+    let for_codes = approved_on(&admin, &phone, &alice(), Purpose::RecoveryCodes).await;
+    refused_with(
+        admin
+            .start_pairing(&pair(for_codes.clone()))
+            .await
+            .expect_err("approved for another change"),
+    );
+
+    // Approved on the phone: the change is made, once.
+    let recovery = admin
+        .new_recovery_codes(&alice(), &for_codes)
+        .await
+        .expect("approved")
+        .recovery_codes;
+    refused_with(
+        admin
+            .new_recovery_codes(&alice(), &for_codes)
+            .await
+            .expect_err("used up"),
+    );
+    let for_pairing = approved_on(&admin, &phone, &alice(), Purpose::Pair).await;
+    admin
+        .start_pairing(&pair(for_pairing.clone()))
+        .await
+        .expect("approved");
+    refused_with(
+        admin
+            .start_pairing(&pair(for_pairing))
+            .await
+            .expect_err("used up"),
+    );
+
+    // No phone at hand: a recovery code approves instead, once.
+    let with_code = Authorisation {
+        approval: None,
+        recovery_code: Some(recovery[0].clone()),
+    };
+    admin
+        .start_pairing(&pair(with_code.clone()))
+        .await
+        .expect("a recovery code approves");
+    refused_with(
+        admin
+            .start_pairing(&pair(with_code))
+            .await
+            .expect_err("that code is used"),
+    );
+    let log = std::fs::read_to_string(path.join("agent.log")).expect("log");
+    assert!(log.contains("alice: Pair approved on"), "{log}");
+    assert!(
+        log.contains("alice: Pair approved with a recovery code"),
+        "{log}"
+    );
+    assert!(!log.contains(&recovery[0]), "codes are never logged");
 }
