@@ -130,6 +130,9 @@ struct CodeOnly {
     ended: bool,
 }
 
+/// How long a notice stays in the phones' inboxes, seconds.
+const NOTICE_LIFETIME_SECS: u64 = 120;
+
 /// The most code-only requests kept at once (each account has at most
 /// [`MAX_PENDING_PER_ACCOUNT`] open; this bounds the map whatever the number of accounts).
 const MAX_CODE_ONLY: usize = 10_000;
@@ -334,6 +337,12 @@ impl Service {
 
     /// Ask the account's phones (or the listed ones among them) to approve.
     pub async fn create_request(&self, request: &ApprovalRequest) -> Result<RequestCreated, Error> {
+        if request.kind == Some(approvd_proto::context::LoginKind::Notice) {
+            return Err(Error::Invalid(approvd_proto::Error::Invalid {
+                field: "kind",
+                reason: "`notice` is the agent's own: a notice cannot be approved",
+            }));
+        }
         if let Some(until) = self.cooldowns.until(request.user.as_str(), unix_now()) {
             return Err(Error::CoolingDown {
                 account: request.user.clone(),
@@ -636,7 +645,7 @@ impl Service {
                         record.user,
                         status_of(&outcome, &record).name()
                     );
-                    self.count_verdict(&record.user, &outcome);
+                    Arc::clone(&self).count_verdict(&record.user, &outcome);
                     continue;
                 }
                 Err(error) => {
@@ -655,8 +664,9 @@ impl Service {
         events.send_replace(PollEvent::Ended);
     }
 
-    /// Count a decided request toward its account's cool-down (push fatigue).
-    fn count_verdict(&self, account: &str, outcome: &Outcome) {
+    /// Count a decided request toward its account's cool-down (push fatigue); when one starts,
+    /// the account's phones are told.
+    fn count_verdict(self: Arc<Self>, account: &str, outcome: &Outcome) {
         let verdict = match outcome {
             Outcome::Approved { .. } => Verdict::Approved,
             Outcome::Denied { .. } => Verdict::Denied,
@@ -671,6 +681,48 @@ impl Service {
                  for {} s",
                 until - now
             );
+            if let Ok(account) = AccountName::parse(account) {
+                let text = format!(
+                    "Sign-ins to {account} are paused for {} min: a sign-in was refused on your \
+                     phone (reported, or the wrong number chosen). If it was not you, change \
+                     the password.",
+                    (until - now).div_ceil(60)
+                );
+                tokio::spawn(async move { self.notify(&account, &text).await });
+            }
+        }
+    }
+
+    /// Tell every phone of the account `text`: a `notice` (PROTOCOL.md §4.1), which phones
+    /// show and never answer, and nobody waits for. A failure is logged, never the caller's.
+    pub async fn notify(&self, account: &AccountName, text: &str) {
+        let name = account.clone();
+        let devices = match self
+            .on_home(move |home| home.account_devices(name.as_str()))
+            .await
+        {
+            Ok(devices) if !devices.is_empty() => devices,
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!("{account}: cannot tell its phones: {error}");
+                return;
+            }
+        };
+        let request = ApprovalRequest {
+            service: "approvd".to_owned(),
+            kind: Some(approvd_proto::context::LoginKind::Notice),
+            action: Some(text.to_owned()),
+            lifetime_secs: NOTICE_LIFETIME_SECS,
+            ..ApprovalRequest::sign_in(account.clone())
+        };
+        let context = request.login_context(&self.label, unix_now());
+        match self
+            .nas
+            .request_approval(&devices, &context, false, request.lifetime())
+            .await
+        {
+            Ok(sent) => tracing::info!("{account}: phones told ({})", sent.cid),
+            Err(error) => tracing::warn!("{account}: cannot tell its phones: {error}"),
         }
     }
 
@@ -993,6 +1045,17 @@ impl Service {
             return match self.check_code(account, CodeKind::Recovery, code).await? {
                 CodeResult::Accepted { .. } => {
                     tracing::info!("{account}: {purpose:?} approved with a recovery code");
+                    let text = match purpose {
+                        Purpose::Pair => format!(
+                            "A new phone is being paired with {account}, approved with a \
+                             recovery code. If this was not you, remove it and issue new codes."
+                        ),
+                        Purpose::RecoveryCodes => format!(
+                            "New recovery codes were issued for {account}, approved with a \
+                             recovery code; the old ones no longer work."
+                        ),
+                    };
+                    self.notify(account, &text).await;
                     Ok(())
                 }
                 CodeResult::Rejected { .. } | CodeResult::LockedOut { .. } => {

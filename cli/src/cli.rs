@@ -40,7 +40,12 @@ pub fn describe(context: &LoginContext) -> String {
         format!("  kind:      {:?}", context.kind),
     ];
     if let Some(action) = &context.action {
-        lines.push(format!("  action:    {}", shown(action)));
+        use approvd_proto::context::LoginKind;
+        let label = match context.kind {
+            LoginKind::Notice => "notice:    ",
+            LoginKind::Action | LoginKind::Login | LoginKind::Passwordless => "action:    ",
+        };
+        lines.push(format!("  {label}{}", shown(action)));
     }
     if let Some(ip) = &context.client_ip {
         lines.push(format!("  from:      {}", shown(ip)));

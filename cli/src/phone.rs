@@ -293,6 +293,10 @@ async fn answer(
         eprintln!("no pending request {cid} (answered on another device, expired, or cancelled)");
         return Ok(ExitCode::from(2));
     };
+    if challenge.context.kind == approvd_proto::context::LoginKind::Notice {
+        eprintln!("{cid} is a notice from the NAS: there is nothing to answer");
+        return Ok(ExitCode::from(2));
+    }
     if decision == Decision::Approve && challenge.entry.number_matching && number.is_none() {
         eprintln!("this request needs the number shown on the login page: --number NNN");
         return Ok(ExitCode::from(3));

@@ -32,6 +32,10 @@ pub enum LoginKind {
     Passwordless,
     /// Approval of a sensitive action by an already signed-in user.
     Action,
+    /// Something the NAS tells the user (in `action`), with nothing to approve: the account
+    /// cools down after a refused sign-in, a phone was added with a recovery code. A phone
+    /// shows it and never answers it; the NAS never waits for an answer.
+    Notice,
 }
 
 /// The login context shown on the phone. Serialized as a JSON object, padded, then sealed.
@@ -77,10 +81,16 @@ impl LoginContext {
                 field: "action",
                 reason: "kind `action` must say which action (the phone shows it verbatim)",
             }),
-            (LoginKind::Action, Some(action)) => check_text("action", action, MAX_ACTION, false),
+            (LoginKind::Notice, None) => Err(Error::Invalid {
+                field: "action",
+                reason: "kind `notice` must carry its text in `action`",
+            }),
+            (LoginKind::Action | LoginKind::Notice, Some(action)) => {
+                check_text("action", action, MAX_ACTION, false)
+            }
             (LoginKind::Login | LoginKind::Passwordless, Some(_)) => Err(Error::Invalid {
                 field: "action",
-                reason: "only kind `action` carries an action text",
+                reason: "only kinds `action` and `notice` carry an action text",
             }),
             (LoginKind::Login | LoginKind::Passwordless, None) => Ok(()),
         }

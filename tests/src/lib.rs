@@ -353,15 +353,32 @@ where
     }
 }
 
+/// The requests to answer among what the phone fetched: notices (the NAS telling, with
+/// nothing to approve) left out.
+pub fn requests(
+    fetched: Vec<approvd_client::ReceivedChallenge>,
+) -> Vec<approvd_client::ReceivedChallenge> {
+    fetched
+        .into_iter()
+        .filter(|received| received.context.kind != approvd_proto::context::LoginKind::Notice)
+        .collect()
+}
+
 /// The phone's one pending request, waiting up to `wait` for it (a held inbox poll also ends
 /// when a request is withdrawn: poll again until one is there). Panics if there are several.
 pub async fn only_request(phone: &Phone, wait: Duration) -> approvd_client::ReceivedChallenge {
     let deadline = std::time::Instant::now() + wait;
     loop {
-        let mut pending = phone.inbox(wait).await.expect("inbox");
+        let fetched = phone.inbox(wait).await.expect("inbox");
+        let only_notices = !fetched.is_empty();
+        let mut pending = requests(fetched);
         if !pending.is_empty() {
             assert_eq!(pending.len(), 1, "one request on the phone");
             return pending.remove(0);
+        }
+        if only_notices {
+            // A notice answers the held poll at once; wait a moment before asking again.
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert!(
             std::time::Instant::now() < deadline,

@@ -342,12 +342,24 @@ async fn n3_a_fraud_report_or_wrong_numbers_cool_the_account_down_across_a_resta
         detail.contains("alice") && detail.contains(" s"),
         "{detail}"
     );
+    // The phone is told (a notice, nothing to approve) and asked nothing.
+    let mut fetched = Vec::new();
+    for _ in 0..20 {
+        fetched = phone.inbox(Duration::from_secs(1)).await.expect("inbox");
+        if !fetched.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+    let notice = &fetched[0].context;
+    assert_eq!(notice.kind, approvd_proto::context::LoginKind::Notice);
+    let text = notice.action.as_deref().unwrap_or_default();
     assert!(
-        phone
-            .inbox(Duration::from_secs(1))
-            .await
-            .expect("inbox")
-            .is_empty(),
+        text.contains("Sign-ins to alice are paused for 5 min"),
+        "{text}"
+    );
+    assert!(
+        approvd_tests::requests(fetched).is_empty(),
         "a cooling account's phone is not asked"
     );
     // A restart keeps the cool-down.
@@ -981,6 +993,19 @@ async fn n8_a_phone_or_recovery_codes_are_added_only_with_the_accounts_approval(
             .start_pairing(&pair(with_code))
             .await
             .expect_err("that code is used"),
+    );
+    // The phones are told of a change a recovery code approved (they were not asked).
+    let told = phone
+        .inbox(WAIT)
+        .await
+        .expect("inbox")
+        .into_iter()
+        .find(|received| received.context.kind == approvd_proto::context::LoginKind::Notice)
+        .expect("a notice");
+    let text = told.context.action.clone().unwrap_or_default();
+    assert!(
+        text.contains("A new phone is being paired with alice, approved with a recovery code"),
+        "{text}"
     );
     let log = std::fs::read_to_string(path.join("agent.log")).expect("log");
     assert!(log.contains("alice: Pair approved on"), "{log}");

@@ -251,7 +251,7 @@ async fn sign_out(browser: &Client) {
 
 async fn phone_is_idle(phone: &Phone) {
     eventually("the phone's request was withdrawn", WAIT, || async {
-        phone.inbox(Duration::ZERO).await.expect("inbox").is_empty()
+        approvd_tests::requests(phone.inbox(Duration::ZERO).await.expect("inbox")).is_empty()
     })
     .await;
 }
