@@ -539,6 +539,13 @@ async fn web_sign_in(http: &reqwest::Client, base: &str, phone: &Phone) -> Resul
         .ok_or_else(|| "no number on the attempt page".to_owned())?
         .to_owned();
     let received = only_request(phone, WAIT).await;
+    // Behind the (trusted) proxy, the phone shows the client's address, not the proxy's (M3).
+    if received.context.client_ip.as_deref() != Some("203.0.113.7") {
+        return Err(format!(
+            "the phone shows {:?}, not the client's address",
+            received.context.client_ip
+        ));
+    }
     phone
         .submit(&phone.answer(&received, Decision::Approve, Some(&number)))
         .await
