@@ -19,6 +19,14 @@ pub struct ProblemIo<T = TcpStream> {
     inner: T,
     /// A replacement response still being written, and how much of it was.
     pending: Option<(Vec<u8>, usize)>,
+    /// A `408` went out: the connection ends, whatever the request body's framing. actix
+    /// closes a connection after a `Connection: close` answer only once it has read the rest
+    /// of the body, which a stalled chunked body never sends (D1); reads from here on see the
+    /// end of the stream, so the dispatcher ends and the socket is closed.
+    timed_out: bool,
+    /// The waker of the last read that found nothing, woken when the `408` goes out (the
+    /// stalled client will not wake it).
+    read_waker: Option<std::task::Waker>,
 }
 
 impl<T> ProblemIo<T> {
@@ -26,6 +34,8 @@ impl<T> ProblemIo<T> {
         Self {
             inner,
             pending: None,
+            timed_out: false,
+            read_waker: None,
         }
     }
 
@@ -60,7 +70,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for ProblemIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        if self.timed_out {
+            return Poll::Ready(Ok(()));
+        }
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if read.is_pending() {
+            self.read_waker = Some(cx.waker().clone());
+        }
+        read
     }
 }
 
@@ -73,6 +90,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ProblemIo<T> {
         let this = &mut *self;
         if this.poll_pending(cx)?.is_pending() {
             return Poll::Pending;
+        }
+        if buf.starts_with(b"HTTP/1.1 408 ") {
+            this.timed_out = true;
+            if let Some(waker) = this.read_waker.take() {
+                waker.wake();
+            }
         }
         if let Some(replacement) = replacement_for(buf) {
             // The parser's response is taken in full; ours goes out in its place (now, or on

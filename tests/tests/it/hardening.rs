@@ -270,6 +270,37 @@ async fn signature_parameters_in_another_order_are_accepted() {
 /// A connection from `source` (a loopback address) that sends a request head announcing a
 /// 1000-byte body, then one byte, then nothing.
 fn stalled_body(relay: &RelayProcess, source: [u8; 4]) -> std::io::Result<std::net::TcpStream> {
+    stalled_with(
+        relay,
+        source,
+        b"POST /v1/pairings HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{",
+    )
+}
+
+/// The ways a request body can stall: a declared length never reached, a chunked body with no
+/// chunk, and a chunked body stopped inside a chunk.
+const STALLS: [(&str, &[u8]); 3] = [
+    (
+        "Content-Length",
+        b"POST /v1/pairings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+    ),
+    (
+        "chunked, no chunk",
+        b"POST /v1/pairings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ),
+    (
+        "chunked, mid-chunk",
+        b"POST /v1/pairings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"ttl",
+    ),
+];
+
+/// A connection from `source` that sends `head` (a request and the start of its body) and
+/// then nothing.
+fn stalled_with(
+    relay: &RelayProcess,
+    source: [u8; 4],
+    head: &[u8],
+) -> std::io::Result<std::net::TcpStream> {
     let address: std::net::SocketAddr = relay
         .url
         .trim_start_matches("http://")
@@ -279,7 +310,7 @@ fn stalled_body(relay: &RelayProcess, source: [u8; 4]) -> std::io::Result<std::n
     socket.bind(&std::net::SocketAddr::from((source, 0)).into())?;
     socket.connect(&address.into())?;
     let mut stream: std::net::TcpStream = socket.into();
-    stream.write_all(b"POST /v1/pairings HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")?;
+    stream.write_all(head)?;
     Ok(stream)
 }
 
@@ -318,25 +349,35 @@ fn raw_exchange_within(relay: &RelayProcess, request: &[u8], timeout: Duration) 
 
 #[test]
 fn a_body_that_never_arrives_gets_408_and_its_connection_closed() {
+    // D1: a stalled chunked body was answered 408 but its connection stayed open (200 s and
+    // more), so chunked stalls could hold every connection slot. Every framing now ends the
+    // same way: the 408, then the end of the stream.
     let relay = RelayProcess::start(&["--request-timeout-secs", "1"]);
-    let mut stalled = stalled_body(&relay, [127, 0, 0, 1]).expect("connect");
-    stalled
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let started = std::time::Instant::now();
-    let mut answer = Vec::new();
-    let _ = stalled.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(
-        answer.contains("urn:approvd:problem:request-timeout"),
-        "{answer}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "answered and closed after the 1 s deadline, not at the client's timeout: {:?}",
-        started.elapsed()
-    );
+    for (framing, head) in STALLS {
+        let mut stalled = stalled_with(&relay, [127, 0, 0, 1], head).expect("connect");
+        stalled
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let read = stalled.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{framing}: {answer}");
+        assert!(
+            answer.contains("urn:approvd:problem:request-timeout"),
+            "{framing}: {answer}"
+        );
+        assert!(
+            read.is_ok(),
+            "{framing}: the connection is closed (EOF), not left open: {read:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{framing}: answered and closed after the 1 s deadline, not at the client's \
+             timeout: {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 /// 300 connections that stall mid-body from one address, against a relay allowed only 256 file
@@ -378,6 +419,64 @@ async fn stalled_bodies_cannot_exhaust_file_descriptors() {
     drop(stalled);
     let log = relay.log();
     assert!(!log.contains("Too many open files"), "{log}");
+}
+
+/// D1 at the scale of the report: 300 stalled bodies of every framing (most chunked) from 10
+/// addresses, each under the per-IP cap, against a relay allowed 256 file descriptors. Before,
+/// the chunked ones stayed open after their 408 and `/healthz` failed for the whole minute.
+/// Now every stalled connection sees the 408 and then the end of the stream, and `/healthz`
+/// answers again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_chunked_bodies_from_many_addresses_are_closed_after_their_408() {
+    let relay = RelayProcess::start_with_fd_limit(
+        256,
+        &[
+            "--request-timeout-secs",
+            "2",
+            "--max-connections-per-ip",
+            "32",
+        ],
+    );
+    let mut stalled: Vec<(&str, std::net::TcpStream)> = Vec::new();
+    for n in 0..300usize {
+        let (framing, head) = STALLS[n % 3];
+        let address = u8::try_from(n % 10 + 1).expect("1 to 10");
+        if let Ok(stream) = stalled_with(&relay, [127, 0, 1, address], head) {
+            stalled.push((framing, stream));
+        }
+    }
+    assert!(stalled.len() >= 200, "only {} connected", stalled.len());
+    let outcomes = tokio::task::block_in_place(|| {
+        stalled
+            .into_iter()
+            .map(|(framing, mut stream)| {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                let mut answer = Vec::new();
+                let read = stream.read_to_end(&mut answer);
+                (framing, read.is_ok(), answer)
+            })
+            .collect::<Vec<_>>()
+    });
+    let left_open: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, closed, _)| !closed)
+        .map(|(framing, _, _)| *framing)
+        .collect();
+    assert!(
+        left_open.is_empty(),
+        "left open after the deadline: {left_open:?}"
+    );
+    let timed_out = outcomes
+        .iter()
+        .filter(|(_, _, answer)| answer.starts_with(b"HTTP/1.1 408"))
+        .count();
+    assert!(timed_out >= 200, "{timed_out} of them got their 408");
+    assert!(
+        tokio::task::block_in_place(|| probe_health(&relay)),
+        "/healthz answers once the stalls are closed"
+    );
 }
 
 /// Junk that the HTTP parser refuses is answered 400/431 with a problem document, counted, and
