@@ -4,6 +4,8 @@
 //! side. [`ProblemIo`] wraps every accepted socket and replaces such a bodiless error response
 //! with the same status carrying a problem document. Our own responses always have a body, so
 //! a bodiless 400/408/431 can only be the parser's.
+//! It also ends a connection once a `408` went out on it, whatever the request body's framing
+//! (actix would wait for the rest of a stalled chunked body for ever).
 
 use std::io;
 use std::pin::Pin;
