@@ -317,6 +317,14 @@ impl PairingRequest {
     pub fn ttl(&self) -> Duration {
         Duration::from_secs(self.ttl_secs.clamp(1, MAX_PAIRING_TTL_SECS))
     }
+
+    /// What approves this pairing (its `approval` and `recovery_code`).
+    pub fn authorisation(&self) -> Authorisation {
+        Authorisation {
+            approval: self.approval,
+            recovery_code: self.recovery_code.clone(),
+        }
+    }
 }
 
 /// `?wait=N` on `GET /v1/requests/{id}`: hold the poll up to N seconds (at most

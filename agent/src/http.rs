@@ -189,11 +189,9 @@ type Agent = web::Data<Service>;
 #[post("/v1/pairings")]
 async fn start_pairing(agent: Agent, body: web::Json<PairingRequest>) -> Answer {
     let agent = agent.into_inner();
-    let given = Authorisation {
-        approval: body.approval,
-        recovery_code: body.recovery_code.clone(),
-    };
-    agent.authorise(&body.user, Purpose::Pair, &given).await?;
+    agent
+        .authorise(&body.user, Purpose::Pair, &body.authorisation())
+        .await?;
     created(&agent.start_pairing(&body).await?)
 }
 

@@ -668,28 +668,17 @@ async fn hammer(
 /// stays bounded (its password checks run in at most 4 × 19 MiB of reused buffers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_user_signs_in_over_pam_and_the_web_while_a_stranger_hammers_the_page() {
-    let relay = RelayProcess::start(&["--rate-challenges-per-device", "30"]);
-    let dir = TempDir::new("soak");
-    let home_path: PathBuf = dir.0.join("nas");
-    let home = NasHome::init(&home_path, &relay.url, "Home NAS").expect("init");
-    let (phone, device, secret) =
-        pair_for(&home.nas().expect("nas"), "alice", "Alice's phone", None).await;
-    home.add_device("alice", device, &secret).expect("recorded");
-    drop(home);
-    let agent = start_agent(&home_path);
-    let users = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/signin-web/users.toml");
-    let (page, base) = crate::signin_web::start_page(
-        &agent.login_socket,
-        &users,
-        &dir,
-        &["--trust-forwarded-for"],
-    );
+    let crate::signin_web::AlicesPage {
+        page,
+        base,
+        http,
+        phone,
+        home_path,
+        ..
+    } = &crate::signin_web::alices_page("soak", &["--rate-challenges-per-device", "30"]).await;
+    let base = base.clone();
     let pid = page.0.id();
-    let service = Service::install("soak", &shipped_line(&home_path, "deny", ""));
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let service = Service::install("soak", &shipped_line(home_path, "deny", ""));
     let before = rss_kib(pid);
 
     // Two connections of one client, as fast as the page answers, for as long as alice signs in.
@@ -701,10 +690,10 @@ async fn a_real_user_signs_in_over_pam_and_the_web_while_a_stranger_hammers_the_
     let mut peak = before;
     for round in 0..3 {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        if let Err(why) = web_sign_in(&http, &base, &phone).await {
+        if let Err(why) = web_sign_in(http, &base, phone).await {
             refused.push(format!("web sign-in {round}: {why}"));
         }
-        let (ok, output, _) = answered(&service, &phone, Decision::Approve, None).await;
+        let (ok, output, _) = answered(&service, phone, Decision::Approve, None).await;
         if !ok {
             refused.push(format!("PAM login {round}: {output}"));
         }

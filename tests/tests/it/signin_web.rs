@@ -66,6 +66,54 @@ pub(crate) fn start_page(
     (Killed(child), url)
 }
 
+/// A NAS home with alice's phone paired, its agent, and the sign-in page on the agent's login
+/// socket behind a trusted proxy (`--trust-forwarded-for`, so each test client chooses its
+/// address), with a client that follows no redirect. Dropped: every process stopped.
+pub(crate) struct AlicesPage {
+    pub page: Killed,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub phone: Phone,
+    pub home_path: PathBuf,
+    _agent: approvd_tests::agent::AgentProcess,
+    _relay: RelayProcess,
+    _dir: TempDir,
+}
+
+pub(crate) async fn alices_page(label: &str, relay_args: &[&str]) -> AlicesPage {
+    let relay = RelayProcess::start(relay_args);
+    let dir = TempDir::new(label);
+    let home_path = dir.0.join("nas");
+    let home = NasHome::init(&home_path, &relay.url, "Home NAS").expect("init");
+    let (phone, device, secret) =
+        pair_for(&home.nas().expect("nas"), "alice", "Alice's phone", None).await;
+    home.add_device("alice", device, &secret).expect("recorded");
+    drop(home);
+    let agent = start_agent(&home_path);
+    let users =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/signin-web/users.toml");
+    let (page, base) = start_page(
+        &agent.login_socket,
+        &users,
+        &dir,
+        &["--trust-forwarded-for"],
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    AlicesPage {
+        page,
+        base,
+        http,
+        phone,
+        home_path,
+        _agent: agent,
+        _relay: relay,
+        _dir: dir,
+    }
+}
+
 /// `chromedriver` and every browser process it started (its process group); killed on drop.
 struct Driver(Child);
 
@@ -695,27 +743,8 @@ async fn forms_need_their_token_and_names_have_a_budget(base: &str) {
 /// another network still signs in. Before, guessing was unlimited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn m7_wrong_passwords_are_limited_per_name_and_per_network_alike_for_every_name() {
-    let relay = RelayProcess::start(&[]);
-    let dir = TempDir::new("signin-guessing");
-    let home_path = dir.0.join("nas");
-    let home = NasHome::init(&home_path, &relay.url, "Home NAS").expect("init");
-    let (_phone, device, secret) =
-        pair_for(&home.nas().expect("nas"), "alice", "Alice's phone", None).await;
-    home.add_device("alice", device, &secret).expect("recorded");
-    let agent = start_agent(&home_path);
-    let users =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/signin-web/users.toml");
-    let (_page, base) = start_page(
-        &agent.login_socket,
-        &users,
-        &dir,
-        &["--trust-forwarded-for"],
-    );
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let (cookie, csrf) = browser_cookie_and_token(&http, &base).await;
+    let AlicesPage { base, http, .. } = &alices_page("signin-guessing", &[]).await;
+    let (cookie, csrf) = browser_cookie_and_token(http, base).await;
     let login = |user: String, password: &'static str, client: String| {
         let request = http
             .post(format!("{base}/login"))
@@ -764,7 +793,6 @@ async fn m7_wrong_passwords_are_limited_per_name_and_per_network_alike_for_every
     assert!(text.contains("from your network"), "{text}");
     let (status, _) = login("someone".into(), "guess", "2001:db8:1:2::1".into()).await;
     assert_eq!(status, 200, "another /64 is checked");
-    drop(agent);
 }
 
 /// M6: one client holding status polls held the page's connections (~2,050 held polls of one
@@ -773,23 +801,7 @@ async fn m7_wrong_passwords_are_limited_per_name_and_per_network_alike_for_every
 /// poll is still held and the login page answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn m6_one_network_holds_at_most_sixteen_status_polls_and_the_page_answers_others() {
-    let relay = RelayProcess::start(&[]);
-    let dir = TempDir::new("signin-held");
-    let home_path = dir.0.join("nas");
-    NasHome::init(&home_path, &relay.url, "Home NAS").expect("init");
-    let agent = start_agent(&home_path);
-    let users =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/signin-web/users.toml");
-    let (_page, base) = start_page(
-        &agent.login_socket,
-        &users,
-        &dir,
-        &["--trust-forwarded-for"],
-    );
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let AlicesPage { base, http, .. } = &alices_page("signin-held", &[]).await;
     // Decoy attempts (names with no phone): free to start, each with a status to poll.
     let attempts = |client: &'static str, count: usize| {
         let http = http.clone();
@@ -877,27 +889,9 @@ async fn m6_one_network_holds_at_most_sixteen_status_polls_and_the_page_answers_
 /// recent real request took, drawn at random: the medians of eight of each are alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn m2_a_name_without_phones_answers_as_slowly_as_one_with() {
-    let relay = RelayProcess::start(&["--rate-challenges-per-device", "30"]);
-    let dir = TempDir::new("signin-timing");
-    let home_path = dir.0.join("nas");
-    let home = NasHome::init(&home_path, &relay.url, "Home NAS").expect("init");
-    let (_phone, device, secret) =
-        pair_for(&home.nas().expect("nas"), "alice", "Alice's phone", None).await;
-    home.add_device("alice", device, &secret).expect("recorded");
-    let agent = start_agent(&home_path);
-    let users =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/signin-web/users.toml");
-    let (_page, base) = start_page(
-        &agent.login_socket,
-        &users,
-        &dir,
-        &["--trust-forwarded-for"],
-    );
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let (cookie, csrf) = browser_cookie_and_token(&http, &base).await;
+    let AlicesPage { base, http, .. } =
+        &alices_page("signin-timing", &["--rate-challenges-per-device", "30"]).await;
+    let (cookie, csrf) = browser_cookie_and_token(http, base).await;
     let timed = |user: String, n: usize| {
         let request = http
             .post(format!("{base}/passwordless"))
