@@ -179,10 +179,7 @@ pub async fn run(
         login_token,
         admin_token,
     });
-    let document = Arc::new(
-        serde_json::to_value(crate::http::document())
-            .map_err(|error| RunError::Serve(error.into()))?,
-    );
+    let document = Arc::new(crate::http::served_document());
     let listen_error = |place: String| move |error| RunError::Listen { place, error };
     let server = {
         let (service, on_connect) = (service.clone(), access.clone());

@@ -428,6 +428,14 @@ enum Problems {
     Unavailable(Problem),
 }
 
+/// [`document`] as JSON, as `GET /openapi.json` serves it (unsigned formats named as the
+/// OpenAPI format registry names them).
+pub fn served_document() -> serde_json::Value {
+    let mut value = serde_json::to_value(document()).expect("the OpenAPI document serializes");
+    approvd_proto::openapi::registry_formats(&mut value);
+    value
+}
+
 /// The OpenAPI 3.1 document of [`routes`].
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut base = utoipa::openapi::OpenApiBuilder::new()

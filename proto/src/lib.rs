@@ -10,6 +10,8 @@ pub mod error;
 pub mod httpsig;
 pub mod ids;
 pub mod limits;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod pairing;
 pub mod signed;
 pub mod totp;

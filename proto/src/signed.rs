@@ -225,6 +225,7 @@ pub struct PairClaim {
     /// The device's name and platform, sealed to the NAS under a subkey of `k`
     /// ([`crate::pairing::seal_device_info`]): the relay never reads them.
     pub device_info: SealedDeviceInfo,
+    #[serde(deserialize_with = "crate::wire::integer")]
     pub claimed_at: u64,
 }
 
@@ -254,6 +255,7 @@ pub struct PairAccept {
     pub nas_id: NasId,
     pub device_id: DeviceId,
     pub claim_hash: Digest,
+    #[serde(deserialize_with = "crate::wire::integer")]
     pub accepted_at: u64,
 }
 
@@ -280,6 +282,7 @@ pub struct PairConfirm {
     pub device_id: DeviceId,
     pub claim_hash: Digest,
     pub code_secret_hash: Digest,
+    #[serde(deserialize_with = "crate::wire::integer")]
     pub confirmed_at: u64,
 }
 
@@ -305,7 +308,9 @@ pub struct Challenge {
     pub cid: Cid,
     pub nas_id: NasId,
     pub device_id: DeviceId,
+    #[serde(deserialize_with = "crate::wire::integer")]
     pub created: u64,
+    #[serde(deserialize_with = "crate::wire::integer")]
     pub expires: u64,
     pub number_matching: bool,
     pub context_hash: Digest,
@@ -341,6 +346,7 @@ pub struct Verdict {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<String>,
     pub user_verified: bool,
+    #[serde(deserialize_with = "crate::wire::integer")]
     pub decided_at: u64,
 }
 
@@ -366,6 +372,7 @@ impl SignedMessage for Verdict {
 pub struct Unpair {
     pub nas_id: NasId,
     pub device_id: DeviceId,
+    #[serde(deserialize_with = "crate::wire::integer")]
     pub unpaired_at: u64,
 }
 
@@ -387,7 +394,9 @@ impl SignedMessage for Unpair {
 pub struct Mute {
     pub nas_id: NasId,
     pub device_id: DeviceId,
+    #[serde(deserialize_with = "crate::wire::integer")]
     pub until: u64,
+    #[serde(deserialize_with = "crate::wire::integer")]
     pub muted_at: u64,
 }
 

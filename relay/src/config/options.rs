@@ -264,9 +264,12 @@ options! {
     fcm_service_account: Option<Secret> = "", "fcm-service-account", "APPROVD_FCM_SERVICE_ACCOUNT", "JSON";
     /// App ids (push topics) sent through FCM with that service account, comma-separated.
     fcm_app_ids: Option<String> = "", "fcm-app-ids", "APPROVD_FCM_APP_IDS", "IDS";
-    /// FCM base URL (change only to point at a test double).
+    /// FCM base URL (change only to point at a test double). A plain-http stand-in must speak
+    /// HTTP/2 without TLS (prior knowledge, as wiremock does), and so must the service
+    /// account's `token_uri` then: an HTTP/1.1-only server gets no request through.
     fcm_base_url: String = "https://fcm.googleapis.com", "fcm-base-url", "APPROVD_FCM_BASE_URL", "URL";
-    /// Allow plain-http FCM and token URLs (local tests only).
+    /// Allow plain-http FCM and token URLs (local tests only; they must speak HTTP/2 prior
+    /// knowledge, see --fcm-base-url).
     fcm_allow_http: bool = "false", "fcm-allow-http", "APPROVD_FCM_ALLOW_HTTP", "BOOL";
     /// Timeout of every request to APNs or FCM, in milliseconds.
     push_timeout_ms: u64 = "5000", "push-timeout-ms", "APPROVD_PUSH_TIMEOUT_MS", "MS";
@@ -307,7 +310,8 @@ options! {
     max_connections_per_ip: usize = "64", "max-connections-per-ip", "APPROVD_MAX_CONNECTIONS_PER_IP", "N";
     /// After SIGTERM: how long the relay keeps accepting and answering (every answer with
     /// `Connection: close`; /readyz and long-polls answer 503) while load balancers move away,
-    /// before it stops accepting and lets requests in flight finish (2 s more at most), seconds.
+    /// before it stops accepting and lets every request already begun finish (at most 5 s of
+    /// keep-alive, twice the request timeout and 5 s of handling more: 30 s by default), seconds.
     shutdown_drain_secs: u64 = "1", "shutdown-drain-secs", "APPROVD_SHUTDOWN_DRAIN_SECS", "SECS";
     /// HTTP worker threads (0 = one per CPU core).
     workers: usize = "0", "workers", "APPROVD_WORKERS", "N";

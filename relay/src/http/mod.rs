@@ -189,16 +189,13 @@ pub async fn run(
     let app_state = state.clone();
     let request_timeout = http.request_timeout;
     let local_addr = listener.local_addr()?;
-    // Fired when the listener stops (after the drain window): idle keep-alives close then.
-    let stopping = tokio_util::sync::CancellationToken::new();
-    let stopping_signal = stopping.clone();
     // What `actix_web::HttpServer` builds, by hand, so that each connection is wrapped in
     // `ProblemIo` (the parser's own error answers become problem+json).
     let server = actix_server::Server::build()
         .workers(workers)
         .max_concurrent_connections(per_worker)
         .disable_signals()
-        .shutdown_timeout(2)
+        .shutdown_timeout(finish_window(request_timeout).as_secs())
         .listen("approvd", listener, move || {
             let app = App::new()
                 .app_data(app_state.clone())
@@ -206,17 +203,16 @@ pub async fn run(
                 .configure(configure)
                 .default_service(web::to(no_route));
             let limiter = limiter.clone();
-            let stopping = stopping_signal.clone();
             let h1 = actix_http::HttpService::build()
                 .client_request_timeout(request_timeout)
+                .keep_alive(KEEP_ALIVE)
                 // A long-poll whose client went away must be dropped at once (freeing its waiter).
                 .h1_allow_half_closed(false)
                 .local_addr(local_addr)
-                // Idle keep-alive connections close when the listener stops.
-                .graceful_shutdown_signal(move || {
-                    let stopping = stopping.clone();
-                    async move { stopping.cancelled().await }
-                })
+                // No `graceful_shutdown_signal`: actix then closes a connection it thinks idle
+                // even when a request has just arrived on it, unanswered. Every answer in the
+                // drain says `Connection: close`, so a connection carries at most one request
+                // after the listener stops, and idle ones end at their keep-alive deadline.
                 .on_connect_ext(move |io: &parse_errors::ProblemIo, extensions| {
                     limiter.on_connect(io.get_ref(), extensions)
                 })
@@ -246,14 +242,28 @@ pub async fn run(
         token.cancel();
         // Keep accepting for the drain window, so connections the kernel already queued and
         // requests on keep-alive connections are answered (each with `Connection: close`)
-        // while load balancers move away; then stop accepting and let requests in flight
-        // finish. At least a moment, so cancelled polls write their 503 first.
+        // while load balancers move away; then stop accepting and let every request already
+        // begun finish (see `finish_window`). At least a moment, so cancelled polls write
+        // their 503 first.
         tokio::time::sleep(drain.max(Duration::from_millis(100))).await;
-        stopping.cancel();
         handle.stop(true).await;
     };
     let (served, ()) = tokio::join!(server, stopper);
     served
+}
+
+/// How long an idle keep-alive connection stays open.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// Time a handler may take once its request is read (long-polls end at once when draining;
+/// a challenge's pushes are bounded by the push timeout).
+const HANDLER_TIME: Duration = Duration::from_secs(5);
+
+/// After the listener stops, how long connections get to finish: a request may begin on a
+/// keep-alive connection until its idle deadline, its head and body may take the request
+/// timeout each, and then its handler runs. Past this, connections are dropped.
+fn finish_window(request_timeout: Duration) -> Duration {
+    KEEP_ALIVE + request_timeout * 2 + HANDLER_TIME
 }
 
 async fn no_route() -> Result<HttpResponse, ApiError> {

@@ -124,19 +124,41 @@ fn bounds() -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)
     ]
 }
 
-/// The document as JSON text (computed once), with [`bounds`] applied.
-pub fn document_json() -> &'static str {
-    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    JSON.get_or_init(|| {
+/// The document as JSON text (computed once per variant), with [`bounds`] applied. Without
+/// `forwarding` (the relay's default) `/v1/push/forward` and its security scheme are left out:
+/// the document lists what this relay answers.
+pub fn document_json(forwarding: bool) -> &'static str {
+    static WITH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static WITHOUT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let cell = if forwarding { &WITH } else { &WITHOUT };
+    cell.get_or_init(|| {
         let mut value = serde_json::to_value(document()).expect("the OpenAPI document serializes");
         for (schema, property, keyword, bound) in bounds() {
             let target = &mut value["components"]["schemas"][schema]["properties"][property];
             assert!(target.is_object(), "{schema}.{property} is in the document");
             target[keyword] = bound;
         }
+        approvd_proto::openapi::registry_formats(&mut value);
+        if !forwarding {
+            let paths = value["paths"].as_object_mut().expect("paths");
+            assert!(
+                paths.remove(FORWARD_PATH).is_some(),
+                "{FORWARD_PATH} is documented"
+            );
+            let schemes = value["components"]["securitySchemes"]
+                .as_object_mut()
+                .expect("security schemes");
+            assert!(
+                schemes.remove("forwarding").is_some(),
+                "the forwarding scheme"
+            );
+        }
         serde_json::to_string(&value).expect("the OpenAPI document serializes")
     })
 }
+
+/// The one route that exists only where push forwarding is on.
+const FORWARD_PATH: &str = "/v1/push/forward";
 
 #[utoipa::path(
     get,
@@ -147,11 +169,11 @@ pub fn document_json() -> &'static str {
     ),
     security(())
 )]
-/// Handle `GET /openapi.json`: this API as OpenAPI 3.1.
-pub async fn openapi() -> HttpResponse {
+/// Handle `GET /openapi.json`: this API as OpenAPI 3.1, as this relay is configured.
+pub async fn openapi(state: actix_web::web::Data<super::AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(document_json())
+        .body(document_json(state.forwarding.is_some()))
 }
 
 #[cfg(test)]
@@ -185,7 +207,8 @@ mod tests {
 
     #[test]
     fn the_validators_limits_and_the_id_schemas_are_in_the_document() {
-        let json: serde_json::Value = serde_json::from_str(document_json()).expect("valid JSON");
+        let json: serde_json::Value =
+            serde_json::from_str(document_json(true)).expect("valid JSON");
         let schemas = &json["components"]["schemas"];
         assert_eq!(
             schemas["CreatePairingRequest"]["properties"]["ttl_secs"]["maximum"],
@@ -216,7 +239,8 @@ mod tests {
 
     #[test]
     fn document_has_the_wire_schemas_and_is_json() {
-        let json: serde_json::Value = serde_json::from_str(document_json()).expect("valid JSON");
+        let json: serde_json::Value =
+            serde_json::from_str(document_json(true)).expect("valid JSON");
         let schemas = &json["components"]["schemas"];
         for name in [
             "CreateChallengeRequest",
@@ -228,5 +252,27 @@ mod tests {
             assert!(schemas.get(name).is_some(), "schema {name} missing");
         }
         assert_eq!(json["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+    }
+
+    #[test]
+    fn integers_are_unsigned_and_forwarding_is_listed_only_where_it_is_on() {
+        let with: serde_json::Value = serde_json::from_str(document_json(true)).expect("JSON");
+        let without: serde_json::Value = serde_json::from_str(document_json(false)).expect("JSON");
+        let ttl =
+            &without["components"]["schemas"]["CreatePairingRequest"]["properties"]["ttl_secs"];
+        assert_eq!(ttl["format"], "uint64", "{ttl}");
+        let text = document_json(false);
+        for format in ["int64", "int32", "u-int64", "u-int32", "u-int16"] {
+            assert!(
+                !text.contains(&format!("\"{format}\"")),
+                "format {format} in the document"
+            );
+        }
+        assert!(with["paths"].get(FORWARD_PATH).is_some());
+        assert!(without["paths"].get(FORWARD_PATH).is_none());
+        assert!(without["components"]["securitySchemes"]
+            .get("forwarding")
+            .is_none());
+        assert!(without["paths"].get("/v1/challenges").is_some());
     }
 }

@@ -217,8 +217,14 @@ impl FcmSender {
         Ok(answer.access_token)
     }
 
-    async fn invalidate_token(&self) {
-        *self.token.lock().await = None;
+    /// Forget `rejected` (the token FCM just answered 401 to) — only if it is still the cached
+    /// one: when several sends meet one revocation, the first to get here fetches a fresh token
+    /// and the others must not throw that away.
+    async fn invalidate_token(&self, rejected: &str) {
+        let mut cached = self.token.lock().await;
+        if cached.as_ref().is_some_and(|token| token.value == rejected) {
+            *cached = None;
+        }
     }
 
     /// One try: a send, and after a first 401 a fresh token and one more send — part of the
@@ -235,7 +241,7 @@ impl FcmSender {
             let response = match self
                 .http
                 .post(&self.send_url)
-                .bearer_auth(token)
+                .bearer_auth(&token)
                 .json(body)
                 .send()
                 .await
@@ -253,7 +259,7 @@ impl FcmSender {
             if status != 401 {
                 return classify(status, after, &error_body);
             }
-            self.invalidate_token().await;
+            self.invalidate_token(&token).await;
             if refreshed {
                 return failed("FCM refused the credentials (401) twice".to_owned(), true);
             }

@@ -304,17 +304,20 @@ pub async fn await_verdict(
     wait: Duration,
 ) -> Result<Option<SignedVerdict>, Error> {
     // The first read also checks ownership: a challenge that is not there (or not this NAS's)
-    // at the start is unknown; one that disappears later has expired.
-    let first = std::cell::Cell::new(true);
+    // at the start is unknown. One that disappears later has expired only if its time is up:
+    // before that it was lost (Redis restarted empty), and a lost challenge must read as
+    // unknown, never as expired (the NAS would tell its user the wrong thing).
+    let expires = std::cell::Cell::new(None::<u64>);
     deps.long_poll_until(Topic::Challenge(cid), wait, || async {
-        let challenge = if first.replace(false) {
-            owned_challenge(deps, &cid, nas_id).await?
-        } else {
-            deps.store
-                .challenge(&cid)
-                .await?
-                .ok_or(Error::ChallengeExpired)?
+        let challenge = match expires.get() {
+            None => owned_challenge(deps, &cid, nas_id).await?,
+            Some(expires) => match deps.store.challenge(&cid).await? {
+                Some(challenge) => challenge,
+                None if expires <= deps.clock.now() => return Err(Error::ChallengeExpired),
+                None => return Err(Error::NotFound("challenge")),
+            },
         };
+        expires.set(Some(challenge.expires));
         match challenge.state {
             ChallengeState::Decided { verdict } => Ok((Some(*verdict), None)),
             ChallengeState::Cancelled => Err(Error::ChallengeCancelled),

@@ -284,6 +284,12 @@ async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget
         problem.expect("problem").type_uri,
         "urn:approvd:problem:no-route"
     );
+    let listed = |document: serde_json::Value| document["paths"].get("/v1/push/forward").is_some();
+    let document = plain.get("/openapi.json").await.json().await.expect("json");
+    assert!(
+        !listed(document),
+        "a relay without forwarding does not document it"
+    );
 
     let (upstream, _dir) = fcm_relay(
         &server,
@@ -293,6 +299,16 @@ async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget
             "--rate-forwards-per-downstream",
             "3",
         ],
+    );
+    let document = upstream
+        .get("/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        listed(document),
+        "a forwarding relay documents its endpoint"
     );
     let good = mint(&private, "home-a");
     // (what, bearer token, body, status, problem)

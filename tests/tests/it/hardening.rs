@@ -511,6 +511,28 @@ async fn malformed_requests_get_problems_and_are_counted_not_logged() {
             && answer.contains("\"type\":\"urn:approvd:problem:headers-too-large\""),
         "a 1 MB header block → {answer}"
     );
+    // The limits PROTOCOL.md §10 states: 96 header fields and a 128 KiB head.
+    let with_fields = |fields: usize, value: usize| {
+        let mut head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for n in 1..fields {
+            head.extend_from_slice(format!("X-F{n}: {}\r\n", "y".repeat(value)).as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        head
+    };
+    for (fields, value, status) in [
+        (96, 10, "200"),
+        (97, 10, "431"),
+        (2, 100 * 1024, "200"),
+        (2, 200 * 1024, "431"),
+    ] {
+        let answer =
+            raw_exchange_within(&relay, &with_fields(fields, value), Duration::from_secs(5));
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{fields} fields of {value} bytes → {answer}"
+        );
+    }
     let counted = relay
         .metric("approvd_http_malformed_requests_total")
         .await
@@ -558,6 +580,25 @@ async fn the_relay_accepts_exactly_what_its_openapi_document_allows() {
             serde_json::json!({"pairing_id": id, "ttl_secs": ttl}),
         )
         .await;
+        assert_eq!(status == 201, allowed, "ttl_secs {ttl}: {status}");
+    }
+    // The document says `"type": "integer"`, which JSON Schema holds `60.0` to be; a fraction,
+    // a negative number or a string is not.
+    assert_eq!(
+        schemas["CreatePairingRequest"]["properties"]["ttl_secs"]["format"],
+        "uint64"
+    );
+    for (ttl, allowed) in [
+        ("60.0", true),
+        ("60.5", false),
+        ("-60", false),
+        ("\"60\"", false),
+    ] {
+        let id = approvd_proto::PairingId::random().to_string();
+        let body: serde_json::Value =
+            serde_json::from_str(&format!(r#"{{"pairing_id":"{id}","ttl_secs":{ttl}}}"#))
+                .expect("json");
+        let status = post("/v1/pairings", body).await;
         assert_eq!(status == 201, allowed, "ttl_secs {ttl}: {status}");
     }
 

@@ -317,6 +317,81 @@ fn read_response(stream: &mut std::net::TcpStream) -> String {
     String::from_utf8_lossy(&data).into_owned()
 }
 
+/// Every request the relay has begun to read gets an answer after SIGTERM, however the drain
+/// and the request line up (issue 27): idle keep-alive connections whose next request arrives
+/// around the end of the drain (actix's graceful-shutdown signal used to close them with that
+/// request unread), and a body that completes 3.5 s after the signal (workers used to be
+/// stopped 2 s after the drain, cutting it).
+#[tokio::test]
+async fn after_sigterm_every_request_begun_gets_an_answer() {
+    use std::io::Write as _;
+    const CONNECTIONS: u64 = 40;
+    let mut relay = RelayProcess::start(&["--shutdown-drain-secs", "1"]);
+    let address = relay.url.trim_start_matches("http://").to_owned();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut kept = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream.write_all(request).expect("write");
+        let first = read_response(&mut stream);
+        assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+        kept.push(stream);
+    }
+    // A pairing request whose body is half sent before the signal.
+    let body = br#"{"ttl_secs":60,"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","nas_label":"x"}"#;
+    let mut slow = std::net::TcpStream::connect(&address).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    slow.write_all(
+        format!(
+            "POST /v1/pairings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .expect("head");
+    slow.write_all(&body[..10]).expect("half the body");
+
+    relay.terminate();
+    let signalled = Instant::now();
+    // The kept connections speak again from 0.8 s to 1.6 s after the signal: across the end
+    // of the 1 s drain.
+    let speakers: Vec<_> = kept
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut stream)| {
+            let at = Duration::from_millis(800 + 800 * index as u64 / CONNECTIONS);
+            std::thread::spawn(move || {
+                std::thread::sleep(at.saturating_sub(signalled.elapsed()));
+                let written = stream.write_all(request).is_ok();
+                (at, written, read_response(&mut stream))
+            })
+        })
+        .collect();
+    for speaker in speakers {
+        let (at, written, answer) = speaker.join().expect("speaker");
+        assert!(written, "{at:?}: the request could not be written");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "a request sent {at:?} after SIGTERM on a kept-alive connection: {answer:?}"
+        );
+        assert!(answer.to_ascii_lowercase().contains("connection: close"));
+    }
+    std::thread::sleep(Duration::from_millis(3500).saturating_sub(signalled.elapsed()));
+    slow.write_all(&body[10..]).expect("the rest of the body");
+    let answer = read_response(&mut slow);
+    assert!(
+        answer.starts_with("HTTP/1.1 4"),
+        "a body completed 3.5 s after SIGTERM is answered (its signature is missing): {answer:?}"
+    );
+    let status = relay.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}");
+}
+
 /// After SIGTERM the relay keeps answering for the drain window — a request on an open
 /// keep-alive connection and one on a new connection — each with `Connection: close`, while
 /// `/readyz` says 503; then it exits.

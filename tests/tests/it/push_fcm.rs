@@ -141,6 +141,55 @@ async fn one_token_serves_many_sends_and_the_body_is_data_only() {
     );
 }
 
+/// Ten sends meet one revoked token: the first to hear 401 fetches a fresh one, and the
+/// others' 401s (for the old token) must not discard it (issue 27: the cache was emptied
+/// whatever it held, so a valid token was thrown away and fetched again).
+#[tokio::test]
+async fn concurrent_401s_for_one_revoked_token_fetch_one_fresh_token() {
+    let server = MockServer::start().await;
+    for (token, priority) in [("revoked", 1), ("fresh", 2)] {
+        let mock = Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "access_token": token, "expires_in": 3600, "token_type": "Bearer"
+            })))
+            .with_priority(priority);
+        let mock = if token == "revoked" {
+            mock.up_to_n_times(1)
+        } else {
+            mock
+        };
+        mock.mount(&server).await;
+    }
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .and(header("authorization", "Bearer revoked"))
+        .respond_with(ResponseTemplate::new(401).set_delay(Duration::from_millis(50)))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .and(header("authorization", "Bearer fresh"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let sender = Arc::new(self::sender(&server, Duration::from_secs(5), 1));
+    let sends: Vec<_> = (0..10)
+        .map(|_| {
+            let sender = sender.clone();
+            tokio::spawn(async move { sender.send(&registration(), &message()).await })
+        })
+        .collect();
+    for send in sends {
+        assert_eq!(send.await.expect("send"), PushResult::Delivered);
+    }
+    assert_eq!(
+        requests_to(&server, "/token").await.len(),
+        2,
+        "the revoked token and one fresh token"
+    );
+}
+
 #[tokio::test]
 async fn the_token_is_refreshed_before_expiry_and_after_a_401() {
     let server = MockServer::start().await;

@@ -289,6 +289,35 @@ async fn a_redis_outage_gives_503_and_heals_without_a_restart() {
     );
 }
 
+/// D3 (issue 27): Redis restarts empty while a NAS holds a verdict poll. The challenge had
+/// ~58 s left, so it was lost, not expired: the poll says `not-found`, as a fresh poll does,
+/// never `challenge-expired` (which the NAS would show its user as "you were too slow").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_challenge_lost_in_a_redis_restart_reads_as_unknown_never_as_expired() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let (a, _b, _dir) = replicas(&["--redis-url", &url, "--redis-timeout-ms", "500"], &[]);
+    let nas = a.nas();
+    let (_phone, device) = pair_across(&nas, &a, "phone").await;
+    let sent = request_one(&nas, &device, "x").await;
+    let poll = nas.wait_for_verdict(
+        &sent,
+        std::slice::from_ref(&device),
+        Duration::from_secs(20),
+    );
+    let (outcome, ()) = while_polling(poll, Duration::from_millis(500), async {
+        redis.restart();
+    })
+    .await;
+    let error = outcome.expect_err("the challenge is gone");
+    assert_eq!(error.problem_name(), Some("not-found"), "{error}");
+    let fresh = nas
+        .wait_for_verdict(&sent, std::slice::from_ref(&device), Duration::ZERO)
+        .await
+        .expect_err("still gone");
+    assert_eq!(fresh.problem_name(), Some("not-found"), "{fresh}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_replica_loses_nothing() {
     let redis = RedisServer::start();
