@@ -15,7 +15,7 @@ use crate::config::{
     ApnsAuth, ApnsConfig, Config, FcmAccount, FcmConfig, HttpConfig, PushConfig, StoreConfig,
     UpstreamConfig, UpstreamToken,
 };
-use crate::http::auth::{BearerJwt, AUTH_FAILURE_REASONS};
+use crate::http::auth::{BearerJwt, TokenPurpose, AUTH_FAILURE_REASONS};
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::push::apns::{A2Client, ApnsSender};
@@ -81,6 +81,80 @@ fn read_file(option: &'static str, path: &std::path::Path) -> Result<Vec<u8>, St
         option,
         message: format!("{}: {error}", path.display()),
     })
+}
+
+/// The operator's token checks: admission of NAS calls and forwarding for downstream relays,
+/// each on only with its key file, and never with one key for both (N-5: a purpose is in
+/// every token, but one key for both still lets a leaked signing step mint either kind).
+/// Startup says which are on.
+fn operator_keys(config: &Config) -> Result<(Option<BearerJwt>, Option<BearerJwt>), StartError> {
+    let admission_pem = match &config.admission_key_file {
+        None => None,
+        Some(path) => Some(std::fs::read(path).map_err(|error| StartError::Admission {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        })?),
+    };
+    let forward_pem = match &config.push.forward_key_file {
+        None => None,
+        Some(path) => Some(read_file("push-forward-key-file", path)?),
+    };
+    if let (Some(admission), Some(forward)) = (&admission_pem, &forward_pem) {
+        if pem_body(admission) == pem_body(forward) {
+            return Err(StartError::Option {
+                option: "push-forward-key-file",
+                message: "is the same key as --admission-key-file: give forwarding tokens a \
+                          key of their own (openssl genpkey -algorithm ed25519)"
+                    .to_owned(),
+            });
+        }
+    }
+    let admission = match (&config.admission_key_file, admission_pem) {
+        (Some(path), Some(pem)) => {
+            let verifier =
+                BearerJwt::from_pem(&pem, TokenPurpose::Admission).map_err(|message| {
+                    StartError::Admission {
+                        path: path.display().to_string(),
+                        message,
+                    }
+                })?;
+            tracing::info!(key = %path.display(), "admission: on, NAS calls need a token of purpose admission");
+            Some(verifier)
+        }
+        _ => {
+            tracing::info!(
+                "admission: off, any NAS key may use this relay (--admission-key-file turns it on)"
+            );
+            None
+        }
+    };
+    let forwarding = match (&config.push.forward_key_file, forward_pem) {
+        (Some(path), Some(pem)) => {
+            let verifier = BearerJwt::from_pem(&pem, TokenPurpose::Forward).map_err(|message| {
+                StartError::Option {
+                    option: "push-forward-key-file",
+                    message: format!("{}: {message}", path.display()),
+                }
+            })?;
+            tracing::info!(key = %path.display(), "push forwarding: on, for downstream relays at POST /v1/push/forward");
+            Some(verifier)
+        }
+        _ => {
+            tracing::info!("push forwarding: off");
+            None
+        }
+    };
+    Ok((admission, forwarding))
+}
+
+/// A PEM file's base64 body without its armour lines and whitespace: the same key in two
+/// files compares equal however it was wrapped.
+fn pem_body(pem: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(pem)
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("-----"))
+        .flat_map(|line| line.bytes().filter(|b| !b.is_ascii_whitespace()))
+        .collect()
 }
 
 /// One APNs sender per environment (production, sandbox) that has topics, routed by topic.
@@ -299,29 +373,7 @@ pub async fn build_state(config: &Config, metrics: Metrics) -> Result<AppState, 
             in_flight: config.push.in_flight,
         },
     );
-    let admission = match &config.admission_key_file {
-        None => None,
-        Some(path) => {
-            let admission_error = |message: String| StartError::Admission {
-                path: path.display().to_string(),
-                message,
-            };
-            let pem = std::fs::read(path).map_err(|error| admission_error(error.to_string()))?;
-            Some(BearerJwt::from_pem(&pem).map_err(admission_error)?)
-        }
-    };
-    let forwarding = match &config.push.forward_key_file {
-        None => None,
-        Some(path) => {
-            let pem = read_file("push-forward-key-file", path)?;
-            let verifier = BearerJwt::from_pem(&pem).map_err(|message| StartError::Option {
-                option: "push-forward-key-file",
-                message: format!("{}: {message}", path.display()),
-            })?;
-            tracing::info!("push: forwarding for downstream relays at POST /v1/push/forward");
-            Some(verifier)
-        }
-    };
+    let (admission, forwarding) = operator_keys(config)?;
     Ok(AppState {
         deps: Deps {
             store,

@@ -741,6 +741,42 @@ mod tests {
         );
     }
 
+    /// L5 (issue 27): an empty key file option is an error, not "admission off".
+    #[test]
+    fn an_empty_security_option_is_an_error_not_off() {
+        for (env_name, what) in [
+            ("APPROVD_ADMISSION_KEY_FILE", "admission"),
+            ("APPROVD_PUSH_FORWARD_KEY_FILE", "forwarding"),
+        ] {
+            for empty in ["", "  "] {
+                let error =
+                    Config::load(&args(&[]), &env(&[(env_name, empty)]), None).expect_err(what);
+                assert!(
+                    error
+                        .to_string()
+                        .starts_with(&format!("{env_name}: is set but empty")),
+                    "{error}"
+                );
+            }
+        }
+        let error =
+            Config::load(&args(&[("admission_key_file", "")]), &env(&[]), None).expect_err("flag");
+        assert!(error
+            .to_string()
+            .starts_with("--admission-key-file: is set but empty"));
+        let error = Config::load(
+            &args(&[]),
+            &env(&[]),
+            Some((Path::new("r.toml"), "admission_key_file = \"\"")),
+        )
+        .expect_err("file");
+        assert!(error.to_string().contains("is set but empty"), "{error}");
+        // Unset, they are off, and other optional files stay optional when empty.
+        let config = Config::load(&args(&[]), &env(&[("APPROVD_HANDLE_KEY_FILE", "")]), None)
+            .expect("loads");
+        assert_eq!(config.admission_key_file, None);
+    }
+
     #[test]
     fn push_options_must_come_complete() {
         let error = Config::load(&args(&[("apns_key_file", "k.p8")]), &env(&[]), None)

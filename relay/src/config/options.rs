@@ -434,12 +434,24 @@ impl Sources<'_> {
                 format!("default of --{}", option.flag),
             )
         };
+        let explicit = !source_name.starts_with("default of");
+        if explicit && text.trim().is_empty() && SECURITY_OPTIONS.contains(&name) {
+            return Err(ConfigError::Invalid {
+                source_name,
+                message: "is set but empty: name a key file, or unset it to turn this check off"
+                    .to_owned(),
+            });
+        }
         T::parse_value(&text).map_err(|message| ConfigError::Invalid {
             source_name,
             message,
         })
     }
 }
+
+/// Options that turn a security check on: set to the empty string they are an error, not
+/// "off" (an `APPROVD_ADMISSION_KEY_FILE=` left empty by a template must not open the relay).
+const SECURITY_OPTIONS: [&str; 2] = ["admission_key_file", "push_forward_key_file"];
 
 /// Parse the config file's text into its table, refusing keys that are not options.
 pub(super) fn parse_file<'a>(

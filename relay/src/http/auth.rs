@@ -375,11 +375,7 @@ impl<B: BodyKind> FromRequest for Forwarded<B> {
 /// A forwarding token's `sub`, which names a downstream relay in rate-limit keys and logs:
 /// 1 to 64 of `A-Z a-z 0-9 . _ -`.
 fn downstream_name(sub: String) -> Result<String, ApiError> {
-    let valid = (1..=64).contains(&sub.len())
-        && sub
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if valid {
+    if TokenPurpose::Forward.valid_subject(&sub) {
         Ok(sub)
     } else {
         Err(ApiError::AdmissionDenied(
@@ -529,29 +525,89 @@ async fn verify(
     Ok((verified.key, budget))
 }
 
+/// What an operator's bearer token is for. Each purpose has its own `aud` claim and `typ`
+/// header (RFC 8725 §3.11), so a NAS's admission token is refused at the forwarding endpoint
+/// even when the operator signs both kinds with one key (N-5, PROTOCOL.md §7.4 and §8.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    /// A NAS may use this relay: `sub` is its nas_id.
+    Admission,
+    /// A downstream relay may push through this one: `sub` is its name.
+    Forward,
+}
+
+impl TokenPurpose {
+    /// The `aud` claim a token of this purpose carries and the relay requires.
+    pub const fn audience(self) -> &'static str {
+        match self {
+            Self::Admission => "approvd-admission",
+            Self::Forward => "approvd-forward",
+        }
+    }
+
+    /// The `typ` header a token of this purpose carries and the relay requires.
+    pub const fn typ(self) -> &'static str {
+        match self {
+            Self::Admission => "approvd-admission+jwt",
+            Self::Forward => "approvd-forward+jwt",
+        }
+    }
+
+    /// The name `approvd token --purpose` takes.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Admission => "admission",
+            Self::Forward => "forward",
+        }
+    }
+
+    /// Whether `sub` is one the relay accepts for this purpose: a nas_id, or a downstream
+    /// name of 1 to 64 of `A-Z a-z 0-9 . _ -`.
+    pub fn valid_subject(self, sub: &str) -> bool {
+        match self {
+            Self::Admission => sub.parse::<NasId>().is_ok(),
+            Self::Forward => {
+                (1..=64).contains(&sub.len())
+                    && sub
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            }
+        }
+    }
+}
+
+/// The longest a token may be valid: the relay refuses one whose `exp` is further ahead
+/// (a mistyped or "forever" token is an error, not a key that never expires), L6.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 3650 * 86_400;
+
 /// A bearer-JWT check (`Authorization: Bearer <JWT>`) against an operator's public key, verified
 /// by `jsonwebtoken` (not `signed::verify_strict`: a JWT is not a protocol message): the
-/// admission of NAS requests, and the forwarding tokens of downstream relays.
+/// admission of NAS requests, or the forwarding tokens of downstream relays — one purpose each.
 pub struct BearerJwt {
     /// The operator's public key.
     key: jsonwebtoken::DecodingKey,
     validation: jsonwebtoken::Validation,
+    purpose: TokenPurpose,
 }
 
 impl std::fmt::Debug for BearerJwt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BearerJwt").finish_non_exhaustive()
+        f.debug_struct("BearerJwt")
+            .field("purpose", &self.purpose)
+            .finish_non_exhaustive()
     }
 }
 
 #[derive(Debug, serde::Deserialize)]
 struct BearerClaims {
     sub: String,
+    exp: u64,
 }
 
 impl BearerJwt {
-    /// From a PEM public key: Ed25519 (EdDSA tokens) or P-256 (ES256 tokens).
-    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+    /// From a PEM public key: Ed25519 (EdDSA tokens) or P-256 (ES256 tokens), checking tokens
+    /// of one `purpose`.
+    pub fn from_pem(pem: &[u8], purpose: TokenPurpose) -> Result<Self, String> {
         let (key, algorithm) = match jsonwebtoken::DecodingKey::from_ed_pem(pem) {
             Ok(key) => (key, jsonwebtoken::Algorithm::EdDSA),
             Err(_) => (
@@ -562,9 +618,15 @@ impl BearerJwt {
             ),
         };
         let mut validation = jsonwebtoken::Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        validation.set_audience(&[purpose.audience()]);
+        validation.validate_nbf = true;
         validation.leeway = 60;
-        Ok(Self { key, validation })
+        Ok(Self {
+            key,
+            validation,
+            purpose,
+        })
     }
 
     fn check(&self, request: &HttpRequest, nas_id: &NasId) -> Result<(), ApiError> {
@@ -576,7 +638,7 @@ impl BearerJwt {
         Ok(())
     }
 
-    /// The `sub` of the request's valid bearer token.
+    /// The `sub` of the request's valid bearer token of this purpose.
     fn subject(&self, request: &HttpRequest) -> Result<String, ApiError> {
         let token = request
             .headers()
@@ -584,8 +646,31 @@ impl BearerJwt {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or(ApiError::AdmissionRequired)?;
+        let purpose = self.purpose;
         let data = jsonwebtoken::decode::<BearerClaims>(token.trim(), &self.key, &self.validation)
-            .map_err(|error| ApiError::AdmissionDenied(error.to_string()))?;
+            .map_err(|error| {
+                ApiError::AdmissionDenied(match error.kind() {
+                    jsonwebtoken::errors::ErrorKind::InvalidAudience => format!(
+                        "the token is not for this purpose (its `aud` is not `{}`); mint one \
+                         with `approvd token --purpose {}`",
+                        purpose.audience(),
+                        purpose.name()
+                    ),
+                    _ => error.to_string(),
+                })
+            })?;
+        if data.header.typ.as_deref() != Some(purpose.typ()) {
+            return Err(ApiError::AdmissionDenied(format!(
+                "the token's `typ` header is not `{}`",
+                purpose.typ()
+            )));
+        }
+        let now = crate::clock::system_now();
+        if data.claims.exp > now + MAX_TOKEN_LIFETIME_SECS + self.validation.leeway {
+            return Err(ApiError::AdmissionDenied(
+                "the token's `exp` is more than 3650 days ahead".to_owned(),
+            ));
+        }
         Ok(data.claims.sub)
     }
 }

@@ -80,6 +80,9 @@ impl UpstreamSender {
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .user_agent(concat!("approvd/", env!("CARGO_PKG_VERSION")))
+            // Never follow a redirect (L3): it could lead the token and the push tokens to
+            // plain http or to another host. A redirect is an answer the operator must fix.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| UpstreamError::Client(error.to_string()))?;
         Ok(Self {
@@ -132,6 +135,15 @@ impl UpstreamSender {
             // Refused credentials, a disabled endpoint or a malformed request will not heal by
             // themselves: an operator must act.
             let alarm = matches!(status.as_u16(), 400 | 401 | 403 | 404 | 405 | 413);
+            if status.is_redirection() {
+                return Err(failed(
+                    format!(
+                        "upstream relay answered {status} (a redirect, never followed): set \
+                         --push-upstream to the relay's own https:// URL"
+                    ),
+                    true,
+                ));
+            }
             return Err(failed(
                 format!("upstream relay answered {status}: {detail}"),
                 alarm,

@@ -27,11 +27,14 @@ fn operator_keys(dir: &TempDir, name: &str) -> (String, String) {
     )
 }
 
-/// `approvd token --key-file <key> --sub <sub>`: the token the upstream's operator hands out.
+/// `approvd token --purpose forward --key-file <key> --sub <sub>`: the token the upstream's
+/// operator hands out.
 fn mint(key_file: &str, sub: &str) -> String {
     let output = Command::new(approvd_binary())
         .args([
             "token",
+            "--purpose",
+            "forward",
             "--key-file",
             key_file,
             "--sub",
@@ -52,17 +55,16 @@ fn mint(key_file: &str, sub: &str) -> String {
         .to_owned()
 }
 
-/// A JWT signed with `key_file`'s key but with arbitrary claims.
-fn token_with(key_file: &str, claims: serde_json::Value) -> String {
+/// A JWT signed with `key_file`'s key but with arbitrary claims and `typ` header.
+fn token_with(key_file: &str, typ: &str, claims: serde_json::Value) -> String {
     let pem = std::fs::read(key_file).expect("key");
     let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("key");
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
-        &claims,
-        &key,
-    )
-    .expect("jwt")
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.typ = Some(typ.to_owned());
+    jsonwebtoken::encode(&header, &claims, &key).expect("jwt")
 }
+
+const FORWARD_TYP: &str = "approvd-forward+jwt";
 
 #[tokio::test]
 async fn a_self_hosted_relay_pushes_through_its_upstream_and_learns_dead_tokens() {
@@ -324,14 +326,52 @@ async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget
         ),
         (
             "an expired token",
-            Some(token_with(&private, serde_json::json!({"sub": "home-a", "exp": now - 3600}))),
+            Some(token_with(&private, FORWARD_TYP, serde_json::json!({"sub": "home-a", "aud": "approvd-forward", "exp": now - 3600}))),
             push_body("t", now + 60),
             403,
             "admission-denied",
         ),
         (
             "a sub that cannot name a downstream",
-            Some(token_with(&private, serde_json::json!({"sub": "a:b{c}", "exp": now + 600}))),
+            Some(token_with(&private, FORWARD_TYP, serde_json::json!({"sub": "a:b{c}", "aud": "approvd-forward", "exp": now + 600}))),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        // N-5: a NAS's admission token, signed by the same operator key, is not a forwarding
+        // token; nor is one without the forwarding audience or `typ`.
+        (
+            "an admission token",
+            Some(token_with(&private, "approvd-admission+jwt", serde_json::json!({"sub": "home-a", "aud": "approvd-admission", "exp": now + 600}))),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        (
+            "a token without `aud`",
+            Some(token_with(&private, FORWARD_TYP, serde_json::json!({"sub": "home-a", "exp": now + 600}))),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        (
+            "the forwarding `aud` under a plain `typ`",
+            Some(token_with(&private, "JWT", serde_json::json!({"sub": "home-a", "aud": "approvd-forward", "exp": now + 600}))),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        // L6: `nbf` is honoured and `exp` is bounded.
+        (
+            "a token valid from tomorrow",
+            Some(token_with(&private, FORWARD_TYP, serde_json::json!({"sub": "home-a", "aud": "approvd-forward", "nbf": now + 86_400, "exp": now + 2 * 86_400}))),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        (
+            "a token valid for 20 years",
+            Some(token_with(&private, FORWARD_TYP, serde_json::json!({"sub": "home-a", "aud": "approvd-forward", "exp": now + 20 * 365 * 86_400}))),
             push_body("t", now + 60),
             403,
             "admission-denied",

@@ -130,6 +130,48 @@ fn bad_configuration_exits_2_naming_the_option() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("APPROVD_BIND"));
 }
 
+/// N-5 and L5 (issue 27): one key for admission and forwarding is refused at startup, and so
+/// is an admission or forwarding key option set to the empty string (it used to mean "off").
+#[test]
+fn operator_keys_must_differ_and_an_empty_key_option_is_an_error() {
+    let dir = TempDir::new("one-key");
+    let (_, public_pem) = ed25519_pems(&approvd_proto::generate_signing_key());
+    let first = dir.0.join("operator.pub.pem");
+    let second = dir.0.join("copy.pub.pem");
+    std::fs::write(&first, &public_pem).expect("write");
+    // The same key, wrapped differently, in another file.
+    std::fs::write(&second, public_pem.replace('\n', "\r\n")).expect("write");
+    let output = Command::new(approvd_binary())
+        .args(["serve", "--bind", "127.0.0.1:0", "--admission-key-file"])
+        .arg(&first)
+        .arg("--push-forward-key-file")
+        .arg(&second)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--push-forward-key-file: is the same key as --admission-key-file"),
+        "{stderr}"
+    );
+    for variable in [
+        "APPROVD_ADMISSION_KEY_FILE",
+        "APPROVD_PUSH_FORWARD_KEY_FILE",
+    ] {
+        let output = Command::new(approvd_binary())
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env(variable, "")
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(2), "{variable}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("{variable}: is set but empty")),
+            "{stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_poller_that_disconnects_frees_its_waiter() {
     let relay = RelayProcess::start(&[]);
@@ -238,28 +280,67 @@ async fn admission_tokens_gate_nas_calls_only() {
     let key_path = dir.0.join("operator.pem");
     std::fs::write(&key_path, public_pem).expect("write");
     let relay = RelayProcess::start(&["--admission-key-file", key_path.to_str().expect("utf-8")]);
+    assert!(relay.log().contains("admission: on"), "{}", relay.log());
+    assert!(
+        relay.log().contains("push forwarding: off"),
+        "{}",
+        relay.log()
+    );
     let nas = relay.nas();
-    let token = |sub: String, exp: u64| {
-        let claims = serde_json::json!({ "sub": sub, "exp": exp });
+    // (purpose, sub, exp): a token as `approvd token` makes it, or of another purpose.
+    let token = |purpose: &str, sub: String, exp: u64| {
+        let claims =
+            serde_json::json!({ "sub": sub, "aud": format!("approvd-{purpose}"), "exp": exp });
         let key = jsonwebtoken::EncodingKey::from_ed_pem(private_pem.as_bytes()).expect("key");
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
-            &claims,
-            &key,
-        )
-        .expect("jwt")
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.typ = Some(format!("approvd-{purpose}+jwt"));
+        jsonwebtoken::encode(&header, &claims, &key).expect("jwt")
     };
+    let private_path = dir.0.join("operator.key.pem");
+    std::fs::write(&private_path, &private_pem).expect("write");
+    let minted = |purpose: &str, sub: &str| {
+        Command::new(approvd_binary())
+            .args(["token", "--purpose", purpose, "--key-file"])
+            .arg(&private_path)
+            .args(["--sub", sub, "--valid-days", "1"])
+            .output()
+            .expect("approvd token")
+    };
+    let output = minted("admission", &nas.nas_id().to_string());
+    assert!(output.status.success(), "{output:?}");
+    let from_the_tool = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    // L6: the tool refuses subjects the relay would refuse.
+    for (purpose, sub) in [("admission", "home-nas"), ("forward", "a:b{c}")] {
+        let output = minted(purpose, sub);
+        assert_eq!(output.status.code(), Some(2), "{purpose} {sub}: {output:?}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("--sub"));
+    }
     let now = approvd_client::transport::unix_now();
+    let nas_id = nas.nas_id().to_string();
     let cases = [
         (None, 401, "admission-required"),
-        (Some(token(nas.nas_id().to_string(), now + 600)), 201, ""),
+        (Some(from_the_tool), 201, ""),
+        (Some(token("admission", nas_id.clone(), now + 600)), 201, ""),
         (
-            Some(token(relay.nas().nas_id().to_string(), now + 600)),
+            Some(token(
+                "admission",
+                relay.nas().nas_id().to_string(),
+                now + 600,
+            )),
             403,
             "admission-denied",
         ),
         (
-            Some(token(nas.nas_id().to_string(), now - 3600)),
+            Some(token("admission", nas_id.clone(), now - 3600)),
+            403,
+            "admission-denied",
+        ),
+        // N-5: a forwarding token for the same subject, by the same key, admits nothing.
+        (
+            Some(token("forward", nas_id.clone(), now + 600)),
             403,
             "admission-denied",
         ),

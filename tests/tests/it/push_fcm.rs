@@ -429,3 +429,58 @@ fn plain_http_needs_explicit_permission() {
     .expect_err("refused");
     assert!(error.to_string().contains("service account"), "{error}");
 }
+
+/// L3 (issue 27): the downstream never follows an upstream's redirect — not to another port,
+/// not to plain http: the redirect target sees nothing (no forwarding token, no push token),
+/// and the downstream reports a configuration alarm naming the option to fix.
+#[tokio::test]
+async fn a_downstream_never_follows_an_upstreams_redirect() {
+    use approvd_relay::push::upstream::UpstreamSender;
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"result": "delivered"})),
+        )
+        .mount(&elsewhere)
+        .await;
+    let upstream = MockServer::start().await;
+    for status in [301, 307, 308] {
+        upstream.reset().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/push/forward"))
+            .respond_with(ResponseTemplate::new(status).insert_header(
+                "location",
+                format!("{}/v1/push/forward", elsewhere.uri()).as_str(),
+            ))
+            .mount(&upstream)
+            .await;
+        let sender = UpstreamSender::new(
+            &upstream.uri(),
+            "forward.jwt.secret",
+            Duration::from_secs(5),
+        )
+        .expect("sender");
+        let result = sender.send(&registration(), &message()).await;
+        match &result {
+            PushResult::Failed {
+                reason,
+                alarm: true,
+            } => {
+                assert!(
+                    reason.contains("never followed") && reason.contains("--push-upstream"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{status}: expected a configuration alarm, got {other:?}"),
+        }
+        assert_eq!(requests_to(&upstream, "/v1/push/forward").await.len(), 1);
+    }
+    assert!(
+        elsewhere
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "the redirect target was reached"
+    );
+}
