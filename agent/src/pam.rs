@@ -281,7 +281,7 @@ async fn ask_phone(
     let number = created.number.as_deref().unwrap_or("the number shown");
     if prompt_number {
         let typed = talk.prompt(&format!(
-            "approvd: approve this login on your phone by choosing {number}, then press Enter (or type the offline code): "
+            "approvd: approve this login on your phone by typing {number} there, then press Enter (or type the offline code): "
         ));
         if let Some(code) = typed.filter(|typed| !typed.is_empty()) {
             // A code instead of the phone, checked inside this request (which it then ends).
@@ -292,7 +292,7 @@ async fn ask_phone(
         }
     } else {
         talk.info(&format!(
-            "approvd: approve this login on your phone by choosing {number}."
+            "approvd: approve this login on your phone by typing {number} there."
         ));
     }
     loop {

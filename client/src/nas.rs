@@ -14,8 +14,8 @@ use approvd_proto::wire::{
     PushHandle, Sealed, SealedCodeSecret, SignedVerdict,
 };
 use approvd_proto::{
-    Challenge, Cid, Decision, DeviceId, Digest, NasId, PairAccept, PairConfirm, PairingId,
-    PublicKey, SealKey, SignedMessage as _,
+    Challenge, Cid, Decision, DeviceId, Digest, NasId, PairAccept, PairClaim, PairConfirm,
+    PairingId, PublicKey, SealKey, SignedMessage as _,
 };
 use ed25519_dalek::SigningKey;
 
@@ -48,14 +48,11 @@ pub struct VerifiedClaim {
 }
 
 impl VerifiedClaim {
-    /// Whether `typed` is the code the phone shows (constant-time).
+    /// Whether `typed` is the code the phone shows (constant-time). The user types it: there is
+    /// deliberately no way to show the code for a yes/no comparison (N-7: a rushed "Yes" would
+    /// pair a bystander who claimed first).
     pub fn code_matches(&self, typed: &str) -> bool {
         pairing::sas_matches(&self.secret, &self.claimed.claim, typed)
-    }
-
-    /// The code the phone shows, for interfaces that let the user compare instead of type.
-    pub fn code(&self) -> String {
-        pairing::sas(&self.secret, &self.claimed.claim)
     }
 }
 
@@ -178,6 +175,18 @@ pub struct Nas {
     require_user_verification: bool,
     /// Every challenge sent and not yet forgotten ([`RECORD_RETENTION`]), shared by clones.
     live: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Cid, ChallengeRecord>>>,
+    /// The one acceptance signed per pairing slot, until the slot expires (N-6): a retried
+    /// [`Nas::wait_for_claim`] re-sends it, and never signs one for another claim.
+    accepted: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PairingId, Accepted>>>,
+}
+
+/// The acceptance a NAS signed for a slot ([`Nas::wait_for_claim`]).
+#[derive(Debug, Clone)]
+struct Accepted {
+    claim_hash: Digest,
+    body: PairingAcceptance,
+    /// The slot's expiry: the record is dropped after it.
+    expires_at: u64,
 }
 
 impl Nas {
@@ -186,6 +195,7 @@ impl Nas {
             client: RelayClient::new(relay_url, key.clone())?,
             key,
             live: Default::default(),
+            accepted: Default::default(),
             require_user_verification: false,
         })
     }
@@ -384,19 +394,9 @@ impl Nas {
         else {
             return Ok(None);
         };
-        let device = self.verify_claim(uri, &claimed, unix_now())?;
-        let claim = &claimed.claim;
-        let accept = PairAccept {
-            pairing_id: claim.pairing_id,
-            nas_id: self.nas_id(),
-            device_id: claim.device_id,
-            claim_hash: claim.hash(),
-            accepted_at: unix_now(),
-        };
-        let body = PairingAcceptance {
-            sig: accept.sign(&self.key),
-            accept,
-        };
+        let now = unix_now();
+        let device = self.verify_claim(uri, &claimed, now)?;
+        let body = self.accept_once(uri, &claimed.claim, now)?;
         let path = format!("/v1/pairings/{}/accept", uri.pairing_id);
         self.client
             .call::<_, ()>("POST", &path, "", Some(&body))
@@ -406,6 +406,52 @@ impl Nas {
             device,
             secret: uri.secret.clone(),
         }))
+    }
+
+    /// The acceptance of `claim` for the slot of `uri`: signed the first time, the same one
+    /// again when the caller retries, and an error for any other claim — whatever the relay
+    /// answered to the first (PROTOCOL.md §5.1 step 4: at most one `pair-accept` per slot, so a
+    /// relay that fails the first accept cannot get a second one for a claim it ground).
+    fn accept_once(
+        &self,
+        uri: &PairingUri,
+        claim: &PairClaim,
+        now: u64,
+    ) -> Result<PairingAcceptance, ClientError> {
+        let mut accepted = self
+            .accepted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        accepted.retain(|_, slot| slot.expires_at > now);
+        match accepted.get(&uri.pairing_id) {
+            Some(slot) if slot.claim_hash == claim.hash() => Ok(slot.body.clone()),
+            Some(_) => Err(verification(
+                "the relay offered a second claim for a slot whose first claim this NAS already \
+                 accepted: refused (one acceptance per slot); start over with a new QR code",
+            )),
+            None => {
+                let accept = PairAccept {
+                    pairing_id: claim.pairing_id,
+                    nas_id: self.nas_id(),
+                    device_id: claim.device_id,
+                    claim_hash: claim.hash(),
+                    accepted_at: now,
+                };
+                let body = PairingAcceptance {
+                    sig: accept.sign(&self.key),
+                    accept,
+                };
+                accepted.insert(
+                    uri.pairing_id,
+                    Accepted {
+                        claim_hash: claim.hash(),
+                        body: body.clone(),
+                        expires_at: uri.expires_at,
+                    },
+                );
+                Ok(body)
+            }
+        }
     }
 
     /// The NAS's checks on a claim (PROTOCOL.md §5.1 step 4); returns the phone's name and

@@ -9,6 +9,7 @@ pub mod context;
 pub mod error;
 pub mod httpsig;
 pub mod ids;
+pub mod json;
 pub mod limits;
 #[cfg(feature = "openapi")]
 pub mod openapi;

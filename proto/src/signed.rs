@@ -225,7 +225,7 @@ pub struct PairClaim {
     /// The device's name and platform, sealed to the NAS under a subkey of `k`
     /// ([`crate::pairing::seal_device_info`]): the relay never reads them.
     pub device_info: SealedDeviceInfo,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub claimed_at: u64,
 }
 
@@ -255,7 +255,7 @@ pub struct PairAccept {
     pub nas_id: NasId,
     pub device_id: DeviceId,
     pub claim_hash: Digest,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub accepted_at: u64,
 }
 
@@ -282,7 +282,7 @@ pub struct PairConfirm {
     pub device_id: DeviceId,
     pub claim_hash: Digest,
     pub code_secret_hash: Digest,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub confirmed_at: u64,
 }
 
@@ -308,9 +308,9 @@ pub struct Challenge {
     pub cid: Cid,
     pub nas_id: NasId,
     pub device_id: DeviceId,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub created: u64,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub expires: u64,
     pub number_matching: bool,
     pub context_hash: Digest,
@@ -346,7 +346,7 @@ pub struct Verdict {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<String>,
     pub user_verified: bool,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub decided_at: u64,
 }
 
@@ -372,7 +372,7 @@ impl SignedMessage for Verdict {
 pub struct Unpair {
     pub nas_id: NasId,
     pub device_id: DeviceId,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub unpaired_at: u64,
 }
 
@@ -394,9 +394,9 @@ impl SignedMessage for Unpair {
 pub struct Mute {
     pub nas_id: NasId,
     pub device_id: DeviceId,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub until: u64,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub muted_at: u64,
 }
 

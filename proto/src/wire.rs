@@ -11,38 +11,6 @@ pub use crate::limits::{
 use crate::signed::{Challenge, Mute, PairAccept, PairClaim, PairConfirm, Unpair, Verdict};
 use crate::Error;
 
-/// Reads an integer field: any JSON number with no fractional part in 0 ..= 2^53, so `60.0`
-/// and `6e1` read as `60`, as they do under the OpenAPI document's `"type": "integer"` (JSON
-/// Schema counts `1.0` as an integer), and larger integers written without a fraction up to
-/// `u64::MAX`. A fraction, a negative number or anything else is refused.
-pub fn integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    struct Integer;
-    impl serde::de::Visitor<'_> for Integer {
-        type Value = u64;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a non-negative integer")
-        }
-        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<u64, E> {
-            Ok(value)
-        }
-        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<u64, E> {
-            u64::try_from(value)
-                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
-        }
-        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<u64, E> {
-            // 2^53: past it a double no longer tells neighbouring integers apart.
-            const EXACT: f64 = 9_007_199_254_740_992.0;
-            if value.fract() == 0.0 && (0.0..=EXACT).contains(&value) {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                Ok(value as u64)
-            } else {
-                Err(E::invalid_value(serde::de::Unexpected::Float(value), &self))
-            }
-        }
-    }
-    deserializer.deserialize_any(Integer)
-}
-
 /// Default challenge lifetime, seconds.
 pub const DEFAULT_CHALLENGE_LIFETIME: u64 = 60;
 
@@ -178,7 +146,7 @@ pub trait Validate {
 pub struct CreatePairingRequest {
     pub pairing_id: PairingId,
     /// Slot lifetime in seconds, 1 to 600.
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub ttl_secs: u64,
 }
 
@@ -200,7 +168,7 @@ impl Validate for CreatePairingRequest {
 #[serde(deny_unknown_fields)]
 pub struct PairingCreated {
     pub pairing_id: PairingId,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub expires_at: u64,
 }
 
@@ -300,9 +268,9 @@ pub struct ChallengeTarget {
 #[serde(deny_unknown_fields)]
 pub struct CreateChallengeRequest {
     pub cid: Cid,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub created: u64,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub expires: u64,
     pub number_matching: bool,
     pub targets: Vec<ChallengeTarget>,
@@ -397,7 +365,7 @@ pub struct TargetDelivery {
 #[serde(deny_unknown_fields)]
 pub struct ChallengeCreated {
     pub cid: Cid,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub expires: u64,
     pub deliveries: Vec<TargetDelivery>,
 }
@@ -409,9 +377,9 @@ pub struct ChallengeCreated {
 pub struct InboxEntry {
     pub cid: Cid,
     pub nas_id: NasId,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub created: u64,
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub expires: u64,
     pub number_matching: bool,
     pub sealed: Sealed,
@@ -552,7 +520,7 @@ pub struct MailboxEntry {
     /// Opaque id to acknowledge.
     pub id: String,
     /// When the relay stored it (unix seconds).
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub at: u64,
     pub notice: Notice,
 }
@@ -659,7 +627,7 @@ pub struct ForwardPushRequest {
     /// The challenge id: the push's only content, and its collapse id.
     pub cid: Cid,
     /// Unix time after which the push is pointless (the challenge's expiry).
-    #[serde(deserialize_with = "crate::wire::integer")]
+    #[serde(deserialize_with = "crate::json::integer")]
     pub expires: u64,
     pub kind: PushKind,
 }

@@ -142,14 +142,14 @@ pub fn attempt(id: &str, attempt: &Attempt, csrf: &str) -> String {
         ),
         _ => r#"<p id="phones">Sent to your phones.</p>"#.to_owned(),
     };
-    // Nothing was sent (the relay was unreachable, no phone): no number to choose.
+    // Nothing was sent (the relay was unreachable, no phone): no number to type.
     // (An unreachable relay may still leave a request open, for a code only.)
     let sent = (attempt.request_id.is_some() || attempt.progress == Progress::Waiting)
         && attempt.progress != Progress::Unreachable;
     let request = if sent {
         format!(
-            r#"<p>Open <strong>approvd</strong> on your phone and choose this number:</p>
-<p id="number" aria-label="Number to choose on your phone">{number}</p>
+            r#"<p>Open <strong>approvd</strong> on your phone and type this number there:</p>
+<p id="number" aria-label="Number to type on your phone">{number}</p>
 {phones}"#,
             number = escape(&attempt.number),
         )

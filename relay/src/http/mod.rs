@@ -189,6 +189,9 @@ pub async fn run(
     let app_state = state.clone();
     let request_timeout = http.request_timeout;
     let local_addr = listener.local_addr()?;
+    // Cancelled when the listener stops (after the drain): idle connections close then.
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let stopping_connections = stopping.clone();
     // What `actix_web::HttpServer` builds, by hand, so that each connection is wrapped in
     // `ProblemIo` (the parser's own error answers become problem+json).
     let server = actix_server::Server::build()
@@ -203,6 +206,7 @@ pub async fn run(
                 .configure(configure)
                 .default_service(web::to(no_route));
             let limiter = limiter.clone();
+            let stopping = stopping_connections.clone();
             let h1 = actix_http::HttpService::build()
                 .client_request_timeout(request_timeout)
                 .keep_alive(KEEP_ALIVE)
@@ -210,9 +214,9 @@ pub async fn run(
                 .h1_allow_half_closed(false)
                 .local_addr(local_addr)
                 // No `graceful_shutdown_signal`: actix then closes a connection it thinks idle
-                // even when a request has just arrived on it, unanswered. Every answer in the
-                // drain says `Connection: close`, so a connection carries at most one request
-                // after the listener stops, and idle ones end at their keep-alive deadline.
+                // even when a request has just arrived on it, unanswered. `ProblemIo` closes
+                // idle connections instead, only once their socket has nothing to read; every
+                // answer in the drain says `Connection: close`.
                 .on_connect_ext(move |io: &parse_errors::ProblemIo, extensions| {
                     limiter.on_connect(io.get_ref(), extensions)
                 })
@@ -220,10 +224,10 @@ pub async fn run(
                     actix_web::dev::AppConfig::default()
                 }));
             use actix_service::ServiceFactoryExt as _;
-            actix_service::fn_service(|stream: actix_web::rt::net::TcpStream| {
+            actix_service::fn_service(move |stream: actix_web::rt::net::TcpStream| {
                 let peer = stream.peer_addr().ok();
                 std::future::ready(Ok::<_, actix_http::error::DispatchError>((
-                    parse_errors::ProblemIo::new(stream),
+                    parse_errors::ProblemIo::closing_when_idle(stream, stopping.clone()),
                     peer,
                 )))
             })
@@ -246,6 +250,7 @@ pub async fn run(
         // begun finish (see `finish_window`). At least a moment, so cancelled polls write
         // their 503 first.
         tokio::time::sleep(drain.max(Duration::from_millis(100))).await;
+        stopping.cancel();
         handle.stop(true).await;
     };
     let (served, ()) = tokio::join!(server, stopper);

@@ -5,8 +5,11 @@
 //! with the same status carrying a problem document. Our own responses always have a body, so
 //! a bodiless 400/408/431 can only be the parser's.
 //! It also ends a connection once a `408` went out on it, whatever the request body's framing
-//! (actix would wait for the rest of a stalled chunked body for ever).
+//! (actix would wait for the rest of a stalled chunked body for ever), and ends an idle
+//! keep-alive connection when the listener stops — only once its socket has nothing to read,
+//! so a request that has arrived is served, not dropped.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -29,6 +32,13 @@ pub struct ProblemIo<T = TcpStream> {
     /// The waker of the last read that found nothing, woken when the `408` goes out (the
     /// stalled client will not wake it).
     read_waker: Option<std::task::Waker>,
+    /// Nothing was read since the last response went out (or since the connection opened):
+    /// the connection sits between requests.
+    idle: bool,
+    /// Resolves when the listener stops (after the drain): then an idle connection whose
+    /// socket has nothing to read sees the end of the stream and closes. (actix's own
+    /// graceful-shutdown signal also closed connections with a request just arrived.)
+    stopping: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
 }
 
 impl<T> ProblemIo<T> {
@@ -38,6 +48,16 @@ impl<T> ProblemIo<T> {
             pending: None,
             timed_out: false,
             read_waker: None,
+            idle: true,
+            stopping: None,
+        }
+    }
+
+    /// [`ProblemIo::new`], closing when idle once `stopping` is cancelled.
+    pub fn closing_when_idle(inner: T, stopping: tokio_util::sync::CancellationToken) -> Self {
+        Self {
+            stopping: Some(Box::pin(stopping.cancelled_owned())),
+            ..Self::new(inner)
         }
     }
 
@@ -75,11 +95,31 @@ impl<T: AsyncRead + Unpin> AsyncRead for ProblemIo<T> {
         if self.timed_out {
             return Poll::Ready(Ok(()));
         }
-        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if read.is_pending() {
-            self.read_waker = Some(cx.waker().clone());
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.idle = false;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                this.read_waker = Some(cx.waker().clone());
+                // The socket was just found empty: a connection between requests ends here
+                // once the listener has stopped (a request sent after this moment meets a
+                // closing connection, as on any HTTP/1.1 server's idle close).
+                let stopped = this.idle
+                    && this
+                        .stopping
+                        .as_mut()
+                        .is_some_and(|stopping| stopping.as_mut().poll(cx).is_ready());
+                if stopped {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                }
+            }
+            read => read,
         }
-        read
     }
 }
 
@@ -99,6 +139,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ProblemIo<T> {
                 waker.wake();
             }
         }
+        this.idle = true;
         if let Some(replacement) = replacement_for(buf) {
             // The parser's response is taken in full; ours goes out in its place (now, or on
             // the flush or shutdown that follows).

@@ -144,6 +144,13 @@ pub async fn accept(
     let step = PairingStep::Accept(request.clone());
     match deps.store.advance_pairing(&id, &step).await? {
         StepOutcome::Stored => Ok(()),
+        // The NAS re-sends the very acceptance it signed when it retries (its SDK signs one
+        // per slot, PROTOCOL.md §5.1 step 4): that is the stored one, so it succeeds again.
+        StepOutcome::AlreadyDone
+            if live_slot(deps, &id).await?.acceptance.as_ref() == Some(request) =>
+        {
+            Ok(())
+        }
         StepOutcome::AlreadyDone => Err(Error::Conflict(
             "this slot's claim is accepted already; the first acceptance stands",
         )),
@@ -369,8 +376,18 @@ mod tests {
         super::accept(&deps, nas_id, id, &acceptance)
             .await
             .expect("accepted");
+        // The same acceptance re-sent (the NAS retrying) succeeds again; any other is refused.
+        super::accept(&deps, nas_id, id, &acceptance)
+            .await
+            .expect("the same acceptance again");
+        let mut later = acceptance.accept.clone();
+        later.accepted_at += 1;
+        let other = PairingAcceptance {
+            sig: later.sign(&nas_key),
+            accept: later,
+        };
         assert!(matches!(
-            super::accept(&deps, nas_id, id, &acceptance).await,
+            super::accept(&deps, nas_id, id, &other).await,
             Err(Error::Conflict(_))
         ));
         assert_eq!(

@@ -133,7 +133,7 @@ impl Login {
         loop {
             let shown = self
                 .seen
-                .split("by choosing ")
+                .split("by typing ")
                 .nth(1)
                 .and_then(|rest| rest.split([',', '.', ' ']).next())
                 .filter(|number| number.len() == 3);
@@ -451,7 +451,7 @@ async fn an_ssh_login_needs_the_key_and_the_phone() {
             let number = loop {
                 let shown = std::fs::read_to_string(&prompts).unwrap_or_default();
                 if let Some(number) = shown
-                    .split("by choosing ")
+                    .split("by typing ")
                     .nth(1)
                     .and_then(|rest| rest.split([',', ' ']).next())
                 {

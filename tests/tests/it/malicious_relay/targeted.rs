@@ -291,6 +291,87 @@ async fn a_relay_holding_the_qr_secret_grinds_claims_but_the_phone_never_shows_a
     }
 }
 
+/// N-6 (issue 27): the relay lets the NAS accept the phone's claim, answers that accept 503,
+/// and when the integrator retries, offers a claim of its own (ground to show the same code).
+/// The NAS SDK signs one acceptance per slot whatever the relay answers: the retry is refused
+/// and no second `pair-accept` is ever sent. A retry that is shown the same claim again gets
+/// the same acceptance (so a genuine relay hiccup heals).
+#[tokio::test]
+async fn a_relay_that_fails_the_first_accept_never_gets_a_second_for_its_own_claim() {
+    let (_relay, proxy) = malicious_relay().await;
+    let nas = nas_behind(&proxy, &approvd_proto::generate_signing_key());
+    let unavailable =
+        br#"{"type":"urn:approvd:problem:unavailable","title":"Service unavailable","status":503}"#;
+
+    // A hiccup: the first accept is answered 503, the retry sees the same claim.
+    let uri = nas
+        .start_pairing("nas", "alice", MINUTE)
+        .await
+        .expect("slot");
+    let phone = Phone::enroll(&uri, "phone", "ios", None)
+        .await
+        .expect("enroll");
+    proxy.answer_once(ACCEPT, 503, unavailable.to_vec());
+    assert!(
+        nas.wait_for_claim(&uri, WAIT).await.is_err(),
+        "the 503 reaches the caller"
+    );
+    let verified = nas
+        .wait_for_claim(&uri, WAIT)
+        .await
+        .expect("retry")
+        .expect("the same claim");
+    let accepts = proxy.seen(ACCEPT);
+    assert_eq!(accepts.len(), 2);
+    assert_eq!(
+        accepts[0].request, accepts[1].request,
+        "the same signed acceptance, re-sent"
+    );
+    let code = phone
+        .wait_for_acceptance(WAIT)
+        .await
+        .expect("acceptance")
+        .expect("shown");
+    assert!(verified.code_matches(&code));
+
+    // The attack: after the failed accept the relay serves a claim made with the QR secret.
+    let uri = nas
+        .start_pairing("nas", "alice", MINUTE)
+        .await
+        .expect("slot");
+    let _phone = Phone::enroll(&uri, "phone", "ios", None)
+        .await
+        .expect("enroll");
+    proxy.answer_once(ACCEPT, 503, unavailable.to_vec());
+    assert!(nas.wait_for_claim(&uri, WAIT).await.is_err());
+    let before = proxy.seen(ACCEPT).len();
+    let slot = uri.clone();
+    proxy.once(CLAIM, move |exchange| {
+        let genuine = exchange.json();
+        let ground = claim_with_the_qr_secret(
+            &slot,
+            SealSecret::generate().public_key(),
+            &genuine["push_handle"],
+        );
+        exchange.body = serde_json::to_vec(&ground).expect("json");
+        true
+    });
+    proxy.answer_once(ACCEPT, 204, Vec::new());
+    let refused = nas.wait_for_claim(&uri, WAIT).await;
+    match refused {
+        Err(ClientError::Verification(reason)) => {
+            assert!(reason.contains("second claim"), "{reason}");
+        }
+        other => panic!("a second claim for an accepted slot: {other:?}"),
+    }
+    assert_eq!(
+        proxy.seen(ACCEPT).len(),
+        before,
+        "no second pair-accept was signed and sent"
+    );
+    proxy.disarm();
+}
+
 #[tokio::test]
 async fn a_claim_with_an_all_zero_or_small_order_seal_key_never_pairs() {
     let (_relay, proxy) = malicious_relay().await;
@@ -305,8 +386,12 @@ async fn a_claim_with_an_all_zero_or_small_order_seal_key_never_pairs() {
             Err(error) => error.to_string(),
             Ok(None) => panic!("no claim"),
             // Refused at the latest when the NAS seals the offline-code secret to it.
+            // (The relay knows the QR secret, so it knows the code its own claim shows.)
             Ok(Some(verified)) => nas
-                .confirm(&verified, &verified.code())
+                .confirm(
+                    &verified,
+                    &pairing::sas(&uri.secret, &verified.claimed.claim),
+                )
                 .await
                 .expect_err("sealed to a small-order key")
                 .to_string(),
