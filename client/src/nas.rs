@@ -365,6 +365,7 @@ impl Nas {
         let request = CreatePairingRequest {
             pairing_id: uri.pairing_id,
             ttl_secs: ttl.as_secs(),
+            claim_verifier: uri.secret.claim_verifier(),
         };
         let created: PairingCreated = self
             .client

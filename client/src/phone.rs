@@ -199,6 +199,7 @@ impl Phone {
         };
         approvd_proto::wire::validate_claim(&claim)?;
         let request = ClaimRequest {
+            claim_key: uri.secret.relay_claim_key(),
             mac: ClaimMac(pairing::claim_mac(&uri.secret, &claim)),
             sig: claim.sign(&sig_key),
             claim: claim.clone(),

@@ -313,7 +313,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     };
     let claim = &examples.claim;
     let claim_sig = claim.sign(&keys.device_sig);
-    let mac = encode_b64(&pairing::claim_mac(&examples.pairing_uri.secret, claim));
+    let secret = &examples.pairing_uri.secret;
+    let mac = encode_b64(&pairing::claim_mac(secret, claim));
     let handle = handle_keys().mint(&approvd_relay::push_handle::HandleContents {
         device_id: claim.device_id,
         nas_id: claim.nas_id,
@@ -374,8 +375,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("pairing_uri", examples.pairing_uri.to_uri().into_bytes()),
         ("http_signature", request),
-        ("relay_body", tagged(0, json!({"pairing_id": claim.pairing_id, "ttl_secs": 300}))),
-        ("relay_body", tagged(1, json!({"claim": claim, "mac": mac, "sig": claim_sig, "push": push}))),
+        ("relay_body", tagged(0, json!({"pairing_id": claim.pairing_id, "ttl_secs": 300, "claim_verifier": secret.claim_verifier()}))),
+        ("relay_body", tagged(1, json!({"claim": claim, "claim_key": secret.relay_claim_key(), "mac": mac, "sig": claim_sig, "push": push}))),
         ("relay_body", tagged(2, acceptance.clone())),
         ("relay_body", tagged(3, confirmation.clone())),
         (

@@ -188,6 +188,11 @@ fixed_bytes!(
     Digest, 32, "hash"
 );
 fixed_bytes!(
+    /// `k_relay`, the relay-claim subkey of a pairing secret (`pairing::PairingSecret::
+    /// relay_claim_key`): a claim carries it, the slot was registered with its SHA-256.
+    ClaimKey, 32, "claim_key"
+);
+fixed_bytes!(
     /// An Ed25519 signature (`R || S`, 64 bytes).
     Sig, 64, "sig"
 );

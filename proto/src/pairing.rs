@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq as _;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::UriError;
-use crate::ids::{decode_fixed, encode_b64, NasId, PairingId};
+use crate::ids::{decode_fixed, encode_b64, ClaimKey, Digest, NasId, PairingId};
 pub use crate::limits::{
     DEVICE_INFO_PLAINTEXT, MAX_ACCOUNT, MAX_LABEL, MAX_PAIRING_TTL, MAX_RELAY_URL, MAX_URI,
     SEALED_DEVICE_INFO,
@@ -30,6 +30,9 @@ pub const MAC_KEY_LABEL: &[u8] = b"claim-mac";
 pub const SAS_KEY_LABEL: &[u8] = b"sas";
 /// HKDF `info` of the device-info subkey.
 pub const INFO_KEY_LABEL: &[u8] = b"device-info";
+/// HKDF `info` of the relay-claim subkey `k_relay` (N-15): the phone shows it to the relay with
+/// its claim, the NAS registered its SHA-256 with the slot.
+pub const RELAY_CLAIM_LABEL: &[u8] = b"relay-claim";
 /// Label of the device-info AEAD's associated data.
 pub const INFO_AAD_LABEL: &str = "device-info";
 
@@ -60,6 +63,18 @@ impl PairingSecret {
             .expand(label, &mut key)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         key
+    }
+
+    /// `k_relay`: what a claim carries to show the relay that its sender read the QR code
+    /// (PROTOCOL.md §5.1a). Independent of the other subkeys, and `k` cannot be found from it.
+    pub fn relay_claim_key(&self) -> ClaimKey {
+        ClaimKey(self.subkey(RELAY_CLAIM_LABEL))
+    }
+
+    /// `SHA-256(k_relay)`: what the NAS registers its slot with, so the relay can refuse a claim
+    /// that does not carry `k_relay` before it consumes the slot.
+    pub fn claim_verifier(&self) -> Digest {
+        Digest::of(&self.relay_claim_key().0)
     }
 
     fn hmac(&self, label: &[u8]) -> HmacSha256 {

@@ -332,6 +332,8 @@ fn pairing(examples: &Examples) -> Value {
         "k_mac_hex": hex::encode(uri.secret.subkey(pairing::MAC_KEY_LABEL)),
         "k_sas_hex": hex::encode(uri.secret.subkey(pairing::SAS_KEY_LABEL)),
         "k_info_hex": hex::encode(uri.secret.subkey(pairing::INFO_KEY_LABEL)),
+        "k_relay_hex": hex::encode(uri.secret.relay_claim_key().as_bytes()),
+        "claim_verifier": uri.secret.claim_verifier().to_string(),
         "device_info": example_device_info(),
         "device_info_aad_hex": hex::encode(
             crate::signed::Encoder::new(pairing::INFO_AAD_LABEL)

@@ -2,7 +2,9 @@
 //! Owns field names, size limits and cheap structural validation; signatures inside these
 //! bodies are checked by whoever holds the key (see PROTOCOL.md "who verifies what").
 
-use crate::ids::{decode_b64, encode_b64, fixed_bytes, Cid, DeviceId, NasId, PairingId, Sig};
+use crate::ids::{
+    decode_b64, encode_b64, fixed_bytes, Cid, ClaimKey, DeviceId, Digest, NasId, PairingId, Sig,
+};
 use crate::limits::MAX_SEALED;
 pub use crate::limits::{
     MAX_ACK, MAX_BODY, MAX_CHALLENGE_LIFETIME, MAX_DEVICE_NAME, MAX_HANDLE, MAX_NUMBER,
@@ -148,6 +150,9 @@ pub struct CreatePairingRequest {
     /// Slot lifetime in seconds, 1 to 600.
     #[serde(deserialize_with = "crate::json::integer")]
     pub ttl_secs: u64,
+    /// `SHA-256(k_relay)` (PROTOCOL.md §5.1a): the relay stores only claims that carry
+    /// `k_relay`, so someone who merely saw the `pairing_id` cannot claim the slot.
+    pub claim_verifier: Digest,
 }
 
 impl Validate for CreatePairingRequest {
@@ -178,6 +183,8 @@ pub struct PairingCreated {
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     pub claim: PairClaim,
+    /// `k_relay`, whose SHA-256 the slot was registered with.
+    pub claim_key: ClaimKey,
     pub mac: ClaimMac,
     /// `pair-claim` signature by `claim.sig_key`.
     pub sig: Sig,
@@ -698,7 +705,7 @@ mod tests {
     fn integer_fields_take_any_json_integer_and_nothing_else() {
         let ttl = |text: &str| {
             serde_json::from_str::<CreatePairingRequest>(&format!(
-                r#"{{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":{text}}}"#
+                r#"{{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":{text},"claim_verifier":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}"#
             ))
             .map(|request| request.ttl_secs)
         };

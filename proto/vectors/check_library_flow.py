@@ -117,8 +117,11 @@ def flow(base_url):
 
     # §5.1 step 1: the NAS registers a pairing slot.
     pairing_id, k = b64u_encode(secrets.token_bytes(16)), secrets.token_bytes(32)
-    slot = expect(nas.request("POST", "/v1/pairings", {"pairing_id": pairing_id, "ttl_secs": 120}),
-                  201, "NAS registers a pairing slot")
+    k_relay = subkey(k, b"relay-claim")  # §5.1a: the relay checks claims against its hash
+    slot = expect(nas.request("POST", "/v1/pairings", {
+        "pairing_id": pairing_id, "ttl_secs": 120,
+        "claim_verifier": b64u_encode(hashlib.sha256(k_relay).digest())}),
+        201, "NAS registers a pairing slot")
     if slot is None:
         return
 
@@ -132,8 +135,12 @@ def flow(base_url):
              "sig_key": b64u_encode(ed_public(phone_sig)), "seal_key": b64u_encode(x_public(phone_seal)),
              "device_info": b64u_encode(device_info), "claimed_at": now}
     claim_bytes = message("pair-claim", fields_for("pair-claim", claim))
+    expect(phone.request("POST", f"/v1/pairings/{pairing_id}/claim", {
+        "claim": claim, "claim_key": b64u_encode(bytes(32)), "mac": b64u_encode(bytes(32)),
+        "sig": b64u_encode(Ed25519PrivateKey.from_private_bytes(phone_sig).sign(claim_bytes))}),
+        403, "a claim without k_relay is refused (and consumes nothing)")
     claimed = expect(phone.request("POST", f"/v1/pairings/{pairing_id}/claim", {
-        "claim": claim, "mac": b64u_encode(hmac.new(subkey(k, b"claim-mac"), claim_bytes, hashlib.sha256).digest()),
+        "claim": claim, "claim_key": b64u_encode(k_relay), "mac": b64u_encode(hmac.new(subkey(k, b"claim-mac"), claim_bytes, hashlib.sha256).digest()),
         "sig": b64u_encode(Ed25519PrivateKey.from_private_bytes(phone_sig).sign(claim_bytes))}),
         200, "phone claims the slot")
 

@@ -232,6 +232,10 @@ def check_pairing():
     k_mac, k_sas, k_info = subkey(k, b"claim-mac"), subkey(k, b"sas"), subkey(k, b"device-info")
     check(k_mac.hex() == data["k_mac_hex"] and k_sas.hex() == data["k_sas_hex"]
           and k_info.hex() == data["k_info_hex"], "subkeys of k (HKDF)")
+    k_relay = subkey(k, b"relay-claim")
+    check(k_relay.hex() == data["k_relay_hex"], "relay-claim subkey k_relay (HKDF)")
+    check(b64u_encode(hashlib.sha256(k_relay).digest()) == data["claim_verifier"],
+          "claim_verifier = SHA-256(k_relay)")
     # The device's name and platform, sealed to the NAS under k_info (PROTOCOL.md §3.1).
     aad = b"approvd/v1/device-info\x00" + lp(b64u(claim["pairing_id"])) + lp(b64u(claim["device_id"]))
     check(aad.hex() == data["device_info_aad_hex"], "device info aad")

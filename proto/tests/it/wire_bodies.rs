@@ -119,6 +119,7 @@ fn pairing_and_claim_limits() {
     let slot = CreatePairingRequest {
         pairing_id: approvd_proto::PairingId([0; 16]),
         ttl_secs: 601,
+        claim_verifier: approvd_proto::Digest([0; 32]),
     };
     assert!(slot.validate().is_err());
     let slot = CreatePairingRequest {
@@ -130,6 +131,7 @@ fn pairing_and_claim_limits() {
     let examples = Examples::fixed();
     let mut claim = ClaimRequest {
         claim: examples.claim.clone(),
+        claim_key: approvd_proto::ids::ClaimKey([0; 32]),
         mac: ClaimMac([0; 32]),
         sig: examples.claim.sign(&examples.keys.device_sig),
         push: Some(PushRegistration {

@@ -47,6 +47,7 @@ pub async fn create(
         pairing_id: request.pairing_id,
         nas_id,
         expires_at: deps.clock.now() + request.ttl_secs,
+        claim_verifier: request.claim_verifier,
     };
     let ttl = Duration::from_secs(request.ttl_secs) + PAIRING_GRACE;
     if !deps.store.create_pairing(&slot, ttl).await? {
@@ -80,6 +81,18 @@ pub async fn claim(
         ));
     }
     let pairing = live_slot(deps, &id).await?;
+    // N-15: only someone who read the QR code holds `k_relay`. Checked before anything is
+    // stored, so a claim made by someone who only saw the `pairing_id` (in a log) consumes
+    // nothing and makes no phone raise the alarm.
+    let shown = Digest::of(request.claim_key.as_bytes());
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        shown.as_bytes().as_slice(),
+        pairing.slot.claim_verifier.as_bytes().as_slice(),
+    )) {
+        return Err(Error::NotOwner(
+            "claim_key is not this slot's: a claim must carry the QR code's relay-claim key",
+        ));
+    }
     if claim.nas_id != pairing.slot.nas_id {
         return Err(Error::field(
             "claim.nas_id",
@@ -274,6 +287,11 @@ mod tests {
 
     const NOW: u64 = 1_800_000_000;
 
+    /// The QR code's secret of every slot here.
+    fn secret() -> approvd_proto::pairing::PairingSecret {
+        approvd_proto::pairing::PairingSecret([5; 32])
+    }
+
     fn key() -> SigningKey {
         approvd_proto::generate_signing_key()
     }
@@ -292,9 +310,44 @@ mod tests {
         ClaimRequest {
             sig: claim.sign(&verdict_key),
             claim,
+            claim_key: secret().relay_claim_key(),
             mac: ClaimMac([0; 32]),
             push: None,
         }
+    }
+
+    /// A 60 s slot of a new NAS, registered with [`secret`]'s claim verifier.
+    async fn open_slot(deps: &Deps) -> (NasId, PairingId) {
+        let nas_id = NasId(PublicKey::from(&key()));
+        let id = PairingId::random();
+        let slot = CreatePairingRequest {
+            pairing_id: id,
+            ttl_secs: 60,
+            claim_verifier: secret().claim_verifier(),
+        };
+        create(deps, nas_id, &slot).await.expect("slot");
+        (nas_id, id)
+    }
+
+    /// N-15: a claim without the QR code's `k_relay` is refused before anything is stored, so
+    /// the phone that read the QR code still claims the slot (and raises no alarm).
+    #[tokio::test]
+    async fn a_claim_without_the_relay_claim_key_consumes_nothing() {
+        let (deps, _) = deps(NOW);
+        let (nas_id, id) = open_slot(&deps).await;
+        let stranger = key();
+        let mut garbage = claim_request(id, nas_id, &stranger);
+        garbage.claim_key = approvd_proto::ids::ClaimKey([0; 32]);
+        let stranger_id = DeviceId(PublicKey::from(&stranger));
+        match super::claim(&deps, stranger_id, id, &garbage).await {
+            Err(Error::NotOwner(reason)) => assert!(reason.contains("claim_key"), "{reason}"),
+            other => panic!("expected the claim key refused, got {other:?}"),
+        }
+        let phone = key();
+        let genuine = claim_request(id, nas_id, &phone);
+        super::claim(&deps, DeviceId(PublicKey::from(&phone)), id, &genuine)
+            .await
+            .expect("the phone that read the QR code claims the slot");
     }
 
     #[tokio::test]
@@ -306,6 +359,7 @@ mod tests {
         let slot = CreatePairingRequest {
             pairing_id: id,
             ttl_secs: 120,
+            claim_verifier: secret().claim_verifier(),
         };
         assert_eq!(
             create(&deps, nas_id, &slot).await.expect("slot").expires_at,
@@ -430,13 +484,7 @@ mod tests {
     #[tokio::test]
     async fn a_claim_with_a_bad_signature_or_for_another_nas_is_refused() {
         let (deps, _) = deps(NOW);
-        let nas_id = NasId(PublicKey::from(&key()));
-        let id = PairingId::random();
-        let slot = CreatePairingRequest {
-            pairing_id: id,
-            ttl_secs: 60,
-        };
-        create(&deps, nas_id, &slot).await.expect("slot");
+        let (nas_id, id) = open_slot(&deps).await;
         let phone = key();
         let phone_id = DeviceId(PublicKey::from(&phone));
         let mut forged = claim_request(id, nas_id, &phone);
@@ -468,6 +516,7 @@ mod tests {
         let slot = CreatePairingRequest {
             pairing_id: id,
             ttl_secs: 30,
+            claim_verifier: secret().claim_verifier(),
         };
         create(&deps, nas_id, &slot).await.expect("slot");
         clock.advance_secs(31);

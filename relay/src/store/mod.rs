@@ -60,6 +60,8 @@ pub struct PairingSlot {
     pub pairing_id: PairingId,
     pub nas_id: NasId,
     pub expires_at: u64,
+    /// `SHA-256(k_relay)`: a claim must carry `k_relay` (N-15).
+    pub claim_verifier: Digest,
 }
 
 /// A slot and what happened to it so far.

@@ -195,9 +195,9 @@ async fn a_body_changed_after_signing_is_refused() {
         "POST",
         "/v1/pairings",
         "",
-        Some(br#"{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":60}"#.to_vec()),
+        Some(br#"{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":60,"claim_verifier":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#.to_vec()),
     );
-    tampered.body = br#"{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":600}"#.to_vec();
+    tampered.body = br#"{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":600,"claim_verifier":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#.to_vec();
     let (status, problem) = send(&client, tampered).await;
     assert_eq!(status, 401);
     assert!(
@@ -258,31 +258,31 @@ async fn malformed_bodies_name_what_is_wrong() {
         (
             "/v1/pairings",
             "wrong type",
-            br#"{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":"soon"}"#,
+            br#"{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":"soon","claim_verifier":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
             "invalid-body",
         ),
         (
             "/v1/pairings",
             "missing field",
-            br#"{"ttl_secs":60}"#,
+            br#"{"ttl_secs":60,"claim_verifier":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
             "invalid-body",
         ),
         (
             "/v1/pairings",
             "unknown field",
-            br#"{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":60,"x":1}"#,
+            br#"{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":60,"claim_verifier":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","x":1}"#,
             "invalid-body",
         ),
         (
             "/v1/pairings",
             "bad base64",
-            br#"{"pairing_id":"!!","ttl_secs":60}"#,
+            br#"{"pairing_id":"!!","ttl_secs":60,"claim_verifier":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
             "invalid-field",
         ),
         (
             "/v1/pairings",
             "out of range",
-            br#"{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":601}"#,
+            br#"{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","ttl_secs":601,"claim_verifier":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
             "invalid-field",
         ),
         ("/v1/challenges", "empty object", b"{}", "invalid-body"),

@@ -180,7 +180,7 @@ async fn mutated_signed_requests_never_cause_a_server_error() {
     let pairing_path = format!("/v1/pairings/{}", uri.pairing_id);
     let verdict_path = format!("/v1/challenges/{}/verdict", sent.cid);
     let nas_posts: Vec<(String, Vec<u8>)> = vec![
-        ("/v1/pairings".into(), json(&approvd_proto::wire::CreatePairingRequest { pairing_id: approvd_proto::PairingId::random(), ttl_secs: 60 })),
+        ("/v1/pairings".into(), json(&approvd_proto::wire::CreatePairingRequest { pairing_id: approvd_proto::PairingId::random(), ttl_secs: 60, claim_verifier: approvd_proto::Digest([0; 32]) })),
         ("/v1/challenges".into(), json(&request)),
         (format!("{pairing_path}/confirm"), br#"{"confirm":{"pairing_id":"AAAAAAAAAAAAAAAAAAAAAA","nas_id":"AAAA","device_id":"AAAA","claim_hash":"AAAA","confirmed_at":1},"sig":"AAAA"}"#.to_vec()),
         ("/v1/mailbox/ack".into(), br#"{"ids":["1","2"]}"#.to_vec()),

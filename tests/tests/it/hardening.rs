@@ -172,6 +172,7 @@ async fn problems_point_at_the_offending_field() {
             ),
             "claimed_at": 1
         },
+        "claim_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "mac": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "sig": "A".repeat(86)
     });
@@ -545,6 +546,9 @@ async fn malformed_requests_get_problems_and_are_counted_not_logged() {
     );
 }
 
+/// A slot's `claim_verifier` (any 32 bytes will do where nothing claims the slot).
+const VERIFIER: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
 /// Bodies at and just past the bounds the served OpenAPI document states: the relay accepts
 /// exactly what the document allows.
 #[tokio::test]
@@ -577,7 +581,7 @@ async fn the_relay_accepts_exactly_what_its_openapi_document_allows() {
         let allowed = (low..=high).contains(&ttl);
         let status = post(
             "/v1/pairings",
-            serde_json::json!({"pairing_id": id, "ttl_secs": ttl}),
+            serde_json::json!({"pairing_id": id, "ttl_secs": ttl, "claim_verifier": VERIFIER}),
         )
         .await;
         assert_eq!(status == 201, allowed, "ttl_secs {ttl}: {status}");
@@ -595,9 +599,10 @@ async fn the_relay_accepts_exactly_what_its_openapi_document_allows() {
         ("\"60\"", false),
     ] {
         let id = approvd_proto::PairingId::random().to_string();
-        let body: serde_json::Value =
-            serde_json::from_str(&format!(r#"{{"pairing_id":"{id}","ttl_secs":{ttl}}}"#))
-                .expect("json");
+        let body: serde_json::Value = serde_json::from_str(&format!(
+            r#"{{"pairing_id":"{id}","ttl_secs":{ttl},"claim_verifier":"{VERIFIER}"}}"#
+        ))
+        .expect("json");
         let status = post("/v1/pairings", body).await;
         assert_eq!(status == 201, allowed, "ttl_secs {ttl}: {status}");
     }
@@ -609,7 +614,7 @@ async fn the_relay_accepts_exactly_what_its_openapi_document_allows() {
         let id = format!("{stem}{last}");
         let status = post(
             "/v1/pairings",
-            serde_json::json!({"pairing_id": id, "ttl_secs": 60}),
+            serde_json::json!({"pairing_id": id, "ttl_secs": 60, "claim_verifier": VERIFIER}),
         )
         .await;
         assert_eq!(

@@ -350,6 +350,7 @@ async fn admission_tokens_gate_nas_calls_only() {
         let body = serde_json::to_vec(&approvd_proto::wire::CreatePairingRequest {
             pairing_id: approvd_proto::PairingId::random(),
             ttl_secs: 60,
+            claim_verifier: approvd_proto::Digest([0; 32]),
         })
         .expect("json");
         let mut prepared = nas.client().prepare("POST", "/v1/pairings", "", Some(body));

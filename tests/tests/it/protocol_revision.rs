@@ -219,6 +219,7 @@ async fn one_key_for_requests_and_approvals_is_refused() {
         claimed_at: unix_now(),
     };
     let request = ClaimRequest {
+        claim_key: uri.secret.relay_claim_key(),
         mac: ClaimMac(approvd_proto::pairing::claim_mac(&uri.secret, &claim)),
         sig: claim.sign(&key),
         claim,
@@ -454,6 +455,7 @@ async fn create_slot_with_a_new_key(relay: &RelayProcess, forwarded_for: Option<
     let body = serde_json::to_vec(&approvd_proto::wire::CreatePairingRequest {
         pairing_id: approvd_proto::PairingId::random(),
         ttl_secs: 60,
+        claim_verifier: approvd_proto::Digest([0; 32]),
     })
     .expect("json");
     let mut prepared = client.prepare("POST", "/v1/pairings", "", Some(body));

@@ -203,6 +203,7 @@ async fn pairing_first_claim_wins_then_acceptance_then_confirmation(store: &dyn 
         pairing_id: PairingId::random(),
         nas_id,
         expires_at: now() + 60,
+        claim_verifier: approvd_proto::Digest([3; 32]),
     };
     let id = slot.pairing_id;
     assert!(store.create_pairing(&slot, LONG).await.expect("store"));
@@ -304,6 +305,7 @@ async fn pairing_slot_expires(store: &dyn Store) {
         pairing_id: PairingId::random(),
         nas_id: new_nas(),
         expires_at: now() + 1,
+        claim_verifier: approvd_proto::Digest([3; 32]),
     };
     assert!(store.create_pairing(&slot, SHORT).await.expect("store"));
     tokio::time::sleep(PAST_SHORT).await;

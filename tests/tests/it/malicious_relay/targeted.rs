@@ -422,6 +422,7 @@ async fn a_request_replayed_to_another_replica_is_refused() {
     let body = serde_json::to_vec(&approvd_proto::wire::CreatePairingRequest {
         pairing_id: approvd_proto::PairingId::random(),
         ttl_secs: 60,
+        claim_verifier: approvd_proto::Digest([0; 32]),
     })
     .expect("json");
     let to_a = RelayClient::new(&a.url, key.clone()).expect("client");
