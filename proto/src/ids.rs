@@ -298,6 +298,18 @@ impl PublicKey {
     pub fn verifying_key(&self) -> &VerifyingKey {
         &self.0
     }
+
+    /// The key's JWK thumbprint (RFC 7638 over the RFC 8037 OKP form
+    /// `{"crv":"Ed25519","kty":"OKP","x":…}`), unpadded base64url: what a forwarding token's
+    /// `cnf.jkt` names (PROTOCOL.md §8.6).
+    pub fn jwk_thumbprint(&self) -> String {
+        use sha2::Digest as _;
+        let jwk = format!(
+            r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+            encode_b64(self.as_bytes())
+        );
+        encode_b64(&sha2::Sha256::digest(jwk.as_bytes()))
+    }
 }
 
 impl From<&ed25519_dalek::SigningKey> for PublicKey {
@@ -417,6 +429,17 @@ key_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_jwk_thumbprint_matches_rfc_8037() {
+        // RFC 8037 Appendix A.3: the thumbprint of the Appendix A.2 public key.
+        let key =
+            PublicKey::parse("x", "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").expect("key");
+        assert_eq!(
+            key.jwk_thumbprint(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
 
     #[test]
     fn ids_round_trip_through_text_and_json() {

@@ -15,13 +15,14 @@ use crate::config::{
     ApnsAuth, ApnsConfig, Config, FcmAccount, FcmConfig, HttpConfig, PushConfig, StoreConfig,
     UpstreamConfig, UpstreamToken,
 };
-use crate::http::auth::{BearerJwt, TokenPurpose, AUTH_FAILURE_REASONS};
+use crate::http::auth::AUTH_FAILURE_REASONS;
+use crate::http::tokens::{BearerJwt, RevokedTokens, TokenPurpose};
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::push::apns::{A2Client, ApnsSender};
 use crate::push::fcm::FcmSender;
 use crate::push::retry::RetryPolicy;
-use crate::push::upstream::UpstreamSender;
+use crate::push::upstream::{signing_key_from_pem, TokenSource, UpstreamSender};
 use crate::push::{DispatchLimits, Dispatcher, LogSender, PushResult, PushRoutes, PushSender};
 use crate::push_handle::{HandleError, HandleKeys};
 use crate::service::mailbox::MAILBOX_TTL;
@@ -99,6 +100,17 @@ fn operator_keys(config: &Config) -> Result<(Option<BearerJwt>, Option<BearerJwt
         None => None,
         Some(path) => Some(read_file("push-forward-key-file", path)?),
     };
+    let revoked = match &config.revoked_tokens_file {
+        None => None,
+        Some(path) => {
+            let list = RevokedTokens::open(path).map_err(|message| StartError::Option {
+                option: "revoked-tokens-file",
+                message,
+            })?;
+            tracing::info!(file = %path.display(), revoked = list.len(), "revoked tokens: list read");
+            Some(Arc::new(list))
+        }
+    };
     if let (Some(admission), Some(forward)) = (&admission_pem, &forward_pem) {
         if pem_body(admission) == pem_body(forward) {
             return Err(StartError::Option {
@@ -111,12 +123,10 @@ fn operator_keys(config: &Config) -> Result<(Option<BearerJwt>, Option<BearerJwt
     }
     let admission = match (&config.admission_key_file, admission_pem) {
         (Some(path), Some(pem)) => {
-            let verifier =
-                BearerJwt::from_pem(&pem, TokenPurpose::Admission).map_err(|message| {
-                    StartError::Admission {
-                        path: path.display().to_string(),
-                        message,
-                    }
+            let verifier = BearerJwt::from_pem(&pem, TokenPurpose::Admission, revoked.clone())
+                .map_err(|message| StartError::Admission {
+                    path: path.display().to_string(),
+                    message,
                 })?;
             tracing::info!(key = %path.display(), "admission: on, NAS calls need a token of purpose admission");
             Some(verifier)
@@ -130,12 +140,11 @@ fn operator_keys(config: &Config) -> Result<(Option<BearerJwt>, Option<BearerJwt
     };
     let forwarding = match (&config.push.forward_key_file, forward_pem) {
         (Some(path), Some(pem)) => {
-            let verifier = BearerJwt::from_pem(&pem, TokenPurpose::Forward).map_err(|message| {
-                StartError::Option {
+            let verifier = BearerJwt::from_pem(&pem, TokenPurpose::Forward, revoked.clone())
+                .map_err(|message| StartError::Option {
                     option: "push-forward-key-file",
                     message: format!("{}: {message}", path.display()),
-                }
-            })?;
+                })?;
             tracing::info!(key = %path.display(), "push forwarding: on, for downstream relays at POST /v1/push/forward");
             Some(verifier)
         }
@@ -280,26 +289,26 @@ fn upstream_sender(
     upstream: &UpstreamConfig,
     push: &PushConfig,
 ) -> Result<Arc<dyn PushSender>, StartError> {
-    let (option, token) = match &upstream.token {
+    let token = match &upstream.token {
         UpstreamToken::File(path) => {
-            let text = read_file("push-upstream-token-file", path)?;
-            let first = String::from_utf8_lossy(&text)
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_owned();
-            ("push-upstream-token-file", first)
+            TokenSource::file(path.clone()).map_err(|error| StartError::Option {
+                option: "push-upstream-token-file",
+                message: error.to_string(),
+            })?
         }
-        UpstreamToken::Inline(token) => ("push-upstream-token", token.0.trim().to_owned()),
+        UpstreamToken::Inline(token) => {
+            TokenSource::inline(&token.0).map_err(|error| StartError::Option {
+                option: "push-upstream-token",
+                message: error.to_string(),
+            })?
+        }
     };
-    if token.split('.').count() != 3 {
-        return Err(StartError::Option {
-            option,
-            message: "not a JWT (three base64url parts separated by dots)".to_owned(),
-        });
-    }
-    let sender = UpstreamSender::new(&upstream.url, &token, push.timeout).map_err(|error| {
+    let pem = read_file("push-upstream-key-file", &upstream.key_file)?;
+    let key = signing_key_from_pem(&pem).map_err(|message| StartError::Option {
+        option: "push-upstream-key-file",
+        message: format!("{}: {message}", upstream.key_file.display()),
+    })?;
+    let sender = UpstreamSender::new(&upstream.url, token, key, push.timeout).map_err(|error| {
         StartError::Option {
             option: "push-upstream",
             message: error.to_string(),

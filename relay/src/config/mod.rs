@@ -42,6 +42,8 @@ pub struct Config {
     pub handles: HandlesConfig,
     /// The operator's admission key (PEM), when NAS requests must carry an admission JWT.
     pub admission_key_file: Option<PathBuf>,
+    /// The operator's list of revoked token ids, when there is one.
+    pub revoked_tokens_file: Option<PathBuf>,
     pub log: LogConfig,
 }
 
@@ -137,6 +139,8 @@ pub struct UpstreamConfig {
     /// Its base URL, checked: https, or http to loopback.
     pub url: String,
     pub token: UpstreamToken,
+    /// This relay's private key (PEM) that signs each forwarded push.
+    pub key_file: PathBuf,
 }
 
 /// Where the forwarding token comes from.
@@ -301,6 +305,7 @@ impl Config {
                 data_dir: options.data_dir,
             },
             admission_key_file: options.admission_key_file,
+            revoked_tokens_file: options.revoked_tokens_file,
             log: LogConfig {
                 filter: options.log,
                 format: options.log_format,
@@ -530,6 +535,12 @@ fn upstream(options: &Options) -> Result<Option<UpstreamConfig>, ConfigError> {
         (None, Some(token)) => Some(UpstreamToken::Inline(token.clone())),
         (None, None) => None,
     };
+    if options.push_upstream.is_none() && options.push_upstream_key_file.is_some() {
+        return invalid(
+            "push-upstream-key-file",
+            "signs forwarded pushes, which needs --push-upstream",
+        );
+    }
     match (&options.push_upstream, token) {
         (None, None) => Ok(None),
         (None, Some(_)) => invalid(
@@ -545,7 +556,18 @@ fn upstream(options: &Options) -> Result<Option<UpstreamConfig>, ConfigError> {
                 Ok(url) => url,
                 Err(error) => return invalid("push-upstream", &error.to_string()),
             };
-            Ok(Some(UpstreamConfig { url, token }))
+            let Some(key_file) = options.push_upstream_key_file.clone() else {
+                return invalid(
+                    "push-upstream",
+                    "needs --push-upstream-key-file (this relay's Ed25519 key, which signs \
+                     each forwarded push: openssl genpkey -algorithm ed25519)",
+                );
+            };
+            Ok(Some(UpstreamConfig {
+                url,
+                token,
+                key_file,
+            }))
         }
     }
 }

@@ -281,23 +281,33 @@ options! {
     /// Forward pushes for apps this relay has no credentials for to the approvd relay at this
     /// URL (https://; plain http:// only to loopback), which pushes them with the app
     /// publisher's credentials. It learns each push token and when it is pushed, never a login's
-    /// context or verdict. Needs --push-upstream-token-file.
+    /// context or verdict. Needs --push-upstream-token-file and --push-upstream-key-file.
     push_upstream: Option<String> = "", "push-upstream", "APPROVD_PUSH_UPSTREAM", "URL";
+    /// This relay's own Ed25519 private key (PEM, PKCS#8: openssl genpkey -algorithm ed25519)
+    /// that signs every forwarded push; the upstream's operator binds the forwarding token to
+    /// its public key (approvd token --bind-key), so the token alone is useless to anyone else.
+    push_upstream_key_file: Option<PathBuf> = "", "push-upstream-key-file", "APPROVD_PUSH_UPSTREAM_KEY_FILE", "PEM";
     /// File whose first line is the forwarding token (a JWT) the upstream's operator issued for
-    /// this relay.
+    /// this relay. Read again whenever it changes: renew the token by replacing the file, no
+    /// restart.
     push_upstream_token_file: Option<PathBuf> = "", "push-upstream-token-file", "APPROVD_PUSH_UPSTREAM_TOKEN_FILE", "FILE";
     /// The forwarding token itself, for secret stores that inject environment variables (set
     /// APPROVD_PUSH_UPSTREAM_TOKEN; as a flag it would show in the process list).
     push_upstream_token: Option<Secret> = "", "push-upstream-token", "APPROVD_PUSH_UPSTREAM_TOKEN", "JWT";
     /// Serve POST /v1/push/forward for downstream relays (off without it): each must send a
     /// forwarding JWT (Authorization: Bearer) signed by this public key (PEM, Ed25519 or
-    /// P-256), whose `sub` names the downstream in rate limits and logs.
+    /// P-256), whose `sub` names the downstream in rate limits and logs, and sign the request
+    /// with the key the token is bound to (`cnf.jkt`).
     push_forward_key_file: Option<PathBuf> = "", "push-forward-key-file", "APPROVD_PUSH_FORWARD_KEY_FILE", "PEM";
     /// Forwarded pushes per downstream relay per minute.
     rate_forwards_per_downstream: u32 = "600", "rate-forwards-per-downstream", "APPROVD_RATE_FORWARDS_PER_DOWNSTREAM", "N";
     /// Require NAS requests to carry an admission JWT (Authorization: Bearer) signed by this
     /// operator public key (PEM, Ed25519 or P-256), with `sub` = the caller's nas_id.
     admission_key_file: Option<PathBuf> = "", "admission-key-file", "APPROVD_ADMISSION_KEY_FILE", "PEM";
+    /// Refuse admission and forwarding tokens whose `jti` is listed in this file (one per
+    /// line, `#` comments; `approvd token` prints each token's jti). Read again whenever it
+    /// changes, so a revocation takes effect within seconds, without a restart.
+    revoked_tokens_file: Option<PathBuf> = "", "revoked-tokens-file", "APPROVD_REVOKED_TOKENS_FILE", "FILE";
     /// Take the client IP for per-IP limits from the right-most X-Forwarded-For entry, all header
     /// lines read as one list (only behind one proxy you run, which appends the address it saw).
     trust_forwarded_for: bool = "false", "trust-forwarded-for", "APPROVD_TRUST_FORWARDED_FOR", "BOOL";
@@ -451,7 +461,12 @@ impl Sources<'_> {
 
 /// Options that turn a security check on: set to the empty string they are an error, not
 /// "off" (an `APPROVD_ADMISSION_KEY_FILE=` left empty by a template must not open the relay).
-const SECURITY_OPTIONS: [&str; 2] = ["admission_key_file", "push_forward_key_file"];
+const SECURITY_OPTIONS: [&str; 4] = [
+    "admission_key_file",
+    "push_forward_key_file",
+    "revoked_tokens_file",
+    "push_upstream_key_file",
+];
 
 /// Parse the config file's text into its table, refusing keys that are not options.
 pub(super) fn parse_file<'a>(

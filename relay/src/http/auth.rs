@@ -18,6 +18,7 @@ use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
+use super::tokens::TokenPurpose;
 use super::AppState;
 use crate::service::access;
 
@@ -327,8 +328,12 @@ async fn body_within_limits(
 }
 
 /// A request from a downstream relay to `POST /v1/push/forward`: its forwarding token verified
-/// (signed by `--push-forward-key-file`), its body parsed. Without that option the endpoint is
-/// off and answers 404. A refused token counts as a failed authentication of the source IP.
+/// (signed by `--push-forward-key-file`, not revoked), the request signed (RFC 9421, as every
+/// API call) by the key the token is bound to (`cnf.jkt`) with a fresh nonce, its body parsed
+/// (N-13: a token seen in transit or in a log is useless without the downstream's private
+/// key, and a captured request cannot be sent again). Without that option the endpoint is
+/// off and answers 404. A refused token or signature counts as a failed authentication of
+/// the source IP.
 #[derive(Debug)]
 pub struct Forwarded<B> {
     /// The token's `sub`: which downstream relay this is (its rate limit, logs).
@@ -347,23 +352,61 @@ impl<B: BodyKind> FromRequest for Forwarded<B> {
             let state = app_state(&request)?;
             let verifier = state.forwarding.as_ref().ok_or(ApiError::NoRoute)?;
             let ip = client_ip(&state, &request);
-            let downstream = match verifier.subject(&request).and_then(downstream_name) {
-                Ok(downstream) => downstream,
-                Err(error) => {
+            let refused = |reason: &'static str, error: ApiError| {
+                let state = state.clone();
+                async move {
                     state
                         .deps
                         .metrics
                         .auth_failures
-                        .with_label_values(&["bad_token"])
+                        .with_label_values(&[reason])
                         .inc();
                     if let Some(ip) = ip {
                         access::check_ip(&state.deps, ip).await?;
                         access::record_failure(&state.deps, ip).await?;
                     }
-                    return Err(error);
+                    Err::<Self, _>(error)
                 }
             };
+            let claims = match verifier.claims(&request) {
+                Ok(claims) => claims,
+                Err(error) => return refused("bad_token", error).await,
+            };
+            let downstream = match downstream_name(claims.sub) {
+                Ok(downstream) => downstream,
+                Err(error) => return refused("bad_token", error).await,
+            };
             let body = body_within_limits(&state, &request, payload).await?;
+            let verified = match verify_signature(&state, &request, &body) {
+                Ok(verified) => verified,
+                Err(failure) => return refused(failure.reason(), failure.into()).await,
+            };
+            if claims.jkt.as_deref() != Some(verified.key.jwk_thumbprint().as_str()) {
+                return refused(
+                    "bad_token",
+                    ApiError::AdmissionDenied(
+                        "the request is not signed by the key the forwarding token is bound to \
+                         (its `cnf.jkt`)"
+                            .to_owned(),
+                    ),
+                )
+                .await;
+            }
+            let nonce = crate::store::Nonce {
+                key: verified.key,
+                nonce: verified.nonce,
+            };
+            let now = state.deps.clock.now();
+            let ttl = verified.expires.saturating_sub(now) + state.deps.limits.clock_skew_secs + 1;
+            let fresh = state
+                .deps
+                .store
+                .remember_nonce(&nonce, std::time::Duration::from_secs(ttl))
+                .await
+                .map_err(|error| ApiError::Service(error.into()))?;
+            if !fresh {
+                return refused("replayed_nonce", ApiError::ReplayedNonce).await;
+            }
             Ok(Forwarded {
                 downstream,
                 body: B::parse(&body)?,
@@ -483,12 +526,12 @@ impl From<AuthFailure> for ApiError {
     }
 }
 
-/// Signature, digest, time and nonce checks; the signing key and its request budget's verdict.
-async fn verify(
+/// The RFC 9421 signature, body digest and time checks (not the nonce).
+fn verify_signature(
     state: &AppState,
     request: &HttpRequest,
     body: &[u8],
-) -> Result<(PublicKey, Result<(), crate::service::Error>), AuthFailure> {
+) -> Result<httpsig::VerifiedRequest, AuthFailure> {
     let signature_header = |name| header(request, name).map_err(AuthFailure::Signature);
     let fields: Vec<(&str, &str)> = request
         .headers()
@@ -512,165 +555,24 @@ async fn verify(
         content_digest: signature_header("content-digest")?,
         body,
     };
-    let verified = httpsig::verify_request(
+    httpsig::verify_request(
         &incoming,
         state.deps.clock.now(),
         state.deps.limits.clock_skew_secs,
     )
-    .map_err(AuthFailure::Signature)?;
+    .map_err(AuthFailure::Signature)
+}
+
+/// Signature, digest, time and nonce checks; the signing key and its request budget's verdict.
+async fn verify(
+    state: &AppState,
+    request: &HttpRequest,
+    body: &[u8],
+) -> Result<(PublicKey, Result<(), crate::service::Error>), AuthFailure> {
+    let verified = verify_signature(state, request, body)?;
     let budget = access::admit(&state.deps, verified.key, &verified.nonce, verified.expires)
         .await
         .map_err(AuthFailure::Service)?
         .ok_or(AuthFailure::ReplayedNonce)?;
     Ok((verified.key, budget))
-}
-
-/// What an operator's bearer token is for. Each purpose has its own `aud` claim and `typ`
-/// header (RFC 8725 §3.11), so a NAS's admission token is refused at the forwarding endpoint
-/// even when the operator signs both kinds with one key (N-5, PROTOCOL.md §7.4 and §8.6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenPurpose {
-    /// A NAS may use this relay: `sub` is its nas_id.
-    Admission,
-    /// A downstream relay may push through this one: `sub` is its name.
-    Forward,
-}
-
-impl TokenPurpose {
-    /// The `aud` claim a token of this purpose carries and the relay requires.
-    pub const fn audience(self) -> &'static str {
-        match self {
-            Self::Admission => "approvd-admission",
-            Self::Forward => "approvd-forward",
-        }
-    }
-
-    /// The `typ` header a token of this purpose carries and the relay requires.
-    pub const fn typ(self) -> &'static str {
-        match self {
-            Self::Admission => "approvd-admission+jwt",
-            Self::Forward => "approvd-forward+jwt",
-        }
-    }
-
-    /// The name `approvd token --purpose` takes.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Admission => "admission",
-            Self::Forward => "forward",
-        }
-    }
-
-    /// Whether `sub` is one the relay accepts for this purpose: a nas_id, or a downstream
-    /// name of 1 to 64 of `A-Z a-z 0-9 . _ -`.
-    pub fn valid_subject(self, sub: &str) -> bool {
-        match self {
-            Self::Admission => sub.parse::<NasId>().is_ok(),
-            Self::Forward => {
-                (1..=64).contains(&sub.len())
-                    && sub
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-            }
-        }
-    }
-}
-
-/// The longest a token may be valid: the relay refuses one whose `exp` is further ahead
-/// (a mistyped or "forever" token is an error, not a key that never expires), L6.
-pub const MAX_TOKEN_LIFETIME_SECS: u64 = 3650 * 86_400;
-
-/// A bearer-JWT check (`Authorization: Bearer <JWT>`) against an operator's public key, verified
-/// by `jsonwebtoken` (not `signed::verify_strict`: a JWT is not a protocol message): the
-/// admission of NAS requests, or the forwarding tokens of downstream relays — one purpose each.
-pub struct BearerJwt {
-    /// The operator's public key.
-    key: jsonwebtoken::DecodingKey,
-    validation: jsonwebtoken::Validation,
-    purpose: TokenPurpose,
-}
-
-impl std::fmt::Debug for BearerJwt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BearerJwt")
-            .field("purpose", &self.purpose)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct BearerClaims {
-    sub: String,
-    exp: u64,
-}
-
-impl BearerJwt {
-    /// From a PEM public key: Ed25519 (EdDSA tokens) or P-256 (ES256 tokens), checking tokens
-    /// of one `purpose`.
-    pub fn from_pem(pem: &[u8], purpose: TokenPurpose) -> Result<Self, String> {
-        let (key, algorithm) = match jsonwebtoken::DecodingKey::from_ed_pem(pem) {
-            Ok(key) => (key, jsonwebtoken::Algorithm::EdDSA),
-            Err(_) => (
-                jsonwebtoken::DecodingKey::from_ec_pem(pem).map_err(|error| {
-                    format!("not an Ed25519 or P-256 public key in PEM form: {error}")
-                })?,
-                jsonwebtoken::Algorithm::ES256,
-            ),
-        };
-        let mut validation = jsonwebtoken::Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
-        validation.set_audience(&[purpose.audience()]);
-        validation.validate_nbf = true;
-        validation.leeway = 60;
-        Ok(Self {
-            key,
-            validation,
-            purpose,
-        })
-    }
-
-    fn check(&self, request: &HttpRequest, nas_id: &NasId) -> Result<(), ApiError> {
-        if self.subject(request)? != nas_id.to_string() {
-            return Err(ApiError::AdmissionDenied(
-                "the token's `sub` is not the nas_id that signed the request".to_owned(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The `sub` of the request's valid bearer token of this purpose.
-    fn subject(&self, request: &HttpRequest) -> Result<String, ApiError> {
-        let token = request
-            .headers()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or(ApiError::AdmissionRequired)?;
-        let purpose = self.purpose;
-        let data = jsonwebtoken::decode::<BearerClaims>(token.trim(), &self.key, &self.validation)
-            .map_err(|error| {
-                ApiError::AdmissionDenied(match error.kind() {
-                    jsonwebtoken::errors::ErrorKind::InvalidAudience => format!(
-                        "the token is not for this purpose (its `aud` is not `{}`); mint one \
-                         with `approvd token --purpose {}`",
-                        purpose.audience(),
-                        purpose.name()
-                    ),
-                    _ => error.to_string(),
-                })
-            })?;
-        if data.header.typ.as_deref() != Some(purpose.typ()) {
-            return Err(ApiError::AdmissionDenied(format!(
-                "the token's `typ` header is not `{}`",
-                purpose.typ()
-            )));
-        }
-        let now = crate::clock::system_now();
-        if data.claims.exp > now + MAX_TOKEN_LIFETIME_SECS + self.validation.leeway {
-            return Err(ApiError::AdmissionDenied(
-                "the token's `exp` is more than 3650 days ahead".to_owned(),
-            ));
-        }
-        Ok(data.claims.sub)
-    }
 }

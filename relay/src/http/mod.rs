@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod parse_errors;
 pub mod problem;
 pub mod routes;
+pub mod tokens;
 
 use std::future::Future;
 use std::time::Duration;
@@ -33,9 +34,9 @@ pub struct AppState {
     /// How long a request's body may take to arrive (then 408).
     pub body_timeout: Duration,
     /// The operator's admission check, when configured.
-    pub admission: Option<auth::BearerJwt>,
+    pub admission: Option<tokens::BearerJwt>,
     /// The check of downstream relays' forwarding tokens; `None`: push forwarding is off.
-    pub forwarding: Option<auth::BearerJwt>,
+    pub forwarding: Option<tokens::BearerJwt>,
     /// Write an access-log line per request.
     pub access_log: bool,
     /// Name the client IP in access-log lines.

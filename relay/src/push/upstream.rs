@@ -1,12 +1,18 @@
 //! Push forwarding, downstream side: a [`PushSender`] that hands each push (token, topic, kind,
-//! cid) to an upstream approvd relay's `POST /v1/push/forward`, which pushes it with the app
-//! publisher's credentials and answers the classified outcome (PROTOCOL.md §8.6).
+//! cid) to an upstream approvd relay's `POST /v1/push/forward`, signed (RFC 9421) with this
+//! relay's own key under the forwarding token bound to it, and reads the classified outcome
+//! (PROTOCOL.md §8.6). Owns the token file, read again when it changes (renewal).
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
+use approvd_proto::httpsig::{self, RequestTarget};
+use approvd_proto::ids::PublicKey;
 use approvd_proto::wire::{
     ForwardPushRequest, ForwardPushResponse, ForwardResult, PushRegistration,
 };
+use ed25519_dalek::SigningKey;
 
 use super::{PushMessage, PushResult, PushSender};
 
@@ -27,6 +33,138 @@ pub enum UpstreamError {
     Insecure(String),
     #[error("HTTP client: {0}")]
     Client(String),
+    #[error("not a JWT (three base64url parts separated by dots)")]
+    NotJwt,
+}
+
+/// An Ed25519 private key from PEM (PKCS#8, as `openssl genpkey -algorithm ed25519` writes).
+pub fn signing_key_from_pem(pem: &[u8]) -> Result<SigningKey, String> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+    let text = std::str::from_utf8(pem).map_err(|_| "not PEM text".to_owned())?;
+    SigningKey::from_pkcs8_pem(text)
+        .map_err(|error| format!("not an Ed25519 private key in PEM (PKCS#8) form: {error}"))
+}
+
+/// An Ed25519 public key from PEM (SubjectPublicKeyInfo, as `openssl pkey -pubout` writes).
+pub fn public_key_from_pem(pem: &[u8]) -> Result<PublicKey, String> {
+    use ed25519_dalek::pkcs8::DecodePublicKey as _;
+    let text = std::str::from_utf8(pem).map_err(|_| "not PEM text".to_owned())?;
+    let key = ed25519_dalek::VerifyingKey::from_public_key_pem(text)
+        .map_err(|error| format!("not an Ed25519 public key in PEM form: {error}"))?;
+    PublicKey::from_bytes("key", key.as_bytes()).map_err(|error| error.to_string())
+}
+
+/// Where the forwarding token comes from: a file, read again whenever it changes (the operator
+/// renews a short-lived token by replacing the file), or the environment (fixed until restart).
+#[derive(Debug)]
+pub enum TokenSource {
+    File {
+        path: PathBuf,
+        /// The file's version (modification time, length) and the token read from it.
+        current: Mutex<(Option<(SystemTime, u64)>, String)>,
+    },
+    Inline(String),
+}
+
+impl TokenSource {
+    /// Read the token file now (an unreadable file or a non-JWT is an error, at startup).
+    pub fn file(path: PathBuf) -> Result<Self, UpstreamError> {
+        let version = file_version(&path);
+        let token = read_token(&path)?;
+        log_expiry(&token);
+        Ok(Self::File {
+            path,
+            current: Mutex::new((version, token)),
+        })
+    }
+
+    /// A token given inline.
+    pub fn inline(token: &str) -> Result<Self, UpstreamError> {
+        let token = token.trim().to_owned();
+        if token.split('.').count() != 3 {
+            return Err(UpstreamError::NotJwt);
+        }
+        log_expiry(&token);
+        Ok(Self::Inline(token))
+    }
+
+    /// The token to send now. A changed file is read again; one that no longer holds a token
+    /// keeps the last good one (and says so).
+    fn current(&self) -> String {
+        match self {
+            Self::Inline(token) => token.clone(),
+            Self::File { path, current } => {
+                let Ok(mut current) = current.lock() else {
+                    return String::new();
+                };
+                let version = file_version(path);
+                if version.is_some() && version != current.0 {
+                    match read_token(path) {
+                        Ok(token) => {
+                            tracing::info!(file = %path.display(), "forwarding token: file changed, read again");
+                            log_expiry(&token);
+                            *current = (version, token);
+                        }
+                        Err(error) => tracing::warn!(
+                            file = %path.display(),
+                            %error,
+                            "forwarding token: keeping the last token read"
+                        ),
+                    }
+                }
+                current.1.clone()
+            }
+        }
+    }
+}
+
+fn file_version(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+fn read_token(path: &std::path::Path) -> Result<String, UpstreamError> {
+    let text = std::fs::read(path)
+        .map_err(|error| UpstreamError::Client(format!("{}: {error}", path.display())))?;
+    let token = String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    if token.split('.').count() != 3 {
+        return Err(UpstreamError::NotJwt);
+    }
+    Ok(token)
+}
+
+/// Say in the log until when the token is valid, loudly when that is within 7 days (the token
+/// is the upstream's to verify; this reads its unverified `exp` only to warn in time).
+fn log_expiry(token: &str) {
+    use base64::Engine as _;
+    let exp = token
+        .split('.')
+        .nth(1)
+        .and_then(|payload| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .ok()
+        })
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+        .and_then(|claims| claims["exp"].as_u64());
+    let Some(exp) = exp else {
+        tracing::warn!("forwarding token: no readable `exp`");
+        return;
+    };
+    let now = crate::clock::system_now();
+    let days_left = exp.saturating_sub(now) / 86_400;
+    if exp <= now {
+        tracing::error!(exp, "forwarding token: expired; ask the upstream's operator for a new one and replace the file");
+    } else if days_left < 7 {
+        tracing::warn!(exp, days_left, "forwarding token: expires soon; ask the upstream's operator for a new one and replace the file");
+    } else {
+        tracing::info!(exp, days_left, "forwarding token: valid");
+    }
 }
 
 /// Forwards pushes to an upstream relay.
@@ -34,8 +172,12 @@ pub struct UpstreamSender {
     http: reqwest::Client,
     /// `<upstream>/v1/push/forward`.
     url: String,
-    /// `Bearer <JWT>` the upstream's operator issued for this relay.
-    authorization: String,
+    /// The path part of `url`, which the signature covers.
+    path: String,
+    /// The forwarding token the upstream's operator issued for this relay.
+    token: TokenSource,
+    /// This relay's key, which the token is bound to and which signs each request.
+    key: SigningKey,
 }
 
 impl std::fmt::Debug for UpstreamSender {
@@ -69,11 +211,12 @@ pub fn check_upstream_url(url: &str) -> Result<String, UpstreamError> {
 }
 
 impl UpstreamSender {
-    /// Forward to the relay at `base_url` with the forwarding `token` (a JWT); `connect_timeout`
-    /// bounds connecting.
+    /// Forward to the relay at `base_url` under the forwarding `token`, signing with `key`;
+    /// `connect_timeout` bounds connecting.
     pub fn new(
         base_url: &str,
-        token: &str,
+        token: TokenSource,
+        key: SigningKey,
         connect_timeout: Duration,
     ) -> Result<Self, UpstreamError> {
         let base = check_upstream_url(base_url)?;
@@ -85,10 +228,22 @@ impl UpstreamSender {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| UpstreamError::Client(error.to_string()))?;
+        let url = format!("{base}/v1/push/forward");
+        let path = reqwest::Url::parse(&url)
+            .map_err(|_| UpstreamError::NotUrl(base_url.to_owned()))?
+            .path()
+            .to_owned();
+        tracing::info!(
+            key = %PublicKey::from(&key).jwk_thumbprint(),
+            "push forwarding to {base}: signing with this key (its JWK thumbprint is the \
+             token's cnf.jkt)"
+        );
         Ok(Self {
             http,
-            url: format!("{base}/v1/push/forward"),
-            authorization: format!("Bearer {}", token.trim()),
+            url,
+            path,
+            token,
+            key,
         })
     }
 
@@ -107,12 +262,32 @@ impl UpstreamSender {
             kind: message.kind,
         };
         let failed = |reason: String, alarm: bool| PushResult::Failed { reason, alarm };
-        let mut response = self
+        let body = serde_json::to_vec(&request)
+            .map_err(|error| failed(format!("upstream relay: {error}"), false))?;
+        let signed = httpsig::sign_request(
+            &self.key,
+            &RequestTarget {
+                method: "POST",
+                path: &self.path,
+                query: "",
+            },
+            Some(&body),
+            now,
+            &httpsig::new_nonce(),
+        );
+        let mut post = self
             .http
             .post(&self.url)
-            .header("authorization", &self.authorization)
+            .header("authorization", format!("Bearer {}", self.token.current()))
+            .header("content-type", "application/json")
+            .header("signature-input", signed.signature_input)
+            .header("signature", signed.signature);
+        if let Some(digest) = signed.content_digest {
+            post = post.header("content-digest", digest);
+        }
+        let mut response = post
             .timeout(wait)
-            .json(&request)
+            .body(body)
             .send()
             .await
             .map_err(|error| failed(format!("upstream relay: {}", without_url(&error)), false))?;

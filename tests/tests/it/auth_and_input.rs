@@ -9,8 +9,8 @@ use approvd_relay::http::routes::ROUTES;
 use approvd_tests::RelayProcess;
 
 /// The `/v1` routes with their path parameters filled with random ids.
-/// The relay-to-relay route: a bearer forwarding token instead of a request signature, and
-/// off unless configured (its refusals are tested in `forwarding.rs`).
+/// The relay-to-relay route: a forwarding token bound to the signing key, and off unless
+/// configured (its refusals are tested in `forwarding.rs`).
 const FORWARD: &str = "/v1/push/forward";
 
 /// Every signed route, with random path ids.

@@ -2,8 +2,9 @@
 //! forwards its pushes to an upstream relay whose FCM credentials point at a local HTTP mock;
 //! the push arrives with nothing but `{v, cid}`, a dead token flows back into the downstream
 //! NAS's mailbox, and the upstream's endpoint refuses what it should (off by default, missing,
-//! foreign, expired or misnamed tokens, malformed, oversized or stale bodies) and rate-limits
-//! each downstream on its own.
+//! foreign, expired, misnamed, unbound or revoked tokens, requests not signed by the token's
+//! key or sent again, malformed, oversized or stale bodies) and rate-limits each downstream on
+//! its own. A renewed token file is read again without a restart.
 
 use std::process::Command;
 use std::time::Duration;
@@ -27,9 +28,9 @@ fn operator_keys(dir: &TempDir, name: &str) -> (String, String) {
     )
 }
 
-/// `approvd token --purpose forward --key-file <key> --sub <sub>`: the token the upstream's
-/// operator hands out.
-fn mint(key_file: &str, sub: &str) -> String {
+/// `approvd token --purpose forward --key-file <key> --sub <sub> --bind-key <public key>`:
+/// the token the upstream's operator hands out for the downstream whose key is `bind_key`.
+fn mint(key_file: &str, sub: &str, bind_key: &str) -> String {
     let output = Command::new(approvd_binary())
         .args([
             "token",
@@ -39,6 +40,8 @@ fn mint(key_file: &str, sub: &str) -> String {
             key_file,
             "--sub",
             sub,
+            "--bind-key",
+            bind_key,
             "--valid-days",
             "1",
         ])
@@ -66,19 +69,43 @@ fn token_with(key_file: &str, typ: &str, claims: serde_json::Value) -> String {
 
 const FORWARD_TYP: &str = "approvd-forward+jwt";
 
+/// A token's claims, read without verifying (as an operator would with a JWT decoder).
+fn claims_of(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("payload");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&json).expect("claims")
+}
+
+/// The Ed25519 private key in a PEM file written by [`operator_keys`].
+fn signing_key(pem_file: &str) -> ed25519_dalek::SigningKey {
+    let pem = std::fs::read(pem_file).expect("key");
+    approvd_relay::push::upstream::signing_key_from_pem(&pem).expect("ed25519")
+}
+
 #[tokio::test]
 async fn a_self_hosted_relay_pushes_through_its_upstream_and_learns_dead_tokens() {
     let server = fcm_mock().await;
     let keys = TempDir::new("forward-keys");
     let (private, public) = operator_keys(&keys, "operator");
     let (upstream, _dir) = fcm_relay(&server, &["--push-forward-key-file", &public]);
+    // The downstream's own key, which the upstream's operator binds the token to.
+    let (signing, signing_public) = operator_keys(&keys, "home-relay-alice");
     let token_file = keys.0.join("forward.jwt");
-    std::fs::write(&token_file, mint(&private, "home-relay-alice")).expect("write");
+    std::fs::write(
+        &token_file,
+        mint(&private, "home-relay-alice", &signing_public),
+    )
+    .expect("write");
     let downstream = RelayProcess::start(&[
         "--push-upstream",
         &upstream.url,
         "--push-upstream-token-file",
         token_file.to_str().expect("utf-8"),
+        "--push-upstream-key-file",
+        &signing,
     ]);
 
     let nas = downstream.nas();
@@ -180,6 +207,8 @@ async fn a_self_hosted_relay_pushes_through_its_upstream_and_learns_dead_tokens(
             &upstream.url,
             "--push-upstream-token-file",
             token_file.to_str().expect("utf-8"),
+            "--push-upstream-key-file",
+            &signing,
         ])
         .env_remove("APPROVD_CONFIG")
         .output()
@@ -197,17 +226,20 @@ async fn a_self_hosted_relay_pushes_through_its_upstream_and_learns_dead_tokens(
 async fn a_refused_or_unreachable_upstream_is_reported_not_hidden() {
     let server = fcm_mock().await;
     let keys = TempDir::new("forward-refused");
-    let (_, public) = operator_keys(&keys, "operator");
+    let (private, public) = operator_keys(&keys, "operator");
     let (stranger, _) = operator_keys(&keys, "stranger");
+    let (signing, signing_public) = operator_keys(&keys, "home");
     let (upstream, _dir) = fcm_relay(&server, &["--push-forward-key-file", &public]);
     let token_file = keys.0.join("foreign.jwt");
-    std::fs::write(&token_file, mint(&stranger, "home")).expect("write");
+    std::fs::write(&token_file, mint(&stranger, "home", &signing_public)).expect("write");
     // A token the upstream did not issue: a configuration alarm on the downstream.
     let refused = RelayProcess::start(&[
         "--push-upstream",
         &upstream.url,
         "--push-upstream-token-file",
         token_file.to_str().expect("utf-8"),
+        "--push-upstream-key-file",
+        &signing,
     ]);
     // An upstream that is not there: a plain failure (it may come back).
     let closed = format!("http://127.0.0.1:{}", approvd_tests::redis::free_port());
@@ -216,6 +248,8 @@ async fn a_refused_or_unreachable_upstream_is_reported_not_hidden() {
         &closed,
         "--push-upstream-token-file",
         token_file.to_str().expect("utf-8"),
+        "--push-upstream-key-file",
+        &signing,
     ]);
     for (relay, result) in [(&refused, "failed_config"), (&unreachable, "failed")] {
         let nas = relay.nas();
@@ -232,18 +266,73 @@ async fn a_refused_or_unreachable_upstream_is_reported_not_hidden() {
     }
     assert!(pushes_to(&server, "live-device-token").await.is_empty());
     assert!(refused.log().contains("upstream relay answered 403"));
+
+    // The operator renews: a token the upstream did issue replaces the file, and the running
+    // downstream uses it for its next push (N-13: short-lived tokens need no restart).
+    std::fs::write(&token_file, mint(&private, "home", &signing_public)).expect("write");
+    let nas = refused.nas();
+    let (_phone, device) = pair(&nas, "android", Some(fcm("renewed-token", APP))).await;
+    let sent = nas
+        .request_approval(&[device], &context("bob"), false, Duration::from_secs(60))
+        .await
+        .expect("challenge");
+    assert_eq!(
+        sent.report.deliveries[0].delivery,
+        Delivery::Pushed,
+        "{}",
+        refused.log()
+    );
+    assert_eq!(pushes_to(&server, "renewed-token").await.len(), 1);
+    assert!(refused.log().contains("file changed, read again"));
 }
 
-/// POST a forwarding request to `relay` with `bearer`; the status and, for errors, the problem.
+/// The RFC 9421 headers of a forwarding request with `body`, signed now by `key`.
+fn signed_by(key: &ed25519_dalek::SigningKey, body: &[u8]) -> Vec<(&'static str, String)> {
+    use approvd_proto::httpsig;
+    let signed = httpsig::sign_request(
+        key,
+        &httpsig::RequestTarget {
+            method: "POST",
+            path: "/v1/push/forward",
+            query: "",
+        },
+        Some(body),
+        approvd_client::transport::unix_now(),
+        &httpsig::new_nonce(),
+    );
+    vec![
+        ("signature-input", signed.signature_input),
+        ("signature", signed.signature),
+        ("content-digest", signed.content_digest.expect("digest")),
+    ]
+}
+
+/// POST a forwarding request to `relay` with `bearer`, signed by `key` (when given); the
+/// status and, for errors, the problem.
 async fn forward(
     relay: &RelayProcess,
     bearer: Option<&str>,
+    key: Option<&ed25519_dalek::SigningKey>,
+    body: Vec<u8>,
+) -> (u16, Option<Problem>, serde_json::Value) {
+    let headers = key.map(|key| signed_by(key, &body)).unwrap_or_default();
+    send_forward(relay, bearer, &headers, body).await
+}
+
+/// POST a forwarding request with these signature headers (sent again to test replays).
+async fn send_forward(
+    relay: &RelayProcess,
+    bearer: Option<&str>,
+    headers: &[(&'static str, String)],
     body: Vec<u8>,
 ) -> (u16, Option<Problem>, serde_json::Value) {
     let mut request = reqwest::Client::new()
         .post(format!("{}/v1/push/forward", relay.url))
         .header("content-type", "application/json")
         .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
     if let Some(bearer) = bearer {
         request = request.header("authorization", format!("Bearer {bearer}"));
     }
@@ -271,13 +360,21 @@ async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget
     let keys = TempDir::new("forward-endpoint");
     let (private, public) = operator_keys(&keys, "operator");
     let (stranger, _) = operator_keys(&keys, "stranger");
+    // Downstream "home-a"'s own key, which its tokens are bound to, and another relay's.
+    let (home_a, home_a_public) = operator_keys(&keys, "home-a");
+    let (thief, thief_public) = operator_keys(&keys, "thief");
+    let (home_a, thief) = (signing_key(&home_a), signing_key(&thief));
+    let jkt = approvd_proto::ids::PublicKey::from(&home_a).jwk_thumbprint();
+    let revoked_file = keys.0.join("revoked");
+    std::fs::write(&revoked_file, "# revoked forwarding tokens\n").expect("write");
     let now = approvd_client::transport::unix_now();
 
     // Off by default: a relay without --push-forward-key-file has no such endpoint.
     let plain = RelayProcess::start(&[]);
     let (status, problem, _) = forward(
         &plain,
-        Some(&mint(&private, "home")),
+        Some(&mint(&private, "home", &home_a_public)),
+        Some(&home_a),
         push_body("t", now + 60),
     )
     .await;
@@ -300,6 +397,8 @@ async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget
             &public,
             "--rate-forwards-per-downstream",
             "3",
+            "--revoked-tokens-file",
+            revoked_file.to_str().expect("utf-8"),
         ],
     );
     let document = upstream
@@ -312,28 +411,56 @@ async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget
         listed(document),
         "a forwarding relay documents its endpoint"
     );
-    let good = mint(&private, "home-a");
-    // (what, bearer token, body, status, problem)
-    type Case = (&'static str, Option<String>, Vec<u8>, u16, &'static str);
+    let good = mint(&private, "home-a", &home_a_public);
+    let claims = claims_of(&good);
+    assert_eq!(claims["cnf"]["jkt"], jkt.as_str(), "{claims}");
+    // A forwarding token's claims with `changes` applied (`null` removes a claim).
+    let with = |changes: serde_json::Value| {
+        let mut claims = serde_json::json!({
+            "sub": "home-a", "aud": "approvd-forward", "jti": "hand-made",
+            "cnf": {"jkt": jkt}, "exp": now + 600,
+        });
+        for (name, value) in changes.as_object().expect("object") {
+            if value.is_null() {
+                claims.as_object_mut().expect("object").remove(name);
+            } else {
+                claims[name] = value.clone();
+            }
+        }
+        claims
+    };
+    let home_a = &home_a;
+    // (what, bearer token, signing key, body, status, problem)
+    type Case<'k> = (
+        &'static str,
+        Option<String>,
+        Option<&'k ed25519_dalek::SigningKey>,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
-        ("no token", None, push_body("t", now + 60), 401, "admission-required"),
+        ("no token", None, Some(home_a), push_body("t", now + 60), 401, "admission-required"),
         (
             "another operator's token",
-            Some(mint(&stranger, "home-a")),
+            Some(mint(&stranger, "home-a", &home_a_public)),
+            Some(home_a),
             push_body("t", now + 60),
             403,
             "admission-denied",
         ),
         (
             "an expired token",
-            Some(token_with(&private, FORWARD_TYP, serde_json::json!({"sub": "home-a", "aud": "approvd-forward", "exp": now - 3600}))),
+            Some(token_with(&private, FORWARD_TYP, with(serde_json::json!({"exp": now - 3600})))),
+            Some(home_a),
             push_body("t", now + 60),
             403,
             "admission-denied",
         ),
         (
             "a sub that cannot name a downstream",
-            Some(token_with(&private, FORWARD_TYP, serde_json::json!({"sub": "a:b{c}", "aud": "approvd-forward", "exp": now + 600}))),
+            Some(token_with(&private, FORWARD_TYP, with(serde_json::json!({"sub": "a:b{c}"})))),
+            Some(home_a),
             push_body("t", now + 60),
             403,
             "admission-denied",
@@ -342,36 +469,75 @@ async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget
         // token; nor is one without the forwarding audience or `typ`.
         (
             "an admission token",
-            Some(token_with(&private, "approvd-admission+jwt", serde_json::json!({"sub": "home-a", "aud": "approvd-admission", "exp": now + 600}))),
+            Some(token_with(&private, "approvd-admission+jwt", with(serde_json::json!({"aud": "approvd-admission"})))),
+            Some(home_a),
             push_body("t", now + 60),
             403,
             "admission-denied",
         ),
         (
             "a token without `aud`",
-            Some(token_with(&private, FORWARD_TYP, serde_json::json!({"sub": "home-a", "exp": now + 600}))),
+            Some(token_with(&private, FORWARD_TYP, with(serde_json::json!({"aud": null})))),
+            Some(home_a),
             push_body("t", now + 60),
             403,
             "admission-denied",
         ),
         (
             "the forwarding `aud` under a plain `typ`",
-            Some(token_with(&private, "JWT", serde_json::json!({"sub": "home-a", "aud": "approvd-forward", "exp": now + 600}))),
+            Some(token_with(&private, "JWT", with(serde_json::json!({})))),
+            Some(home_a),
             push_body("t", now + 60),
             403,
             "admission-denied",
         ),
-        // L6: `nbf` is honoured and `exp` is bounded.
+        // L6: `nbf` is honoured and `exp` is bounded (N-13: 90 days for forwarding tokens).
         (
             "a token valid from tomorrow",
-            Some(token_with(&private, FORWARD_TYP, serde_json::json!({"sub": "home-a", "aud": "approvd-forward", "nbf": now + 86_400, "exp": now + 2 * 86_400}))),
+            Some(token_with(&private, FORWARD_TYP, with(serde_json::json!({"nbf": now + 86_400, "exp": now + 2 * 86_400})))),
+            Some(home_a),
             push_body("t", now + 60),
             403,
             "admission-denied",
         ),
         (
-            "a token valid for 20 years",
-            Some(token_with(&private, FORWARD_TYP, serde_json::json!({"sub": "home-a", "aud": "approvd-forward", "exp": now + 20 * 365 * 86_400}))),
+            "a token valid for a year",
+            Some(token_with(&private, FORWARD_TYP, with(serde_json::json!({"exp": now + 365 * 86_400})))),
+            Some(home_a),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        // N-13: a token is bound to a key, has an id, and the request is signed by that key.
+        (
+            "a bearer token bound to no key",
+            Some(token_with(&private, FORWARD_TYP, with(serde_json::json!({"cnf": null})))),
+            Some(home_a),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        (
+            "a token without `jti`",
+            Some(token_with(&private, FORWARD_TYP, with(serde_json::json!({"jti": null})))),
+            Some(home_a),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        ("a good token, unsigned", Some(good.clone()), None, push_body("t", now + 60), 401, "unauthenticated"),
+        (
+            "a good token stolen by a relay with another key",
+            Some(good.clone()),
+            Some(&thief),
+            push_body("t", now + 60),
+            403,
+            "admission-denied",
+        ),
+        (
+            "the thief's own token, signed by home-a's key",
+            Some(mint(&private, "home-a", &thief_public)),
+            Some(home_a),
             push_body("t", now + 60),
             403,
             "admission-denied",
@@ -379,14 +545,16 @@ async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget
         (
             "a tampered token",
             Some(format!("{good}x")),
+            Some(home_a),
             push_body("t", now + 60),
             403,
             "admission-denied",
         ),
-        ("not JSON", Some(good.clone()), b"{\"push\":".to_vec(), 400, "invalid-body"),
+        ("not JSON", Some(good.clone()), Some(home_a), b"{\"push\":".to_vec(), 400, "invalid-body"),
         (
             "an unknown field",
             Some(good.clone()),
+            Some(home_a),
             serde_json::to_vec(&serde_json::json!({"push": {"provider": "fcm", "token": "t", "topic": APP}, "cid": approvd_proto::Cid::random().to_string(), "expires": now + 60, "kind": "alert", "context": "x"})).expect("json"),
             400,
             "invalid-body",
@@ -394,6 +562,7 @@ async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget
         (
             "a token with a space",
             Some(good.clone()),
+            Some(home_a),
             push_body("t t", now + 60),
             400,
             "invalid-field",
@@ -401,18 +570,21 @@ async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget
         (
             "an oversized body",
             Some(good.clone()),
+            Some(home_a),
             vec![b' '; 65 * 1024],
             413,
             "body-too-large",
         ),
     ];
-    for (what, bearer, body, status, problem) in cases {
-        let (got, got_problem, _) = forward(&upstream, bearer.as_deref(), body).await;
+    for (what, bearer, key, body, status, problem) in cases {
+        let (got, got_problem, _) = forward(&upstream, bearer.as_deref(), key, body).await;
         assert_eq!(got, status, "{what}");
+        let got_problem = got_problem.expect("problem");
         assert_eq!(
-            got_problem.expect("problem").type_uri,
+            got_problem.type_uri,
             format!("urn:approvd:problem:{problem}"),
-            "{what}"
+            "{what}: {}",
+            got_problem.detail
         );
     }
     // Refused tokens count as failed authentications.
@@ -426,34 +598,55 @@ async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget
     // A push for a challenge long over, or one no challenge could last until, is refused; both
     // still count against the downstream's budget (3 per minute).
     for (expires, what) in [(now - 3600, "passed"), (now + 3600, "more than")] {
-        let (status, problem, _) = forward(&upstream, Some(&good), push_body("t", expires)).await;
+        let (status, problem, _) = forward(
+            &upstream,
+            Some(&good),
+            Some(home_a),
+            push_body("t", expires),
+        )
+        .await;
         let problem = problem.expect("problem");
         assert_eq!(status, 400);
         assert_eq!(problem.field.as_deref(), Some("expires"));
         assert!(problem.detail.contains(what), "{}", problem.detail);
     }
-    // The same request sent again (a bearer token can be replayed) is pushed again, within
-    // the budget: the third request is the last this minute.
+    // The third request this minute is pushed. Sent again as it was (captured on the wire or
+    // in a log), it is refused: its nonce was used. Signed afresh it is over the budget.
     let body = push_body("budget-token", now + 60);
-    let (status, _, answer) = forward(&upstream, Some(&good), body.clone()).await;
+    let captured = signed_by(home_a, &body);
+    let (status, _, answer) = send_forward(&upstream, Some(&good), &captured, body.clone()).await;
     assert_eq!(
         (status, answer["result"].as_str()),
         (200, Some("delivered"))
     );
-    let (status, problem, _) = forward(&upstream, Some(&good), body).await;
+    let (status, problem, _) = send_forward(&upstream, Some(&good), &captured, body.clone()).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        problem.expect("problem").type_uri,
+        "urn:approvd:problem:replayed-nonce"
+    );
+    let (status, problem, _) = forward(&upstream, Some(&good), Some(home_a), body).await;
     assert_eq!(status, 429);
     assert_eq!(
         problem.expect("problem").type_uri,
         "urn:approvd:problem:rate-limited"
     );
     // Another downstream has its own budget; a dead token is classified `gone`.
-    let other = mint(&private, "home-b");
-    let (status, _, answer) =
-        forward(&upstream, Some(&other), push_body("dead-token", now + 60)).await;
+    let (home_b, home_b_public) = operator_keys(&keys, "home-b");
+    let home_b = signing_key(&home_b);
+    let other = mint(&private, "home-b", &home_b_public);
+    let (status, _, answer) = forward(
+        &upstream,
+        Some(&other),
+        Some(&home_b),
+        push_body("dead-token", now + 60),
+    )
+    .await;
     assert_eq!((status, answer["result"].as_str()), (200, Some("gone")));
     let (status, _, answer) = forward(
         &upstream,
         Some(&other),
+        Some(&home_b),
         serde_json::to_vec(&serde_json::json!({
             "push": {"provider": "apns", "token": "00ff", "topic": "com.unknown.app"},
             "cid": approvd_proto::Cid::random().to_string(),
@@ -469,6 +662,26 @@ async fn the_forwarding_endpoint_admits_only_its_downstreams_within_their_budget
         "{answer}"
     );
     assert_eq!(pushes_to(&server, "budget-token").await.len(), 1);
+
+    // The operator revokes home-b's token by its `jti`: refused within seconds, no restart.
+    let jti = claims_of(&other)["jti"].as_str().expect("jti").to_owned();
+    std::fs::write(&revoked_file, format!("{jti}  # home-b, key lost\n")).expect("write");
+    approvd_tests::eventually(
+        "the revocation applies",
+        Duration::from_secs(10),
+        || async {
+            let (status, problem, _) = forward(
+                &upstream,
+                Some(&other),
+                Some(&home_b),
+                push_body("after-revocation", now + 60),
+            )
+            .await;
+            status == 403 && problem.is_some_and(|problem| problem.detail.contains("revoked"))
+        },
+    )
+    .await;
+    assert!(pushes_to(&server, "after-revocation").await.len() <= 1);
     assert_eq!(upstream.get("/healthz").await.status().as_u16(), 200);
 }
 
@@ -484,6 +697,34 @@ fn a_forwarding_setup_that_cannot_work_stops_startup_naming_the_option() {
             "--push-upstream: needs --push-upstream-token-file",
         ),
         (
+            vec![
+                "--push-upstream",
+                "https://push.example.com",
+                "--push-upstream-token-file",
+                garbage.as_str(),
+            ],
+            "--push-upstream: needs --push-upstream-key-file",
+        ),
+        (
+            vec!["--push-upstream-key-file", garbage.as_str()],
+            "--push-upstream-key-file: signs forwarded pushes, which needs --push-upstream",
+        ),
+        (
+            vec![
+                "--push-upstream",
+                "https://push.example.com",
+                "--push-upstream-token-file",
+                garbage.as_str(),
+                "--push-upstream-key-file",
+                garbage.as_str(),
+            ],
+            "--push-upstream-token-file: not a JWT",
+        ),
+        (
+            vec!["--revoked-tokens-file", garbage.as_str()],
+            "--revoked-tokens-file: ",
+        ),
+        (
             vec!["--push-upstream-token-file", garbage.as_str()],
             "--push-upstream-token-file: a forwarding token needs --push-upstream",
         ),
@@ -493,17 +734,10 @@ fn a_forwarding_setup_that_cannot_work_stops_startup_naming_the_option() {
                 "http://push.example.com",
                 "--push-upstream-token-file",
                 garbage.as_str(),
-            ],
-            "--push-upstream: `http://push.example.com`: use https://",
-        ),
-        (
-            vec![
-                "--push-upstream",
-                "https://push.example.com",
-                "--push-upstream-token-file",
+                "--push-upstream-key-file",
                 garbage.as_str(),
             ],
-            "--push-upstream-token-file: not a JWT",
+            "--push-upstream: `http://push.example.com`: use https://",
         ),
         (
             vec!["--push-forward-key-file", garbage.as_str()],

@@ -456,7 +456,9 @@ async fn a_downstream_never_follows_an_upstreams_redirect() {
             .await;
         let sender = UpstreamSender::new(
             &upstream.uri(),
-            "forward.jwt.secret",
+            approvd_relay::push::upstream::TokenSource::inline("forward.jwt.secret")
+                .expect("token"),
+            approvd_proto::generate_signing_key(),
             Duration::from_secs(5),
         )
         .expect("sender");
