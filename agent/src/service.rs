@@ -195,6 +195,19 @@ const PAIRING_RETENTION: u64 = 600;
 /// How long a confirmation waits for the claim to be recorded (the phone shows its code as
 /// soon as the acceptance is on the relay, a moment before the claim task records it).
 const CLAIM_SETTLE: Duration = Duration::from_secs(2);
+/// What [`Service::retire`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retirement {
+    /// Phones paired with the retired key.
+    pub phones: usize,
+    /// Of those, how many the retirement reached the relay for (pushed or in their inbox).
+    pub told: usize,
+    /// Of those, how many confirmed (their signed `unpair` arrived).
+    pub confirmed: usize,
+    /// Where the retired key file is now.
+    pub retired_key: PathBuf,
+}
+
 /// Back-off of the mailbox loop while the relay or the home cannot be reached.
 const MAILBOX_RETRY: Duration = Duration::from_secs(5);
 /// Back-off of a request's relay poll after the relay failed or answered what fails the checks.
@@ -337,10 +350,11 @@ impl Service {
 
     /// Ask the account's phones (or the listed ones among them) to approve.
     pub async fn create_request(&self, request: &ApprovalRequest) -> Result<RequestCreated, Error> {
-        if request.kind == Some(approvd_proto::context::LoginKind::Notice) {
+        use approvd_proto::context::LoginKind;
+        if matches!(request.kind, Some(LoginKind::Notice | LoginKind::Retire)) {
             return Err(Error::Invalid(approvd_proto::Error::Invalid {
                 field: "kind",
-                reason: "`notice` is the agent's own: a notice cannot be approved",
+                reason: "`notice` and `retire` are the NAS's own: they cannot be approved",
             }));
         }
         if let Some(until) = self.cooldowns.until(request.user.as_str(), unix_now()) {
@@ -1341,6 +1355,85 @@ impl Service {
             return Ok(None);
         }
         Ok(Some(self.new_recovery_codes(account).await?.recovery_codes))
+    }
+
+    // ---- retirement ----
+
+    /// Retire this NAS's key (PROTOCOL.md §5.6, N-14): tell every paired phone (`kind:
+    /// retire`, `reason` shown), wait up to `wait` for their signed `unpair`s, then retire the
+    /// key in the home ([`NasHome::retire`]). A phone that was not reached keeps its pairing
+    /// until it expires it ([`approvd_client::PAIRING_IDLE_LIMIT`]) or its user deletes it;
+    /// the key it trusts is never used again here.
+    pub async fn retire(&self, reason: &str, wait: Duration) -> Result<Retirement, Error> {
+        let records = self.on_home(|home| home.devices()).await?;
+        let mut accounts: HashMap<String, Vec<PairedDevice>> = HashMap::new();
+        for record in &records {
+            accounts
+                .entry(record.account.clone())
+                .or_default()
+                .push(record.device.clone());
+        }
+        let now = unix_now();
+        let mut told = 0;
+        for (account, devices) in &accounts {
+            let context = approvd_proto::context::LoginContext {
+                user: account.clone(),
+                service: "approvd".to_owned(),
+                nas_label: self.label.clone(),
+                client_ip: None,
+                user_agent: None,
+                location: None,
+                kind: approvd_proto::context::LoginKind::Retire,
+                action: Some(reason.to_owned()),
+                time: now,
+            };
+            context.validate().map_err(Error::Invalid)?;
+            let lifetime = Duration::from_secs(approvd_proto::wire::MAX_CHALLENGE_LIFETIME);
+            match self
+                .nas
+                .request_approval(devices, &context, false, lifetime)
+                .await
+            {
+                Ok(sent) => {
+                    told += sent
+                        .report
+                        .deliveries
+                        .iter()
+                        .filter(|entry| {
+                            entry.delivery != approvd_proto::wire::Delivery::RateLimited
+                        })
+                        .count();
+                }
+                Err(error) => tracing::warn!("{account}: cannot tell its phones: {error}"),
+            }
+        }
+        let all: Vec<PairedDevice> = records.iter().map(|record| record.device.clone()).collect();
+        let mut confirmed = std::collections::HashSet::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while confirmed.len() < all.len() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let poll = left.min(Duration::from_secs(MAX_WAIT_SECS));
+            for event in self.nas.drain_mailbox(&all, poll).await? {
+                if let MailboxEvent::Unpaired { device_id } = event {
+                    confirmed.insert(device_id);
+                }
+            }
+        }
+        let retired_key = self.on_home(move |home| home.retire(now)).await?;
+        tracing::info!(
+            "NAS key retired: {} phones, {} confirmed",
+            all.len(),
+            confirmed.len()
+        );
+        Ok(Retirement {
+            phones: all.len(),
+            told,
+            confirmed: confirmed.len(),
+            retired_key,
+        })
     }
 
     // ---- mailbox ----

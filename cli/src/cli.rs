@@ -43,6 +43,7 @@ pub fn describe(context: &LoginContext) -> String {
         use approvd_proto::context::LoginKind;
         let label = match context.kind {
             LoginKind::Notice => "notice:    ",
+            LoginKind::Retire => "retired:   ",
             LoginKind::Action | LoginKind::Login | LoginKind::Passwordless => "action:    ",
         };
         lines.push(format!("  {label}{}", shown(action)));

@@ -73,6 +73,25 @@ pub enum NasCommand {
         #[arg(allow_hyphen_values = true)]
         device_id: approvd_proto::DeviceId,
     },
+    /// Retire this NAS's key for good (e.g. after a backup holding it leaked): every paired
+    /// phone is told, deletes its pairing and confirms; then the key is set aside
+    /// (`nas.key.retired-<time>`) and every pairing and code forgotten. Run `approvd nas init`
+    /// afterwards for a new key and pair the phones again. Phones not reached keep a pairing
+    /// that is never used again, and expire it after a year without a request.
+    Retire {
+        /// Confirm that the key and every pairing are to be retired.
+        #[arg(long)]
+        yes: bool,
+        /// What the phones show (why the pairing ends).
+        #[arg(
+            long,
+            default_value = "This NAS has retired its key: pair this phone again if you still use it."
+        )]
+        reason: String,
+        /// How long to wait for the phones' confirmations, in seconds.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
     /// Ask the account's phones to approve a sign-in and wait for the verified answer.
     /// Exit code: 0 approved, 1 denied or reported as fraud, 2 expired or cancelled, 3 error.
     Request {
@@ -187,6 +206,24 @@ async fn run_with(service: &Arc<Service>, command: NasCommand) -> Result<ExitCod
     match command {
         NasCommand::Init { .. } => unreachable!("handled by run"),
         NasCommand::Pair { user, ttl } => pair(service, user, ttl).await,
+        NasCommand::Retire { yes, reason, wait } => {
+            if !yes {
+                eprintln!(
+                    "this retires the NAS key and every pairing for good; run again with --yes"
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let retired = service.retire(&reason, Duration::from_secs(wait)).await?;
+            println!(
+                "NAS key retired: {} of {} phones confirmed they deleted the pairing ({} told)\n  \
+                 the old key is now {}\n  run `approvd nas init` for a new key, then pair again",
+                retired.confirmed,
+                retired.phones,
+                retired.told,
+                retired.retired_key.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         NasCommand::Remove { user, device_id } => {
             match service.remove_device(&user, &device_id).await {
                 Ok(()) => {

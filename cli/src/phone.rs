@@ -248,9 +248,40 @@ fn home_file(home: &PhoneHome) -> PathBuf {
     home.path_for_cli()
 }
 
+/// Delete this home's pairing because the NAS retired its key or went unused for a year:
+/// tell the NAS (best effort: it may be gone), then remove the keys.
+async fn forget(home: &PhoneHome, phone: &Phone, why: &str) -> Result<ExitCode, ClientError> {
+    let label = home.state()?.nas_label;
+    if let Err(error) = phone.unpair().await {
+        eprintln!("warning: could not tell the NAS: {error}");
+    }
+    let path = home_file(home);
+    std::fs::remove_file(&path).map_err(|error| ClientError::Storage {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    })?;
+    println!("\"{label}\": {why}\n  this pairing is deleted (keys removed)");
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn inbox(home: &PhoneHome, wait: u64) -> Result<ExitCode, ClientError> {
     let phone = home.phone()?;
+    if phone.unused_for_long(unix_now()) {
+        return forget(
+            home,
+            &phone,
+            "sent nothing for over a year, so the pairing has expired",
+        )
+        .await;
+    }
     let received = phone.inbox(Duration::from_secs(wait)).await?;
+    if let Some(retirement) = received.iter().find(|received| received.retires_pairing()) {
+        let why = format!(
+            "retired its key — {}",
+            crate::cli::shown(retirement.context.action.as_deref().unwrap_or_default())
+        );
+        return forget(home, &phone, &why).await;
+    }
     home.remember(&phone)?;
     if received.is_empty() {
         println!("no pending requests");
@@ -293,7 +324,7 @@ async fn answer(
         eprintln!("no pending request {cid} (answered on another device, expired, or cancelled)");
         return Ok(ExitCode::from(2));
     };
-    if challenge.context.kind == approvd_proto::context::LoginKind::Notice {
+    if !challenge.context.is_answerable() {
         eprintln!("{cid} is a notice from the NAS: there is nothing to answer");
         return Ok(ExitCode::from(2));
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::transport::ClientError;
 
-fn storage(path: &Path, message: impl std::fmt::Display) -> ClientError {
+pub(crate) fn storage(path: &Path, message: impl std::fmt::Display) -> ClientError {
     ClientError::Storage {
         path: path.display().to_string(),
         message: message.to_string(),

@@ -535,6 +535,25 @@ impl NasHome {
         })
     }
 
+    /// Retire this home's NAS key after its phones were told (PROTOCOL.md §5.6): the key file
+    /// is renamed to `nas.key.retired-<unix time>` (kept for the owner, never used again) and
+    /// every pairing, recovery code and attempt record is forgotten, under the state lock. The
+    /// home then has no identity: `approvd nas init` makes a new key in it. Returns the
+    /// retired key's new path.
+    pub fn retire(&self, now: u64) -> Result<PathBuf, ClientError> {
+        let retired = self.dir.join(format!("nas.key.retired-{now}"));
+        self.update(|state| {
+            std::fs::rename(self.key_path(), &retired)
+                .map_err(|error| crate::files::storage(&self.key_path(), error))?;
+            *state = NasState {
+                format: STATE_FORMAT,
+                ..NasState::default()
+            };
+            Ok(())
+        })?;
+        Ok(retired)
+    }
+
     /// Apply verified mailbox events to the device list.
     pub fn apply(&self, events: &[MailboxEvent]) -> Result<(), ClientError> {
         self.update(|state| {

@@ -14,5 +14,8 @@ pub use nas::{
     ChallengeRecord, ChallengeState, MailboxEvent, Nas, Outcome, PairedDevice, SentChallenge,
     VerifiedClaim, MAX_PENDING_PER_USER, NUMBER_DIGITS, RECORD_RETENTION, VERDICT_GRACE,
 };
-pub use phone::{Phone, PhoneState, PromptMemory, ReceivedChallenge, MAX_PROMPTS, PROMPT_WINDOW};
+pub use phone::{
+    Phone, PhoneState, PromptMemory, ReceivedChallenge, MAX_PROMPTS, PAIRING_IDLE_LIMIT,
+    PROMPT_WINDOW,
+};
 pub use transport::{ClientError, Prepared, RelayClient};

@@ -32,6 +32,19 @@ pub struct ReceivedChallenge {
     pub context: LoginContext,
 }
 
+impl ReceivedChallenge {
+    /// Whether the NAS retired its key (`kind: retire`, PROTOCOL.md §5.6): delete the pairing
+    /// ([`Phone::unpair`] tells the NAS), show `action` once, answer nothing.
+    pub fn retires_pairing(&self) -> bool {
+        self.context.kind == approvd_proto::context::LoginKind::Retire
+    }
+}
+
+/// A pairing whose NAS sent nothing that verified for this long is expired by the phone
+/// (PROTOCOL.md §5.6): a key its owner abandoned stops being trusted even when the
+/// retirement never arrived.
+pub const PAIRING_IDLE_LIMIT: u64 = 365 * 86_400;
+
 /// Most challenges one pairing may put in front of the user within [`PROMPT_WINDOW`]; more
 /// are held back and counted as suspicious (push bombing, or a relay re-delivering).
 pub const MAX_PROMPTS: usize = 10;
@@ -54,6 +67,10 @@ pub struct PromptMemory {
     /// `(cid, forget after)`: held back by the prompt limit.
     #[serde(default)]
     pub held_back: Vec<(Cid, u64)>,
+    /// When something from this NAS last verified here (or the pairing was made); 0 in state
+    /// saved before this was kept, read as "now".
+    #[serde(default)]
+    pub last_heard: u64,
 }
 
 impl PromptMemory {
@@ -229,7 +246,10 @@ impl Phone {
             push_handle: issued.push_handle,
             pairing_secret: Some(uri.secret.clone()),
             code_secret: None,
-            memory: Default::default(),
+            memory: std::sync::Arc::new(std::sync::Mutex::new(PromptMemory {
+                last_heard: unix_now(),
+                ..PromptMemory::default()
+            })),
             prompt_limit: MAX_PROMPTS,
             user_verified_signing: false,
             client,
@@ -317,7 +337,13 @@ impl Phone {
             push_handle: state.push_handle.clone(),
             pairing_secret: secret("pairing_secret", &state.pairing_secret)?.map(PairingSecret),
             code_secret: secret("code_secret", &state.code_secret)?.map(CodeSecret),
-            memory: std::sync::Arc::new(std::sync::Mutex::new(state.memory.clone())),
+            memory: std::sync::Arc::new(std::sync::Mutex::new(PromptMemory {
+                last_heard: match state.memory.last_heard {
+                    0 => unix_now(),
+                    at => at,
+                },
+                ..state.memory.clone()
+            })),
             prompt_limit: MAX_PROMPTS,
             user_verified_signing: false,
         })
@@ -467,10 +493,22 @@ impl Phone {
             .collect();
         let mut memory = self.memory();
         memory.forget_old(now);
+        if !verified.is_empty() {
+            memory.last_heard = memory.last_heard.max(now);
+        }
+        // A retirement is never held back by the prompt limit: it ends the pairing.
         Ok(verified
             .into_iter()
-            .filter(|received| memory.admit(&received.entry, now, self.prompt_limit))
+            .filter(|received| {
+                received.retires_pairing() || memory.admit(&received.entry, now, self.prompt_limit)
+            })
             .collect())
+    }
+
+    /// Whether nothing from the NAS verified here for [`PAIRING_IDLE_LIMIT`]: the pairing has
+    /// expired; delete it (as for a retirement) and tell the user.
+    pub fn unused_for_long(&self, now: u64) -> bool {
+        now.saturating_sub(self.memory().last_heard) > PAIRING_IDLE_LIMIT
     }
 
     /// The phone's checks on one inbox entry (PROTOCOL.md §11).

@@ -36,6 +36,10 @@ pub enum LoginKind {
     /// cools down after a refused sign-in, a phone was added with a recovery code. A phone
     /// shows it and never answers it; the NAS never waits for an answer.
     Notice,
+    /// The NAS has retired its key `N` (N-14): the phone deletes this pairing, tells the NAS
+    /// it did (its signed `unpair`), shows `action` (why) once, and never answers. It names no
+    /// successor key: a thief holding `N` can only end pairings with it, never move them.
+    Retire,
 }
 
 /// The login context shown on the phone. Serialized as a JSON object, padded, then sealed.
@@ -81,16 +85,16 @@ impl LoginContext {
                 field: "action",
                 reason: "kind `action` must say which action (the phone shows it verbatim)",
             }),
-            (LoginKind::Notice, None) => Err(Error::Invalid {
+            (LoginKind::Notice | LoginKind::Retire, None) => Err(Error::Invalid {
                 field: "action",
-                reason: "kind `notice` must carry its text in `action`",
+                reason: "kinds `notice` and `retire` must carry their text in `action`",
             }),
-            (LoginKind::Action | LoginKind::Notice, Some(action)) => {
+            (LoginKind::Action | LoginKind::Notice | LoginKind::Retire, Some(action)) => {
                 check_text("action", action, MAX_ACTION, false)
             }
             (LoginKind::Login | LoginKind::Passwordless, Some(_)) => Err(Error::Invalid {
                 field: "action",
-                reason: "only kinds `action` and `notice` carry an action text",
+                reason: "only kinds `action`, `notice` and `retire` carry an action text",
             }),
             (LoginKind::Login | LoginKind::Passwordless, None) => Ok(()),
         }
@@ -100,6 +104,11 @@ impl LoginContext {
     /// that signs someone in. An action by an already signed-in user may go without.
     pub fn requires_number_matching(&self) -> bool {
         matches!(self.kind, LoginKind::Login | LoginKind::Passwordless)
+    }
+
+    /// Whether this is something to answer (approve or deny): not a `notice` or `retire`.
+    pub fn is_answerable(&self) -> bool {
+        !matches!(self.kind, LoginKind::Notice | LoginKind::Retire)
     }
 }
 

@@ -352,14 +352,14 @@ where
     }
 }
 
-/// The requests to answer among what the phone fetched: notices (the NAS telling, with
-/// nothing to approve) left out.
+/// The requests to answer among what the phone fetched: notices and retirements (the NAS
+/// telling, with nothing to approve) left out.
 pub fn requests(
     fetched: Vec<approvd_client::ReceivedChallenge>,
 ) -> Vec<approvd_client::ReceivedChallenge> {
     fetched
         .into_iter()
-        .filter(|received| received.context.kind != approvd_proto::context::LoginKind::Notice)
+        .filter(|received| received.context.is_answerable())
         .collect()
 }
 

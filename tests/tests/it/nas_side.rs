@@ -4,7 +4,8 @@
 //! second agent taking the socket (L2), a cancel forgotten at restart (M5), a relay that
 //! redirects the agent or floods it (M8), push fatigue with no cool-down (N-3/M4), code
 //! lockouts that told real accounts from strangers and grew the state (M1/N-4/L4), a removed
-//! phone that could still approve (N-12), a socket born open to others (L1).
+//! phone that could still approve (N-12), a socket born open to others (L1); and a NAS key
+//! retired for good (N-14, issue 27).
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
@@ -1014,4 +1015,125 @@ async fn n8_a_phone_or_recovery_codes_are_added_only_with_the_accounts_approval(
         "{log}"
     );
     assert!(!log.contains(&recovery[0]), "codes are never logged");
+}
+
+/// N-14: a NAS key whose owner abandoned it (a backup holding it leaked) can be retired.
+/// `approvd nas retire` tells every phone; alice's app and bob's terminal phone delete their
+/// pairings and confirm with their signed `unpair`; the key is set aside and `nas init` makes
+/// a new one. A pairing that heard nothing from its NAS for a year expires on the phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n14_a_retired_nas_key_ends_the_pairings_it_reaches_and_idle_pairings_expire() {
+    use approvd_client::PhoneHome;
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("n14-retire");
+    let (path, alices) = alices_nas(&relay, &dir).await;
+    let home = NasHome::open(&path).expect("home");
+    let old_nas_id = home.nas().expect("nas").nas_id();
+    let (bobs, device, secret) = pair_for(&home.nas().expect("nas"), "bob", "Bob's", None).await;
+    home.add_device("bob", device, &secret).expect("recorded");
+    let bob_home = dir.0.join("bob-phone");
+    PhoneHome::new(&bob_home)
+        .save(&bobs.to_state("home-nas", true))
+        .expect("bob's phone");
+    let approvd = |args: &[&str]| {
+        std::process::Command::new(approvd_binary())
+            .args(args)
+            .output()
+            .expect("run approvd")
+    };
+    let nas_home = path.to_str().expect("utf-8");
+
+    // Without --yes nothing happens.
+    let refused = approvd(&["nas", "retire", "--home", nas_home]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    assert_eq!(home.devices().expect("devices").len(), 2);
+
+    let retire = std::process::Command::new(approvd_binary())
+        .args(["nas", "retire", "--home", nas_home, "--yes", "--wait", "30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("retire");
+    // Alice's app sees the retirement (signed by the key it pinned), shows why, unpairs.
+    let deadline = std::time::Instant::now() + WAIT;
+    let retirement = loop {
+        let received = alices.inbox(Duration::from_secs(2)).await.expect("inbox");
+        if let Some(found) = received.into_iter().find(|entry| entry.retires_pairing()) {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice's phone was not told"
+        );
+    };
+    assert_eq!(retirement.context.nas_label, "home-nas");
+    assert!(!retirement.context.is_answerable());
+    assert!(
+        retirement
+            .context
+            .action
+            .as_deref()
+            .is_some_and(|why| why.contains("retired its key")),
+        "{:?}",
+        retirement.context
+    );
+    alices.unpair().await.expect("unpair");
+    // Bob's terminal phone deletes its pairing on its own.
+    let inbox = approvd(&[
+        "phone",
+        "inbox",
+        "--home",
+        bob_home.to_str().expect("utf-8"),
+        "--wait",
+        "10",
+    ]);
+    let said = String::from_utf8_lossy(&inbox.stdout);
+    assert!(inbox.status.success(), "{said}");
+    assert!(
+        said.contains("retired its key") && said.contains("pairing is deleted"),
+        "{said}"
+    );
+    assert!(!PhoneHome::new(&bob_home).exists());
+
+    let output = retire.wait_with_output().expect("retire ends");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.contains("2 of 2 phones confirmed"), "{said}");
+    // The key is set aside, never used again; the home makes a new one.
+    assert!(NasHome::open(&path).is_err());
+    assert!(std::fs::read_dir(&path).expect("home").any(|entry| entry
+        .expect("entry")
+        .file_name()
+        .to_string_lossy()
+        .starts_with("nas.key.retired-")));
+    let fresh = NasHome::init(&path, &relay.url, "home-nas").expect("a new key");
+    let nas = fresh.nas().expect("nas");
+    assert_ne!(nas.nas_id(), old_nas_id);
+    assert!(fresh.devices().expect("devices").is_empty());
+
+    // A pairing whose NAS has sent nothing that verified for over a year has expired.
+    let (carols, _, _) = pair_for(&nas, "carol", "Carol's", None).await;
+    let mut state = carols.to_state("home-nas", true);
+    state.memory.last_heard = approvd_client::transport::unix_now() - 366 * 86_400;
+    let carol_home = dir.0.join("carol-phone");
+    PhoneHome::new(&carol_home)
+        .save(&state)
+        .expect("carol's phone");
+    assert!(approvd_client::Phone::from_state(&state)
+        .expect("phone")
+        .unused_for_long(approvd_client::transport::unix_now()));
+    let inbox = approvd(&[
+        "phone",
+        "inbox",
+        "--home",
+        carol_home.to_str().expect("utf-8"),
+    ]);
+    let said = String::from_utf8_lossy(&inbox.stdout);
+    assert!(said.contains("over a year"), "{said}");
+    assert!(!PhoneHome::new(&carol_home).exists());
 }
