@@ -517,6 +517,17 @@ pub struct Devices {
     pub devices: Vec<Device>,
 }
 
+/// An account's approval policy: `GET` and `PUT /v1/accounts/{user}/policy` (admin).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountPolicy {
+    /// Approvals count only when the phone says the user unlocked its approval key with
+    /// biometrics or a passcode (`user_verified`); other approvals are refused as invalid
+    /// and the request stays pending. Judged when the answer arrives, so it applies to
+    /// requests already pending too.
+    pub require_user_verification: bool,
+}
+
 /// `201` to `POST /v1/accounts/{user}/recovery-codes`: shown once; the old set stops working.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -9,9 +9,9 @@ use approvd_proto::{Cid, DeviceId, PairingId};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::api::{
-    AccountName, ApprovalForChange, ApprovalRequest, Authorisation, CodeRequest, CodeResult,
-    Devices, PairingConfirmed, PairingRequest, PairingStarted, PairingStatus, Problem, ProblemType,
-    Purpose, RecoveryCodes, RequestCreated, RequestStatus, MAX_WAIT_SECS,
+    AccountName, AccountPolicy, ApprovalForChange, ApprovalRequest, Authorisation, CodeRequest,
+    CodeResult, Devices, PairingConfirmed, PairingRequest, PairingStarted, PairingStatus, Problem,
+    ProblemType, Purpose, RecoveryCodes, RequestCreated, RequestStatus, MAX_WAIT_SECS,
 };
 
 /// How a caller reaches the agent.
@@ -186,6 +186,23 @@ impl AgentClient {
         let path = format!("/v1/accounts/{}/devices", segment(user.as_str()));
         self.answer::<(), _>(reqwest::Method::GET, &path, None)
             .await
+    }
+
+    /// `GET /v1/accounts/{user}/policy`.
+    pub async fn policy(&self, user: &AccountName) -> Result<AccountPolicy, ClientError> {
+        let path = format!("/v1/accounts/{}/policy", segment(user.as_str()));
+        self.answer::<(), _>(reqwest::Method::GET, &path, None)
+            .await
+    }
+
+    /// `PUT /v1/accounts/{user}/policy`.
+    pub async fn set_policy(
+        &self,
+        user: &AccountName,
+        policy: &AccountPolicy,
+    ) -> Result<AccountPolicy, ClientError> {
+        let path = format!("/v1/accounts/{}/policy", segment(user.as_str()));
+        self.answer(reqwest::Method::PUT, &path, Some(policy)).await
     }
 
     /// `DELETE /v1/accounts/{user}/devices/{device_id}`.

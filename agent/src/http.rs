@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::{delete, get, post, web, HttpResponse, ResponseError};
+use actix_web::{delete, get, post, put, web, HttpResponse, ResponseError};
 use approvd_proto::wire::{Problem, PROBLEM_TYPE_PREFIX};
 use approvd_proto::{Cid, DeviceId, PairingId, PublicKey};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -15,9 +15,9 @@ use utoipa_actix_web::AppExt as _;
 
 use crate::access::Access;
 use crate::api::{
-    AccountName, ApprovalForChange, ApprovalRequest, Authorisation, CodeRequest, CodeResult,
-    Devices, PairingConfirmed, PairingRequest, PairingStarted, PairingStatus, ProblemType, Purpose,
-    RecoveryCodes, RequestCreated, RequestStatus, WaitQuery, MAX_BODY,
+    AccountName, AccountPolicy, ApprovalForChange, ApprovalRequest, Authorisation, CodeRequest,
+    CodeResult, Devices, PairingConfirmed, PairingRequest, PairingStarted, PairingStatus,
+    ProblemType, Purpose, RecoveryCodes, RequestCreated, RequestStatus, WaitQuery, MAX_BODY,
 };
 use crate::service::{self, Service};
 
@@ -318,6 +318,33 @@ async fn remove_device(agent: Agent, path: web::Path<(String, String)>) -> Answe
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Handle `GET /v1/accounts/{user}/policy`: the account's approval policy.
+#[utoipa::path(
+    tag = "account",
+    params(("user" = String, Path, description = "The account")),
+    responses((status = 200, body = AccountPolicy), Problems),
+)]
+#[get("/v1/accounts/{user}/policy")]
+async fn get_policy(agent: Agent, user: web::Path<String>) -> Answer {
+    ok(&agent.policy(&account(&user)?).await?)
+}
+
+/// Handle `PUT /v1/accounts/{user}/policy`: e.g. require user-verified approvals (I-9).
+#[utoipa::path(
+    tag = "account",
+    params(("user" = String, Path, description = "The account")),
+    request_body = AccountPolicy,
+    responses((status = 200, body = AccountPolicy), Problems),
+)]
+#[put("/v1/accounts/{user}/policy")]
+async fn set_policy(
+    agent: Agent,
+    user: web::Path<String>,
+    body: web::Json<AccountPolicy>,
+) -> Answer {
+    ok(&agent.set_policy(&account(&user)?, &body).await?)
+}
+
 /// Handle `POST /v1/accounts/{user}/recovery-codes`: shown once; the old set stops working.
 /// Once the account has a phone, the body must approve it (`approval` or `recovery_code`).
 #[utoipa::path(
@@ -384,6 +411,8 @@ pub fn routes(config: &mut ServiceConfig<'_>) {
         .service(request_code)
         .service(list_devices)
         .service(remove_device)
+        .service(get_policy)
+        .service(set_policy)
         .service(new_recovery_codes)
         .service(ask_approval)
         .service(get_openapi);
@@ -907,6 +936,7 @@ mod tests {
                 "DELETE /v1/requests/{id}",
                 "GET /openapi.json",
                 "GET /v1/accounts/{user}/devices",
+                "GET /v1/accounts/{user}/policy",
                 "GET /v1/pairings/{id}",
                 "GET /v1/requests/{id}",
                 "POST /v1/accounts/{user}/approvals",
@@ -916,6 +946,7 @@ mod tests {
                 "POST /v1/pairings/{id}/reject",
                 "POST /v1/requests",
                 "POST /v1/requests/{id}/code",
+                "PUT /v1/accounts/{user}/policy",
             ]
         );
     }

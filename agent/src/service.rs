@@ -26,10 +26,10 @@ use tokio_util::sync::CancellationToken;
 use crate::cooling::{Cooldowns, Verdict};
 
 use crate::api::{
-    AccountName, ApprovalRequest, Authorisation, CodeKind, CodeResult, Decider, Device, Devices,
-    PairingConfirmed, PairingRequest, PairingStarted, PairingState, PairingStatus, Purpose,
-    RecoveryCodes, RequestCreated, RequestStatus, CODE_WINDOW_SECS, MAX_PENDING_PER_ACCOUNT,
-    MAX_WAIT_SECS, MAX_WRONG_CODES_PER_REQUEST,
+    AccountName, AccountPolicy, ApprovalRequest, Authorisation, CodeKind, CodeResult, Decider,
+    Device, Devices, PairingConfirmed, PairingRequest, PairingStarted, PairingState, PairingStatus,
+    Purpose, RecoveryCodes, RequestCreated, RequestStatus, CODE_WINDOW_SECS,
+    MAX_PENDING_PER_ACCOUNT, MAX_WAIT_SECS, MAX_WRONG_CODES_PER_REQUEST,
 };
 
 /// Why a use case refused or failed. `http` maps each variant to one problem type.
@@ -314,6 +314,9 @@ impl Service {
             pairing_changed: tokio::sync::Notify::new(),
             stopping: CancellationToken::new(),
         };
+        for account in &service.home.state()?.user_verified_accounts {
+            service.nas.require_user_verification_for(account, true);
+        }
         service.restore_requests()?;
         Ok(Arc::new(service))
     }
@@ -840,6 +843,37 @@ impl Service {
         let state = self.on_home(|home| home.state()).await?;
         let devices = state.of(account.as_str()).map(device_of).collect();
         Ok(Devices { devices })
+    }
+
+    /// The account's approval policy.
+    pub async fn policy(&self, account: &AccountName) -> Result<AccountPolicy, Error> {
+        let name = account.clone();
+        let state = self.on_home(|home| home.state()).await?;
+        Ok(AccountPolicy {
+            require_user_verification: state.user_verified_accounts.contains(name.as_str()),
+        })
+    }
+
+    /// Set the account's approval policy (kept in the NAS state, applied at once).
+    pub async fn set_policy(
+        &self,
+        account: &AccountName,
+        policy: &AccountPolicy,
+    ) -> Result<AccountPolicy, Error> {
+        let (name, required) = (account.clone(), policy.require_user_verification);
+        self.on_home(move |home| home.set_user_verification(name.as_str(), required))
+            .await?;
+        self.nas
+            .require_user_verification_for(account.as_str(), required);
+        tracing::info!(
+            "{account}: approvals {} user verification",
+            if required {
+                "require"
+            } else {
+                "no longer require"
+            }
+        );
+        Ok(policy.clone())
     }
 
     /// Every paired phone with its account's name, as stored.

@@ -73,6 +73,16 @@ pub enum NasCommand {
         #[arg(allow_hyphen_values = true)]
         device_id: approvd_proto::DeviceId,
     },
+    /// Show or change an account's approval policy.
+    Policy {
+        /// The account.
+        #[arg(long)]
+        user: AccountName,
+        /// Count an approval only when the phone says the user unlocked its approval key with
+        /// biometrics or a passcode (`user_verified`); other approvals are refused.
+        #[arg(long, value_name = "true|false")]
+        require_user_verification: Option<bool>,
+    },
     /// Retire this NAS's key for good (e.g. after a backup holding it leaked): every paired
     /// phone is told, deletes its pairing and confirms; then the key is set aside
     /// (`nas.key.retired-<time>`) and every pairing and code forgotten. Run `approvd nas init`
@@ -206,6 +216,29 @@ async fn run_with(service: &Arc<Service>, command: NasCommand) -> Result<ExitCod
     match command {
         NasCommand::Init { .. } => unreachable!("handled by run"),
         NasCommand::Pair { user, ttl } => pair(service, user, ttl).await,
+        NasCommand::Policy {
+            user,
+            require_user_verification,
+        } => {
+            let policy = match require_user_verification {
+                Some(required) => {
+                    let policy = approvd_agent::api::AccountPolicy {
+                        require_user_verification: required,
+                    };
+                    service.set_policy(&user, &policy).await?
+                }
+                None => service.policy(&user).await?,
+            };
+            println!(
+                "{user}: approvals {} user verification on the phone",
+                if policy.require_user_verification {
+                    "require"
+                } else {
+                    "do not require"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         NasCommand::Retire { yes, reason, wait } => {
             if !yes {
                 eprintln!(

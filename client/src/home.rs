@@ -180,6 +180,10 @@ pub struct NasState {
     /// Per account: recovery codes for a lost phone.
     #[serde(default)]
     pub recovery: std::collections::BTreeMap<String, RecoveryCodes>,
+    /// Accounts whose approvals must be user-verified (`verdict.user_verified`: the phone's
+    /// approval key was unlocked by biometrics or a passcode), I-9.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub user_verified_accounts: std::collections::BTreeSet<String>,
 }
 
 impl NasState {
@@ -532,6 +536,18 @@ impl NasHome {
                 !(record.account == account && record.device.device_id == *device_id)
             });
             Ok(state.devices.len() != before)
+        })
+    }
+
+    /// Require (or stop requiring) user-verified approvals for `account`'s sign-ins.
+    pub fn set_user_verification(&self, account: &str, required: bool) -> Result<(), ClientError> {
+        self.update(|state| {
+            if required {
+                state.user_verified_accounts.insert(account.to_owned());
+            } else {
+                state.user_verified_accounts.remove(account);
+            }
+            Ok(())
         })
     }
 

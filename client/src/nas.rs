@@ -173,6 +173,9 @@ pub struct Nas {
     client: RelayClient,
     /// Approvals must carry `user_verified` ([`Nas::require_user_verification`]).
     require_user_verification: bool,
+    /// Accounts whose approvals must carry `user_verified`
+    /// ([`Nas::require_user_verification_for`]), shared by clones.
+    verified_accounts: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Every challenge sent and not yet forgotten ([`RECORD_RETENTION`]), shared by clones.
     live: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Cid, ChallengeRecord>>>,
     /// The one acceptance signed per pairing slot, until the slot expires (N-6): a retried
@@ -197,6 +200,7 @@ impl Nas {
             live: Default::default(),
             accepted: Default::default(),
             require_user_verification: false,
+            verified_accounts: Default::default(),
         })
     }
 
@@ -205,6 +209,32 @@ impl Nas {
     /// cannot approve by a tap alone. Off by default (not every phone can gate the key).
     pub fn require_user_verification(&mut self, required: bool) {
         self.require_user_verification = required;
+    }
+
+    /// [`Nas::require_user_verification`] for one account's sign-ins only (a per-account
+    /// policy, I-9): approvals of challenges sent to `account` must carry `user_verified`,
+    /// judged when the verdict arrives (so it also applies to challenges already pending).
+    pub fn require_user_verification_for(&self, account: &str, required: bool) {
+        let mut accounts = self
+            .verified_accounts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if required {
+            accounts.insert(account.to_owned());
+        } else {
+            accounts.remove(account);
+        }
+    }
+
+    /// Whether an approval of a challenge sent to `account` must carry `user_verified`.
+    fn needs_user_verification(&self, account: Option<&str>) -> bool {
+        self.require_user_verification
+            || account.is_some_and(|account| {
+                self.verified_accounts
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .contains(account)
+            })
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Cid, ChallengeRecord>> {
@@ -679,8 +709,10 @@ impl Nas {
                 // Judge and record under one lock: two polls sharing this NAS never accept two
                 // verdicts for one challenge, and a cancel cannot slip in between.
                 let mut live = self.live();
-                let state = live.get(&sent.cid).map(ChallengeRecord::state);
-                let outcome = self.judge_in(state, sent, devices, &verdict, unix_now());
+                let record = live.get(&sent.cid);
+                let state = record.map(ChallengeRecord::state);
+                let verified = self.needs_user_verification(record.map(|r| r.user.as_str()));
+                let outcome = self.judge_in(state, verified, sent, devices, &verdict, unix_now());
                 Self::settle_in(&mut live, &sent.cid, &outcome);
                 Ok(Some(outcome))
             }
@@ -725,13 +757,24 @@ impl Nas {
         signed: &SignedVerdict,
         now: u64,
     ) -> Outcome {
-        self.judge_in(self.challenge_state(&sent.cid), sent, devices, signed, now)
+        let user = self.record(&sent.cid).map(|record| record.user);
+        let verified = self.needs_user_verification(user.as_deref());
+        self.judge_in(
+            self.challenge_state(&sent.cid),
+            verified,
+            sent,
+            devices,
+            signed,
+            now,
+        )
     }
 
-    /// [`Nas::judge`] given the challenge's recorded state.
+    /// [`Nas::judge`] given the challenge's recorded state and whether an approval must be
+    /// user-verified.
     fn judge_in(
         &self,
         state: Option<ChallengeState>,
+        user_verification: bool,
         sent: &SentChallenge,
         devices: &[PairedDevice],
         signed: &SignedVerdict,
@@ -786,8 +829,11 @@ impl Nas {
                         device_id: device.device_id,
                     };
                 }
-                if self.require_user_verification && !verdict.user_verified {
-                    return invalid("approved without user verification, which this NAS requires");
+                if user_verification && !verdict.user_verified {
+                    return invalid(
+                        "approved without user verification, which this NAS requires for the \
+                         account",
+                    );
                 }
                 Outcome::Approved {
                     device_id: device.device_id,

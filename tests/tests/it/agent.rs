@@ -161,7 +161,7 @@ async fn a_login_system_asks_the_agent_and_gets_verified_answers() {
     // The API describes itself, and every route it documents is served.
     let document = agent.openapi().await.expect("document");
     let paths = document["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 12, "{document}");
+    assert_eq!(paths.len(), 13, "{document}");
     for (path, item) in paths {
         for method in item.as_object().expect("methods").keys() {
             let concrete = path

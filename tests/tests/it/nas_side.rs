@@ -1137,3 +1137,124 @@ async fn n14_a_retired_nas_key_ends_the_pairings_it_reaches_and_idle_pairings_ex
     assert!(said.contains("over a year"), "{said}");
     assert!(!PhoneHome::new(&carol_home).exists());
 }
+
+/// I-9: an account can require user-verified approvals (the phone's approval key unlocked by
+/// biometrics or a passcode). Alice's policy refuses her phone's plain tap, counts an unlocked
+/// approval, leaves bob's account alone, survives a restart of the agent, and only the admin
+/// capability may change it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i9_an_account_can_require_user_verified_approvals() {
+    use approvd_agent::api::AccountPolicy;
+    let relay = RelayProcess::start(&[]);
+    let dir = TempDir::new("i9-user-verified");
+    let (path, mut alices) = alices_nas(&relay, &dir).await;
+    let home = NasHome::open(&path).expect("home");
+    let (bobs, device, secret) = pair_for(&home.nas().expect("nas"), "bob", "Bob's", None).await;
+    home.add_device("bob", device, &secret).expect("recorded");
+    let bob = AccountName::parse("bob").expect("name");
+    let mut agent_process = start_agent(&path);
+    let agent = agent_process.client();
+    let required = AccountPolicy {
+        require_user_verification: true,
+    };
+
+    // A login front end cannot loosen (or set) the policy.
+    let refused = agent_process
+        .login_client()
+        .set_policy(&alice(), &required)
+        .await
+        .expect_err("login capability");
+    assert_eq!(refused.kind(), Some(ProblemType::NotAllowed), "{refused}");
+    assert_eq!(
+        agent.set_policy(&alice(), &required).await.expect("set"),
+        required
+    );
+
+    // Sign in as `account`; `phone` approves with the right number.
+    async fn approve(
+        agent: &approvd_agent::client::AgentClient,
+        account: &AccountName,
+        phone: &approvd_client::Phone,
+    ) -> RequestStatus {
+        let asked = agent
+            .create_request(&ApprovalRequest::sign_in(account.clone()))
+            .await
+            .expect("sent");
+        let received = approvd_tests::only_request(phone, WAIT).await;
+        assert_eq!(received.challenge.cid, asked.request_id);
+        phone
+            .submit(&phone.answer(&received, Decision::Approve, asked.number.as_deref()))
+            .await
+            .expect("submitted");
+        agent
+            .request_status(&asked.request_id, 5)
+            .await
+            .expect("status")
+    }
+    match approve(&agent, &alice(), &alices).await {
+        RequestStatus::Invalid { reason } => {
+            assert!(reason.contains("user verification"), "{reason}")
+        }
+        other => panic!("a plain tap approved alice's sign-in: {other:?}"),
+    }
+    assert!(
+        matches!(
+            approve(&agent, &bob, &bobs).await,
+            RequestStatus::Approved(_)
+        ),
+        "bob's account has no such policy"
+    );
+    alices.set_user_verified_signing(true);
+    assert!(matches!(
+        approve(&agent, &alice(), &alices).await,
+        RequestStatus::Approved(_)
+    ));
+
+    // The policy is kept in the NAS state: a restarted agent and the CLI read it.
+    agent_process.terminate();
+    let agent_process = start_agent(&path);
+    let agent = agent_process.client();
+    assert_eq!(agent.policy(&alice()).await.expect("policy"), required);
+    alices.set_user_verified_signing(false);
+    assert!(matches!(
+        approve(&agent, &alice(), &alices).await,
+        RequestStatus::Invalid { .. }
+    ));
+    drop(agent_process);
+    let shown = std::process::Command::new(approvd_binary())
+        .args([
+            "nas",
+            "policy",
+            "--home",
+            path.to_str().expect("utf-8"),
+            "--user",
+            "alice",
+        ])
+        .output()
+        .expect("policy");
+    let said = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        said.contains("alice: approvals require user verification"),
+        "{said}"
+    );
+    let lifted = std::process::Command::new(approvd_binary())
+        .args([
+            "nas",
+            "policy",
+            "--home",
+            path.to_str().expect("utf-8"),
+            "--user",
+            "alice",
+            "--require-user-verification",
+            "false",
+        ])
+        .output()
+        .expect("policy");
+    assert!(String::from_utf8_lossy(&lifted.stdout).contains("do not require"));
+    assert!(NasHome::open(&path)
+        .expect("home")
+        .state()
+        .expect("state")
+        .user_verified_accounts
+        .is_empty());
+}
