@@ -168,15 +168,27 @@ async fn enroll(
     push_provider: Option<String>,
     push_topic: Option<String>,
 ) -> Result<ExitCode, ClientError> {
+    let uri = PairingUri::parse(uri.trim(), unix_now())?;
     if home.exists() {
+        // The same NAS name under another key: the NAS was re-keyed (PROTOCOL.md §5.6), and
+        // the old pairing is one to delete.
+        let old = home.state()?;
+        let message = if old.nas_label == uri.label && old.claim.nas_id != uri.nas_id {
+            format!(
+                "this --home is paired with \"{}\" already, under an older NAS key (the NAS \
+                 was probably re-keyed): `approvd phone unpair` deletes the old pairing, then \
+                 enroll again; or use another directory",
+                old.nas_label
+            )
+        } else {
+            "this --home is paired already; use another directory or `approvd phone unpair`"
+                .to_owned()
+        };
         return Err(ClientError::Storage {
             path: "phone.json".to_owned(),
-            message:
-                "this --home is paired already; use another directory or `approvd phone unpair`"
-                    .to_owned(),
+            message,
         });
     }
-    let uri = PairingUri::parse(uri.trim(), unix_now())?;
     let push = match (push_token, push_provider.as_deref(), push_topic) {
         (Some(token), Some(provider), Some(topic)) => Some(PushRegistration {
             provider: match provider {

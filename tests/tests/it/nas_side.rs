@@ -1116,6 +1116,33 @@ async fn n14_a_retired_nas_key_ends_the_pairings_it_reaches_and_idle_pairings_ex
     assert_ne!(nas.nas_id(), old_nas_id);
     assert!(fresh.devices().expect("devices").is_empty());
 
+    // A phone still holding a pairing with the old key is offered to delete it when the
+    // re-keyed NAS, under the same name, pairs it again.
+    let stale_home = dir.0.join("stale-phone");
+    PhoneHome::new(&stale_home)
+        .save(&alices.to_state("home-nas", true))
+        .expect("a stale pairing");
+    let uri = nas
+        .start_pairing("home-nas", "alice", Duration::from_secs(60))
+        .await
+        .expect("a pairing")
+        .to_uri();
+    let enroll = approvd(&[
+        "phone",
+        "enroll",
+        "--name",
+        "Alice's",
+        "--home",
+        stale_home.to_str().expect("utf-8"),
+        &uri,
+    ]);
+    let said = String::from_utf8_lossy(&enroll.stderr);
+    assert!(!enroll.status.success());
+    assert!(
+        said.contains("older NAS key") && said.contains("approvd phone unpair"),
+        "{said}"
+    );
+
     // A pairing whose NAS has sent nothing that verified for over a year has expired.
     let (carols, _, _) = pair_for(&nas, "carol", "Carol's", None).await;
     let mut state = carols.to_state("home-nas", true);
