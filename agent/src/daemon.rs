@@ -265,7 +265,7 @@ pub async fn run(
 /// Hold `<home>/agent.lock` for as long as the agent runs (closing it at exit releases it):
 /// a second agent on the same home is refused, instead of taking the socket over and deleting
 /// it when it stops.
-fn hold_instance_lock(home: &std::path::Path) -> Result<std::fs::File, RunError> {
+pub fn hold_instance_lock(home: &std::path::Path) -> Result<std::fs::File, RunError> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let path = home.join("agent.lock");
     let failed = |error: std::io::Error| {

@@ -15,4 +15,4 @@ pub mod http;
 pub mod pam;
 pub mod service;
 
-pub use daemon::{run, shutdown_signal, AgentArgs, RunError};
+pub use daemon::{hold_instance_lock, run, shutdown_signal, AgentArgs, RunError};

@@ -197,12 +197,28 @@ pub async fn run(args: NasArgs) -> ExitCode {
             }
             Err(error) => fail(&error),
         },
-        command => match Service::open(&args.home, Keep::InMemory) {
-            Ok(service) => run_with(&service, command)
-                .await
-                .unwrap_or_else(|error| failed(&error)),
-            Err(error) => failed(&error),
-        },
+        command => {
+            // A running agent holds the key in memory and would keep signing with it: retiring
+            // takes the agent's instance lock, so it is refused while an agent serves the home.
+            let _instance = match &command {
+                NasCommand::Retire { yes: true, .. } => {
+                    match approvd_agent::hold_instance_lock(&args.home) {
+                        Ok(lock) => Some(lock),
+                        Err(error) => {
+                            eprintln!("error: {error}");
+                            return ExitCode::from(3);
+                        }
+                    }
+                }
+                _ => None,
+            };
+            match Service::open(&args.home, Keep::InMemory) {
+                Ok(service) => run_with(&service, command)
+                    .await
+                    .unwrap_or_else(|error| failed(&error)),
+                Err(error) => failed(&error),
+            }
+        }
     }
 }
 

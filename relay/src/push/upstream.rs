@@ -16,6 +16,9 @@ use ed25519_dalek::SigningKey;
 
 use super::{PushMessage, PushResult, PushSender};
 
+/// The endpoint's path, which the signature covers: the API path, as a NAS signs its calls
+/// (a proxy in front of the upstream that strips a prefix passes this path on).
+const FORWARD_PATH: &str = "/v1/push/forward";
 /// Longest answer read from the upstream (a result and a short reason).
 const MAX_ANSWER: usize = 16 * 1024;
 /// Longest one forwarded push may take, however far away the challenge's expiry is.
@@ -172,8 +175,6 @@ pub struct UpstreamSender {
     http: reqwest::Client,
     /// `<upstream>/v1/push/forward`.
     url: String,
-    /// The path part of `url`, which the signature covers.
-    path: String,
     /// The forwarding token the upstream's operator issued for this relay.
     token: TokenSource,
     /// This relay's key, which the token is bound to and which signs each request.
@@ -228,11 +229,7 @@ impl UpstreamSender {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| UpstreamError::Client(error.to_string()))?;
-        let url = format!("{base}/v1/push/forward");
-        let path = reqwest::Url::parse(&url)
-            .map_err(|_| UpstreamError::NotUrl(base_url.to_owned()))?
-            .path()
-            .to_owned();
+        let url = format!("{base}{FORWARD_PATH}");
         tracing::info!(
             key = %PublicKey::from(&key).jwk_thumbprint(),
             "push forwarding to {base}: signing with this key (its JWK thumbprint is the \
@@ -241,7 +238,6 @@ impl UpstreamSender {
         Ok(Self {
             http,
             url,
-            path,
             token,
             key,
         })
@@ -268,7 +264,7 @@ impl UpstreamSender {
             &self.key,
             &RequestTarget {
                 method: "POST",
-                path: &self.path,
+                path: FORWARD_PATH,
                 query: "",
             },
             Some(&body),

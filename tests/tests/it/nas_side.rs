@@ -1043,11 +1043,21 @@ async fn n14_a_retired_nas_key_ends_the_pairings_it_reaches_and_idle_pairings_ex
     };
     let nas_home = path.to_str().expect("utf-8");
 
-    // Without --yes nothing happens.
+    // Without --yes nothing happens; nor while an agent serves the home (it holds the key).
     let refused = approvd(&["nas", "retire", "--home", nas_home]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    let agent = start_agent(&path);
+    let refused = approvd(&["nas", "retire", "--home", nas_home, "--yes"]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("another agent serves this NAS home"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    drop(agent);
     assert_eq!(home.devices().expect("devices").len(), 2);
+    assert!(NasHome::open(&path).is_ok());
 
     let retire = std::process::Command::new(approvd_binary())
         .args(["nas", "retire", "--home", nas_home, "--yes", "--wait", "30"])
