@@ -1423,22 +1423,25 @@ impl Service {
             };
             context.validate().map_err(Error::Invalid)?;
             let lifetime = Duration::from_secs(approvd_proto::wire::MAX_CHALLENGE_LIFETIME);
-            match self
-                .nas
-                .request_approval(devices, &context, false, lifetime)
-                .await
-            {
-                Ok(sent) => {
-                    told += sent
-                        .report
-                        .deliveries
-                        .iter()
-                        .filter(|entry| {
-                            entry.delivery != approvd_proto::wire::Delivery::RateLimited
-                        })
-                        .count();
+            // One challenge reaches at most MAX_TARGETS phones; an account may have more.
+            for devices in devices.chunks(approvd_proto::limits::MAX_TARGETS) {
+                match self
+                    .nas
+                    .request_approval(devices, &context, false, lifetime)
+                    .await
+                {
+                    Ok(sent) => {
+                        told += sent
+                            .report
+                            .deliveries
+                            .iter()
+                            .filter(|entry| {
+                                entry.delivery != approvd_proto::wire::Delivery::RateLimited
+                            })
+                            .count();
+                    }
+                    Err(error) => tracing::warn!("{account}: cannot tell its phones: {error}"),
                 }
-                Err(error) => tracing::warn!("{account}: cannot tell its phones: {error}"),
             }
         }
         let all: Vec<PairedDevice> = records.iter().map(|record| record.device.clone()).collect();
