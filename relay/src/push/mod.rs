@@ -8,6 +8,7 @@ pub mod fcm;
 pub mod log;
 pub mod retry;
 pub mod upstream;
+pub mod webpush;
 
 use std::collections::HashMap;
 use std::sync::Arc;
