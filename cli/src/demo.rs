@@ -113,6 +113,8 @@ async fn walk_through(url: &str) -> Result<(), ClientError> {
                 provider: PushProvider::Apns,
                 token: "ab".repeat(32),
                 topic: "dev.approvd.demo".to_owned(),
+                p256dh: None,
+                auth: None,
             }),
         ),
         ("Alice's iPad", None),

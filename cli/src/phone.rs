@@ -208,6 +208,8 @@ async fn enroll(
             },
             token,
             topic,
+            p256dh: None,
+            auth: None,
         }),
         _ => None,
     };

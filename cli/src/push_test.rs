@@ -65,6 +65,8 @@ pub async fn run(args: PushTestArgs) -> ExitCode {
         },
         token: args.token.trim().to_owned(),
         topic: args.topic.clone(),
+        p256dh: None,
+        auth: None,
     };
     let Some((sender, credential)) = routes.sender(&registration) else {
         eprintln!(

@@ -323,6 +323,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             provider: wire::PushProvider::Fcm,
             token: "fcm-token".to_owned(),
             topic: "com.example.approve".to_owned(),
+            p256dh: None,
+            auth: None,
         }),
         minted_at: NOW,
     });

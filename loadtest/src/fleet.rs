@@ -89,6 +89,8 @@ async fn pair_one(
         provider: PushProvider::Fcm,
         token,
         topic: crate::fcm::APP.to_owned(),
+        p256dh: None,
+        auth: None,
     });
     let mut phone = Phone::enroll(&uri, name, "android", push).await?;
     let verified = nas

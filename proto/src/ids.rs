@@ -37,6 +37,11 @@ pub fn decode_b64(field: &'static str, text: &str, max: usize) -> Result<Vec<u8>
 }
 
 /// Encode bytes as unpadded base64url.
+/// How many bytes unpadded base64url `text` decodes to (`None`: not base64url).
+pub fn decode_b64_len(text: &str) -> Option<usize> {
+    URL_SAFE_NO_PAD.decode(text).ok().map(|bytes| bytes.len())
+}
+
 pub fn encode_b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -89,6 +89,19 @@ fixed_bytes!(
 pub enum PushProvider {
     Apns,
     Fcm,
+    /// Web Push (RFC 8030): a browser's push subscription, pushed with the relay operator's
+    /// VAPID key (PROTOCOL.md §6a).
+    Webpush,
+}
+
+/// `200` to `GET /v1/push/webpush`: the relay's VAPID public key. A page subscribes with it
+/// (`applicationServerKey`) and registers it as its push `topic`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WebPushKey {
+    /// The P-256 public key, uncompressed (65 bytes), base64url without padding.
+    pub vapid_public_key: String,
 }
 
 /// A phone's push registration. Sent to the relay only, which seals it into a push handle.
@@ -97,10 +110,18 @@ pub enum PushProvider {
 #[serde(deny_unknown_fields)]
 pub struct PushRegistration {
     pub provider: PushProvider,
-    /// The APNs device token (hex) or FCM registration token.
+    /// The APNs device token (hex), the FCM registration token, or the Web Push subscription's
+    /// `endpoint` (an https URL).
     pub token: String,
-    /// APNs topic (bundle id) or FCM app id: selects the relay's credentials.
+    /// APNs topic (bundle id), FCM app id, or for Web Push the relay's VAPID public key the
+    /// subscription was made with: selects the relay's credentials.
     pub topic: String,
+    /// Web Push only: the subscription's `keys.p256dh` (base64url, 65 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p256dh: Option<String>,
+    /// Web Push only: the subscription's `keys.auth` (base64url, 16 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
 }
 
 impl std::fmt::Debug for PushRegistration {
@@ -117,7 +138,36 @@ impl std::fmt::Debug for PushRegistration {
 impl Validate for PushRegistration {
     fn validate(&self) -> Result<(), Error> {
         check_printable("push.token", &self.token, MAX_PUSH_TOKEN)?;
-        check_printable("push.topic", &self.topic, MAX_TOPIC)
+        check_printable("push.topic", &self.topic, MAX_TOPIC)?;
+        let keys = |field, value: &Option<String>, bytes: usize| match value {
+            Some(value) if crate::ids::decode_b64_len(value) == Some(bytes) => Ok(()),
+            _ => Err(Error::Invalid {
+                field,
+                reason: "a Web Push subscription needs `p256dh` (65 bytes) and `auth` (16 \
+                         bytes), base64url",
+            }),
+        };
+        match self.provider {
+            PushProvider::Webpush => {
+                if !self.token.starts_with("https://") {
+                    return Err(Error::Invalid {
+                        field: "push.token",
+                        reason: "a Web Push endpoint is an https:// URL",
+                    });
+                }
+                keys("push.p256dh", &self.p256dh, 65)?;
+                keys("push.auth", &self.auth, 16)
+            }
+            PushProvider::Apns | PushProvider::Fcm => {
+                if self.p256dh.is_some() || self.auth.is_some() {
+                    return Err(Error::Invalid {
+                        field: "push.p256dh",
+                        reason: "only Web Push registrations carry `p256dh` and `auth`",
+                    });
+                }
+                Ok(())
+            }
+        }
     }
 }
 

@@ -24,6 +24,8 @@ fn handles(c: &mut Criterion) {
             provider: PushProvider::Fcm,
             token: "f".repeat(152),
             topic: "com.example.approve".to_owned(),
+            p256dh: None,
+            auth: None,
         }),
         minted_at: NOW,
     };

@@ -257,6 +257,8 @@ mod tests {
                 provider: PushProvider::Fcm,
                 token: "t".repeat(163),
                 topic: "dev.approvd.app".into(),
+                p256dh: None,
+                auth: None,
             }),
             minted_at: 1,
         }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
     ApnsAuth, ApnsConfig, Config, FcmAccount, FcmConfig, HttpConfig, PushConfig, StoreConfig,
-    UpstreamConfig, UpstreamToken,
+    UpstreamConfig, UpstreamToken, WebPushConfig,
 };
 use crate::http::auth::AUTH_FAILURE_REASONS;
 use crate::http::tokens::{BearerJwt, RevokedTokens, TokenPurpose};
@@ -23,10 +23,12 @@ use crate::push::apns::{A2Client, ApnsSender};
 use crate::push::fcm::FcmSender;
 use crate::push::retry::RetryPolicy;
 use crate::push::upstream::{signing_key_from_pem, TokenSource, UpstreamSender};
+use crate::push::webpush::{EndpointPolicy, Vapid, WebPushSender};
 use crate::push::{DispatchLimits, Dispatcher, LogSender, PushResult, PushRoutes, PushSender};
 use crate::push_handle::{HandleError, HandleKeys};
 use crate::service::mailbox::MAILBOX_TTL;
 use crate::service::Deps;
+use crate::service::WebPushIdentity;
 use crate::store::{
     ConnectError, Limit, MemoryStore, MeteredStore, RedisStore, RedisTarget, Store,
 };
@@ -248,6 +250,73 @@ fn fcm_routes(
     Ok(())
 }
 
+/// The operator's VAPID identity from `--webpush-vapid-key-file` (the file is never logged).
+fn vapid(webpush: &WebPushConfig) -> Result<Vapid, StartError> {
+    let pem = read_file("webpush-vapid-key-file", &webpush.vapid_key_file)?;
+    Vapid::from_pem(&pem, &webpush.subject).map_err(|message| StartError::Option {
+        option: "webpush-vapid-key-file",
+        message: format!("{}: {message}", webpush.vapid_key_file.display()),
+    })
+}
+
+/// The endpoint policy of `--webpush-allowed-hosts` and `--webpush-allow-private`.
+fn endpoint_policy(webpush: &WebPushConfig) -> EndpointPolicy {
+    EndpointPolicy {
+        allowed_hosts: webpush.allowed_hosts.clone(),
+        allow_private: webpush.allow_private,
+    }
+}
+
+/// What Web Push registrations are checked against, when Web Push is configured.
+pub fn webpush_identity(push: &PushConfig) -> Result<Option<WebPushIdentity>, StartError> {
+    let Some(webpush) = &push.webpush else {
+        return Ok(None);
+    };
+    Ok(Some(WebPushIdentity {
+        public_key: vapid(webpush)?.public_key().to_owned(),
+        policy: endpoint_policy(webpush),
+    }))
+}
+
+/// The Web Push sender: routed by the VAPID public key (a registration's `topic`).
+fn webpush_routes(
+    webpush: &WebPushConfig,
+    push: &PushConfig,
+    retry: RetryPolicy,
+    routes: &mut PushRoutes,
+) -> Result<(), StartError> {
+    let vapid = vapid(webpush)?;
+    let ca = match &webpush.ca_file {
+        None => None,
+        Some(path) => Some(read_file("webpush-ca-file", path)?),
+    };
+    let sender = WebPushSender::new(
+        vapid,
+        endpoint_policy(webpush),
+        ca.as_deref(),
+        push.timeout,
+        retry,
+    )
+    .map_err(|message| StartError::Option {
+        option: "webpush-vapid-key-file",
+        message,
+    })?;
+    let public_key = sender.public_key().to_owned();
+    routes.route(
+        PushProvider::Webpush,
+        &public_key,
+        Arc::new(sender),
+        "webpush",
+    );
+    tracing::info!(
+        public_key = %public_key,
+        allowed_hosts = webpush.allowed_hosts.len(),
+        allow_private = webpush.allow_private,
+        "push: Web Push"
+    );
+    Ok(())
+}
+
 /// The push routes the configuration asks for (log-only when it names no credentials).
 pub fn push_routes(push: &PushConfig, metrics: &Metrics) -> Result<PushRoutes, StartError> {
     let retry = |provider: &str| RetryPolicy {
@@ -270,6 +339,10 @@ pub fn push_routes(push: &PushConfig, metrics: &Metrics) -> Result<PushRoutes, S
     for fcm in &push.fcm {
         fcm_routes(fcm, push, retry("fcm"), &mut routes).map_err(named(&fcm.label))?;
         metrics.create_push_series("fcm", &fcm.label, &PushResult::LABELS);
+    }
+    if let Some(webpush) = &push.webpush {
+        webpush_routes(webpush, push, retry("webpush"), &mut routes)?;
+        metrics.create_push_series("webpush", "webpush", &PushResult::LABELS);
     }
     if let Some(upstream) = &push.upstream {
         routes.forward_to(upstream_sender(upstream, push)?);
@@ -391,6 +464,7 @@ pub async fn build_state(config: &Config, metrics: Metrics) -> Result<AppState, 
             metrics,
             clock,
             limits: config.limits,
+            webpush: webpush_identity(&config.push)?,
             shutdown: CancellationToken::new(),
         },
         trust_forwarded_for: config.http.trust_forwarded_for,

@@ -260,6 +260,8 @@ pub fn push_registration() -> PushRegistration {
         provider: approvd_proto::wire::PushProvider::Apns,
         token: "ab".repeat(32),
         topic: "dev.approvd.test".to_owned(),
+        p256dh: None,
+        auth: None,
     }
 }
 

@@ -138,6 +138,8 @@ fn pairing_and_claim_limits() {
             provider: PushProvider::Apns,
             token: "ab".repeat(32),
             topic: "dev.approvd.app".into(),
+            p256dh: None,
+            auth: None,
         }),
     };
     assert_eq!(claim.validate(), Ok(()));

@@ -128,9 +128,21 @@ pub struct PushConfig {
     pub budget: Duration,
     /// The relay that pushes for apps without a local credential.
     pub upstream: Option<UpstreamConfig>,
+    /// Web Push with the operator's VAPID key, when configured.
+    pub webpush: Option<WebPushConfig>,
     /// The public key that signs downstream relays' forwarding tokens: when set, this relay
     /// serves `POST /v1/push/forward`.
     pub forward_key_file: Option<PathBuf>,
+}
+
+/// Web Push (`--webpush-*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebPushConfig {
+    pub vapid_key_file: PathBuf,
+    pub subject: String,
+    pub allowed_hosts: Vec<crate::push::webpush::HostPattern>,
+    pub allow_private: bool,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The upstream relay pushes are forwarded to.
@@ -516,8 +528,42 @@ fn push(
         in_flight: options.push_in_flight,
         budget: millis(options.push_budget_ms),
         upstream: upstream(options)?,
+        webpush: webpush(options)?,
         forward_key_file: options.push_forward_key_file.clone(),
     })
+}
+
+fn webpush(options: &Options) -> Result<Option<WebPushConfig>, ConfigError> {
+    let mut allowed_hosts = Vec::new();
+    for host in list(&Some(options.webpush_allowed_hosts.clone())) {
+        match crate::push::webpush::HostPattern::parse(&host) {
+            Ok(pattern) => allowed_hosts.push(pattern),
+            Err(message) => return invalid("webpush-allowed-hosts", &message),
+        }
+    }
+    match (&options.webpush_vapid_key_file, &options.webpush_subject) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => invalid(
+            "webpush-subject",
+            "names the contact in VAPID tokens, which needs --webpush-vapid-key-file",
+        ),
+        (Some(_), None) => invalid(
+            "webpush-vapid-key-file",
+            "needs --webpush-subject (mailto: or https: contact of the relay's operator)",
+        ),
+        (Some(path), Some(subject)) => {
+            if !(subject.starts_with("mailto:") || subject.starts_with("https://")) {
+                return invalid("webpush-subject", "must be a mailto: or https: URL");
+            }
+            Ok(Some(WebPushConfig {
+                vapid_key_file: path.clone(),
+                subject: subject.clone(),
+                allowed_hosts,
+                allow_private: options.webpush_allow_private,
+                ca_file: options.webpush_ca_file.clone(),
+            }))
+        }
+    }
 }
 
 fn upstream(options: &Options) -> Result<Option<UpstreamConfig>, ConfigError> {

@@ -271,7 +271,23 @@ options! {
     /// Allow plain-http FCM and token URLs (local tests only; they must speak HTTP/2 prior
     /// knowledge, see --fcm-base-url).
     fcm_allow_http: bool = "false", "fcm-allow-http", "APPROVD_FCM_ALLOW_HTTP", "BOOL";
-    /// Timeout of every request to APNs or FCM, in milliseconds.
+    /// Push to browsers (Web Push, RFC 8030) with this VAPID key: a P-256 private key in PEM
+    /// (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256). Its public key is
+    /// served at GET /v1/push/webpush for pages to subscribe with. Needs --webpush-subject.
+    webpush_vapid_key_file: Option<PathBuf> = "", "webpush-vapid-key-file", "APPROVD_WEBPUSH_VAPID_KEY_FILE", "PEM";
+    /// The contact push services see in VAPID tokens: a mailto: or https: URL of the
+    /// relay's operator.
+    webpush_subject: Option<String> = "", "webpush-subject", "APPROVD_WEBPUSH_SUBJECT", "URL";
+    /// Hosts Web Push endpoints may name, comma-separated; `*.name` allows any host below
+    /// name. Default: the public push services of Chrome, Firefox, Safari and Edge.
+    webpush_allowed_hosts: String = "fcm.googleapis.com,updates.push.services.mozilla.com,web.push.apple.com,*.push.apple.com,*.notify.windows.com", "webpush-allowed-hosts", "APPROVD_WEBPUSH_ALLOWED_HOSTS", "HOSTS";
+    /// Let Web Push endpoints resolve to loopback, private or link-local addresses (a push
+    /// service inside the operator's network, or tests). Off: such endpoints are refused.
+    webpush_allow_private: bool = "false", "webpush-allow-private", "APPROVD_WEBPUSH_ALLOW_PRIVATE", "BOOL";
+    /// Also trust this CA (PEM) for Web Push endpoints (a push service behind the operator's
+    /// own CA, or tests).
+    webpush_ca_file: Option<PathBuf> = "", "webpush-ca-file", "APPROVD_WEBPUSH_CA_FILE", "PEM";
+    /// Timeout of every request to APNs, FCM or a Web Push service, in milliseconds.
     push_timeout_ms: u64 = "5000", "push-timeout-ms", "APPROVD_PUSH_TIMEOUT_MS", "MS";
     /// Tries per push (throttled or unavailable answers are retried with backoff, never past
     /// the challenge's expiry).

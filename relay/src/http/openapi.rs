@@ -6,7 +6,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{challenges, devices, forward, health, inbox, mailbox, pairings};
+use super::routes::{challenges, devices, forward, health, inbox, mailbox, pairings, webpush};
 
 /// Adds the request-signature security scheme.
 struct HttpSignatures;
@@ -64,6 +64,7 @@ impl Modify for HttpSignatures {
         mailbox::get_mailbox,
         mailbox::ack_mailbox,
         forward::forward_push,
+        webpush::webpush_key,
         health::healthz,
         health::readyz,
         health::metrics,

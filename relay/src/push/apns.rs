@@ -376,6 +376,8 @@ mod tests {
             provider: approvd_proto::wire::PushProvider::Apns,
             token: "00ff".into(),
             topic: "t".into(),
+            p256dh: None,
+            auth: None,
         };
         let message = PushMessage {
             cid: approvd_proto::Cid([1; 16]),
@@ -435,6 +437,8 @@ mod tests {
                 provider: approvd_proto::wire::PushProvider::Apns,
                 token: format!("{seed:02x}"),
                 topic: topic.to_owned(),
+                p256dh: None,
+                auth: None,
             },
         };
         let message = PushMessage {

@@ -371,6 +371,8 @@ mod tests {
             provider: PushProvider::Fcm,
             token: "t".to_owned(),
             topic: topic.to_owned(),
+            p256dh: None,
+            auth: None,
         }
     }
 

@@ -253,7 +253,7 @@ impl HostPattern {
             None => (false, text),
         };
         let valid = !name.is_empty()
-            && name.contains('.')
+            && name.parse::<IpAddr>().is_err()
             && name.split('.').all(|label| {
                 !label.is_empty()
                     && label.len() <= 63
@@ -406,6 +406,220 @@ impl reqwest::dns::Resolve for PublicOnly {
             }
             Ok(Box::new(usable.into_iter()) as reqwest::dns::Addrs)
         })
+    }
+}
+
+/// Longest answer body read from a push service (only its status matters).
+const MAX_ANSWER: usize = 8 * 1024;
+
+/// Sends pushes to browsers' push services under the operator's VAPID key.
+pub struct WebPushSender {
+    http: reqwest::Client,
+    vapid: Vapid,
+    policy: EndpointPolicy,
+    retry: super::retry::RetryPolicy,
+}
+
+impl std::fmt::Debug for WebPushSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebPushSender")
+            .field("vapid", &self.vapid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebPushSender {
+    /// Push with `vapid` to endpoints `policy` allows; `timeout` bounds every request.
+    pub fn new(
+        vapid: Vapid,
+        policy: EndpointPolicy,
+        extra_ca_pem: Option<&[u8]>,
+        timeout: std::time::Duration,
+        retry: super::retry::RetryPolicy,
+    ) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = extra_ca_pem {
+            let certificate = reqwest::Certificate::from_pem(pem)
+                .map_err(|error| format!("--webpush-ca-file: {error}"))?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        let http = builder
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("approvd/", env!("CARGO_PKG_VERSION")))
+            // The endpoint is the phone's word: never follow it elsewhere, never through a
+            // proxy from the environment, and resolve it only to public addresses.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(std::sync::Arc::new(PublicOnly {
+                allow_private: policy.allow_private,
+            }))
+            .https_only(true)
+            .build()
+            .map_err(|error| error.to_string())?;
+        Ok(Self {
+            http,
+            vapid,
+            policy,
+            retry,
+        })
+    }
+
+    /// The VAPID public key (the `topic` of registrations this sender serves).
+    pub fn public_key(&self) -> &str {
+        self.vapid.public_key()
+    }
+
+    /// The registration's subscription, checked as at registration.
+    pub fn subscription(
+        &self,
+        registration: &approvd_proto::wire::PushRegistration,
+    ) -> Result<Subscription, SubscriptionError> {
+        Subscription::parse(
+            &registration.token,
+            registration.p256dh.as_deref().unwrap_or_default(),
+            registration.auth.as_deref().unwrap_or_default(),
+            &self.policy,
+        )
+    }
+
+    async fn attempt(
+        &self,
+        subscription: &Subscription,
+        message: &super::PushMessage,
+    ) -> super::retry::Attempt {
+        use super::retry::Attempt;
+        let now = crate::clock::system_now();
+        let authorization = match self.vapid.authorization(&subscription.origin(), now) {
+            Ok(header) => header,
+            Err(reason) => {
+                return Attempt::Done(super::PushResult::Failed {
+                    reason,
+                    alarm: true,
+                })
+            }
+        };
+        let body = encrypt(message.data().to_string().as_bytes(), subscription);
+        let urgency = match message.kind {
+            super::PushKind::Alert => "high",
+            super::PushKind::Dismiss => "normal",
+        };
+        let sent = self
+            .http
+            .post(subscription.endpoint.clone())
+            .header("authorization", authorization)
+            .header(
+                "ttl",
+                message.expires.saturating_sub(now).max(1).to_string(),
+            )
+            .header("urgency", urgency)
+            // One topic per challenge: its dismissal replaces the alert still queued.
+            .header("topic", message.cid.to_string())
+            .header("content-encoding", "aes128gcm")
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                return Attempt::Retry {
+                    after: None,
+                    reason: format!("push service: {}", describe(&error)),
+                }
+            }
+        };
+        let status = response.status().as_u16();
+        let after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs);
+        // Read (and drop) at most MAX_ANSWER bytes of the answer.
+        let mut read = 0;
+        while let Ok(Some(chunk)) = response.chunk().await {
+            read += chunk.len();
+            if read > MAX_ANSWER {
+                break;
+            }
+        }
+        classify(status, after)
+    }
+}
+
+/// A client error with its causes, without the URL (the endpoint is a capability).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out".to_owned()
+    } else if error.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// A push service's answer → what to do (RFC 8030 §5, RFC 8292 §4; one table).
+pub fn classify(status: u16, after: Option<std::time::Duration>) -> super::retry::Attempt {
+    use super::retry::Attempt;
+    use super::PushResult;
+    let failed = |reason: String, alarm: bool| Attempt::Done(PushResult::Failed { reason, alarm });
+    match status {
+        200..=202 => Attempt::Done(PushResult::Delivered),
+        404 | 410 => Attempt::Done(PushResult::Gone),
+        400 | 413 => failed(
+            format!("the push service refused this push ({status})"),
+            false,
+        ),
+        401 | 403 => failed(
+            format!(
+                "the push service refused the VAPID credentials ({status}): the subscription \
+                 was made with another application server key, or the key file changed"
+            ),
+            true,
+        ),
+        429 | 500..=599 => Attempt::Retry {
+            after,
+            reason: format!("the push service answered {status}"),
+        },
+        300..=399 => failed(
+            format!("the push service answered {status} (a redirect, never followed)"),
+            false,
+        ),
+        other => failed(format!("the push service answered {other}"), false),
+    }
+}
+
+#[async_trait::async_trait]
+impl super::PushSender for WebPushSender {
+    fn name(&self) -> &'static str {
+        "webpush"
+    }
+
+    async fn send(
+        &self,
+        registration: &approvd_proto::wire::PushRegistration,
+        message: &super::PushMessage,
+    ) -> super::PushResult {
+        let subscription = match self.subscription(registration) {
+            Ok(subscription) => subscription,
+            // Refused at registration already; a handle minted under another allow-list.
+            Err(error) => {
+                return super::PushResult::Failed {
+                    reason: error.to_string(),
+                    alarm: false,
+                }
+            }
+        };
+        self.retry
+            .run(message.expires, || self.attempt(&subscription, message))
+            .await
     }
 }
 
@@ -563,6 +777,38 @@ mod tests {
         for public in ["142.250.74.10", "2a00:1450:4001::200e", "17.253.144.10"] {
             assert!(!is_internal(public.parse().expect("ip")), "{public}");
         }
+    }
+
+    #[test]
+    fn every_push_service_answer_is_classified() {
+        use crate::push::retry::Attempt;
+        use crate::push::PushResult;
+        let done = |status| match classify(status, None) {
+            Attempt::Done(result) => Some(result),
+            Attempt::Retry { .. } => None,
+        };
+        assert_eq!(done(201), Some(PushResult::Delivered));
+        assert_eq!(done(404), Some(PushResult::Gone));
+        assert_eq!(done(410), Some(PushResult::Gone));
+        for permanent in [400, 413] {
+            assert!(matches!(
+                done(permanent),
+                Some(PushResult::Failed { alarm: false, .. })
+            ));
+        }
+        for credentials in [401, 403] {
+            assert!(matches!(
+                done(credentials),
+                Some(PushResult::Failed { alarm: true, .. })
+            ));
+        }
+        for retried in [429, 500, 503] {
+            assert_eq!(done(retried), None, "{retried}");
+        }
+        assert!(matches!(
+            classify(429, Some(std::time::Duration::from_secs(3))),
+            Attempt::Retry { after: Some(after), .. } if after.as_secs() == 3
+        ));
     }
 
     #[tokio::test]

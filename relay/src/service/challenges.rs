@@ -462,6 +462,8 @@ mod tests {
                 provider: PushProvider::Apns,
                 token: "ab".repeat(32),
                 topic: "dev.approvd.test".to_owned(),
+                p256dh: None,
+                auth: None,
             }),
             minted_at: NOW,
         });
@@ -738,6 +740,8 @@ mod tests {
                 provider: PushProvider::Fcm,
                 token: token.to_owned(),
                 topic: "dev.approvd.test".to_owned(),
+                p256dh: None,
+                auth: None,
             }),
             minted_at: NOW,
         });

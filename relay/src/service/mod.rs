@@ -39,9 +39,53 @@ pub struct Deps {
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
     pub limits: LimitsConfig,
+    /// Web Push, when this relay has a VAPID key: the key registrations must name and the
+    /// endpoints it may send to (checked when a handle is minted).
+    pub webpush: Option<WebPushIdentity>,
     /// Cancelled at shutdown: every long-poll selects on it and ends with
     /// [`Error::ShuttingDown`] at once.
     pub shutdown: CancellationToken,
+}
+
+/// What a Web Push registration is checked against.
+#[derive(Debug, Clone)]
+pub struct WebPushIdentity {
+    /// The VAPID public key (base64url): a registration's `topic`.
+    pub public_key: String,
+    pub policy: crate::push::webpush::EndpointPolicy,
+}
+
+/// Refuse a push registration this relay could never push to (Web Push: no VAPID key here,
+/// another key's subscription, an endpoint off the allow-list), with a clear `400` at
+/// registration rather than a silent failure at push time.
+pub fn check_registration(
+    deps: &Deps,
+    push: Option<&approvd_proto::wire::PushRegistration>,
+) -> Result<(), Error> {
+    let Some(push) = push else { return Ok(()) };
+    if push.provider != approvd_proto::wire::PushProvider::Webpush {
+        return Ok(());
+    }
+    let Some(webpush) = &deps.webpush else {
+        return Err(Error::field(
+            "push.provider",
+            "this relay has no Web Push (its operator set no --webpush-vapid-key-file)",
+        ));
+    };
+    if push.topic != webpush.public_key {
+        return Err(Error::field(
+            "push.topic",
+            "is not this relay's VAPID public key (GET /v1/push/webpush): subscribe with it",
+        ));
+    }
+    crate::push::webpush::Subscription::parse(
+        &push.token,
+        push.p256dh.as_deref().unwrap_or_default(),
+        push.auth.as_deref().unwrap_or_default(),
+        &webpush.policy,
+    )
+    .map(|_| ())
+    .map_err(|error| Error::field("push.token", error.to_string()))
 }
 
 impl Deps {
@@ -300,6 +344,7 @@ pub(crate) mod testing {
             metrics,
             clock: clock.clone(),
             limits: config.limits,
+            webpush: None,
             shutdown: tokio_util::sync::CancellationToken::new(),
         };
         (deps, clock)

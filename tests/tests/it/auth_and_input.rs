@@ -12,12 +12,14 @@ use approvd_tests::RelayProcess;
 /// The relay-to-relay route: a forwarding token bound to the signing key, and off unless
 /// configured (its refusals are tested in `forwarding.rs`).
 const FORWARD: &str = "/v1/push/forward";
+/// The relay's VAPID public key: public, and off (404) without Web Push.
+const WEBPUSH_KEY: &str = "/v1/push/webpush";
 
 /// Every signed route, with random path ids.
 fn api_routes() -> Vec<(&'static str, String)> {
     ROUTES
         .iter()
-        .filter(|(_, path)| path.starts_with("/v1/") && *path != FORWARD)
+        .filter(|(_, path)| path.starts_with("/v1/") && *path != FORWARD && *path != WEBPUSH_KEY)
         .map(|(method, path)| {
             let path = path
                 .replace(
@@ -371,7 +373,7 @@ async fn unknown_routes_and_methods_are_problems_too() {
         .expect("sent");
     assert_eq!(response.status().as_u16(), 405);
     // Every documented route exists: unsigned /v1 calls get 401, operations answer, and push
-    // forwarding is off by default.
+    // forwarding and Web Push are off by default.
     for (method, path) in ROUTES {
         let path = path
             .replace("{pairing_id}", "AAAAAAAAAAAAAAAAAAAAAA")
@@ -384,7 +386,7 @@ async fn unknown_routes_and_methods_are_problems_too() {
             .expect("sent")
             .status()
             .as_u16();
-        let expected = if path == FORWARD {
+        let expected = if path == FORWARD || path == WEBPUSH_KEY {
             404
         } else if path.starts_with("/v1/") {
             401

@@ -20,6 +20,8 @@ pub(crate) fn fcm(token: &str, topic: &str) -> PushRegistration {
         provider: PushProvider::Fcm,
         token: token.to_owned(),
         topic: topic.to_owned(),
+        p256dh: None,
+        auth: None,
     }
 }
 

@@ -52,6 +52,8 @@ fn registration() -> PushRegistration {
         provider: PushProvider::Fcm,
         token: "fcm-token-123".into(),
         topic: "dev.approvd.app".into(),
+        p256dh: None,
+        auth: None,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod health;
 pub mod inbox;
 pub mod mailbox;
 pub mod pairings;
+pub mod webpush;
 
 use actix_web::{web, HttpResponse};
 use approvd_proto::{Cid, PairingId};
@@ -36,6 +37,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/mailbox"),
     ("POST", "/v1/mailbox/ack"),
     ("POST", "/v1/push/forward"),
+    ("GET", "/v1/push/webpush"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -85,6 +87,7 @@ pub(super) fn register(config: &mut web::ServiceConfig) {
         .service(resource("/v1/mailbox").route(web::get().to(mailbox::get_mailbox)))
         .service(resource("/v1/mailbox/ack").route(web::post().to(mailbox::ack_mailbox)))
         .service(resource("/v1/push/forward").route(web::post().to(forward::forward_push)))
+        .service(resource("/v1/push/webpush").route(web::get().to(webpush::webpush_key)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
