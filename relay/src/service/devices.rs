@@ -67,7 +67,7 @@ pub async fn refresh_push(
     request: &RefreshPushRequest,
 ) -> Result<HandleIssued, Error> {
     let current = own_handle(deps, &request.push_handle, device_id)?;
-    super::check_registration(deps, request.push.as_ref())?;
+    super::check_registration(deps, request.push.as_ref()).await?;
     deps.take(&Bucket::DeviceRefreshes(device_id)).await?;
     let push_handle = deps.handles.mint(&HandleContents {
         push: request.push.clone(),

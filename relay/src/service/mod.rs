@@ -56,9 +56,11 @@ pub struct WebPushIdentity {
 }
 
 /// Refuse a push registration this relay could never push to (Web Push: no VAPID key here,
-/// another key's subscription, an endpoint off the allow-list), with a clear `400` at
-/// registration rather than a silent failure at push time.
-pub fn check_registration(
+/// another key's subscription, an endpoint off the allow-list or resolving only to internal
+/// addresses), with a clear `400` at registration rather than a silent failure at push time.
+/// (The push itself resolves again, through the same filter: a name re-pointed inside later
+/// is never connected to.)
+pub async fn check_registration(
     deps: &Deps,
     push: Option<&approvd_proto::wire::PushRegistration>,
 ) -> Result<(), Error> {
@@ -78,14 +80,45 @@ pub fn check_registration(
             "is not this relay's VAPID public key (GET /v1/push/webpush): subscribe with it",
         ));
     }
-    crate::push::webpush::Subscription::parse(
+    let subscription = crate::push::webpush::Subscription::parse(
         &push.token,
         push.p256dh.as_deref().unwrap_or_default(),
         push.auth.as_deref().unwrap_or_default(),
         &webpush.policy,
     )
-    .map(|_| ())
-    .map_err(|error| Error::field("push.token", error.to_string()))
+    .map_err(|error| {
+        let field = match error {
+            crate::push::webpush::SubscriptionError::BadP256dh => "push.p256dh",
+            crate::push::webpush::SubscriptionError::BadAuth => "push.auth",
+            _ => "push.token",
+        };
+        Error::field(field, error.to_string())
+    })?;
+    let resolver = crate::push::webpush::PublicOnly {
+        allow_private: webpush.policy.allow_private,
+    };
+    let host = subscription
+        .endpoint
+        .host_str()
+        .unwrap_or_default()
+        .to_owned();
+    let lookup = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        reqwest::dns::Resolve::resolve(
+            &resolver,
+            host.parse()
+                .map_err(|_| Error::field("push.token", "`endpoint` host is not a host name"))?,
+        ),
+    )
+    .await;
+    match lookup {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(Error::field("push.token", format!("`endpoint`: {error}"))),
+        Err(_) => Err(Error::field(
+            "push.token",
+            "`endpoint` host could not be resolved within 3 s",
+        )),
+    }
 }
 
 impl Deps {

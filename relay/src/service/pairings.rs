@@ -100,7 +100,7 @@ pub async fn claim(
         ));
     }
     check_signature(claim, &claim.sig_key, &request.sig, "sig", "claim.sig_key")?;
-    super::check_registration(deps, request.push.as_ref())?;
+    super::check_registration(deps, request.push.as_ref()).await?;
     let push_handle = deps.handles.mint(&HandleContents {
         device_id: claim.device_id,
         nas_id: claim.nas_id,

@@ -26,3 +26,4 @@ mod security;
 mod signin_web;
 mod store_conformance;
 mod tidy;
+mod webpush;
