@@ -6,8 +6,10 @@ VAPID token (RFC 8292) is verified with `cryptography` (ES256 over the JWT, `aud
 origin, `exp` in the future and at most 24 h ahead, `sub` a mailto: or https: URL), and the
 body is decrypted as the browser would (RFC 8291, aes128gcm) with `http_ece`.
 
-  POST /subscriptions {"answers": [410, ...]}  -> a new subscription (PushSubscription JSON);
-       the pushes to it are answered with these statuses in turn, then 201
+  POST /subscriptions {"answers": [410, ...], "location": URL}
+                                                -> a new subscription (PushSubscription JSON);
+       the pushes to it are answered with these statuses in turn (a 3xx with `Location: URL`),
+       then 201
   POST /push/<id>                               -> a push; verified, decrypted, recorded
   GET  /received                                -> every push received, as JSON
   GET  /connections                             -> how many TCP connections were accepted
@@ -102,12 +104,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.body()
         if self.path == "/subscriptions":
-            answers = json.loads(body or b"{}").get("answers", [])
+            asked = json.loads(body or b"{}")
+            answers = asked.get("answers", [])
             private = ec.generate_private_key(ec.SECP256R1())
             auth = os.urandom(16)
             sub_id = b64encode(os.urandom(12))
             with LOCK:
-                SUBSCRIPTIONS[sub_id] = {"private": private, "auth": auth, "answers": list(answers)}
+                SUBSCRIPTIONS[sub_id] = {
+                    "private": private,
+                    "auth": auth,
+                    "answers": list(answers),
+                    "location": asked.get("location"),
+                }
             public = private.public_key().public_bytes(
                 serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
             )
@@ -151,6 +159,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             record["status"] = status
             RECEIVED.append(record)
         headers = [("Retry-After", "1")] if status == 429 else []
+        if 300 <= status < 400 and subscription["location"]:
+            headers.append(("Location", subscription["location"]))
         self.answer(status, headers=headers)
 
 

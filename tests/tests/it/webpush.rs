@@ -2,7 +2,8 @@
 //! (`tests/webpush/mock_push_service.py`: it verifies the VAPID token with `cryptography` and
 //! decrypts with `http_ece`, as a browser would): a real relay with a VAPID key made by
 //! `openssl` pushes `{v, cid}` to browser subscriptions; every answer row is driven (delivered,
-//! gone → the NAS's mailbox, 429 → retried, 413 → not retried); and registrations the relay
+//! gone → the NAS's mailbox, 429 → retried, 413 → not retried, a redirect → never followed);
+//! and registrations the relay
 //! could never push to safely (plain http, IP literals, hosts off the allow-list, names that
 //! resolve inside) are refused with a 400 that says why, without a connection being made.
 
@@ -62,10 +63,20 @@ impl MockPushService {
 
     /// A browser subscription whose pushes are answered with `answers`, then 201.
     async fn subscribe(&self, answers: &[u16], vapid_key: &str) -> PushRegistration {
+        self.subscribe_redirecting(answers, None, vapid_key).await
+    }
+
+    /// [`MockPushService::subscribe`], a 3xx answer pointing at `location`.
+    async fn subscribe_redirecting(
+        &self,
+        answers: &[u16],
+        location: Option<&str>,
+        vapid_key: &str,
+    ) -> PushRegistration {
         let subscription: serde_json::Value = self
             .http
             .post(format!("{}/subscriptions", self.base))
-            .json(&serde_json::json!({ "answers": answers }))
+            .json(&serde_json::json!({ "answers": answers, "location": location }))
             .send()
             .await
             .expect("subscribe")
@@ -191,11 +202,18 @@ async fn a_relay_pushes_encrypted_v_and_cid_to_browsers_and_classifies_every_ans
     .await;
     let (_, throttled) = pair(&nas, "busy", Some(mock.subscribe(&[429], &key).await)).await;
     let (_, too_large) = pair(&nas, "small", Some(mock.subscribe(&[413], &key).await)).await;
+    // A push service that redirects the relay elsewhere (here: to another subscription).
+    let elsewhere = mock.subscribe(&[], &key).await;
+    let redirect = mock
+        .subscribe_redirecting(&[307], Some(&elsewhere.token), &key)
+        .await;
+    let (_, redirecting) = pair(&nas, "redirecting", Some(redirect)).await;
     let devices = [
         live.clone(),
         gone.clone(),
         throttled.clone(),
         too_large.clone(),
+        redirecting.clone(),
     ];
     let sent = nas
         .request_approval(&devices, &context("alice"), true, Duration::from_secs(60))
@@ -213,7 +231,8 @@ async fn a_relay_pushes_encrypted_v_and_cid_to_browsers_and_classifies_every_ans
             Delivery::Pushed,
             Delivery::Gone,
             Delivery::Pushed,
-            Delivery::Failed
+            Delivery::Failed,
+            Delivery::Failed,
         ],
         "{}",
         relay.log()
@@ -223,7 +242,12 @@ async fn a_relay_pushes_encrypted_v_and_cid_to_browsers_and_classifies_every_ans
     // exactly {v, cid}; TTL within the challenge's life, high urgency, the cid as topic.
     let received = mock.received().await;
     let expected = serde_json::json!({"v": 1, "cid": sent.cid.to_string()});
-    assert_eq!(received.len(), 5, "{received:#?}"); // the 429 was tried again
+    assert_eq!(received.len(), 6, "{received:#?}"); // the 429 was tried again
+    let elsewhere_id = elsewhere.token.rsplit('/').next().expect("id");
+    assert!(
+        received.iter().all(|push| push["id"] != elsewhere_id),
+        "the relay followed a redirect"
+    );
     for push in &received {
         assert_eq!(push["errors"], serde_json::json!([]), "{push}");
         let plaintext: serde_json::Value =
@@ -248,7 +272,12 @@ async fn a_relay_pushes_encrypted_v_and_cid_to_browsers_and_classifies_every_ans
         "not retried"
     );
     assert_eq!(statuses.iter().filter(|status| **status == 429).count(), 1);
-    // One VAPID token per origin, reused (one `exp` for all five pushes).
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 307).count(),
+        1,
+        "a redirect is not retried"
+    );
+    // One VAPID token per origin, reused (one `exp` for all six pushes).
     let expiries: std::collections::HashSet<u64> = received
         .iter()
         .map(|push| push["vapid"]["exp"].as_u64().expect("exp"))
@@ -281,7 +310,7 @@ async fn a_relay_pushes_encrypted_v_and_cid_to_browsers_and_classifies_every_ans
         })
     })
     .await;
-    for (result, count) in [("delivered", 2.0), ("gone", 1.0), ("failed", 1.0)] {
+    for (result, count) in [("delivered", 2.0), ("gone", 1.0), ("failed", 2.0)] {
         let series = format!(
             "approvd_push_total{{credential=\"webpush\",provider=\"webpush\",result=\"{result}\"}}"
         );
