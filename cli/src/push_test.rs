@@ -1,4 +1,5 @@
-//! `approvd push-test`: send one test push to a raw device token through the push credentials
+//! `approvd push-test`: send one test push to a raw device token (or a browser's Web Push
+//! subscription) through the push credentials
 //! the relay is configured with (the same flags, environment and config file as `serve`), and
 //! print which credential served it, the classified result and the time it took — the first
 //! check after configuring credentials.
@@ -15,6 +16,8 @@ use clap::{Args, ValueEnum};
 pub enum Provider {
     Apns,
     Fcm,
+    /// Web Push: give the browser's subscription with --subscription.
+    Webpush,
 }
 
 /// Send one test push to a device token through the configured credentials.
@@ -22,18 +25,24 @@ pub enum Provider {
 #[command(
     after_help = "Exit status: 0 delivered, 1 refused (gone or failed), 2 configuration error.\n\n\
 Examples:\n  approvd push-test --provider fcm --topic com.example.approve --token dQw4... --config /etc/approvd/relay.toml\n  \
-approvd push-test --provider apns --topic com.example.approve --token 00fe... --apns-key-file AuthKey.p8 --apns-key-id K --apns-team-id T --apns-topics com.example.approve"
+approvd push-test --provider apns --topic com.example.approve --token 00fe... --apns-key-file AuthKey.p8 --apns-key-id K --apns-team-id T --apns-topics com.example.approve\n  \
+approvd push-test --provider webpush --subscription \"$(cat subscription.json)\" --webpush-vapid-key-file vapid.pem --webpush-subject mailto:ops@example.com"
 )]
 pub struct PushTestArgs {
     /// The push service of the token.
     #[arg(long, value_enum)]
     pub provider: Provider,
-    /// The app: the APNs topic (bundle id) or the FCM app id, as the phone registers it.
-    #[arg(long)]
-    pub topic: String,
-    /// The device's push token.
-    #[arg(long)]
-    pub token: String,
+    /// The app: the APNs topic (bundle id) or the FCM app id, as the phone registers it (not
+    /// for webpush: the relay's own VAPID key is the topic).
+    #[arg(long, required_if_eq_any([("provider", "apns"), ("provider", "fcm")]))]
+    pub topic: Option<String>,
+    /// The device's push token (apns, fcm).
+    #[arg(long, required_if_eq_any([("provider", "apns"), ("provider", "fcm")]))]
+    pub token: Option<String>,
+    /// For webpush: the browser's PushSubscription as JSON
+    /// (`{"endpoint": …, "keys": {"p256dh": …, "auth": …}}`, what `JSON.stringify` prints).
+    #[arg(long, required_if_eq("provider", "webpush"), value_name = "JSON")]
+    pub subscription: Option<String>,
     /// Send a silent dismissal instead of a visible alert.
     #[arg(long)]
     pub dismiss: bool,
@@ -58,21 +67,18 @@ pub async fn run(args: PushTestArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let registration = PushRegistration {
-        provider: match args.provider {
-            Provider::Apns => PushProvider::Apns,
-            Provider::Fcm => PushProvider::Fcm,
-        },
-        token: args.token.trim().to_owned(),
-        topic: args.topic.clone(),
-        p256dh: None,
-        auth: None,
+    let registration = match registration(&args, &config) {
+        Ok(registration) => registration,
+        Err(message) => {
+            eprintln!("approvd push-test: {message}");
+            return ExitCode::from(2);
+        }
     };
+    let topic = registration.topic.clone();
     let Some((sender, credential)) = routes.sender(&registration) else {
         eprintln!(
-            "approvd push-test: no configured credential serves {} topic `{}`",
+            "approvd push-test: no configured credential serves {} topic `{topic}`",
             sender_name(args.provider),
-            args.topic
         );
         return ExitCode::from(2);
     };
@@ -93,7 +99,7 @@ pub async fn run(args: PushTestArgs) -> ExitCode {
         "sending a test {} to {} topic `{}` through credential `{credential}`…",
         if args.dismiss { "dismissal" } else { "alert" },
         sender.name(),
-        args.topic
+        topic
     );
     let started = Instant::now();
     let result = sender.send(&registration, &message).await;
@@ -132,6 +138,45 @@ fn sender_name(provider: Provider) -> &'static str {
     match provider {
         Provider::Apns => "APNs",
         Provider::Fcm => "FCM",
+        Provider::Webpush => "Web Push",
+    }
+}
+
+/// The registration to push to: a token and topic, or a browser's subscription under the
+/// relay's own VAPID key.
+fn registration(args: &PushTestArgs, config: &Config) -> Result<PushRegistration, String> {
+    let native = |provider| PushRegistration {
+        provider,
+        token: args.token.as_deref().unwrap_or_default().trim().to_owned(),
+        topic: args.topic.clone().unwrap_or_default(),
+        p256dh: None,
+        auth: None,
+    };
+    match args.provider {
+        Provider::Apns => Ok(native(PushProvider::Apns)),
+        Provider::Fcm => Ok(native(PushProvider::Fcm)),
+        Provider::Webpush => {
+            let identity = approvd_relay::server::webpush_identity(&config.push)
+                .map_err(|error| error.to_string())?
+                .ok_or("Web Push needs --webpush-vapid-key-file and --webpush-subject")?;
+            let text = args.subscription.as_deref().unwrap_or_default();
+            let subscription: serde_json::Value = serde_json::from_str(text)
+                .map_err(|error| format!("--subscription is not JSON: {error}"))?;
+            let field = |pointer: &str| {
+                subscription
+                    .pointer(pointer)
+                    .and_then(|value| value.as_str())
+                    .map(str::to_owned)
+                    .ok_or(format!("--subscription has no `{pointer}`"))
+            };
+            Ok(PushRegistration {
+                provider: PushProvider::Webpush,
+                token: field("/endpoint")?,
+                topic: identity.public_key,
+                p256dh: Some(field("/keys/p256dh")?),
+                auth: Some(field("/keys/auth")?),
+            })
+        }
     }
 }
 

@@ -319,6 +319,55 @@ async fn a_relay_pushes_encrypted_v_and_cid_to_browsers_and_classifies_every_ans
             "{series}"
         );
     }
+
+    // `push-test` through the same options: the operator's first check of a Web Push setup.
+    let checked = mock.subscribe(&[], &key).await;
+    let subscription = serde_json::json!({
+        "endpoint": checked.token,
+        "keys": {"p256dh": checked.p256dh, "auth": checked.auth},
+    })
+    .to_string();
+    let output = Command::new(approvd_tests::approvd_binary())
+        .args([
+            "push-test",
+            "--provider",
+            "webpush",
+            "--subscription",
+            &subscription,
+            "--webpush-vapid-key-file",
+            &vapid_key(&dir),
+            "--webpush-subject",
+            "mailto:ops@example.com",
+            "--webpush-ca-file",
+            &pki.ca.display().to_string(),
+            "--webpush-allowed-hosts",
+            "localhost",
+            "--webpush-allow-private",
+            "true",
+        ])
+        .env_remove("APPROVD_CONFIG")
+        .output()
+        .expect("push-test");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains("webpush") && said.contains("delivered"),
+        "{said}"
+    );
+    let checked_id = checked.token.rsplit('/').next().expect("id");
+    assert_eq!(
+        mock.received()
+            .await
+            .iter()
+            .filter(|push| push["id"] == checked_id && push["errors"] == serde_json::json!([]))
+            .count(),
+        1
+    );
+
     let log = relay.log();
     let endpoint_path = format!("{}/push/", mock.base);
     let leaked: Vec<&str> = log
