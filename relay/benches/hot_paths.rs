@@ -1,6 +1,8 @@
 //! The relay's own hot paths besides signature checks: push handles (minted at pairing,
-//! opened for every target of every challenge) and the memory store's challenge lifecycle
-//! (create with an inbox entry, then the first verdict). `cargo bench -p approvd-relay`.
+//! opened for every target of every challenge), the memory store's challenge lifecycle
+//! (create with an inbox entry, then the first verdict), and what a Web Push costs beyond an
+//! FCM push (the message body; for Web Push its RFC 8291 encryption: one P-256 ECDH, two
+//! HKDFs, AES-128-GCM; and the cached VAPID header). `cargo bench -p approvd-relay`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -95,5 +97,57 @@ fn memory_store(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, handles, memory_store);
+fn push_bodies(c: &mut Criterion) {
+    use approvd_relay::push::webpush::{self, EndpointPolicy, Subscription, Vapid};
+    use approvd_relay::push::{PushKind, PushMessage};
+    let message = PushMessage {
+        cid: Cid::random(),
+        expires: NOW + 60,
+        kind: PushKind::Alert,
+    };
+    let fcm = PushRegistration {
+        provider: PushProvider::Fcm,
+        token: "f".repeat(152),
+        topic: "com.example.approve".to_owned(),
+        p256dh: None,
+        auth: None,
+    };
+    c.bench_function("fcm: message body", |b| {
+        b.iter(|| approvd_relay::push::fcm::FcmSender::message_body(&fcm, &message, NOW))
+    });
+    let browser = p256::SecretKey::from_slice(&[9; 32]).expect("key");
+    let p256dh = {
+        use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+        approvd_proto::ids::encode_b64(browser.public_key().to_encoded_point(false).as_bytes())
+    };
+    let subscription = Subscription::parse(
+        "https://fcm.googleapis.com/fcm/send/abc:def",
+        &p256dh,
+        &approvd_proto::ids::encode_b64(&[1; 16]),
+        &EndpointPolicy::default(),
+    )
+    .expect("subscription");
+    let plaintext = message.data().to_string();
+    c.bench_function(
+        "web push: encrypt one push (ECDH, HKDF, AES-128-GCM)",
+        |b| b.iter(|| webpush::encrypt(black_box(plaintext.as_bytes()), &subscription)),
+    );
+    let vapid = {
+        use p256::pkcs8::EncodePrivateKey as _;
+        let pem = p256::SecretKey::from_slice(&[7; 32])
+            .expect("key")
+            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+            .expect("pem");
+        Vapid::from_pem(pem.as_bytes(), "mailto:ops@example.com").expect("vapid")
+    };
+    c.bench_function("web push: VAPID header (cached token)", |b| {
+        b.iter(|| {
+            vapid
+                .authorization("https://fcm.googleapis.com", NOW)
+                .expect("header")
+        })
+    });
+}
+
+criterion_group!(benches, handles, memory_store, push_bodies);
 criterion_main!(benches);
