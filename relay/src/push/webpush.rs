@@ -23,6 +23,9 @@ pub const MAX_PLAINTEXT: usize = RECORD_SIZE as usize - 16 - 1;
 pub const VAPID_LIFETIME_SECS: u64 = 12 * 3600;
 /// A cached VAPID token is replaced this long before it expires.
 const VAPID_RENEW_BEFORE_SECS: u64 = 3600;
+/// Most push-service origins with a cached VAPID token (an allow-list pattern such as
+/// `*.notify.windows.com` covers many hosts); past it the cache starts over.
+const MAX_CACHED_ORIGINS: usize = 1024;
 
 /// Why a subscription or an endpoint is refused (at registration, never at push time).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -227,8 +230,12 @@ impl Vapid {
                 header.typ = Some("JWT".to_owned());
                 let token = jsonwebtoken::encode(&header, &claims, &self.key)
                     .map_err(|error| format!("cannot sign the VAPID token: {error}"))?;
-                // Bounded: one entry per allowed push-service origin, and stale ones go.
+                // Bounded: one entry per allowed push-service origin, stale ones go, and
+                // never more than MAX_CACHED_ORIGINS.
                 tokens.retain(|_, (_, exp)| *exp > now);
+                if tokens.len() >= MAX_CACHED_ORIGINS {
+                    tokens.clear();
+                }
                 tokens.insert(origin.to_owned(), (token.clone(), exp));
                 token
             }
