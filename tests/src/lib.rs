@@ -265,6 +265,15 @@ pub fn push_registration() -> PushRegistration {
     }
 }
 
+/// What the relay reported for each target of a sent challenge, in target order.
+pub fn deliveries(sent: &approvd_client::SentChallenge) -> Vec<approvd_proto::wire::Delivery> {
+    sent.report
+        .deliveries
+        .iter()
+        .map(|entry| entry.delivery)
+        .collect()
+}
+
 /// Ask `device` (alone) to approve a 60-second login of `user`, without number matching.
 pub async fn request_one(
     nas: &Nas,

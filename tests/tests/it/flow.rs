@@ -26,12 +26,7 @@ async fn pair_challenge_inbox_verdict_round_trip() {
         )
         .await
         .expect("challenge");
-    let deliveries: Vec<Delivery> = sent
-        .report
-        .deliveries
-        .iter()
-        .map(|entry| entry.delivery)
-        .collect();
+    let deliveries = approvd_tests::deliveries(&sent);
     assert_eq!(deliveries, vec![Delivery::Logged, Delivery::InboxOnly]);
 
     let received = phone.inbox(WAIT).await.expect("inbox");

@@ -123,12 +123,7 @@ async fn a_self_hosted_relay_pushes_through_its_upstream_and_learns_dead_tokens(
         .request_approval(&devices, &login, false, Duration::from_secs(60))
         .await
         .expect("challenge");
-    let deliveries: Vec<Delivery> = sent
-        .report
-        .deliveries
-        .iter()
-        .map(|entry| entry.delivery)
-        .collect();
+    let deliveries = approvd_tests::deliveries(&sent);
     assert_eq!(
         deliveries,
         vec![Delivery::Pushed, Delivery::Gone, Delivery::Failed],

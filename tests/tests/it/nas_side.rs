@@ -1258,36 +1258,22 @@ async fn i9_an_account_can_require_user_verified_approvals() {
         RequestStatus::Invalid { .. }
     ));
     drop(agent_process);
-    let shown = std::process::Command::new(approvd_binary())
-        .args([
-            "nas",
-            "policy",
-            "--home",
-            path.to_str().expect("utf-8"),
-            "--user",
-            "alice",
-        ])
-        .output()
-        .expect("policy");
-    let said = String::from_utf8_lossy(&shown.stdout);
+    let policy = |extra: &[&str]| {
+        let output = std::process::Command::new(approvd_binary())
+            .args(["nas", "policy", "--home"])
+            .arg(&path)
+            .args(["--user", "alice"])
+            .args(extra)
+            .output()
+            .expect("policy");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let said = policy(&[]);
     assert!(
         said.contains("alice: approvals require user verification"),
         "{said}"
     );
-    let lifted = std::process::Command::new(approvd_binary())
-        .args([
-            "nas",
-            "policy",
-            "--home",
-            path.to_str().expect("utf-8"),
-            "--user",
-            "alice",
-            "--require-user-verification",
-            "false",
-        ])
-        .output()
-        .expect("policy");
-    assert!(String::from_utf8_lossy(&lifted.stdout).contains("do not require"));
+    assert!(policy(&["--require-user-verification", "false"]).contains("do not require"));
     assert!(NasHome::open(&path)
         .expect("home")
         .state()

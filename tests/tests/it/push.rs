@@ -120,12 +120,7 @@ async fn pushes_carry_nothing_but_v_and_cid_and_dead_tokens_reach_the_nas() {
         .request_approval(&devices, &login, false, Duration::from_secs(60))
         .await
         .expect("challenge");
-    let deliveries: Vec<Delivery> = sent
-        .report
-        .deliveries
-        .iter()
-        .map(|entry| entry.delivery)
-        .collect();
+    let deliveries = approvd_tests::deliveries(&sent);
     assert_eq!(
         deliveries,
         vec![Delivery::Pushed, Delivery::Gone, Delivery::Failed]

@@ -307,12 +307,7 @@ async fn push_bombing_is_rate_limited_per_device() {
         .request_approval(&[device.clone(), fresh], &context("x"), false, MINUTE)
         .await
         .expect("partly allowed");
-    let deliveries: Vec<Delivery> = sent
-        .report
-        .deliveries
-        .iter()
-        .map(|entry| entry.delivery)
-        .collect();
+    let deliveries = approvd_tests::deliveries(&sent);
     assert_eq!(deliveries, vec![Delivery::RateLimited, Delivery::InboxOnly]);
     // The limit holds over HTTP with Retry-After.
     let (request, _) = nas

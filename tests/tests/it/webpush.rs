@@ -219,12 +219,7 @@ async fn a_relay_pushes_encrypted_v_and_cid_to_browsers_and_classifies_every_ans
         .request_approval(&devices, &context("alice"), true, Duration::from_secs(60))
         .await
         .expect("challenge");
-    let deliveries: Vec<Delivery> = sent
-        .report
-        .deliveries
-        .iter()
-        .map(|entry| entry.delivery)
-        .collect();
+    let deliveries = approvd_tests::deliveries(&sent);
     assert_eq!(
         deliveries,
         vec![
