@@ -265,6 +265,23 @@ pub fn push_registration() -> PushRegistration {
     }
 }
 
+/// Assert that the relay told the NAS, through its mailbox, that `gone`'s push token or
+/// subscription is dead (a `push_gone` notice), within 5 s.
+pub async fn assert_push_gone_reaches_the_nas(
+    nas: &Nas,
+    devices: &[approvd_client::PairedDevice],
+    gone: approvd_proto::DeviceId,
+) {
+    let events = nas
+        .drain_mailbox(devices, Duration::from_secs(5))
+        .await
+        .expect("mailbox");
+    assert!(
+        events.contains(&approvd_client::MailboxEvent::PushGone { device_id: gone }),
+        "{events:?}"
+    );
+}
+
 /// What the relay reported for each target of a sent challenge, in target order.
 pub fn deliveries(sent: &approvd_client::SentChallenge) -> Vec<approvd_proto::wire::Delivery> {
     sent.report

@@ -9,7 +9,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use approvd_client::MailboxEvent;
 use approvd_proto::wire::{Delivery, Problem};
 use approvd_tests::{approvd_binary, context, ed25519_pems, pair, RelayProcess, TempDir};
 
@@ -148,16 +147,7 @@ async fn a_self_hosted_relay_pushes_through_its_upstream_and_learns_dead_tokens(
     let received = phone.inbox(Duration::from_secs(5)).await.expect("inbox");
     assert_eq!(received[0].context.user, "alice-forwarded");
     // The dead token, learned upstream, reaches the downstream NAS's mailbox.
-    let events = nas
-        .drain_mailbox(&devices, Duration::from_secs(5))
-        .await
-        .expect("mailbox");
-    assert!(
-        events.contains(&MailboxEvent::PushGone {
-            device_id: dead_device.device_id
-        }),
-        "{events:?}"
-    );
+    approvd_tests::assert_push_gone_reaches_the_nas(&nas, &devices, dead_device.device_id).await;
     // Both relays count what happened, each under its own credential.
     for (relay, series, count) in [
         (

@@ -7,7 +7,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use approvd_client::MailboxEvent;
 use approvd_proto::wire::{Delivery, PushProvider, PushRegistration};
 use approvd_tests::{approvd_binary, context, eventually, pair, RelayProcess, TempDir};
 use wiremock::matchers::{body_string_contains, method, path};
@@ -169,16 +168,7 @@ async fn pushes_carry_nothing_but_v_and_cid_and_dead_tokens_reach_the_nas() {
         assert!(!log.contains(secret.as_str()), "relay log leaks {secret}");
     }
     // The dead token reaches the NAS through its mailbox too.
-    let events = nas
-        .drain_mailbox(&devices, Duration::from_secs(5))
-        .await
-        .expect("mailbox");
-    assert!(
-        events.contains(&MailboxEvent::PushGone {
-            device_id: dead_device.device_id
-        }),
-        "{events:?}"
-    );
+    approvd_tests::assert_push_gone_reaches_the_nas(&nas, &devices, dead_device.device_id).await;
     // The app without credentials raised the configuration alarm.
     assert_eq!(
         relay

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use approvd_client::MailboxEvent;
 use approvd_proto::wire::{Delivery, PushProvider, PushRegistration};
 use approvd_tests::tls::TestPki;
 use approvd_tests::{context, pair, RelayProcess, TempDir};
@@ -280,16 +279,7 @@ async fn a_relay_pushes_encrypted_v_and_cid_to_browsers_and_classifies_every_ans
     assert_eq!(expiries.len(), 1, "{expiries:?}");
 
     // The dead subscription reaches the NAS as for APNs and FCM; the live one shows.
-    let events = nas
-        .drain_mailbox(&devices, Duration::from_secs(5))
-        .await
-        .expect("mailbox");
-    assert!(
-        events.contains(&MailboxEvent::PushGone {
-            device_id: gone.device_id
-        }),
-        "{events:?}"
-    );
+    approvd_tests::assert_push_gone_reaches_the_nas(&nas, &devices, gone.device_id).await;
     let shown = approvd_tests::only_request(&phone, Duration::from_secs(5)).await;
     assert_eq!(shown.entry.cid, sent.cid);
 
