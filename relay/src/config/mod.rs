@@ -809,6 +809,51 @@ mod tests {
         );
     }
 
+    /// The documented default allow-list is the one the relay uses, and Web Push options come
+    /// in pairs.
+    #[test]
+    fn web_push_defaults_to_the_public_push_services_and_needs_key_and_subject() {
+        let config = Config::load(
+            &args(&[
+                ("webpush_vapid_key_file", "vapid.pem"),
+                ("webpush_subject", "mailto:ops@example.com"),
+            ]),
+            &env(&[]),
+            None,
+        )
+        .expect("config");
+        let webpush = config.push.webpush.expect("web push");
+        assert_eq!(
+            webpush.allowed_hosts,
+            crate::push::webpush::EndpointPolicy::default().allowed_hosts
+        );
+        assert!(!webpush.allow_private);
+        for (given, error) in [
+            (
+                vec![("webpush_subject", "mailto:ops@example.com")],
+                "--webpush-subject",
+            ),
+            (
+                vec![("webpush_vapid_key_file", "vapid.pem")],
+                "--webpush-vapid-key-file: needs --webpush-subject",
+            ),
+            (
+                vec![
+                    ("webpush_vapid_key_file", "vapid.pem"),
+                    ("webpush_subject", "ops@example.com"),
+                ],
+                "--webpush-subject: must be a mailto: or https: URL",
+            ),
+            (
+                vec![("webpush_allowed_hosts", "push.example, 10.0.0.1")],
+                "--webpush-allowed-hosts",
+            ),
+        ] {
+            let refused = Config::load(&args(&given), &env(&[]), None).expect_err(error);
+            assert!(refused.to_string().starts_with(error), "{refused}");
+        }
+    }
+
     /// L5 (issue 27): an empty key file option is an error, not "admission off".
     #[test]
     fn an_empty_security_option_is_an_error_not_off() {

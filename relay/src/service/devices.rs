@@ -67,8 +67,9 @@ pub async fn refresh_push(
     request: &RefreshPushRequest,
 ) -> Result<HandleIssued, Error> {
     let current = own_handle(deps, &request.push_handle, device_id)?;
-    super::check_registration(deps, request.push.as_ref()).await?;
+    // The budget first: a registration check may resolve a host name.
     deps.take(&Bucket::DeviceRefreshes(device_id)).await?;
+    super::check_registration(deps, request.push.as_ref()).await?;
     let push_handle = deps.handles.mint(&HandleContents {
         push: request.push.clone(),
         minted_at: deps.clock.now(),
