@@ -285,7 +285,7 @@ impl RevokedTokens {
         };
         if state.checked.elapsed() >= RECHECK {
             state.checked = Instant::now();
-            let modified = file_version(&self.path);
+            let modified = crate::config::file_version(&self.path);
             if modified.is_none() || modified != state.modified {
                 match read_revoked(&self.path) {
                     Ok((ids, modified)) => {
@@ -309,16 +309,10 @@ impl RevokedTokens {
     }
 }
 
-/// A file's modification time and length (`None`: it cannot be looked at).
-fn file_version(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
-}
-
 type RevokedList = (HashSet<String>, Option<(SystemTime, u64)>);
 
 fn read_revoked(path: &Path) -> Result<RevokedList, String> {
-    let modified = file_version(path);
+    let modified = crate::config::file_version(path);
     let text =
         std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
     let mut ids = HashSet::new();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use approvd_proto::wire::PushRegistration;
 use serde::Deserialize;
 
-use super::retry::{Attempt, RetryPolicy};
+use super::retry::{retry_after, Attempt, RetryPolicy};
 use super::{PushKind, PushMessage, PushResult, PushSender};
 
 /// The OAuth scope FCM sends need.
@@ -322,15 +322,6 @@ fn retry(after: Option<Duration>, reason: String) -> Attempt {
 
 fn failed(reason: String, alarm: bool) -> Attempt {
     Attempt::Done(PushResult::Failed { reason, alarm })
-}
-
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get("retry-after")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
 }
 
 #[async_trait::async_trait]

@@ -84,6 +84,25 @@ impl PushResult {
     }
 }
 
+/// A provider client's error with its causes but without the URL: the URL is long and
+/// repeated, and for Web Push it is the endpoint, a capability to push to that browser.
+pub(crate) fn describe_http_error(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    }
+    .to_owned();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
 /// One push provider.
 #[async_trait::async_trait]
 pub trait PushSender: Send + Sync + std::fmt::Debug {

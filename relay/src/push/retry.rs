@@ -19,6 +19,17 @@ pub enum Attempt {
     },
 }
 
+/// A provider answer's `Retry-After` in seconds (the HTTP-date form is not used by APNs, FCM
+/// or the push services).
+pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 /// Bounded retries with backoff.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {

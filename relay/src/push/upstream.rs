@@ -72,7 +72,7 @@ pub enum TokenSource {
 impl TokenSource {
     /// Read the token file now (an unreadable file or a non-JWT is an error, at startup).
     pub fn file(path: PathBuf) -> Result<Self, UpstreamError> {
-        let version = file_version(&path);
+        let version = crate::config::file_version(&path);
         let token = read_token(&path)?;
         log_expiry(&token);
         Ok(Self::File {
@@ -100,7 +100,7 @@ impl TokenSource {
                 let Ok(mut current) = current.lock() else {
                     return String::new();
                 };
-                let version = file_version(path);
+                let version = crate::config::file_version(path);
                 if version.is_some() && version != current.0 {
                     match read_token(path) {
                         Ok(token) => {
@@ -119,11 +119,6 @@ impl TokenSource {
             }
         }
     }
-}
-
-fn file_version(path: &std::path::Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
 }
 
 fn read_token(path: &std::path::Path) -> Result<String, UpstreamError> {
@@ -286,14 +281,20 @@ impl UpstreamSender {
             .body(body)
             .send()
             .await
-            .map_err(|error| failed(format!("upstream relay: {}", without_url(&error)), false))?;
+            .map_err(|error| {
+                failed(
+                    format!("upstream relay: {}", super::describe_http_error(&error)),
+                    false,
+                )
+            })?;
         let status = response.status();
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|error| failed(format!("upstream relay: {}", without_url(&error)), false))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|error| {
+            failed(
+                format!("upstream relay: {}", super::describe_http_error(&error)),
+                false,
+            )
+        })? {
             if body.len() + chunk.len() > MAX_ANSWER {
                 return Err(failed("upstream relay: answer too long".to_owned(), false));
             }
@@ -332,24 +333,6 @@ impl UpstreamSender {
             ForwardResult::FailedConfig => failed(upstream(answer.reason), true),
         })
     }
-}
-
-/// A client error's text without its URL (which is not secret, but long and repeated).
-fn without_url(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    let mut text = kind.to_owned();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 #[async_trait::async_trait]

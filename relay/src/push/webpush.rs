@@ -532,17 +532,12 @@ impl WebPushSender {
             Err(error) => {
                 return Attempt::Retry {
                     after: None,
-                    reason: format!("push service: {}", describe(&error)),
+                    reason: format!("push service: {}", super::describe_http_error(&error)),
                 }
             }
         };
         let status = response.status().as_u16();
-        let after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(std::time::Duration::from_secs);
+        let after = super::retry::retry_after(&response);
         // Read (and drop) at most MAX_ANSWER bytes of the answer.
         let mut read = 0;
         while let Ok(Some(chunk)) = response.chunk().await {
@@ -553,23 +548,6 @@ impl WebPushSender {
         }
         classify(status, after)
     }
-}
-
-/// A client error with its causes, without the URL (the endpoint is a capability).
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = if error.is_timeout() {
-        "timed out".to_owned()
-    } else if error.is_connect() {
-        "could not connect".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 /// A push service's answer → what to do (RFC 8030 §5, RFC 8292 §4; one table).
