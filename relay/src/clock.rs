@@ -4,7 +4,8 @@
 //! directly: a JWT's `iat`/`exp` for FCM, a forwarded push's remaining lifetime, the retry
 //! deadline, a wakeup's write stamp for the latency metric. Those read the real clock on
 //! purpose (a provider or another replica compares them with its own), and their tests set
-//! deadlines in the message instead. Durations and timeouts use `tokio::time`.
+//! deadlines in the message instead. Durations and timeouts use `tokio::time`. Also a file's
+//! modification stamp ([`file_version`]), how files read again while running notice a change.
 
 /// A source of unix time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -43,4 +44,12 @@ pub fn system_now_us() -> u64 {
 /// Unix seconds from the system clock.
 pub fn system_now() -> u64 {
     system_now_us() / 1_000_000
+}
+
+/// A file's modification time and length (`None`: it cannot be looked at): how the files the
+/// relay reads again while running (the revocation list, the forwarding token) notice a change.
+/// Here, at the bottom layer, so that both `push` and `http` may use it.
+pub fn file_version(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }

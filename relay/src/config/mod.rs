@@ -230,13 +230,6 @@ pub struct LogConfig {
 }
 
 /// A refusal naming the flag to fix.
-/// A file's modification time and length (`None`: it cannot be looked at): how the files the
-/// relay reads again while running (the revocation list, the forwarding token) notice a change.
-pub fn file_version(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
-}
-
 fn invalid<T>(flag: &str, message: &str) -> Result<T, ConfigError> {
     Err(ConfigError::Invalid {
         source_name: format!("--{flag}"),

@@ -285,7 +285,7 @@ impl RevokedTokens {
         };
         if state.checked.elapsed() >= RECHECK {
             state.checked = Instant::now();
-            let modified = crate::config::file_version(&self.path);
+            let modified = crate::clock::file_version(&self.path);
             if modified.is_none() || modified != state.modified {
                 match read_revoked(&self.path) {
                     Ok((ids, modified)) => {
@@ -312,7 +312,7 @@ impl RevokedTokens {
 type RevokedList = (HashSet<String>, Option<(SystemTime, u64)>);
 
 fn read_revoked(path: &Path) -> Result<RevokedList, String> {
-    let modified = crate::config::file_version(path);
+    let modified = crate::clock::file_version(path);
     let text =
         std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
     let mut ids = HashSet::new();

@@ -72,7 +72,7 @@ pub enum TokenSource {
 impl TokenSource {
     /// Read the token file now (an unreadable file or a non-JWT is an error, at startup).
     pub fn file(path: PathBuf) -> Result<Self, UpstreamError> {
-        let version = crate::config::file_version(&path);
+        let version = crate::clock::file_version(&path);
         let token = read_token(&path)?;
         log_expiry(&token);
         Ok(Self::File {
@@ -100,7 +100,7 @@ impl TokenSource {
                 let Ok(mut current) = current.lock() else {
                     return String::new();
                 };
-                let version = crate::config::file_version(path);
+                let version = crate::clock::file_version(path);
                 if version.is_some() && version != current.0 {
                     match read_token(path) {
                         Ok(token) => {
